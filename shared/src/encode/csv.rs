@@ -1,0 +1,262 @@
+//! CSV files from a configured column mapping (column ← JSON pointer), lineage columns appended.
+//!
+//! Quoting follows what Snowflake's CSV parser needs with `FIELD_OPTIONALLY_ENCLOSED_BY = '"'`:
+//! a field is quoted when it holds a delimiter, a quote, a line break, a backslash (an escape
+//! character in unquoted fields), surrounding spaces, or is empty; SQL NULL is an unquoted `\N`.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, Env};
+use crate::payload::{value_text, JsonPointer, Payload};
+use crate::record::RecordMeta;
+
+/// The lineage columns appended after the mapped ones, in file order.
+pub const LINEAGE_COLUMNS: [&str; 7] =
+    ["stream", "shard_id", "sequence_number", "partition_key", "arrival_time", "source_file", "source_row"];
+
+/// One mapped column.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CsvColumn {
+    pub name: String,
+    #[serde(alias = "pointer")]
+    pub path: JsonPointer,
+    /// A record without this field is quarantined instead of written with a NULL.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The mapped columns of one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvMapping {
+    pub columns: Vec<CsvColumn>,
+}
+
+/// Why a record cannot become a CSV row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("required field {path} for column {column} is missing or null")]
+pub struct MissingField {
+    pub column: String,
+    pub path: String,
+}
+
+impl CsvMapping {
+    pub fn new(columns: Vec<CsvColumn>) -> Result<Self, String> {
+        if columns.is_empty() {
+            return Err("needs at least one column".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &columns {
+            let lower = c.name.to_ascii_lowercase();
+            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                return Err(format!("column name {:?} must be letters, digits and underscores", c.name));
+            }
+            if LINEAGE_COLUMNS.contains(&lower.as_str()) {
+                return Err(format!("column name {:?} is reserved for lineage", c.name));
+            }
+            if !seen.insert(lower) {
+                return Err(format!("column {:?} appears twice", c.name));
+            }
+        }
+        Ok(Self { columns })
+    }
+
+    /// The header line: mapped columns then lineage columns.
+    pub fn push_header(&self, out: &mut Vec<u8>) {
+        let names = self.columns.iter().map(|c| c.name.as_str()).chain(LINEAGE_COLUMNS);
+        for (i, name) in names.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.push(b'\n');
+    }
+
+    /// Checks the fields marked required before any row is numbered.
+    pub fn check(&self, payload: &Payload<'_>) -> Result<(), MissingField> {
+        for c in self.columns.iter().filter(|c| c.required) {
+            if payload.pointer(&c.path).and_then(value_text).is_none() {
+                return Err(MissingField { column: c.name.clone(), path: c.path.to_string() });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn push_row(&self, out: &mut Vec<u8>, payload: &Payload<'_>, meta: &RecordMeta<'_>, file: &str, row: u64) {
+        for c in &self.columns {
+            push_field(out, payload.pointer(&c.path).and_then(value_text).as_deref());
+            out.push(b',');
+        }
+        push_field(out, Some(&meta.stream));
+        out.push(b',');
+        push_field(out, Some(&meta.shard_id));
+        out.push(b',');
+        push_field(out, Some(&meta.sequence_number));
+        out.push(b',');
+        push_field(out, Some(&meta.partition_key));
+        out.push(b',');
+        push_field(out, Some(&meta.arrival_rfc3339()));
+        out.push(b',');
+        push_field(out, Some(file));
+        out.push(b',');
+        out.extend_from_slice(row.to_string().as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// Per-table CSV mappings from `CSV_COLUMNS`: a JSON array (every table) or an object of
+/// table → array.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CsvMappings {
+    all: Option<CsvMapping>,
+    by_table: HashMap<String, CsvMapping>,
+}
+
+impl CsvMappings {
+    pub fn from_env(env: &Env<'_>, tables: &[&str]) -> Result<Self, ConfigError> {
+        const VAR: &str = "CSV_COLUMNS";
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            All(Vec<CsvColumn>),
+            ByTable(HashMap<String, Vec<CsvColumn>>),
+        }
+        let raw: Raw = env
+            .json_optional(VAR)?
+            .ok_or_else(|| ConfigError::new(VAR, "is required when FORMAT=csv"))?;
+        let mappings = match raw {
+            Raw::All(cols) => CsvMappings { all: Some(CsvMapping::new(cols).map_err(|e| ConfigError::new(VAR, e))?), by_table: HashMap::new() },
+            Raw::ByTable(map) => {
+                let mut by_table = HashMap::new();
+                for (table, cols) in map {
+                    let mapping = CsvMapping::new(cols).map_err(|e| ConfigError::new(VAR, format!("{table}: {e}")))?;
+                    by_table.insert(table, mapping);
+                }
+                CsvMappings { all: None, by_table }
+            }
+        };
+        if let Some(missing) = tables.iter().find(|t| mappings.get(t).is_none()) {
+            return Err(ConfigError::new(VAR, format!("has no columns for table {missing:?}")));
+        }
+        Ok(mappings)
+    }
+
+    pub fn single(mapping: CsvMapping) -> Self {
+        Self { all: Some(mapping), by_table: HashMap::new() }
+    }
+
+    pub fn get(&self, table: &str) -> Option<&CsvMapping> {
+        self.by_table.get(table).or(self.all.as_ref())
+    }
+}
+
+/// Appends one field, quoted when it needs to be.
+pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
+    let Some(value) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    let bytes = value.as_bytes();
+    let needs_quotes = bytes.is_empty()
+        || bytes.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'))
+        || bytes[0] == b' '
+        || bytes[bytes.len() - 1] == b' ';
+    if !needs_quotes {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.push(b'"');
+    for chunk in bytes.split_inclusive(|b| *b == b'"') {
+        out.extend_from_slice(chunk);
+        if chunk.last() == Some(&b'"') {
+            out.push(b'"');
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn field(v: Option<&str>) -> String {
+        let mut out = Vec::new();
+        push_field(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn quoting_edge_cases() {
+        assert_eq!(field(Some("plain")), "plain");
+        assert_eq!(field(Some("a,b")), "\"a,b\"");
+        assert_eq!(field(Some("say \"hi\"")), "\"say \"\"hi\"\"\"");
+        assert_eq!(field(Some("two\nlines\r\n")), "\"two\nlines\r\n\"");
+        assert_eq!(field(Some("C:\\temp")), "\"C:\\temp\"");
+        assert_eq!(field(Some(" padded ")), "\" padded \"");
+        assert_eq!(field(Some("")), "\"\"");
+        assert_eq!(field(Some("ünïcödé ✓ 温度")), "ünïcödé ✓ 温度");
+        assert_eq!(field(Some("\"")), "\"\"\"\"");
+        assert_eq!(field(None), "\\N");
+    }
+
+    fn mapping() -> CsvMapping {
+        let cols: Vec<CsvColumn> = serde_json::from_str(
+            r#"[{"name":"sensorid","path":"/sensorId","required":true},{"name":"temp","path":"currentTemperature"},{"name":"note","path":"/meta/note"}]"#,
+        )
+        .unwrap();
+        CsvMapping::new(cols).unwrap()
+    }
+
+    #[test]
+    fn rows_follow_the_mapping_with_lineage() {
+        let m = mapping();
+        let mut out = Vec::new();
+        m.push_header(&mut out);
+        let p = Payload::parse(br#"{"sensorId":6,"currentTemperature":64.5,"meta":{"note":"hot, \"very\""}}"#).unwrap();
+        let meta = RecordMeta {
+            stream: Cow::Borrowed("s"),
+            shard_id: Cow::Borrowed("shardId-1"),
+            sequence_number: Cow::Borrowed("7"),
+            partition_key: Cow::Borrowed("6"),
+            arrival_ms: 0,
+        };
+        m.push_row(&mut out, &p, &meta, "raw/t/f.csv.gz", 1);
+        let p2 = Payload::parse(br#"{"sensorId":"x"}"#).unwrap();
+        m.push_row(&mut out, &p2, &meta, "raw/t/f.csv.gz", 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "sensorid,temp,note,stream,shard_id,sequence_number,partition_key,arrival_time,source_file,source_row\n\
+             6,64.5,\"hot, \"\"very\"\"\",s,shardId-1,7,6,1970-01-01T00:00:00.000Z,raw/t/f.csv.gz,1\n\
+             x,\\N,\\N,s,shardId-1,7,6,1970-01-01T00:00:00.000Z,raw/t/f.csv.gz,2\n"
+        );
+    }
+
+    #[test]
+    fn required_fields_are_checked() {
+        let m = mapping();
+        assert!(m.check(&Payload::parse(br#"{"sensorId":1}"#).unwrap()).is_ok());
+        let err = m.check(&Payload::parse(br#"{"sensorId":null}"#).unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "required field /sensorId for column sensorid is missing or null");
+    }
+
+    #[test]
+    fn mapping_validation() {
+        let col = |n: &str| CsvColumn { name: n.into(), path: "/a".parse().unwrap(), required: false };
+        assert!(CsvMapping::new(vec![]).is_err());
+        assert!(CsvMapping::new(vec![col("a"), col("A")]).is_err());
+        assert!(CsvMapping::new(vec![col("source_row")]).is_err());
+        assert!(CsvMapping::new(vec![col("a b")]).is_err());
+    }
+
+    #[test]
+    fn mappings_per_table_from_env() {
+        let vars = [("CSV_COLUMNS", r#"{"orders":[{"name":"id","path":"/order/id"}]}"#)];
+        let env = Env::new(&vars);
+        let m = CsvMappings::from_env(&env, &["orders"]).unwrap();
+        assert_eq!(m.get("orders").unwrap().columns[0].name, "id");
+        assert_eq!(CsvMappings::from_env(&env, &["orders", "clicks"]).unwrap_err().var, "CSV_COLUMNS");
+    }
+}

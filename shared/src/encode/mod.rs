@@ -1,0 +1,198 @@
+//! File encodings of the raw zone: NDJSON or CSV, compressed with gzip, zstd or nothing.
+//!
+//! Every line carries its lineage (stream, shard, sequence number, partition key, arrival time,
+//! object key and row number), so the COPY that loads a file never depends on `METADATA$`
+//! columns and the rows can always be traced back to the Kinesis record.
+
+pub mod csv;
+pub mod ndjson;
+
+use std::io::{self, Write};
+
+use crate::config::{ConfigError, Env};
+
+/// The text format of a raw-zone file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Ndjson => "ndjson",
+            Format::Csv => "csv",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        match env.optional("FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("ndjson") | Some("json") => Ok(Format::Ndjson),
+            Some("csv") => Ok(Format::Csv),
+            Some(other) => Err(ConfigError::new("FORMAT", format!("expected ndjson or csv, got {other:?}"))),
+        }
+    }
+}
+
+/// How a file is compressed; the level only matters when writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip { level: u32 },
+    Zstd { level: i32 },
+    None,
+}
+
+impl Compression {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => ".gz",
+            Compression::Zstd { .. } => ".zst",
+            Compression::None => "",
+        }
+    }
+
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip { .. } => Some("gzip"),
+            Compression::Zstd { .. } => Some("zstd"),
+            Compression::None => None,
+        }
+    }
+
+    /// `COMPRESSION` (gzip, the default; zstd; none) and `COMPRESSION_LEVEL` (gzip 0–9, default
+    /// 1; zstd 1–19, default 3). Fast levels by default: a Lambda pays for CPU time, and the raw
+    /// zone is read once by COPY.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let kind = env.optional("COMPRESSION").map(|c| c.to_ascii_lowercase());
+        match kind.as_deref() {
+            None | Some("gzip") | Some("gz") => {
+                let level = env.parse_or("COMPRESSION_LEVEL", 1u32)?;
+                if level > 9 {
+                    return Err(ConfigError::new("COMPRESSION_LEVEL", "gzip levels are 0 to 9"));
+                }
+                Ok(Compression::Gzip { level })
+            }
+            Some("zstd") | Some("zst") => {
+                let level = env.parse_or("COMPRESSION_LEVEL", 3i32)?;
+                if !(1..=19).contains(&level) {
+                    return Err(ConfigError::new("COMPRESSION_LEVEL", "zstd levels are 1 to 19"));
+                }
+                Ok(Compression::Zstd { level })
+            }
+            Some("none") => Ok(Compression::None),
+            Some(other) => Err(ConfigError::new("COMPRESSION", format!("expected gzip, zstd or none, got {other:?}"))),
+        }
+    }
+
+    pub fn writer(self, capacity: usize) -> io::Result<CompressWriter> {
+        let buf = Vec::with_capacity(capacity);
+        Ok(match self {
+            Compression::Gzip { level } => {
+                CompressWriter::Gzip(flate2::write::GzEncoder::new(buf, flate2::Compression::new(level)))
+            }
+            Compression::Zstd { level } => CompressWriter::Zstd(zstd::stream::Encoder::new(buf, level)?),
+            Compression::None => CompressWriter::Plain(buf),
+        })
+    }
+}
+
+/// A writer that compresses into memory.
+pub enum CompressWriter {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::stream::Encoder<'static, Vec<u8>>),
+    Plain(Vec<u8>),
+}
+
+impl CompressWriter {
+    pub fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            CompressWriter::Gzip(w) => w.finish(),
+            CompressWriter::Zstd(w) => w.finish(),
+            CompressWriter::Plain(v) => Ok(v),
+        }
+    }
+}
+
+impl Write for CompressWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            CompressWriter::Gzip(w) => w.write(buf),
+            CompressWriter::Zstd(w) => w.write(buf),
+            CompressWriter::Plain(v) => v.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            CompressWriter::Gzip(w) => w.write_all(buf),
+            CompressWriter::Zstd(w) => w.write_all(buf),
+            CompressWriter::Plain(v) => v.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            CompressWriter::Gzip(w) => w.flush(),
+            CompressWriter::Zstd(w) => w.flush(),
+            CompressWriter::Plain(_) => Ok(()),
+        }
+    }
+}
+
+/// Reverses [`Compression::writer`]; for tests, tools and the quarantine reader.
+pub fn decompress(compression: Compression, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    match compression {
+        Compression::Gzip { .. } => {
+            flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+        }
+        Compression::Zstd { .. } => {
+            zstd::stream::read::Decoder::new(bytes)?.read_to_end(&mut out)?;
+        }
+        Compression::None => out.extend_from_slice(bytes),
+    }
+    Ok(out)
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_compression_round_trips() {
+        let text = "línea 1,\"x\"\n".repeat(1000);
+        for c in [Compression::Gzip { level: 1 }, Compression::Gzip { level: 9 }, Compression::Zstd { level: 3 }, Compression::None] {
+            let mut w = c.writer(1024).unwrap();
+            w.write_all(text.as_bytes()).unwrap();
+            let packed = w.finish().unwrap();
+            if c != Compression::None {
+                assert!(packed.len() < text.len() / 10, "{c:?} compresses repetitive text");
+            }
+            assert_eq!(decompress(c, &packed).unwrap(), text.as_bytes(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn compression_from_env() {
+        let e = |v: &[(&str, &str)]| Compression::from_env(&Env::new(&v.to_vec()));
+        assert_eq!(e(&[]).unwrap(), Compression::Gzip { level: 1 });
+        assert_eq!(e(&[("COMPRESSION", "ZSTD")]).unwrap(), Compression::Zstd { level: 3 });
+        assert_eq!(e(&[("COMPRESSION", "zstd"), ("COMPRESSION_LEVEL", "0")]).unwrap_err().var, "COMPRESSION_LEVEL");
+        assert_eq!(e(&[("COMPRESSION", "lz4")]).unwrap_err().var, "COMPRESSION");
+    }
+}

@@ -1,0 +1,71 @@
+//! NDJSON lines: `{"payload": <the record as sent>, "metadata": {...lineage...}}`.
+//!
+//! The payload is copied as it arrived (line breaks between tokens dropped), never re-serialised,
+//! so numbers keep their precision and keys their order.
+
+use crate::payload::Payload;
+use crate::record::RecordMeta;
+
+use super::push_json_str;
+
+/// Appends one line for a record stored in `file` at 1-based `row`.
+pub fn push_line(out: &mut Vec<u8>, payload: &Payload<'_>, meta: &RecordMeta<'_>, file: &str, row: u64) {
+    out.extend_from_slice(b"{\"payload\":");
+    out.extend_from_slice(payload.one_line().as_bytes());
+    out.extend_from_slice(b",\"metadata\":");
+    push_metadata(out, meta);
+    out.pop();
+    out.extend_from_slice(b",\"file\":");
+    push_json_str(out, file);
+    out.extend_from_slice(b",\"row\":");
+    out.extend_from_slice(row.to_string().as_bytes());
+    out.extend_from_slice(b"}}\n");
+}
+
+/// The metadata object alone (also used by quarantine lines).
+pub fn push_metadata(out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
+    out.extend_from_slice(b"{\"stream\":");
+    push_json_str(out, &meta.stream);
+    out.extend_from_slice(b",\"shard_id\":");
+    push_json_str(out, &meta.shard_id);
+    out.extend_from_slice(b",\"sequence_number\":");
+    push_json_str(out, &meta.sequence_number);
+    out.extend_from_slice(b",\"partition_key\":");
+    push_json_str(out, &meta.partition_key);
+    out.extend_from_slice(b",\"arrival_time\":\"");
+    out.extend_from_slice(meta.arrival_rfc3339().as_bytes());
+    out.extend_from_slice(b"\"}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    pub(crate) fn meta() -> RecordMeta<'static> {
+        RecordMeta {
+            stream: Cow::Borrowed("sensors"),
+            shard_id: Cow::Borrowed("shardId-000000000000"),
+            sequence_number: Cow::Borrowed("42"),
+            partition_key: Cow::Borrowed("p\"k"),
+            arrival_ms: 1_700_000_000_123,
+        }
+    }
+
+    #[test]
+    fn line_has_payload_and_lineage() {
+        let payload = Payload::parse(b"{\"sensorId\": 6,\n \"big\": 12345678901234567890123}").unwrap();
+        let mut out = Vec::new();
+        push_line(&mut out, &payload, &meta(), "raw/t/x.ndjson.gz", 3);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
+        assert!(text.contains("12345678901234567890123"), "numbers are copied, not re-serialised");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["payload"]["sensorId"], 6);
+        assert_eq!(
+            v["metadata"],
+            serde_json::json!({"stream":"sensors","shard_id":"shardId-000000000000","sequence_number":"42",
+                "partition_key":"p\"k","arrival_time":"2023-11-14T22:13:20.123Z","file":"raw/t/x.ndjson.gz","row":3})
+        );
+    }
+}

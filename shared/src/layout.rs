@@ -1,0 +1,221 @@
+//! Object keys in the raw zone.
+//!
+//! Keys are a pure function of the records they hold, so a retried batch overwrites the objects
+//! it wrote before instead of adding new ones:
+//! `{prefix}/{table}/{yyyy}/{mm}/{dd}/{hh}/[{name}={value}/]{shard}-{firstSeq}-{lastSeq}.{format}[.{gz|zst}]`
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
+use crate::encode::{Compression, Format};
+
+/// Where an object's records belong: the group a batch is split into, one object per group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub table: String,
+    /// Sanitised `name=value` of the optional field partition.
+    pub partition: Option<String>,
+    /// Hours since the epoch of the records' arrival time.
+    pub hour: i64,
+    pub shard_id: String,
+}
+
+/// The prefixes and the naming scheme of the raw zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    prefix: String,
+    error_prefix: String,
+}
+
+impl Layout {
+    pub fn new(prefix: &str, error_prefix: &str) -> Self {
+        Self { prefix: clean_prefix(prefix), error_prefix: clean_prefix(error_prefix) }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn error_prefix(&self) -> &str {
+        &self.error_prefix
+    }
+
+    pub fn object_key(&self, group: &GroupKey, first_seq: &str, last_seq: &str, format: Format, compression: Compression) -> String {
+        let mut key = String::with_capacity(128);
+        push_segment(&mut key, &self.prefix);
+        push_segment(&mut key, &group.table);
+        push_hour(&mut key, group.hour);
+        if let Some(partition) = &group.partition {
+            push_segment(&mut key, partition);
+        }
+        key.push_str(&format!(
+            "{}-{}-{}.{}{}",
+            sanitize(&group.shard_id),
+            first_seq,
+            last_seq,
+            format.extension(),
+            compression.extension()
+        ));
+        key
+    }
+
+    /// One quarantine object per batch and shard, holding every rejected record of it.
+    pub fn quarantine_key(&self, shard_id: &str, hour: i64, first_seq: &str, last_seq: &str) -> String {
+        let mut key = String::with_capacity(96);
+        push_segment(&mut key, &self.error_prefix);
+        push_hour(&mut key, hour);
+        key.push_str(&format!("{}-{}-{}.ndjson.gz", sanitize(shard_id), first_seq, last_seq));
+        key
+    }
+
+    /// Reads back what the loader needs from a key this layout wrote: table, format, compression
+    /// and the path below the prefix. `None` for keys outside the prefix or of another shape.
+    pub fn parse_key<'k>(&self, key: &'k str) -> Option<ParsedKey<'k>> {
+        let rest = if self.prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?
+        };
+        let (table, _) = rest.split_once('/')?;
+        let file_name = rest.rsplit('/').next()?;
+        let (stem, compression) = if let Some(s) = file_name.strip_suffix(".gz") {
+            (s, Compression::Gzip { level: 0 })
+        } else if let Some(s) = file_name.strip_suffix(".zst") {
+            (s, Compression::Zstd { level: 0 })
+        } else {
+            (file_name, Compression::None)
+        };
+        let format = if stem.ends_with(".ndjson") || stem.ends_with(".json") {
+            Format::Ndjson
+        } else if stem.ends_with(".csv") {
+            Format::Csv
+        } else {
+            return None;
+        };
+        if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        Some(ParsedKey { table, format, compression, path: rest })
+    }
+}
+
+/// What a raw-zone key says about its object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParsedKey<'k> {
+    pub table: &'k str,
+    pub format: Format,
+    pub compression: Compression,
+    /// The key below the layout's prefix.
+    pub path: &'k str,
+}
+
+/// Hours since the epoch for an arrival time in milliseconds.
+pub fn hour_of(arrival_ms: i64) -> i64 {
+    arrival_ms.div_euclid(3_600_000)
+}
+
+fn push_hour(key: &mut String, hour: i64) {
+    let t: DateTime<Utc> = DateTime::from_timestamp(hour * 3600, 0).unwrap_or(DateTime::UNIX_EPOCH);
+    key.push_str(&format!("{:04}/{:02}/{:02}/{:02}/", t.year(), t.month(), t.day(), t.hour()));
+}
+
+fn push_segment(key: &mut String, segment: &str) {
+    if !segment.is_empty() {
+        key.push_str(segment);
+        key.push('/');
+    }
+}
+
+fn clean_prefix(prefix: &str) -> String {
+    prefix.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/")
+}
+
+/// Makes a field value safe as one key segment and inside COPY's quoted `FILES` list: letters,
+/// digits, `-`, `_` and `.` stay; everything else becomes `_`; never empty, never a dot segment,
+/// at most 100 bytes.
+pub fn sanitize(value: &str) -> Cow<'_, str> {
+    let clean = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !value.is_empty() && value.len() <= 100 && value.chars().all(clean) && !value.starts_with('.') {
+        return Cow::Borrowed(value);
+    }
+    if value.is_empty() {
+        return Cow::Borrowed("_empty");
+    }
+    let mut out: String = value.chars().map(|c| if clean(c) { c } else { '_' }).collect();
+    if out.starts_with('.') {
+        out.replace_range(0..1, "_");
+    }
+    if out.len() > 100 {
+        let mut cut = 100;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    Cow::Owned(out)
+}
+
+/// `name=value` for a field partition.
+pub fn partition_segment(name: &str, value: &str) -> String {
+    format!("{}={}", sanitize(name), sanitize(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(partition: Option<&str>) -> GroupKey {
+        GroupKey {
+            table: "sensor_readings".into(),
+            partition: partition.map(String::from),
+            hour: hour_of(1_700_000_000_123),
+            shard_id: "shardId-000000000006".into(),
+        }
+    }
+
+    #[test]
+    fn keys_are_deterministic_and_partitioned_by_hour() {
+        let layout = Layout::new("/raw/", "errors");
+        let key = layout.object_key(&group(None), "1", "9", Format::Ndjson, Compression::Gzip { level: 1 });
+        assert_eq!(key, "raw/sensor_readings/2023/11/14/22/shardId-000000000006-1-9.ndjson.gz");
+        assert_eq!(key, layout.object_key(&group(None), "1", "9", Format::Ndjson, Compression::Gzip { level: 6 }));
+        let key = layout.object_key(&group(Some("sensorId=6")), "1", "9", Format::Csv, Compression::Zstd { level: 3 });
+        assert_eq!(key, "raw/sensor_readings/2023/11/14/22/sensorId=6/shardId-000000000006-1-9.csv.zst");
+        let key = Layout::new("", "e").object_key(&group(None), "1", "2", Format::Csv, Compression::None);
+        assert_eq!(key, "sensor_readings/2023/11/14/22/shardId-000000000006-1-2.csv");
+    }
+
+    #[test]
+    fn quarantine_keys() {
+        let layout = Layout::new("raw", "/errors/x/");
+        assert_eq!(
+            layout.quarantine_key("shardId-1", hour_of(0), "5", "7"),
+            "errors/x/1970/01/01/00/shardId-1-5-7.ndjson.gz"
+        );
+    }
+
+    #[test]
+    fn partition_values_are_sanitised() {
+        assert_eq!(partition_segment("sensorId", "6"), "sensorId=6");
+        assert_eq!(partition_segment("city", "São Paulo/'x'"), "city=S_o_Paulo__x_");
+        assert_eq!(partition_segment("c", ""), "c=_empty");
+        assert_eq!(partition_segment("c", ".."), "c=_.");
+        assert_eq!(sanitize(&"x".repeat(300)).len(), 100);
+    }
+
+    #[test]
+    fn parses_keys_it_wrote_and_rejects_others() {
+        let layout = Layout::new("raw", "errors");
+        let key = layout.object_key(&group(Some("sensorId=6")), "1", "9", Format::Csv, Compression::Zstd { level: 3 });
+        let parsed = layout.parse_key(&key).unwrap();
+        assert_eq!(parsed.table, "sensor_readings");
+        assert_eq!(parsed.format, Format::Csv);
+        assert!(matches!(parsed.compression, Compression::Zstd { .. }));
+        assert_eq!(parsed.path, "sensor_readings/2023/11/14/22/sensorId=6/shardId-000000000006-1-9.csv.zst");
+        assert!(layout.parse_key("rawx/t/a.csv").is_none());
+        assert!(layout.parse_key("other/t/a.csv").is_none());
+        assert!(layout.parse_key("raw/t/a.parquet").is_none());
+        assert!(layout.parse_key("raw/a.csv").is_none());
+    }
+}

@@ -1,0 +1,110 @@
+//! Records that cannot be used are written aside with the reason, never dropped.
+//!
+//! One gzip NDJSON object per batch under the error prefix, one line per record:
+//! `{"reason": "...", "metadata": {...}, "payload": "<text>"}`, or `"payload_base64"` when the
+//! bytes are not UTF-8, so the original can always be recovered exactly and replayed.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use base64::Engine as _;
+
+use crate::encode::ndjson::push_metadata;
+use crate::encode::{push_json_str, Compression};
+use crate::record::RecordMeta;
+
+/// A record set aside, with why.
+#[derive(Debug, Clone)]
+pub struct Rejected<'a> {
+    pub meta: RecordMeta<'a>,
+    pub reason: String,
+    pub raw: RawData<'a>,
+}
+
+/// What arrived in the record's `data` field.
+#[derive(Debug, Clone)]
+pub enum RawData<'a> {
+    /// Base64-decoded bytes.
+    Bytes(&'a [u8]),
+    /// The `data` text itself, when it was not valid base64.
+    Undecodable(&'a str),
+}
+
+impl<'a> RawData<'a> {
+    pub fn from_record(data: &'a Result<Vec<u8>, Cow<'a, str>>) -> Self {
+        match data {
+            Ok(bytes) => RawData::Bytes(bytes),
+            Err(text) => RawData::Undecodable(text),
+        }
+    }
+}
+
+pub fn push_line(out: &mut Vec<u8>, rejected: &Rejected<'_>) {
+    out.extend_from_slice(b"{\"reason\":");
+    push_json_str(out, &rejected.reason);
+    out.extend_from_slice(b",\"metadata\":");
+    push_metadata(out, &rejected.meta);
+    match rejected.raw {
+        RawData::Bytes(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                out.extend_from_slice(b",\"payload\":");
+                push_json_str(out, text);
+            }
+            Err(_) => {
+                out.extend_from_slice(b",\"payload_base64\":\"");
+                out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
+                out.push(b'"');
+            }
+        },
+        RawData::Undecodable(text) => {
+            out.extend_from_slice(b",\"data_field\":");
+            push_json_str(out, text);
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// The gzip body of a quarantine object.
+pub fn encode(rejected: &[Rejected<'_>]) -> std::io::Result<Vec<u8>> {
+    let mut lines = Vec::with_capacity(rejected.len() * 256);
+    for r in rejected {
+        push_line(&mut lines, r);
+    }
+    let mut w = Compression::Gzip { level: 6 }.writer(lines.len() / 4 + 64)?;
+    w.write_all(&lines)?;
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> RecordMeta<'static> {
+        RecordMeta {
+            stream: Cow::Borrowed("s"),
+            shard_id: Cow::Borrowed("shardId-1"),
+            sequence_number: Cow::Borrowed("3"),
+            partition_key: Cow::Borrowed("k"),
+            arrival_ms: 0,
+        }
+    }
+
+    #[test]
+    fn every_kind_of_bad_payload_is_recoverable() {
+        let binary = [0xffu8, 0x00, 0x10];
+        let rejected = [
+            Rejected { meta: meta(), reason: "payload is JSON but not an object".into(), raw: RawData::Bytes(b"[1,2]") },
+            Rejected { meta: meta(), reason: "payload is not UTF-8".into(), raw: RawData::Bytes(&binary) },
+            Rejected { meta: meta(), reason: "data is not base64".into(), raw: RawData::Undecodable("%%%") },
+        ];
+        let body = encode(&rejected).unwrap();
+        let text = String::from_utf8(crate::encode::decompress(Compression::Gzip { level: 0 }, &body).unwrap()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["payload"], "[1,2]");
+        assert_eq!(lines[0]["reason"], "payload is JSON but not an object");
+        assert_eq!(lines[0]["metadata"]["sequence_number"], "3");
+        assert_eq!(lines[1]["payload_base64"], "/wAQ");
+        assert_eq!(lines[2]["data_field"], "%%%");
+    }
+}

@@ -1,0 +1,219 @@
+//! A Kinesis batch planned as raw-zone objects: pure, no I/O.
+//!
+//! Records are validated, routed and grouped by (table, field partition, arrival hour, shard);
+//! each group becomes one object whose key depends only on its records, and every record that
+//! cannot be used goes to one quarantine object with its reason.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use crate::config::{ConfigError, Env};
+use crate::encode::csv::CsvMappings;
+use crate::encode::{ndjson, Compression, Format};
+use crate::layout::{hour_of, partition_segment, GroupKey, Layout};
+use crate::payload::{value_text, JsonPointer, Payload};
+use crate::quarantine::{self, RawData, Rejected};
+use crate::record::{cmp_sequence_numbers, KinesisRecord};
+use crate::route::Router;
+
+/// Everything that decides what the orchestrator writes where.
+#[derive(Debug, Clone)]
+pub struct RawZoneConfig {
+    pub bucket: String,
+    pub layout: Layout,
+    pub router: Router,
+    pub format: Format,
+    pub csv: Option<CsvMappings>,
+    pub compression: Compression,
+    pub partition: Option<FieldPartition>,
+}
+
+/// Optional partitioning of objects by a record field, like Firehose dynamic partitioning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPartition {
+    pub name: String,
+    pub path: JsonPointer,
+}
+
+impl RawZoneConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let bucket = env.required("RAW_BUCKET")?;
+        let layout = Layout::new(
+            &env.optional("RAW_PREFIX").unwrap_or_else(|| "raw".into()),
+            &env.optional("ERROR_PREFIX").unwrap_or_else(|| "errors".into()),
+        );
+        if layout.prefix() == layout.error_prefix() {
+            return Err(ConfigError::new("ERROR_PREFIX", "must differ from RAW_PREFIX, or the loader would load quarantined records"));
+        }
+        let router = Router::from_env(env)?;
+        let format = Format::from_env(env)?;
+        let csv = match format {
+            Format::Csv => Some(CsvMappings::from_env(env, &router.tables())?),
+            Format::Ndjson => None,
+        };
+        let compression = Compression::from_env(env)?;
+        let partition = match env.optional("PARTITION_FIELD") {
+            None => None,
+            Some(field) => {
+                let path: JsonPointer = field.parse().map_err(|e| ConfigError::new("PARTITION_FIELD", e))?;
+                let default_name = path.as_str().rsplit('/').next().unwrap_or("partition").to_string();
+                let name = env.optional("PARTITION_NAME").unwrap_or(default_name);
+                Some(FieldPartition { name, path })
+            }
+        };
+        Ok(Self { bucket, layout, router, format, csv, compression, partition })
+    }
+}
+
+/// One object to put.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedObject {
+    pub key: String,
+    pub body: bytes::Bytes,
+    pub content_type: &'static str,
+    pub content_encoding: Option<&'static str>,
+    pub table: Option<String>,
+    pub records: usize,
+    /// The lowest sequence number in the object: where Lambda must resend from if it fails.
+    pub min_sequence_number: String,
+}
+
+/// What one batch becomes.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub objects: Vec<PlannedObject>,
+    pub quarantine: Option<PlannedObject>,
+    pub records: usize,
+    pub quarantined: usize,
+    pub bytes_in: usize,
+}
+
+impl Plan {
+    pub fn bytes_out(&self) -> usize {
+        self.objects.iter().chain(&self.quarantine).map(|o| o.body.len()).sum()
+    }
+}
+
+struct Accepted<'a, 'r> {
+    record: &'r KinesisRecord<'a>,
+    payload: Payload<'r>,
+}
+
+/// Plans the objects for a batch.
+pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::Result<Plan> {
+    let mut groups: BTreeMap<GroupKey, Vec<Accepted<'_, '_>>> = BTreeMap::new();
+    let mut rejected = Vec::new();
+    let mut bytes_in = 0;
+
+    for record in records {
+        bytes_in += record.data.as_ref().map_or_else(|t| t.len(), Vec::len);
+        match classify(config, record) {
+            Ok((group, payload)) => groups.entry(group).or_default().push(Accepted { record, payload }),
+            Err(reason) => rejected.push(Rejected {
+                meta: record.meta.clone(),
+                reason,
+                raw: RawData::from_record(&record.data),
+            }),
+        }
+    }
+
+    let mut objects = Vec::with_capacity(groups.len());
+    for (group, members) in groups {
+        objects.push(encode_group(config, &group, &members)?);
+    }
+    let quarantine = match rejected.first() {
+        Some(first) => {
+            let (min, max) = seq_bounds(rejected.iter().map(|r| r.meta.sequence_number.as_ref()));
+            Some(PlannedObject {
+                key: config.layout.quarantine_key(&first.meta.shard_id, hour_of(first.meta.arrival_ms), min, max),
+                body: quarantine::encode(&rejected)?.into(),
+                content_type: "application/x-ndjson",
+                content_encoding: Some("gzip"),
+                table: None,
+                records: rejected.len(),
+                min_sequence_number: min.to_string(),
+            })
+        }
+        None => None,
+    };
+    Ok(Plan { objects, quarantine, records: records.len(), quarantined: rejected.len(), bytes_in })
+}
+
+fn classify<'a, 'r>(config: &RawZoneConfig, record: &'r KinesisRecord<'a>) -> Result<(GroupKey, Payload<'r>), String> {
+    let bytes = record.data.as_ref().map_err(|_| "data is not valid base64".to_string())?;
+    let payload = Payload::parse(bytes).map_err(|e| e.to_string())?;
+    let table = config.router.route(&payload).map_err(|e| e.to_string())?;
+    let partition = match &config.partition {
+        None => None,
+        Some(p) => {
+            let value = payload
+                .pointer(&p.path)
+                .and_then(value_text)
+                .ok_or_else(|| format!("partition field {} is missing or null", p.path))?;
+            Some(partition_segment(&p.name, &value))
+        }
+    };
+    if let Some(mapping) = config.csv.as_ref().and_then(|m| m.get(table)) {
+        mapping.check(&payload).map_err(|e| e.to_string())?;
+    }
+    let group = GroupKey {
+        table: table.to_string(),
+        partition,
+        hour: hour_of(record.meta.arrival_ms),
+        shard_id: record.meta.shard_id.to_string(),
+    };
+    Ok((group, payload))
+}
+
+fn seq_bounds<'s>(seqs: impl Iterator<Item = &'s str>) -> (&'s str, &'s str) {
+    let mut bounds: Option<(&str, &str)> = None;
+    for s in seqs {
+        bounds = Some(match bounds {
+            None => (s, s),
+            Some((lo, hi)) => (
+                if cmp_sequence_numbers(s, lo).is_lt() { s } else { lo },
+                if cmp_sequence_numbers(s, hi).is_gt() { s } else { hi },
+            ),
+        });
+    }
+    bounds.unwrap_or(("0", "0"))
+}
+
+/// Lines are built in a small buffer and handed to the compressor in chunks, so a batch is never
+/// held uncompressed in full.
+const CHUNK: usize = 64 * 1024;
+
+fn encode_group(config: &RawZoneConfig, group: &GroupKey, members: &[Accepted<'_, '_>]) -> std::io::Result<PlannedObject> {
+    let (min, max) = seq_bounds(members.iter().map(|m| m.record.meta.sequence_number.as_ref()));
+    let key = config.layout.object_key(group, min, max, config.format, config.compression);
+    let mut out = config.compression.writer(members.len() * 64)?;
+    let mut chunk = Vec::with_capacity(CHUNK + 4096);
+    let csv = match config.format {
+        Format::Csv => config.csv.as_ref().and_then(|m| m.get(&group.table)),
+        Format::Ndjson => None,
+    };
+    if let Some(mapping) = csv {
+        mapping.push_header(&mut chunk);
+    }
+    for (i, m) in members.iter().enumerate() {
+        let row = i as u64 + 1;
+        match csv {
+            Some(mapping) => mapping.push_row(&mut chunk, &m.payload, &m.record.meta, &key, row),
+            None => ndjson::push_line(&mut chunk, &m.payload, &m.record.meta, &key, row),
+        }
+        if chunk.len() >= CHUNK {
+            out.write_all(&chunk)?;
+            chunk.clear();
+        }
+    }
+    out.write_all(&chunk)?;
+    Ok(PlannedObject {
+        key,
+        body: out.finish()?.into(),
+        content_type: config.format.content_type(),
+        content_encoding: config.compression.content_encoding(),
+        table: Some(group.table.clone()),
+        records: members.len(),
+        min_sequence_number: min.to_string(),
+    })
+}

@@ -1,0 +1,48 @@
+//! Writing raw-zone objects to S3.
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures_util::stream::{self, StreamExt};
+
+use crate::rawzone::PlannedObject;
+
+/// An object that could not be written after the SDK's own retries.
+#[derive(Debug, thiserror::Error)]
+#[error("put s3://{bucket}/{key} failed: {message}")]
+pub struct PutError {
+    pub bucket: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// Puts one planned object with its content type and encoding.
+pub async fn put_object(client: &aws_sdk_s3::Client, bucket: &str, object: &PlannedObject) -> Result<(), PutError> {
+    let mut req = client
+        .put_object()
+        .bucket(bucket)
+        .key(&object.key)
+        .content_type(object.content_type)
+        .body(ByteStream::from(object.body.clone()));
+    if let Some(enc) = object.content_encoding {
+        req = req.content_encoding(enc);
+    }
+    req.send().await.map(|_| ()).map_err(|e| PutError {
+        bucket: bucket.to_string(),
+        key: object.key.clone(),
+        message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+    })
+}
+
+/// Puts every object, at most `concurrency` at a time; returns the failures.
+pub async fn put_all<'o>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    objects: impl IntoIterator<Item = &'o PlannedObject>,
+    concurrency: usize,
+) -> Vec<(&'o PlannedObject, PutError)> {
+    stream::iter(objects)
+        .map(|o| async move { (o, put_object(client, bucket, o).await) })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|(o, r)| async move { r.err().map(|e| (o, e)) })
+        .collect()
+        .await
+}

@@ -1,0 +1,1 @@
+//! Snowflake SQL API v2 client.
