@@ -16,6 +16,8 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         || config.endpoint_url().is_some();
     let force_path_style = endpoint_overridden
         || std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true" || v == "1");
-    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(force_path_style).build();
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(force_path_style)
+        .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }

@@ -16,7 +16,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(var: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { var: var.into(), reason: reason.into() }
+        Self {
+            var: var.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -41,7 +44,11 @@ impl Source for HashMap<String, String> {
 }
 
 fn lookup(pairs: &[(&str, &str)], name: &str) -> Option<String> {
-    pairs.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_string())
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| (*v).to_string())
 }
 
 impl Source for &[(&str, &str)] {
@@ -73,11 +80,15 @@ impl<'a> Env<'a> {
     }
 
     pub fn optional(&self, name: &str) -> Option<String> {
-        self.source.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        self.source
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
-        self.optional(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
+        self.optional(name)
+            .ok_or_else(|| ConfigError::new(name, "is required but not set"))
     }
 
     pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
@@ -111,7 +122,10 @@ impl<'a> Env<'a> {
             None => Ok(default),
             Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
             Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
-            Some(v) => Err(ConfigError::new(name, format!("expected true or false, got {v:?}"))),
+            Some(v) => Err(ConfigError::new(
+                name,
+                format!("expected true or false, got {v:?}"),
+            )),
         }
     }
 
@@ -137,7 +151,10 @@ mod tests {
     fn missing_required_names_the_variable() {
         let src: [(&str, &str); 0] = [];
         let err = Env::new(&src).required("RAW_BUCKET").unwrap_err();
-        assert_eq!(err.to_string(), "configuration: RAW_BUCKET: is required but not set");
+        assert_eq!(
+            err.to_string(),
+            "configuration: RAW_BUCKET: is required but not set"
+        );
     }
 
     #[test]
@@ -146,7 +163,11 @@ mod tests {
         let env = Env::new(&src);
         assert_eq!(env.optional("A"), None);
         let err = env.parse_or::<u32>("N", 5).unwrap_err();
-        assert!(err.to_string().starts_with("configuration: N: cannot parse \"x1\""), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("configuration: N: cannot parse \"x1\""),
+            "{err}"
+        );
         assert_eq!(env.parse_or::<u32>("MISSING", 5).unwrap(), 5);
     }
 

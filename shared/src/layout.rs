@@ -30,7 +30,10 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(prefix: &str, error_prefix: &str) -> Self {
-        Self { prefix: clean_prefix(prefix), error_prefix: clean_prefix(error_prefix) }
+        Self {
+            prefix: clean_prefix(prefix),
+            error_prefix: clean_prefix(error_prefix),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -41,7 +44,14 @@ impl Layout {
         &self.error_prefix
     }
 
-    pub fn object_key(&self, group: &GroupKey, first_seq: &str, last_seq: &str, format: Format, compression: Compression) -> String {
+    pub fn object_key(
+        &self,
+        group: &GroupKey,
+        first_seq: &str,
+        last_seq: &str,
+        format: Format,
+        compression: Compression,
+    ) -> String {
         let mut key = String::with_capacity(128);
         push_segment(&mut key, &self.prefix);
         push_segment(&mut key, &group.table);
@@ -61,11 +71,22 @@ impl Layout {
     }
 
     /// One quarantine object per batch and shard, holding every rejected record of it.
-    pub fn quarantine_key(&self, shard_id: &str, hour: i64, first_seq: &str, last_seq: &str) -> String {
+    pub fn quarantine_key(
+        &self,
+        shard_id: &str,
+        hour: i64,
+        first_seq: &str,
+        last_seq: &str,
+    ) -> String {
         let mut key = String::with_capacity(96);
         push_segment(&mut key, &self.error_prefix);
         push_hour(&mut key, hour);
-        key.push_str(&format!("{}-{}-{}.ndjson.gz", sanitize(shard_id), first_seq, last_seq));
+        key.push_str(&format!(
+            "{}-{}-{}.ndjson.gz",
+            sanitize(shard_id),
+            first_seq,
+            last_seq
+        ));
         key
     }
 
@@ -96,7 +117,12 @@ impl Layout {
         if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return None;
         }
-        Some(ParsedKey { table, format, compression, path: rest })
+        Some(ParsedKey {
+            table,
+            format,
+            compression,
+            path: rest,
+        })
     }
 }
 
@@ -117,7 +143,13 @@ pub fn hour_of(arrival_ms: i64) -> i64 {
 
 fn push_hour(key: &mut String, hour: i64) {
     let t: DateTime<Utc> = DateTime::from_timestamp(hour * 3600, 0).unwrap_or(DateTime::UNIX_EPOCH);
-    key.push_str(&format!("{:04}/{:02}/{:02}/{:02}/", t.year(), t.month(), t.day(), t.hour()));
+    key.push_str(&format!(
+        "{:04}/{:02}/{:02}/{:02}/",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour()
+    ));
 }
 
 fn push_segment(key: &mut String, segment: &str) {
@@ -128,7 +160,12 @@ fn push_segment(key: &mut String, segment: &str) {
 }
 
 fn clean_prefix(prefix: &str) -> String {
-    prefix.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/")
+    prefix
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Makes a field value safe as one key segment and inside COPY's quoted `FILES` list: letters,
@@ -136,13 +173,20 @@ fn clean_prefix(prefix: &str) -> String {
 /// at most 100 bytes.
 pub fn sanitize(value: &str) -> Cow<'_, str> {
     let clean = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if !value.is_empty() && value.len() <= 100 && value.chars().all(clean) && !value.starts_with('.') {
+    if !value.is_empty()
+        && value.len() <= 100
+        && value.chars().all(clean)
+        && !value.starts_with('.')
+    {
         return Cow::Borrowed(value);
     }
     if value.is_empty() {
         return Cow::Borrowed("_empty");
     }
-    let mut out: String = value.chars().map(|c| if clean(c) { c } else { '_' }).collect();
+    let mut out: String = value
+        .chars()
+        .map(|c| if clean(c) { c } else { '_' })
+        .collect();
     if out.starts_with('.') {
         out.replace_range(0..1, "_");
     }
@@ -177,13 +221,44 @@ mod tests {
     #[test]
     fn keys_are_deterministic_and_partitioned_by_hour() {
         let layout = Layout::new("/raw/", "errors");
-        let key = layout.object_key(&group(None), "1", "9", Format::Ndjson, Compression::Gzip { level: 1 });
-        assert_eq!(key, "raw/sensor_readings/2023/11/14/22/shardId-000000000006-1-9.ndjson.gz");
-        assert_eq!(key, layout.object_key(&group(None), "1", "9", Format::Ndjson, Compression::Gzip { level: 6 }));
-        let key = layout.object_key(&group(Some("sensorId=6")), "1", "9", Format::Csv, Compression::Zstd { level: 3 });
-        assert_eq!(key, "raw/sensor_readings/2023/11/14/22/sensorId=6/shardId-000000000006-1-9.csv.zst");
-        let key = Layout::new("", "e").object_key(&group(None), "1", "2", Format::Csv, Compression::None);
-        assert_eq!(key, "sensor_readings/2023/11/14/22/shardId-000000000006-1-2.csv");
+        let key = layout.object_key(
+            &group(None),
+            "1",
+            "9",
+            Format::Ndjson,
+            Compression::Gzip { level: 1 },
+        );
+        assert_eq!(
+            key,
+            "raw/sensor_readings/2023/11/14/22/shardId-000000000006-1-9.ndjson.gz"
+        );
+        assert_eq!(
+            key,
+            layout.object_key(
+                &group(None),
+                "1",
+                "9",
+                Format::Ndjson,
+                Compression::Gzip { level: 6 }
+            )
+        );
+        let key = layout.object_key(
+            &group(Some("sensorId=6")),
+            "1",
+            "9",
+            Format::Csv,
+            Compression::Zstd { level: 3 },
+        );
+        assert_eq!(
+            key,
+            "raw/sensor_readings/2023/11/14/22/sensorId=6/shardId-000000000006-1-9.csv.zst"
+        );
+        let key =
+            Layout::new("", "e").object_key(&group(None), "1", "2", Format::Csv, Compression::None);
+        assert_eq!(
+            key,
+            "sensor_readings/2023/11/14/22/shardId-000000000006-1-2.csv"
+        );
     }
 
     #[test]
@@ -198,7 +273,10 @@ mod tests {
     #[test]
     fn partition_values_are_sanitised() {
         assert_eq!(partition_segment("sensorId", "6"), "sensorId=6");
-        assert_eq!(partition_segment("city", "São Paulo/'x'"), "city=S_o_Paulo__x_");
+        assert_eq!(
+            partition_segment("city", "São Paulo/'x'"),
+            "city=S_o_Paulo__x_"
+        );
         assert_eq!(partition_segment("c", ""), "c=_empty");
         assert_eq!(partition_segment("c", ".."), "c=_.");
         assert_eq!(sanitize(&"x".repeat(300)).len(), 100);
@@ -207,12 +285,21 @@ mod tests {
     #[test]
     fn parses_keys_it_wrote_and_rejects_others() {
         let layout = Layout::new("raw", "errors");
-        let key = layout.object_key(&group(Some("sensorId=6")), "1", "9", Format::Csv, Compression::Zstd { level: 3 });
+        let key = layout.object_key(
+            &group(Some("sensorId=6")),
+            "1",
+            "9",
+            Format::Csv,
+            Compression::Zstd { level: 3 },
+        );
         let parsed = layout.parse_key(&key).unwrap();
         assert_eq!(parsed.table, "sensor_readings");
         assert_eq!(parsed.format, Format::Csv);
         assert!(matches!(parsed.compression, Compression::Zstd { .. }));
-        assert_eq!(parsed.path, "sensor_readings/2023/11/14/22/sensorId=6/shardId-000000000006-1-9.csv.zst");
+        assert_eq!(
+            parsed.path,
+            "sensor_readings/2023/11/14/22/sensorId=6/shardId-000000000006-1-9.csv.zst"
+        );
         assert!(layout.parse_key("rawx/t/a.csv").is_none());
         assert!(layout.parse_key("other/t/a.csv").is_none());
         assert!(layout.parse_key("raw/t/a.parquet").is_none());

@@ -15,4 +15,5 @@ pub mod rawzone;
 pub mod record;
 pub mod route;
 pub mod s3;
+pub mod sample;
 pub mod snowflake;

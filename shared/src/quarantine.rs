@@ -52,7 +52,11 @@ pub fn push_line(out: &mut Vec<u8>, rejected: &Rejected<'_>) {
             }
             Err(_) => {
                 out.extend_from_slice(b",\"payload_base64\":\"");
-                out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(bytes)
+                        .as_bytes(),
+                );
                 out.push(b'"');
             }
         },
@@ -93,13 +97,31 @@ mod tests {
     fn every_kind_of_bad_payload_is_recoverable() {
         let binary = [0xffu8, 0x00, 0x10];
         let rejected = [
-            Rejected { meta: meta(), reason: "payload is JSON but not an object".into(), raw: RawData::Bytes(b"[1,2]") },
-            Rejected { meta: meta(), reason: "payload is not UTF-8".into(), raw: RawData::Bytes(&binary) },
-            Rejected { meta: meta(), reason: "data is not base64".into(), raw: RawData::Undecodable("%%%") },
+            Rejected {
+                meta: meta(),
+                reason: "payload is JSON but not an object".into(),
+                raw: RawData::Bytes(b"[1,2]"),
+            },
+            Rejected {
+                meta: meta(),
+                reason: "payload is not UTF-8".into(),
+                raw: RawData::Bytes(&binary),
+            },
+            Rejected {
+                meta: meta(),
+                reason: "data is not base64".into(),
+                raw: RawData::Undecodable("%%%"),
+            },
         ];
         let body = encode(&rejected).unwrap();
-        let text = String::from_utf8(crate::encode::decompress(Compression::Gzip { level: 0 }, &body).unwrap()).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let text = String::from_utf8(
+            crate::encode::decompress(Compression::Gzip { level: 0 }, &body).unwrap(),
+        )
+        .unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["payload"], "[1,2]");
         assert_eq!(lines[0]["reason"], "payload is JSON but not an object");

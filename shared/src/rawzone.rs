@@ -11,7 +11,7 @@ use crate::config::{ConfigError, Env};
 use crate::encode::csv::CsvMappings;
 use crate::encode::{ndjson, Compression, Format};
 use crate::layout::{hour_of, partition_segment, GroupKey, Layout};
-use crate::payload::{value_text, JsonPointer, Payload};
+use crate::payload::{Extractor, JsonPointer, Payload};
 use crate::quarantine::{self, RawData, Rejected};
 use crate::record::{cmp_sequence_numbers, KinesisRecord};
 use crate::route::Router;
@@ -26,6 +26,8 @@ pub struct RawZoneConfig {
     pub csv: Option<CsvMappings>,
     pub compression: Compression,
     pub partition: Option<FieldPartition>,
+    /// Every field the above reads, resolved in one pass per record.
+    pub extractor: Extractor,
 }
 
 /// Optional partitioning of objects by a record field, like Firehose dynamic partitioning.
@@ -33,6 +35,7 @@ pub struct RawZoneConfig {
 pub struct FieldPartition {
     pub name: String,
     pub path: JsonPointer,
+    slot: usize,
 }
 
 impl RawZoneConfig {
@@ -40,28 +43,54 @@ impl RawZoneConfig {
         let bucket = env.required("RAW_BUCKET")?;
         let layout = Layout::new(
             &env.optional("RAW_PREFIX").unwrap_or_else(|| "raw".into()),
-            &env.optional("ERROR_PREFIX").unwrap_or_else(|| "errors".into()),
+            &env.optional("ERROR_PREFIX")
+                .unwrap_or_else(|| "errors".into()),
         );
         if layout.prefix() == layout.error_prefix() {
-            return Err(ConfigError::new("ERROR_PREFIX", "must differ from RAW_PREFIX, or the loader would load quarantined records"));
+            return Err(ConfigError::new(
+                "ERROR_PREFIX",
+                "must differ from RAW_PREFIX, or the loader would load quarantined records",
+            ));
         }
-        let router = Router::from_env(env)?;
+        let mut extractor = Extractor::new();
+        let router = Router::from_env(env, &mut extractor)?;
         let format = Format::from_env(env)?;
         let csv = match format {
-            Format::Csv => Some(CsvMappings::from_env(env, &router.tables())?),
+            Format::Csv => Some(CsvMappings::from_env(
+                env,
+                &router.tables(),
+                &mut extractor,
+            )?),
             Format::Ndjson => None,
         };
         let compression = Compression::from_env(env)?;
         let partition = match env.optional("PARTITION_FIELD") {
             None => None,
             Some(field) => {
-                let path: JsonPointer = field.parse().map_err(|e| ConfigError::new("PARTITION_FIELD", e))?;
-                let default_name = path.as_str().rsplit('/').next().unwrap_or("partition").to_string();
+                let path: JsonPointer = field
+                    .parse()
+                    .map_err(|e| ConfigError::new("PARTITION_FIELD", e))?;
+                let default_name = path
+                    .as_str()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("partition")
+                    .to_string();
                 let name = env.optional("PARTITION_NAME").unwrap_or(default_name);
-                Some(FieldPartition { name, path })
+                let slot = extractor.slot(&path);
+                Some(FieldPartition { name, path, slot })
             }
         };
-        Ok(Self { bucket, layout, router, format, csv, compression, partition })
+        Ok(Self {
+            bucket,
+            layout,
+            router,
+            format,
+            csv,
+            compression,
+            partition,
+            extractor,
+        })
     }
 }
 
@@ -90,7 +119,11 @@ pub struct Plan {
 
 impl Plan {
     pub fn bytes_out(&self) -> usize {
-        self.objects.iter().chain(&self.quarantine).map(|o| o.body.len()).sum()
+        self.objects
+            .iter()
+            .chain(&self.quarantine)
+            .map(|o| o.body.len())
+            .sum()
     }
 }
 
@@ -108,7 +141,10 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     for record in records {
         bytes_in += record.data.as_ref().map_or_else(|t| t.len(), Vec::len);
         match classify(config, record) {
-            Ok((group, payload)) => groups.entry(group).or_default().push(Accepted { record, payload }),
+            Ok((group, payload)) => groups
+                .entry(group)
+                .or_default()
+                .push(Accepted { record, payload }),
             Err(reason) => rejected.push(Rejected {
                 meta: record.meta.clone(),
                 reason,
@@ -125,7 +161,12 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
         Some(first) => {
             let (min, max) = seq_bounds(rejected.iter().map(|r| r.meta.sequence_number.as_ref()));
             Some(PlannedObject {
-                key: config.layout.quarantine_key(&first.meta.shard_id, hour_of(first.meta.arrival_ms), min, max),
+                key: config.layout.quarantine_key(
+                    &first.meta.shard_id,
+                    hour_of(first.meta.arrival_ms),
+                    min,
+                    max,
+                ),
                 body: quarantine::encode(&rejected)?.into(),
                 content_type: "application/x-ndjson",
                 content_encoding: Some("gzip"),
@@ -136,19 +177,30 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
         }
         None => None,
     };
-    Ok(Plan { objects, quarantine, records: records.len(), quarantined: rejected.len(), bytes_in })
+    Ok(Plan {
+        objects,
+        quarantine,
+        records: records.len(),
+        quarantined: rejected.len(),
+        bytes_in,
+    })
 }
 
-fn classify<'a, 'r>(config: &RawZoneConfig, record: &'r KinesisRecord<'a>) -> Result<(GroupKey, Payload<'r>), String> {
-    let bytes = record.data.as_ref().map_err(|_| "data is not valid base64".to_string())?;
-    let payload = Payload::parse(bytes).map_err(|e| e.to_string())?;
+fn classify<'a, 'r>(
+    config: &RawZoneConfig,
+    record: &'r KinesisRecord<'a>,
+) -> Result<(GroupKey, Payload<'r>), String> {
+    let bytes = record
+        .data
+        .as_ref()
+        .map_err(|_| "data is not valid base64".to_string())?;
+    let payload = config.extractor.parse(bytes).map_err(|e| e.to_string())?;
     let table = config.router.route(&payload).map_err(|e| e.to_string())?;
     let partition = match &config.partition {
         None => None,
         Some(p) => {
             let value = payload
-                .pointer(&p.path)
-                .and_then(value_text)
+                .text_of(p.slot)
                 .ok_or_else(|| format!("partition field {} is missing or null", p.path))?;
             Some(partition_segment(&p.name, &value))
         }
@@ -171,8 +223,16 @@ fn seq_bounds<'s>(seqs: impl Iterator<Item = &'s str>) -> (&'s str, &'s str) {
         bounds = Some(match bounds {
             None => (s, s),
             Some((lo, hi)) => (
-                if cmp_sequence_numbers(s, lo).is_lt() { s } else { lo },
-                if cmp_sequence_numbers(s, hi).is_gt() { s } else { hi },
+                if cmp_sequence_numbers(s, lo).is_lt() {
+                    s
+                } else {
+                    lo
+                },
+                if cmp_sequence_numbers(s, hi).is_gt() {
+                    s
+                } else {
+                    hi
+                },
             ),
         });
     }
@@ -183,9 +243,19 @@ fn seq_bounds<'s>(seqs: impl Iterator<Item = &'s str>) -> (&'s str, &'s str) {
 /// held uncompressed in full.
 const CHUNK: usize = 64 * 1024;
 
-fn encode_group(config: &RawZoneConfig, group: &GroupKey, members: &[Accepted<'_, '_>]) -> std::io::Result<PlannedObject> {
-    let (min, max) = seq_bounds(members.iter().map(|m| m.record.meta.sequence_number.as_ref()));
-    let key = config.layout.object_key(group, min, max, config.format, config.compression);
+fn encode_group(
+    config: &RawZoneConfig,
+    group: &GroupKey,
+    members: &[Accepted<'_, '_>],
+) -> std::io::Result<PlannedObject> {
+    let (min, max) = seq_bounds(
+        members
+            .iter()
+            .map(|m| m.record.meta.sequence_number.as_ref()),
+    );
+    let key = config
+        .layout
+        .object_key(group, min, max, config.format, config.compression);
     let mut out = config.compression.writer(members.len() * 64)?;
     let mut chunk = Vec::with_capacity(CHUNK + 4096);
     let csv = match config.format {
@@ -216,4 +286,126 @@ fn encode_group(config: &RawZoneConfig, group: &GroupKey, members: &[Accepted<'_
         records: members.len(),
         min_sequence_number: min.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::decompress;
+    use crate::record::decode_kinesis_event;
+
+    fn config(vars: &[(&str, &str)]) -> RawZoneConfig {
+        let mut all = vec![("RAW_BUCKET", "b")];
+        all.extend_from_slice(vars);
+        RawZoneConfig::from_env(&Env::new(&all)).unwrap()
+    }
+
+    fn text(object: &PlannedObject, c: Compression) -> String {
+        String::from_utf8(decompress(c, &object.body).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sample_sensor_event_becomes_one_object_per_partition() {
+        let body = include_str!("../../events/kinesis-sensors.json");
+        let records = decode_kinesis_event(body).unwrap();
+        let plan = plan(
+            &config(&[
+                ("TABLE", "sensor_readings"),
+                ("PARTITION_FIELD", "/sensorId"),
+            ]),
+            &records,
+        )
+        .unwrap();
+        let keys: Vec<&str> = plan.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "raw/sensor_readings/2024/11/21/14/sensorId=6/shardId-000000000000-49590338271490256608559692538361571095921575989136588800-49590338271490256608559692538361571095921575989136588805.ndjson.gz",
+                "raw/sensor_readings/2024/11/21/14/sensorId=7/shardId-000000000000-49590338271490256608559692538361571095921575989136588801-49590338271490256608559692538361571095921575989136588804.ndjson.gz",
+                "raw/sensor_readings/2024/11/21/14/sensorId=8/shardId-000000000000-49590338271490256608559692538361571095921575989136588803-49590338271490256608559692538361571095921575989136588803.ndjson.gz",
+            ]
+        );
+        assert_eq!(
+            plan.objects.iter().map(|o| o.records).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
+        assert!(plan.quarantine.is_none());
+        let lines = text(&plan.objects[0], Compression::Gzip { level: 0 });
+        let rows: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            rows.iter()
+                .map(|r| r["payload"]["currentTemperature"].as_i64().unwrap())
+                .collect::<Vec<_>>(),
+            [64, 65, 66]
+        );
+        assert_eq!(
+            rows.iter()
+                .map(|r| r["metadata"]["row"].as_i64().unwrap())
+                .collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn sample_bad_records_are_quarantined_with_reasons() {
+        let body = include_str!("../../events/kinesis-bad-records.json");
+        let records = decode_kinesis_event(body).unwrap();
+        let plan = plan(&config(&[("TABLE", "sensor_readings")]), &records).unwrap();
+        assert_eq!((plan.records, plan.quarantined), (6, 4));
+        assert_eq!(plan.objects.len(), 1);
+        assert_eq!(plan.objects[0].records, 2);
+        let q = plan.quarantine.as_ref().unwrap();
+        assert_eq!(
+            q.min_sequence_number,
+            "49590338271490256608559692538361571095921575989136589001"
+        );
+        assert!(q
+            .key
+            .starts_with("errors/2024/11/21/14/shardId-000000000000-"));
+        let reasons: Vec<String> = text(q, Compression::Gzip { level: 0 })
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(reasons.len(), 4);
+        assert!(reasons[0].starts_with("payload is not valid JSON"));
+        assert_eq!(
+            reasons[1..],
+            [
+                "payload is not UTF-8",
+                "payload is JSON but not an object",
+                "data is not valid base64"
+            ]
+        );
+    }
+
+    #[test]
+    fn groups_split_at_the_hour_and_keep_the_lowest_sequence_number() {
+        let event = r#"{"Records":[
+            {"kinesis":{"partitionKey":"a","sequenceNumber":"10","data":"eyJ4IjoxfQ==","approximateArrivalTimestamp":3599.5},"eventID":"shardId-1:10","eventSourceARN":"arn:aws:kinesis:r:1:stream/s"},
+            {"kinesis":{"partitionKey":"a","sequenceNumber":"11","data":"eyJ4IjoyfQ==","approximateArrivalTimestamp":3600.5},"eventID":"shardId-1:11","eventSourceARN":"arn:aws:kinesis:r:1:stream/s"}]}"#;
+        let records = decode_kinesis_event(event).unwrap();
+        let plan = plan(
+            &config(&[("TABLE", "t"), ("COMPRESSION", "none")]),
+            &records,
+        )
+        .unwrap();
+        let keys: Vec<&str> = plan.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "raw/t/1970/01/01/00/shardId-1-10-10.ndjson",
+                "raw/t/1970/01/01/01/shardId-1-11-11.ndjson"
+            ]
+        );
+        assert_eq!(plan.objects[1].min_sequence_number, "11");
+        assert_eq!(plan.bytes_in, 14);
+    }
 }

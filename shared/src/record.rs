@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -36,7 +35,8 @@ impl RecordMeta<'_> {
 
     /// RFC 3339 with milliseconds, the form every file and table column uses.
     pub fn arrival_rfc3339(&self) -> String {
-        self.arrival().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        self.arrival()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
 }
 
@@ -87,7 +87,8 @@ pub fn decode_kinesis_event(body: &str) -> Result<Vec<KinesisRecord<'_>>, Decode
 }
 
 fn decode_record(raw: RawRecord<'_>) -> KinesisRecord<'_> {
-    let data = match base64::engine::general_purpose::STANDARD.decode(raw.kinesis.data.as_bytes()) {
+    // SIMD base64: decoding is a third of the envelope's cost with the scalar decoder.
+    let data = match base64_simd::STANDARD.decode_to_vec(raw.kinesis.data.as_bytes()) {
         Ok(bytes) => Ok(bytes),
         Err(_) => Err(raw.kinesis.data),
     };
@@ -123,9 +124,18 @@ fn stream_name(arn: Cow<'_, str>) -> Cow<'_, str> {
 /// `shardId-000000000006`.
 fn shard_id(event_id: Cow<'_, str>) -> Cow<'_, str> {
     match event_id {
-        Cow::Borrowed(s) => Cow::Borrowed(s.split(':').next().filter(|p| !p.is_empty()).unwrap_or("unknown-shard")),
+        Cow::Borrowed(s) => Cow::Borrowed(
+            s.split(':')
+                .next()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("unknown-shard"),
+        ),
         Cow::Owned(s) => Cow::Owned(
-            s.split(':').next().filter(|p| !p.is_empty()).unwrap_or("unknown-shard").to_string(),
+            s.split(':')
+                .next()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("unknown-shard")
+                .to_string(),
         ),
     }
 }
@@ -161,18 +171,29 @@ mod tests {
 
     #[test]
     fn decodes_metadata_and_payload() {
-        let body = event(&[("shardId-000000000006", "49590338271490256608559692538361571095921575989136588898", "6", "eyJhIjoxfQ==")]);
+        let body = event(&[(
+            "shardId-000000000006",
+            "49590338271490256608559692538361571095921575989136588898",
+            "6",
+            "eyJhIjoxfQ==",
+        )]);
         let recs = decode_kinesis_event(&body).unwrap();
         assert_eq!(recs.len(), 1);
         let r = &recs[0];
         assert_eq!(r.meta.stream, "sensors");
         assert_eq!(r.meta.shard_id, "shardId-000000000006");
-        assert_eq!(r.meta.sequence_number, "49590338271490256608559692538361571095921575989136588898");
+        assert_eq!(
+            r.meta.sequence_number,
+            "49590338271490256608559692538361571095921575989136588898"
+        );
         assert_eq!(r.meta.partition_key, "6");
         assert_eq!(r.meta.arrival_ms, 1_700_000_000_123);
         assert_eq!(r.meta.arrival_rfc3339(), "2023-11-14T22:13:20.123Z");
         assert_eq!(r.data.as_deref().unwrap(), br#"{"a":1}"#);
-        assert!(matches!(r.meta.stream, Cow::Borrowed(_)), "strings are borrowed from the body");
+        assert!(
+            matches!(r.meta.stream, Cow::Borrowed(_)),
+            "strings are borrowed from the body"
+        );
     }
 
     #[test]
@@ -201,19 +222,30 @@ mod tests {
     #[test]
     fn matches_aws_lambda_events_on_the_same_event() {
         let body = event(&[("shardId-000000000001", "42", "pk", "aGVsbG8=")]);
-        let typed: aws_lambda_events::event::kinesis::KinesisEvent = serde_json::from_str(&body).unwrap();
+        let typed: aws_lambda_events::event::kinesis::KinesisEvent =
+            serde_json::from_str(&body).unwrap();
         let slim = decode_kinesis_event(&body).unwrap();
         let t = &typed.records[0];
         assert_eq!(t.kinesis.sequence_number, slim[0].meta.sequence_number);
         assert_eq!(t.kinesis.partition_key, slim[0].meta.partition_key);
         assert_eq!(t.kinesis.data.0, *slim[0].data.as_ref().unwrap());
-        assert!(t.event_id.as_deref().unwrap().starts_with(&*slim[0].meta.shard_id));
+        assert!(t
+            .event_id
+            .as_deref()
+            .unwrap()
+            .starts_with(&*slim[0].meta.shard_id));
     }
 
     #[test]
     fn sequence_numbers_compare_numerically() {
         assert_eq!(cmp_sequence_numbers("9", "10"), Ordering::Less);
-        assert_eq!(cmp_sequence_numbers("49590338271490256608559692538361571095921575989136588898", "49590338271490256608559692538361571095921575989136588899"), Ordering::Less);
+        assert_eq!(
+            cmp_sequence_numbers(
+                "49590338271490256608559692538361571095921575989136588898",
+                "49590338271490256608559692538361571095921575989136588899"
+            ),
+            Ordering::Less
+        );
         assert_eq!(cmp_sequence_numbers("007", "7"), Ordering::Equal);
         assert_eq!(min_sequence_number(["12", "3", "100"]), Some("3"));
     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::config::{ConfigError, Env};
-use crate::payload::{value_text, JsonPointer, Payload};
+use crate::payload::{Extractor, JsonPointer, Payload};
 
 /// Why a record has no table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +20,7 @@ pub enum Router {
     Fixed(String),
     ByField {
         field: JsonPointer,
+        slot: usize,
         tables: HashMap<String, String>,
         /// Table for values the map does not name; `None` quarantines them.
         default: Option<String>,
@@ -29,13 +30,22 @@ pub enum Router {
 impl Router {
     /// `TABLE` for a fixed table, or `ROUTE_FIELD` + `ROUTE_MAP` (JSON object value → table) with
     /// an optional `ROUTE_DEFAULT_TABLE`.
-    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env<'_>, extractor: &mut Extractor) -> Result<Self, ConfigError> {
         match (env.optional("TABLE"), env.optional("ROUTE_FIELD")) {
-            (Some(_), Some(_)) => Err(ConfigError::new("ROUTE_FIELD", "set either TABLE or ROUTE_FIELD, not both")),
-            (None, None) => Err(ConfigError::new("TABLE", "is required (or ROUTE_FIELD with ROUTE_MAP)")),
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                "ROUTE_FIELD",
+                "set either TABLE or ROUTE_FIELD, not both",
+            )),
+            (None, None) => Err(ConfigError::new(
+                "TABLE",
+                "is required (or ROUTE_FIELD with ROUTE_MAP)",
+            )),
             (Some(table), None) => Ok(Router::Fixed(table_name("TABLE", &table)?)),
             (None, Some(field)) => {
-                let field = field.parse().map_err(|e| ConfigError::new("ROUTE_FIELD", e))?;
+                let field: JsonPointer = field
+                    .parse()
+                    .map_err(|e| ConfigError::new("ROUTE_FIELD", e))?;
+                let slot = extractor.slot(&field);
                 let raw: HashMap<String, String> = env
                     .json_optional("ROUTE_MAP")?
                     .ok_or_else(|| ConfigError::new("ROUTE_MAP", "is required with ROUTE_FIELD"))?;
@@ -47,7 +57,12 @@ impl Router {
                     .optional("ROUTE_DEFAULT_TABLE")
                     .map(|t| table_name("ROUTE_DEFAULT_TABLE", &t))
                     .transpose()?;
-                Ok(Router::ByField { field, tables, default })
+                Ok(Router::ByField {
+                    field,
+                    slot,
+                    tables,
+                    default,
+                })
             }
         }
     }
@@ -55,10 +70,14 @@ impl Router {
     pub fn route<'r>(&'r self, payload: &Payload<'_>) -> Result<&'r str, RouteError> {
         match self {
             Router::Fixed(table) => Ok(table),
-            Router::ByField { field, tables, default } => {
+            Router::ByField {
+                field,
+                slot,
+                tables,
+                default,
+            } => {
                 let value = payload
-                    .pointer(field)
-                    .and_then(value_text)
+                    .text_of(*slot)
                     .ok_or_else(|| RouteError::MissingField(field.to_string()))?;
                 match (tables.get(value.as_ref()), default) {
                     (Some(table), _) | (None, Some(table)) => Ok(table),
@@ -75,9 +94,13 @@ impl Router {
     pub fn tables(&self) -> Vec<&str> {
         let mut all: Vec<&str> = match self {
             Router::Fixed(t) => vec![t],
-            Router::ByField { tables, default, .. } => {
-                tables.values().chain(default.iter()).map(String::as_str).collect()
-            }
+            Router::ByField {
+                tables, default, ..
+            } => tables
+                .values()
+                .chain(default.iter())
+                .map(String::as_str)
+                .collect(),
         };
         all.sort_unstable();
         all.dedup();
@@ -103,44 +126,74 @@ pub fn table_name(var: &str, name: &str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
 
-    fn router(vars: &[(&str, &str)]) -> Result<Router, ConfigError> {
-        Router::from_env(&Env::new(&vars))
+    fn router(vars: &[(&str, &str)]) -> Result<(Router, Extractor), ConfigError> {
+        let mut x = Extractor::new();
+        Router::from_env(&Env::new(&vars), &mut x).map(|r| (r, x))
     }
 
     #[test]
     fn fixed_table() {
-        let r = router(&[("TABLE", "sensor_readings")]).unwrap();
-        let p = Payload::parse(b"{}").unwrap();
+        let (r, x) = router(&[("TABLE", "sensor_readings")]).unwrap();
+        let p = x.parse(b"{}").unwrap();
         assert_eq!(r.route(&p).unwrap(), "sensor_readings");
     }
 
     #[test]
     fn by_field_with_and_without_default() {
-        let vars = [("ROUTE_FIELD", "/event_type"), ("ROUTE_MAP", r#"{"order_created":"orders","page_view":"clicks"}"#)];
-        let r = router(&vars).unwrap();
+        let vars = [
+            ("ROUTE_FIELD", "/event_type"),
+            (
+                "ROUTE_MAP",
+                r#"{"order_created":"orders","page_view":"clicks"}"#,
+            ),
+        ];
+        let (r, x) = router(&vars).unwrap();
         assert_eq!(r.tables(), vec!["clicks", "orders"]);
-        let order = Payload::parse(br#"{"event_type":"order_created"}"#).unwrap();
+        let order = x.parse(br#"{"event_type":"order_created"}"#).unwrap();
         assert_eq!(r.route(&order).unwrap(), "orders");
-        let other = Payload::parse(br#"{"event_type":"refund"}"#).unwrap();
+        let other = x.parse(br#"{"event_type":"refund"}"#).unwrap();
         assert_eq!(
             r.route(&other).unwrap_err(),
-            RouteError::UnknownValue { field: "/event_type".into(), value: "refund".into() }
+            RouteError::UnknownValue {
+                field: "/event_type".into(),
+                value: "refund".into()
+            }
         );
-        let missing = Payload::parse(br#"{"event_type":null}"#).unwrap();
-        assert_eq!(r.route(&missing).unwrap_err(), RouteError::MissingField("/event_type".into()));
+        let missing = x.parse(br#"{"event_type":null}"#).unwrap();
+        assert_eq!(
+            r.route(&missing).unwrap_err(),
+            RouteError::MissingField("/event_type".into())
+        );
 
         let mut with_default = vars.to_vec();
         with_default.push(("ROUTE_DEFAULT_TABLE", "other_events"));
-        let r = router(&with_default).unwrap();
-        assert_eq!(r.route(&other).unwrap(), "other_events");
+        let (r, _) = router(&with_default).unwrap();
+        assert_eq!(
+            r.route(&other).unwrap(),
+            "other_events",
+            "the same slot layout: the field is the only pointer"
+        );
     }
 
     #[test]
     fn configuration_errors_name_the_variable() {
         assert_eq!(router(&[]).unwrap_err().var, "TABLE");
         assert_eq!(router(&[("TABLE", "bad-name")]).unwrap_err().var, "TABLE");
-        assert_eq!(router(&[("ROUTE_FIELD", "/t")]).unwrap_err().var, "ROUTE_MAP");
-        assert_eq!(router(&[("ROUTE_FIELD", "/t"), ("ROUTE_MAP", "{")]).unwrap_err().var, "ROUTE_MAP");
-        assert_eq!(router(&[("ROUTE_FIELD", "/t"), ("ROUTE_MAP", r#"{"a":"x y"}"#)]).unwrap_err().var, "ROUTE_MAP");
+        assert_eq!(
+            router(&[("ROUTE_FIELD", "/t")]).unwrap_err().var,
+            "ROUTE_MAP"
+        );
+        assert_eq!(
+            router(&[("ROUTE_FIELD", "/t"), ("ROUTE_MAP", "{")])
+                .unwrap_err()
+                .var,
+            "ROUTE_MAP"
+        );
+        assert_eq!(
+            router(&[("ROUTE_FIELD", "/t"), ("ROUTE_MAP", r#"{"a":"x y"}"#)])
+                .unwrap_err()
+                .var,
+            "ROUTE_MAP"
+        );
     }
 }

@@ -15,7 +15,11 @@ pub struct PutError {
 }
 
 /// Puts one planned object with its content type and encoding.
-pub async fn put_object(client: &aws_sdk_s3::Client, bucket: &str, object: &PlannedObject) -> Result<(), PutError> {
+pub async fn put_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    object: &PlannedObject,
+) -> Result<(), PutError> {
     let mut req = client
         .put_object()
         .bucket(bucket)

@@ -9,12 +9,19 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Env};
-use crate::payload::{value_text, JsonPointer, Payload};
+use crate::payload::{Extractor, JsonPointer, Payload};
 use crate::record::RecordMeta;
 
 /// The lineage columns appended after the mapped ones, in file order.
-pub const LINEAGE_COLUMNS: [&str; 7] =
-    ["stream", "shard_id", "sequence_number", "partition_key", "arrival_time", "source_file", "source_row"];
+pub const LINEAGE_COLUMNS: [&str; 7] = [
+    "stream",
+    "shard_id",
+    "sequence_number",
+    "partition_key",
+    "arrival_time",
+    "source_file",
+    "source_row",
+];
 
 /// One mapped column.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,6 +38,8 @@ pub struct CsvColumn {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CsvMapping {
     pub columns: Vec<CsvColumn>,
+    /// The extractor slot of each column.
+    slots: Vec<usize>,
 }
 
 /// Why a record cannot become a CSV row.
@@ -42,15 +51,23 @@ pub struct MissingField {
 }
 
 impl CsvMapping {
-    pub fn new(columns: Vec<CsvColumn>) -> Result<Self, String> {
+    pub fn new(columns: Vec<CsvColumn>, extractor: &mut Extractor) -> Result<Self, String> {
         if columns.is_empty() {
             return Err("needs at least one column".into());
         }
         let mut seen = std::collections::HashSet::new();
         for c in &columns {
             let lower = c.name.to_ascii_lowercase();
-            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-                return Err(format!("column name {:?} must be letters, digits and underscores", c.name));
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            {
+                return Err(format!(
+                    "column name {:?} must be letters, digits and underscores",
+                    c.name
+                ));
             }
             if LINEAGE_COLUMNS.contains(&lower.as_str()) {
                 return Err(format!("column name {:?} is reserved for lineage", c.name));
@@ -59,12 +76,17 @@ impl CsvMapping {
                 return Err(format!("column {:?} appears twice", c.name));
             }
         }
-        Ok(Self { columns })
+        let slots = columns.iter().map(|c| extractor.slot(&c.path)).collect();
+        Ok(Self { columns, slots })
     }
 
     /// The header line: mapped columns then lineage columns.
     pub fn push_header(&self, out: &mut Vec<u8>) {
-        let names = self.columns.iter().map(|c| c.name.as_str()).chain(LINEAGE_COLUMNS);
+        let names = self
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(LINEAGE_COLUMNS);
         for (i, name) in names.enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -76,17 +98,32 @@ impl CsvMapping {
 
     /// Checks the fields marked required before any row is numbered.
     pub fn check(&self, payload: &Payload<'_>) -> Result<(), MissingField> {
-        for c in self.columns.iter().filter(|c| c.required) {
-            if payload.pointer(&c.path).and_then(value_text).is_none() {
-                return Err(MissingField { column: c.name.clone(), path: c.path.to_string() });
+        for (c, slot) in self
+            .columns
+            .iter()
+            .zip(&self.slots)
+            .filter(|(c, _)| c.required)
+        {
+            if payload.text_of(*slot).is_none() {
+                return Err(MissingField {
+                    column: c.name.clone(),
+                    path: c.path.to_string(),
+                });
             }
         }
         Ok(())
     }
 
-    pub fn push_row(&self, out: &mut Vec<u8>, payload: &Payload<'_>, meta: &RecordMeta<'_>, file: &str, row: u64) {
-        for c in &self.columns {
-            push_field(out, payload.pointer(&c.path).and_then(value_text).as_deref());
+    pub fn push_row(
+        &self,
+        out: &mut Vec<u8>,
+        payload: &Payload<'_>,
+        meta: &RecordMeta<'_>,
+        file: &str,
+        row: u64,
+    ) {
+        for slot in &self.slots {
+            push_field(out, payload.text_of(*slot).as_deref());
             out.push(b',');
         }
         push_field(out, Some(&meta.stream));
@@ -115,7 +152,11 @@ pub struct CsvMappings {
 }
 
 impl CsvMappings {
-    pub fn from_env(env: &Env<'_>, tables: &[&str]) -> Result<Self, ConfigError> {
+    pub fn from_env(
+        env: &Env<'_>,
+        tables: &[&str],
+        extractor: &mut Extractor,
+    ) -> Result<Self, ConfigError> {
         const VAR: &str = "CSV_COLUMNS";
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -127,24 +168,37 @@ impl CsvMappings {
             .json_optional(VAR)?
             .ok_or_else(|| ConfigError::new(VAR, "is required when FORMAT=csv"))?;
         let mappings = match raw {
-            Raw::All(cols) => CsvMappings { all: Some(CsvMapping::new(cols).map_err(|e| ConfigError::new(VAR, e))?), by_table: HashMap::new() },
+            Raw::All(cols) => CsvMappings {
+                all: Some(CsvMapping::new(cols, extractor).map_err(|e| ConfigError::new(VAR, e))?),
+                by_table: HashMap::new(),
+            },
             Raw::ByTable(map) => {
                 let mut by_table = HashMap::new();
                 for (table, cols) in map {
-                    let mapping = CsvMapping::new(cols).map_err(|e| ConfigError::new(VAR, format!("{table}: {e}")))?;
+                    let mapping = CsvMapping::new(cols, extractor)
+                        .map_err(|e| ConfigError::new(VAR, format!("{table}: {e}")))?;
                     by_table.insert(table, mapping);
                 }
-                CsvMappings { all: None, by_table }
+                CsvMappings {
+                    all: None,
+                    by_table,
+                }
             }
         };
         if let Some(missing) = tables.iter().find(|t| mappings.get(t).is_none()) {
-            return Err(ConfigError::new(VAR, format!("has no columns for table {missing:?}")));
+            return Err(ConfigError::new(
+                VAR,
+                format!("has no columns for table {missing:?}"),
+            ));
         }
         Ok(mappings)
     }
 
     pub fn single(mapping: CsvMapping) -> Self {
-        Self { all: Some(mapping), by_table: HashMap::new() }
+        Self {
+            all: Some(mapping),
+            by_table: HashMap::new(),
+        }
     }
 
     pub fn get(&self, table: &str) -> Option<&CsvMapping> {
@@ -160,7 +214,9 @@ pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     };
     let bytes = value.as_bytes();
     let needs_quotes = bytes.is_empty()
-        || bytes.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'))
+        || bytes
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'))
         || bytes[0] == b' '
         || bytes[bytes.len() - 1] == b' ';
     if !needs_quotes {
@@ -202,20 +258,23 @@ mod tests {
         assert_eq!(field(None), "\\N");
     }
 
-    fn mapping() -> CsvMapping {
+    fn mapping() -> (CsvMapping, Extractor) {
         let cols: Vec<CsvColumn> = serde_json::from_str(
             r#"[{"name":"sensorid","path":"/sensorId","required":true},{"name":"temp","path":"currentTemperature"},{"name":"note","path":"/meta/note"}]"#,
         )
         .unwrap();
-        CsvMapping::new(cols).unwrap()
+        let mut x = Extractor::new();
+        (CsvMapping::new(cols, &mut x).unwrap(), x)
     }
 
     #[test]
     fn rows_follow_the_mapping_with_lineage() {
-        let m = mapping();
+        let (m, x) = mapping();
         let mut out = Vec::new();
         m.push_header(&mut out);
-        let p = Payload::parse(br#"{"sensorId":6,"currentTemperature":64.5,"meta":{"note":"hot, \"very\""}}"#).unwrap();
+        let p = x
+            .parse(br#"{"sensorId":6,"currentTemperature":64.5,"meta":{"note":"hot, \"very\""}}"#)
+            .unwrap();
         let meta = RecordMeta {
             stream: Cow::Borrowed("s"),
             shard_id: Cow::Borrowed("shardId-1"),
@@ -224,7 +283,7 @@ mod tests {
             arrival_ms: 0,
         };
         m.push_row(&mut out, &p, &meta, "raw/t/f.csv.gz", 1);
-        let p2 = Payload::parse(br#"{"sensorId":"x"}"#).unwrap();
+        let p2 = x.parse(br#"{"sensorId":"x"}"#).unwrap();
         m.push_row(&mut out, &p2, &meta, "raw/t/f.csv.gz", 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -236,27 +295,46 @@ mod tests {
 
     #[test]
     fn required_fields_are_checked() {
-        let m = mapping();
-        assert!(m.check(&Payload::parse(br#"{"sensorId":1}"#).unwrap()).is_ok());
-        let err = m.check(&Payload::parse(br#"{"sensorId":null}"#).unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "required field /sensorId for column sensorid is missing or null");
+        let (m, x) = mapping();
+        assert!(m.check(&x.parse(br#"{"sensorId":1}"#).unwrap()).is_ok());
+        let err = m
+            .check(&x.parse(br#"{"sensorId":null}"#).unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "required field /sensorId for column sensorid is missing or null"
+        );
     }
 
     #[test]
     fn mapping_validation() {
-        let col = |n: &str| CsvColumn { name: n.into(), path: "/a".parse().unwrap(), required: false };
-        assert!(CsvMapping::new(vec![]).is_err());
-        assert!(CsvMapping::new(vec![col("a"), col("A")]).is_err());
-        assert!(CsvMapping::new(vec![col("source_row")]).is_err());
-        assert!(CsvMapping::new(vec![col("a b")]).is_err());
+        let col = |n: &str| CsvColumn {
+            name: n.into(),
+            path: "/a".parse().unwrap(),
+            required: false,
+        };
+        let x = &mut Extractor::new();
+        assert!(CsvMapping::new(vec![], x).is_err());
+        assert!(CsvMapping::new(vec![col("a"), col("A")], x).is_err());
+        assert!(CsvMapping::new(vec![col("source_row")], x).is_err());
+        assert!(CsvMapping::new(vec![col("a b")], x).is_err());
     }
 
     #[test]
     fn mappings_per_table_from_env() {
-        let vars = [("CSV_COLUMNS", r#"{"orders":[{"name":"id","path":"/order/id"}]}"#)];
+        let vars = [(
+            "CSV_COLUMNS",
+            r#"{"orders":[{"name":"id","path":"/order/id"}]}"#,
+        )];
         let env = Env::new(&vars);
-        let m = CsvMappings::from_env(&env, &["orders"]).unwrap();
+        let x = &mut Extractor::new();
+        let m = CsvMappings::from_env(&env, &["orders"], x).unwrap();
         assert_eq!(m.get("orders").unwrap().columns[0].name, "id");
-        assert_eq!(CsvMappings::from_env(&env, &["orders", "clicks"]).unwrap_err().var, "CSV_COLUMNS");
+        assert_eq!(
+            CsvMappings::from_env(&env, &["orders", "clicks"], x)
+                .unwrap_err()
+                .var,
+            "CSV_COLUMNS"
+        );
     }
 }

@@ -34,10 +34,18 @@ impl Format {
     }
 
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        match env.optional("FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        match env
+            .optional("FORMAT")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("ndjson") | Some("json") => Ok(Format::Ndjson),
             Some("csv") => Ok(Format::Csv),
-            Some(other) => Err(ConfigError::new("FORMAT", format!("expected ndjson or csv, got {other:?}"))),
+            Some(other) => Err(ConfigError::new(
+                "FORMAT",
+                format!("expected ndjson or csv, got {other:?}"),
+            )),
         }
     }
 }
@@ -76,29 +84,41 @@ impl Compression {
             None | Some("gzip") | Some("gz") => {
                 let level = env.parse_or("COMPRESSION_LEVEL", 1u32)?;
                 if level > 9 {
-                    return Err(ConfigError::new("COMPRESSION_LEVEL", "gzip levels are 0 to 9"));
+                    return Err(ConfigError::new(
+                        "COMPRESSION_LEVEL",
+                        "gzip levels are 0 to 9",
+                    ));
                 }
                 Ok(Compression::Gzip { level })
             }
             Some("zstd") | Some("zst") => {
                 let level = env.parse_or("COMPRESSION_LEVEL", 3i32)?;
                 if !(1..=19).contains(&level) {
-                    return Err(ConfigError::new("COMPRESSION_LEVEL", "zstd levels are 1 to 19"));
+                    return Err(ConfigError::new(
+                        "COMPRESSION_LEVEL",
+                        "zstd levels are 1 to 19",
+                    ));
                 }
                 Ok(Compression::Zstd { level })
             }
             Some("none") => Ok(Compression::None),
-            Some(other) => Err(ConfigError::new("COMPRESSION", format!("expected gzip, zstd or none, got {other:?}"))),
+            Some(other) => Err(ConfigError::new(
+                "COMPRESSION",
+                format!("expected gzip, zstd or none, got {other:?}"),
+            )),
         }
     }
 
     pub fn writer(self, capacity: usize) -> io::Result<CompressWriter> {
         let buf = Vec::with_capacity(capacity);
         Ok(match self {
-            Compression::Gzip { level } => {
-                CompressWriter::Gzip(flate2::write::GzEncoder::new(buf, flate2::Compression::new(level)))
+            Compression::Gzip { level } => CompressWriter::Gzip(flate2::write::GzEncoder::new(
+                buf,
+                flate2::Compression::new(level),
+            )),
+            Compression::Zstd { level } => {
+                CompressWriter::Zstd(zstd::stream::Encoder::new(buf, level)?)
             }
-            Compression::Zstd { level } => CompressWriter::Zstd(zstd::stream::Encoder::new(buf, level)?),
             Compression::None => CompressWriter::Plain(buf),
         })
     }
@@ -176,12 +196,20 @@ mod tests {
     #[test]
     fn every_compression_round_trips() {
         let text = "línea 1,\"x\"\n".repeat(1000);
-        for c in [Compression::Gzip { level: 1 }, Compression::Gzip { level: 9 }, Compression::Zstd { level: 3 }, Compression::None] {
+        for c in [
+            Compression::Gzip { level: 1 },
+            Compression::Gzip { level: 9 },
+            Compression::Zstd { level: 3 },
+            Compression::None,
+        ] {
             let mut w = c.writer(1024).unwrap();
             w.write_all(text.as_bytes()).unwrap();
             let packed = w.finish().unwrap();
             if c != Compression::None {
-                assert!(packed.len() < text.len() / 10, "{c:?} compresses repetitive text");
+                assert!(
+                    packed.len() < text.len() / 10,
+                    "{c:?} compresses repetitive text"
+                );
             }
             assert_eq!(decompress(c, &packed).unwrap(), text.as_bytes(), "{c:?}");
         }
@@ -191,8 +219,16 @@ mod tests {
     fn compression_from_env() {
         let e = |v: &[(&str, &str)]| Compression::from_env(&Env::new(&v.to_vec()));
         assert_eq!(e(&[]).unwrap(), Compression::Gzip { level: 1 });
-        assert_eq!(e(&[("COMPRESSION", "ZSTD")]).unwrap(), Compression::Zstd { level: 3 });
-        assert_eq!(e(&[("COMPRESSION", "zstd"), ("COMPRESSION_LEVEL", "0")]).unwrap_err().var, "COMPRESSION_LEVEL");
+        assert_eq!(
+            e(&[("COMPRESSION", "ZSTD")]).unwrap(),
+            Compression::Zstd { level: 3 }
+        );
+        assert_eq!(
+            e(&[("COMPRESSION", "zstd"), ("COMPRESSION_LEVEL", "0")])
+                .unwrap_err()
+                .var,
+            "COMPRESSION_LEVEL"
+        );
         assert_eq!(e(&[("COMPRESSION", "lz4")]).unwrap_err().var, "COMPRESSION");
     }
 }

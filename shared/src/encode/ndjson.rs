@@ -9,7 +9,13 @@ use crate::record::RecordMeta;
 use super::push_json_str;
 
 /// Appends one line for a record stored in `file` at 1-based `row`.
-pub fn push_line(out: &mut Vec<u8>, payload: &Payload<'_>, meta: &RecordMeta<'_>, file: &str, row: u64) {
+pub fn push_line(
+    out: &mut Vec<u8>,
+    payload: &Payload<'_>,
+    meta: &RecordMeta<'_>,
+    file: &str,
+    row: u64,
+) {
     out.extend_from_slice(b"{\"payload\":");
     out.extend_from_slice(payload.one_line().as_bytes());
     out.extend_from_slice(b",\"metadata\":");
@@ -54,12 +60,17 @@ mod tests {
 
     #[test]
     fn line_has_payload_and_lineage() {
-        let payload = Payload::parse(b"{\"sensorId\": 6,\n \"big\": 12345678901234567890123}").unwrap();
+        let payload = crate::payload::Extractor::new()
+            .parse(b"{\"sensorId\": 6,\n \"big\": 12345678901234567890123}")
+            .unwrap();
         let mut out = Vec::new();
         push_line(&mut out, &payload, &meta(), "raw/t/x.ndjson.gz", 3);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
-        assert!(text.contains("12345678901234567890123"), "numbers are copied, not re-serialised");
+        assert!(
+            text.contains("12345678901234567890123"),
+            "numbers are copied, not re-serialised"
+        );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["payload"]["sensorId"], 6);
         assert_eq!(

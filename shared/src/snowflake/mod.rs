@@ -1,1 +1,29 @@
 //! Snowflake SQL API v2 client.
+//!
+//! One [`SnowflakeClient`] per Lambda container, built once at init from a [`SnowflakeConfig`]
+//! (read from the environment with [`SnowflakeConfig::from_env`]). [`SnowflakeClient::execute`]
+//! submits one [`Statement`] (`POST /api/v2/statements`), follows a `202` by polling the statement
+//! handle, fetches every result partition, and retries throttling, server and connection errors
+//! with jittered exponential backoff until the caller's deadline, re-sending the same `requestId`
+//! with `retry=true` so Snowflake does not execute the statement twice.
+//!
+//! SQL safety: values are always bound ([`Binding`]); identifiers go through [`ident`].
+
+mod auth;
+mod client;
+mod config;
+mod error;
+pub mod ident;
+mod types;
+
+pub use auth::{fingerprint_of_pem, normalize_account, JwtClaims, JwtSigner, JWT_LIFETIME};
+pub use client::{request_id_for, SnowflakeClient, REQUEST_ID_NAMESPACE};
+pub use config::{
+    AuthConfig, KeySource, RetryPolicy, SecretString, SnowflakeConfig, TokenSource, TokenType,
+};
+pub use error::SnowflakeError;
+pub use ident::IdentError;
+pub use types::{Binding, ColumnType, DmlStats, QueryResult, Statement};
+
+#[cfg(test)]
+mod mock_tests;

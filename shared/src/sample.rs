@@ -1,0 +1,175 @@
+//! Deterministic sample records: the reference system's sensor readings, e-commerce order
+//! events and CDC rows. Used by the demo, the load generator and the benchmarks, so every one of
+//! them exercises the same shapes.
+
+use base64::Engine as _;
+
+/// A small deterministic generator (SplitMix64), so runs are reproducible without seeding.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// `{"sensorId": 6, "currentTemperature": 64, "status": "OK"}` with `sensors` distinct ids.
+pub fn sensor_reading(rng: &mut Rng, sensors: u64) -> String {
+    let status = *rng.pick(&["OK", "OK", "OK", "WARN", "FAIL"]);
+    format!(
+        r#"{{"sensorId": {}, "currentTemperature": {}, "status": "{}"}}"#,
+        rng.below(sensors) + 1,
+        40 + rng.below(60),
+        status
+    )
+}
+
+const NAMES: [&str; 6] = [
+    "Ada Lovelace",
+    "O'Brien, \"Bob\"",
+    "Zoë Müller",
+    "Li, Wei",
+    "Grace Hopper",
+    "José \"Pepe\" Núñez",
+];
+const CITIES: [&str; 5] = ["Berlin", "São Paulo", "New York, NY", "Zürich", "東京"];
+
+/// A nested e-commerce event of about 340 bytes whose strings need CSV quoting.
+pub fn order_event(rng: &mut Rng, n: u64) -> String {
+    let event_type = *rng.pick(&[
+        "order_created",
+        "order_created",
+        "order_shipped",
+        "page_view",
+    ]);
+    let customer = rng.below(500);
+    let total = (rng.below(50_000) as f64) / 100.0;
+    format!(
+        concat!(
+            r#"{{"event_id":"evt-{n:08}","event_timestamp":"2024-11-21T14:{m:02}:{s:02}.{ms:03}Z","event_type":"{t}","#,
+            r#""customer":{{"id":"c-{c}","name":"{name}","email":"c{c}@example.com","city":"{city}"}},"#,
+            r#""order":{{"id":"ord-{n}","currency":"EUR","total":{total},"items":[{{"sku":"SKU-{sku}","qty":{qty},"note":"gift, wrapped"}}]}},"#,
+            r#""session":{{"id":"s-{sess}","device":"mobile"}}}}"#
+        ),
+        n = n,
+        m = (n / 60) % 60,
+        s = n % 60,
+        ms = n % 1000,
+        t = event_type,
+        c = customer,
+        name = NAMES[(customer % NAMES.len() as u64) as usize].replace('"', "\\\""),
+        city = rng.pick(&CITIES),
+        total = total,
+        sku = rng.below(100),
+        qty = 1 + rng.below(4),
+        sess = rng.below(10_000),
+    )
+}
+
+/// A CDC row change for an `orders` table keyed by `order_id`: insert, update or delete.
+pub fn cdc_change(rng: &mut Rng, keys: u64, n: u64) -> String {
+    let op = *rng.pick(&["c", "u", "u", "u", "d"]);
+    format!(
+        r#"{{"op":"{op}","order_id":{},"status":"{}","amount":{},"customer":"{}","updated_at":"2024-11-21T15:{:02}:{:02}Z"}}"#,
+        rng.below(keys) + 1,
+        rng.pick(&["NEW", "PAID", "SHIPPED", "CANCELLED"]),
+        (rng.below(100_000) as f64) / 100.0,
+        NAMES[(n % NAMES.len() as u64) as usize].replace('"', "\\\""),
+        (n / 60) % 60,
+        n % 60,
+    )
+}
+
+/// A Lambda Kinesis event body for these payloads, one shard, sequence numbers from `first_seq`.
+pub fn kinesis_event(
+    stream: &str,
+    shard: &str,
+    first_seq: u128,
+    arrival_secs: f64,
+    payloads: &[String],
+) -> String {
+    let mut out = String::with_capacity(
+        payloads
+            .iter()
+            .map(|p| p.len() * 4 / 3 + 420)
+            .sum::<usize>()
+            + 16,
+    );
+    out.push_str("{\"Records\":[");
+    for (i, payload) in payloads.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let seq = first_seq + i as u128;
+        out.push_str(&format!(
+            concat!(
+                r#"{{"kinesis":{{"kinesisSchemaVersion":"1.0","partitionKey":"pk-{pk}","sequenceNumber":"{seq}","data":"{data}","approximateArrivalTimestamp":{ts}}},"#,
+                r#""eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"{shard}:{seq}","eventName":"aws:kinesis:record","#,
+                r#""invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda","awsRegion":"us-east-1","#,
+                r#""eventSourceARN":"arn:aws:kinesis:us-east-1:123456789012:stream/{stream}"}}"#
+            ),
+            pk = i % 64,
+            seq = seq,
+            data = base64::engine::general_purpose::STANDARD.encode(payload),
+            ts = arrival_secs,
+            shard = shard,
+            stream = stream,
+        ));
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Extractor;
+
+    #[test]
+    fn samples_are_json_objects_of_the_expected_size() {
+        let mut rng = Rng::new(7);
+        for n in 0..200 {
+            let order = order_event(&mut rng, n);
+            assert!(Extractor::new().parse(order.as_bytes()).is_ok(), "{order}");
+            assert!(
+                (280..420).contains(&order.len()),
+                "{} bytes: {order}",
+                order.len()
+            );
+            assert!(Extractor::new()
+                .parse(sensor_reading(&mut rng, 50).as_bytes())
+                .is_ok());
+            assert!(Extractor::new()
+                .parse(cdc_change(&mut rng, 100, n).as_bytes())
+                .is_ok());
+        }
+        let event = kinesis_event(
+            "s",
+            "shardId-000000000000",
+            1,
+            1.0,
+            &[sensor_reading(&mut rng, 5)],
+        );
+        assert_eq!(
+            crate::record::decode_kinesis_event(&event).unwrap().len(),
+            1
+        );
+    }
+}

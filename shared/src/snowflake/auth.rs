@@ -1,0 +1,445 @@
+//! Authentication: key-pair JWTs (RS256) made and cached by the client, or static bearer tokens.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+use rsa::RsaPrivateKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use super::config::{AuthConfig, KeySource, SecretString, TokenSource, TokenType};
+use super::error::SnowflakeError;
+
+/// Lifetime of the JWTs the client makes (Snowflake accepts at most one hour).
+pub const JWT_LIFETIME: Duration = Duration::from_secs(59 * 60);
+/// A cached JWT is replaced when it has less than this left.
+const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+
+/// The account identifier as it goes into JWT claims (Snowflake's key-pair documentation and its
+/// connectors): upper-cased; an account locator with a region or cloud suffix
+/// (`xy12345.us-east-1`, `xy12345.us-east-2.aws`) keeps only the locator (`XY12345`); the
+/// organisation-account form (`myorg-myaccount`) is kept whole; for a global URL form
+/// (`myacct-abc123.global`) the part before the first `-` is used.
+pub fn normalize_account(account: &str) -> String {
+    let upper = account.trim().to_ascii_uppercase();
+    let cut = if upper.contains(".GLOBAL") {
+        upper.split('-').next()
+    } else {
+        upper.split('.').next()
+    };
+    cut.unwrap_or_default().to_string()
+}
+
+/// The claims of a Snowflake key-pair JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtClaims {
+    /// `ACCOUNT.USER.SHA256:<fingerprint>`
+    pub iss: String,
+    /// `ACCOUNT.USER`
+    pub sub: String,
+    /// Seconds since the epoch.
+    pub iat: i64,
+    pub exp: i64,
+}
+
+fn parse_private_key(pem: &str) -> Result<RsaPrivateKey, SnowflakeError> {
+    let pem = pem.trim();
+    if pem.contains("ENCRYPTED PRIVATE KEY") {
+        return Err(SnowflakeError::Key(
+            "the private key is encrypted; provide an unencrypted PKCS#8 PEM key".into(),
+        ));
+    }
+    if pem.contains("BEGIN RSA PRIVATE KEY") {
+        return RsaPrivateKey::from_pkcs1_pem(pem).map_err(|_| {
+            SnowflakeError::Key("the PKCS#1 RSA private key cannot be parsed".into())
+        });
+    }
+    if !pem.contains("BEGIN PRIVATE KEY") {
+        return Err(SnowflakeError::Key(
+            "the private key is not a PKCS#8 PEM (BEGIN PRIVATE KEY)".into(),
+        ));
+    }
+    RsaPrivateKey::from_pkcs8_pem(pem).map_err(|_| {
+        SnowflakeError::Key("the PKCS#8 private key cannot be parsed as an RSA key".into())
+    })
+}
+
+fn fingerprint_of(key: &RsaPrivateKey) -> Result<String, SnowflakeError> {
+    let der = key
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|_| SnowflakeError::Key("cannot encode the public key".into()))?;
+    let digest = Sha256::digest(der.as_bytes());
+    Ok(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    ))
+}
+
+/// `SHA256:<base64 of SHA-256 of the public key's DER (SubjectPublicKeyInfo)>` for a private key
+/// PEM: what `RSA_PUBLIC_KEY_FP` shows in `DESC USER` and what `openssl` computes.
+pub fn fingerprint_of_pem(pem: &str) -> Result<String, SnowflakeError> {
+    fingerprint_of(&parse_private_key(pem)?)
+}
+
+/// Makes key-pair JWTs for one account and user.
+pub struct JwtSigner {
+    qualified_user: String,
+    fingerprint: String,
+    key: EncodingKey,
+}
+
+impl fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSigner")
+            .field("qualified_user", &self.qualified_user)
+            .field("fingerprint", &self.fingerprint)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl JwtSigner {
+    /// From an unencrypted PKCS#8 (or PKCS#1) PEM RSA private key.
+    pub fn from_pem(pem: &str, account: &str, user: &str) -> Result<Self, SnowflakeError> {
+        let key = parse_private_key(pem)?;
+        let fingerprint = fingerprint_of(&key)?;
+        let der = key
+            .to_pkcs1_der()
+            .map_err(|_| SnowflakeError::Key("cannot encode the private key".into()))?;
+        let user = user.trim().to_ascii_uppercase();
+        if user.is_empty() {
+            return Err(SnowflakeError::Key("the user name is empty".into()));
+        }
+        Ok(Self {
+            qualified_user: format!("{}.{}", normalize_account(account), user),
+            fingerprint,
+            key: EncodingKey::from_rsa_der(der.as_bytes()),
+        })
+    }
+
+    /// `SHA256:...` of the public key.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// `ACCOUNT.USER`.
+    pub fn subject(&self) -> &str {
+        &self.qualified_user
+    }
+
+    /// The claims of a token issued at `iat` (seconds since the epoch), valid for [`JWT_LIFETIME`].
+    pub fn claims_at(&self, iat: i64) -> JwtClaims {
+        JwtClaims {
+            iss: format!("{}.{}", self.qualified_user, self.fingerprint),
+            sub: self.qualified_user.clone(),
+            iat,
+            exp: iat + JWT_LIFETIME.as_secs() as i64,
+        }
+    }
+
+    /// Signs any claims with RS256 (tests use it for expired or mismatched tokens).
+    pub fn sign(&self, claims: &JwtClaims) -> Result<String, SnowflakeError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &self.key)
+            .map_err(|e| SnowflakeError::Key(format!("cannot sign the JWT: {:?}", e.kind())))
+    }
+
+    /// A fresh token issued now.
+    pub fn token_now(&self) -> Result<(String, i64), SnowflakeError> {
+        let claims = self.claims_at(unix_now());
+        Ok((self.sign(&claims)?, claims.exp))
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A resolved credential: key material read, ready to hand out bearer tokens.
+pub(crate) struct Authenticator {
+    kind: TokenType,
+    source: Source,
+}
+
+enum Source {
+    Static(SecretString),
+    Jwt {
+        signer: JwtSigner,
+        cache: Mutex<Option<(SecretString, i64)>>,
+    },
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Reads the key or token (from Secrets Manager, a file or the configuration) once.
+    pub(crate) async fn resolve(
+        auth: &AuthConfig,
+        account: &str,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, SnowflakeError> {
+        match auth {
+            AuthConfig::KeyPair { user, key } => {
+                let pem = match key {
+                    KeySource::Pem(p) => p.clone(),
+                    KeySource::File(path) => {
+                        SecretString::new(std::fs::read_to_string(path).map_err(|e| {
+                            SnowflakeError::Key(format!(
+                                "cannot read the private key file {}: {}",
+                                path.display(),
+                                e.kind()
+                            ))
+                        })?)
+                    }
+                    KeySource::SecretArn(arn) => SecretString::new(secret_field(
+                        read_secret(aws, arn).await?,
+                        &["private_key", "privateKey"],
+                    )),
+                };
+                let signer = JwtSigner::from_pem(pem.expose(), account, user)?;
+                Ok(Self {
+                    kind: TokenType::KeypairJwt,
+                    source: Source::Jwt {
+                        signer,
+                        cache: Mutex::new(None),
+                    },
+                })
+            }
+            AuthConfig::Token { kind, source } => {
+                let token = match source {
+                    TokenSource::Value(t) => t.clone(),
+                    TokenSource::SecretArn(arn) => SecretString::new(secret_field(
+                        read_secret(aws, arn).await?,
+                        &["token", "access_token"],
+                    )),
+                };
+                if token.expose().trim().is_empty() {
+                    return Err(SnowflakeError::Key("the token is empty".into()));
+                }
+                Ok(Self {
+                    kind: *kind,
+                    source: Source::Static(token),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn kind(&self) -> TokenType {
+        self.kind
+    }
+
+    /// The bearer token to send: the cached JWT, or a new one when it expires within 5 minutes.
+    pub(crate) async fn token(&self) -> Result<SecretString, SnowflakeError> {
+        match &self.source {
+            Source::Static(t) => Ok(t.clone()),
+            Source::Jwt { signer, cache } => {
+                let mut cached = cache.lock().await;
+                if let Some((tok, exp)) = cached.as_ref() {
+                    if unix_now() + (RENEW_BEFORE.as_secs() as i64) < *exp {
+                        return Ok(tok.clone());
+                    }
+                }
+                let (tok, exp) = signer.token_now()?;
+                let tok = SecretString::new(tok);
+                *cached = Some((tok.clone(), exp));
+                Ok(tok)
+            }
+        }
+    }
+
+    /// After a 401: forget `rejected` so the next [`token`](Self::token) makes a new JWT (unless
+    /// another request already replaced it). Static tokens cannot be renewed.
+    pub(crate) async fn invalidate(&self, rejected: &SecretString) {
+        if let Source::Jwt { cache, .. } = &self.source {
+            let mut cached = cache.lock().await;
+            if cached.as_ref().is_some_and(|(t, _)| t == rejected) {
+                *cached = None;
+            }
+        }
+    }
+}
+
+/// The value of the first of `fields` when the secret is a JSON object, else the secret itself.
+fn secret_field(secret: SecretString, fields: &[&str]) -> String {
+    let raw = secret.expose().trim();
+    if raw.starts_with('{') {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(raw) {
+            for f in fields {
+                if let Some(serde_json::Value::String(v)) = map.get(*f) {
+                    return v.clone();
+                }
+            }
+        }
+    }
+    raw.to_string()
+}
+
+async fn read_secret(
+    aws: Option<&aws_config::SdkConfig>,
+    arn: &str,
+) -> Result<SecretString, SnowflakeError> {
+    let loaded;
+    let sdk = match aws {
+        Some(c) => c,
+        None => {
+            loaded = crate::aws::load_config().await;
+            &loaded
+        }
+    };
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| SnowflakeError::Secret {
+            arn: arn.to_string(),
+            message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    match out.secret_string() {
+        Some(s) => Ok(SecretString::new(s)),
+        None => Err(SnowflakeError::Secret {
+            arn: arn.to_string(),
+            message: "the secret has no SecretString".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{DecodingKey, Validation};
+
+    fn fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../local/keys")
+            .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn account_normalisation() {
+        assert_eq!(normalize_account("xy12345.us-east-1"), "XY12345");
+        assert_eq!(normalize_account("xy12345.us-east-2.aws"), "XY12345");
+        assert_eq!(normalize_account("xy12345"), "XY12345");
+        assert_eq!(normalize_account("myorg-myacct"), "MYORG-MYACCT");
+        assert_eq!(normalize_account("myorg-my_acct"), "MYORG-MY_ACCT");
+        assert_eq!(
+            normalize_account("myorg-myacct.privatelink"),
+            "MYORG-MYACCT"
+        );
+        assert_eq!(normalize_account("myacct-abc123.global"), "MYACCT");
+        assert_eq!(normalize_account("localtest"), "LOCALTEST");
+    }
+
+    #[test]
+    fn fingerprint_matches_openssl() {
+        let pem = fixture("snowflake_test_key.p8");
+        let expected = fixture("FINGERPRINT");
+        assert_eq!(fingerprint_of_pem(&pem).unwrap(), expected.trim());
+    }
+
+    #[test]
+    fn jwt_claims_and_signature() {
+        let pem = fixture("snowflake_test_key.p8");
+        let signer = JwtSigner::from_pem(&pem, "localtest.us-east-1", "loader").unwrap();
+        let fp = fixture("FINGERPRINT");
+        assert_eq!(signer.subject(), "LOCALTEST.LOADER");
+        let (token, exp) = signer.token_now().unwrap();
+
+        let public = fixture("snowflake_test_key.pub");
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.validate_aud = false;
+        let data = jsonwebtoken::decode::<JwtClaims>(
+            &token,
+            &DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
+            &v,
+        )
+        .expect("the token verifies with the fixture public key");
+        let c = data.claims;
+        assert_eq!(data.header.alg, Algorithm::RS256);
+        assert_eq!(c.iss, format!("LOCALTEST.LOADER.{}", fp.trim()));
+        assert_eq!(c.sub, "LOCALTEST.LOADER");
+        assert_eq!(c.exp, exp);
+        assert_eq!(c.exp - c.iat, 59 * 60);
+        assert!((c.iat - unix_now()).abs() <= 2);
+        // the key never shows in Debug
+        assert!(!format!("{signer:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn bad_keys_are_errors_without_material() {
+        let err = JwtSigner::from_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAASECRET\n-----END PRIVATE KEY-----",
+            "a",
+            "u",
+        )
+        .unwrap_err();
+        assert!(matches!(err, SnowflakeError::Key(_)));
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        let err = JwtSigner::from_pem(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nx\n-----END ENCRYPTED PRIVATE KEY-----",
+            "a",
+            "u",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("encrypted"), "{err}");
+        assert!(JwtSigner::from_pem("not a pem", "a", "u").is_err());
+    }
+
+    #[test]
+    fn secret_string_forms() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----";
+        assert_eq!(secret_field(SecretString::new(pem), &["private_key"]), pem);
+        let json = serde_json::json!({"private_key": pem, "user": "x"}).to_string();
+        assert_eq!(secret_field(SecretString::new(json), &["private_key"]), pem);
+        assert_eq!(
+            secret_field(SecretString::new(" tok \n"), &["token"]),
+            "tok"
+        );
+    }
+
+    #[tokio::test]
+    async fn jwt_is_cached_and_renewed_after_invalidate() {
+        let pem = fixture("snowflake_test_key.p8");
+        let auth = Authenticator::resolve(
+            &AuthConfig::KeyPair {
+                user: "loader".into(),
+                key: KeySource::Pem(SecretString::new(pem)),
+            },
+            "localtest",
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(auth.kind(), TokenType::KeypairJwt);
+        let a = auth.token().await.unwrap();
+        let b = auth.token().await.unwrap();
+        assert_eq!(a, b, "cached");
+        auth.invalidate(&a).await;
+        // a new token is signed; same second → same claims and so the same RS256 signature, so
+        // compare the cache state instead of the text
+        if let Source::Jwt { cache, .. } = &auth.source {
+            assert!(cache.lock().await.is_none());
+        }
+        let _ = auth.token().await.unwrap();
+        if let Source::Jwt { cache, .. } = &auth.source {
+            assert!(cache.lock().await.is_some());
+        }
+    }
+}

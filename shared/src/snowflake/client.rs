@@ -1,0 +1,812 @@
+//! The SQL API v2 client: submission, polling, partitions, retries.
+
+use std::fmt;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, Url};
+use uuid::Uuid;
+
+use super::auth::Authenticator;
+use super::config::{RetryPolicy, SnowflakeConfig};
+use super::error::{is_retryable_status, SnowflakeError};
+use super::types::{
+    cells, Bindings, Parameters, QueryResult, RequestBody, ResponseBody, Statement,
+};
+
+/// Namespace of the deterministic requestIds made by [`request_id_for`].
+pub const REQUEST_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3c2e_9a47_4d0b_8e25_51c7_d3a9_0f64);
+
+/// A deterministic requestId (UUID v5) for a batch identity such as
+/// `["upsert", stream, shard, first_sequence, last_sequence]`. Parts are length-prefixed, so
+/// `["ab", "c"]` and `["a", "bc"]` give different ids.
+pub fn request_id_for(parts: &[&str]) -> Uuid {
+    let mut name = String::new();
+    for p in parts {
+        name.push_str(&p.len().to_string());
+        name.push(':');
+        name.push_str(p);
+    }
+    Uuid::new_v5(&REQUEST_ID_NAMESPACE, name.as_bytes())
+}
+
+/// Full-jitter exponential backoff: a duration in `[0, min(max, base * 2^attempt)]`, `unit` being a
+/// random number in `[0, 1)`.
+pub(crate) fn backoff_delay(policy: &RetryPolicy, attempt: u32, unit: f64) -> Duration {
+    let ceiling = policy
+        .base
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(policy.max);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// Sleeps `delay` unless that would reach `deadline`; false (without sleeping) in that case.
+async fn sleep_before(delay: Duration, deadline: Instant) -> bool {
+    if Instant::now() + delay >= deadline {
+        return false;
+    }
+    tokio::time::sleep(delay).await;
+    true
+}
+
+/// A Snowflake SQL API v2 client; cheap to clone (one connection pool and token cache).
+#[derive(Clone)]
+pub struct SnowflakeClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SnowflakeConfig,
+    http: reqwest::Client,
+    auth: Authenticator,
+    base: Url,
+    statements: Url,
+}
+
+impl fmt::Debug for SnowflakeClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnowflakeClient")
+            .field("base_url", &self.inner.config.base_url)
+            .field("auth", &self.inner.auth.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Book-keeping of one `execute` call.
+struct Ctx {
+    request_id: Uuid,
+    deadline: Instant,
+    requests: AtomicU32,
+    last: Mutex<String>,
+}
+
+impl Ctx {
+    fn note(&self, what: String) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = what;
+    }
+    /// A transport failure; one cut short by the deadline keeps the failure seen before it, which
+    /// says more about why the statement did not complete.
+    fn note_transport(&self, msg: String, at_deadline: bool) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        *last = if at_deadline && !last.is_empty() {
+            format!("{msg} (attempt cut short by the deadline; before that: {last})")
+        } else {
+            msg
+        };
+    }
+    fn deadline_exceeded(&self) -> SnowflakeError {
+        SnowflakeError::DeadlineExceeded {
+            attempts: self.requests.load(Ordering::Relaxed),
+            last: self.last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+}
+
+/// The outcome of one HTTP attempt.
+enum Sent {
+    Response {
+        status: u16,
+        body: Bytes,
+        token: super::config::SecretString,
+    },
+    /// `at_deadline`: the attempt timed out because its timeout was cut to the deadline.
+    Transport {
+        msg: String,
+        at_deadline: bool,
+    },
+    DeadlinePassed,
+}
+
+/// `code: message` of an error body, or the start of a non-JSON body.
+fn error_message(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<ResponseBody>(body) {
+        Ok(b) if b.message.is_some() || b.code.is_some() => {
+            format!(
+                "{}{}",
+                b.code.map(|c| format!("{c}: ")).unwrap_or_default(),
+                b.message.unwrap_or_default()
+            )
+        }
+        _ => String::from_utf8_lossy(body).into_owned(),
+    };
+    let text = text.trim();
+    if text.chars().count() > 500 {
+        format!("{}...", text.chars().take(500).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<ResponseBody, SnowflakeError> {
+    serde_json::from_slice(body)
+        .map_err(|e| SnowflakeError::Protocol(format!("invalid JSON response: {e}")))
+}
+
+/// Snowflake answers some partitions gzip-compressed; inflate them whatever the headers say.
+fn inflate(body: Bytes) -> Result<Bytes, SnowflakeError> {
+    if body.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .map_err(|e| SnowflakeError::Protocol(format!("cannot gunzip a response: {e}")))?;
+        Ok(out.into())
+    } else {
+        Ok(body)
+    }
+}
+
+fn valid_handle(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 128
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn failure(status: u16, body: &[u8]) -> SnowflakeError {
+    let b: ResponseBody = serde_json::from_slice(body).unwrap_or_default();
+    match status {
+        422 if b.code.as_deref() == Some("000604") => SnowflakeError::Canceled {
+            message: b.message.unwrap_or_default(),
+            statement_handle: b.statement_handle,
+        },
+        422 => SnowflakeError::Sql {
+            code: b.code.unwrap_or_default(),
+            sql_state: b.sql_state.unwrap_or_default(),
+            message: b.message.unwrap_or_default(),
+            statement_handle: b.statement_handle,
+        },
+        408 => SnowflakeError::StatementTimeout {
+            message: b.message.unwrap_or_else(|| "statement timeout".into()),
+            statement_handle: b.statement_handle,
+        },
+        401 => SnowflakeError::Unauthorized(error_message(body)),
+        _ => SnowflakeError::Http {
+            status,
+            message: error_message(body),
+        },
+    }
+}
+
+impl SnowflakeClient {
+    /// Resolves the key or token (reading Secrets Manager when configured, with `aws` or the
+    /// default AWS configuration) once, and builds the HTTP client.
+    pub async fn new(
+        config: SnowflakeConfig,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, SnowflakeError> {
+        let base = Url::parse(config.base_url.trim_end_matches('/'))
+            .map_err(|e| SnowflakeError::Protocol(format!("invalid base URL: {e}")))?;
+        let mut statements = base.clone();
+        statements
+            .path_segments_mut()
+            .map_err(|_| SnowflakeError::Protocol("the base URL cannot have a path".into()))?
+            .pop_if_empty()
+            .extend(["api", "v2", "statements"]);
+        let auth = Authenticator::resolve(&config.auth, &config.account, aws).await?;
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.retry.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .map_err(|e| SnowflakeError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                http,
+                auth,
+                base,
+                statements,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &SnowflakeConfig {
+        &self.inner.config
+    }
+
+    /// The JSON body sent for `statement` (exposed for contract tests against the OpenAPI spec).
+    pub fn request_body(&self, statement: &Statement) -> serde_json::Value {
+        serde_json::from_slice(&self.body_bytes(statement)).expect("request bodies serialise")
+    }
+
+    fn body_bytes(&self, st: &Statement) -> Vec<u8> {
+        let c = &self.inner.config;
+        let query_tag = st.query_tag.as_deref().or(c.query_tag.as_deref());
+        let body = RequestBody {
+            statement: &st.sql,
+            timeout: Some(c.statement_timeout.as_secs()),
+            database: c.database.as_deref(),
+            schema: Some(c.schema.as_str()),
+            warehouse: c.warehouse.as_deref(),
+            role: c.role.as_deref(),
+            bindings: (!st.bindings.is_empty()).then_some(Bindings(&st.bindings)),
+            parameters: query_tag.map(|t| Parameters { query_tag: Some(t) }),
+        };
+        serde_json::to_vec(&body).expect("request bodies serialise")
+    }
+
+    /// Runs one statement and returns its complete result (all partitions).
+    ///
+    /// Throttling (429), server errors (500/502/503/504) and connection failures are retried with
+    /// full-jitter exponential backoff, re-sending the same requestId with `retry=true`; a 401 is
+    /// retried once with a new token; a 202 is followed by polling the statement. Nothing runs
+    /// past `deadline`: each HTTP attempt's timeout is bounded by it, and when it passes while
+    /// the statement is still running, the statement is canceled (best effort) and
+    /// [`SnowflakeError::DeadlineExceeded`] returned.
+    pub async fn execute(
+        &self,
+        statement: &Statement,
+        deadline: Instant,
+    ) -> Result<QueryResult, SnowflakeError> {
+        let (request_id, mut retry) = match statement.request_id {
+            // a caller-supplied id may have been sent by a previous invocation: always retry=true
+            Some(id) => (id, true),
+            None => (Uuid::new_v4(), false),
+        };
+        let ctx = Ctx {
+            request_id,
+            deadline,
+            requests: AtomicU32::new(0),
+            last: Mutex::new("no attempt made".into()),
+        };
+        let body = Bytes::from(self.body_bytes(statement));
+        let policy = &self.inner.config.retry;
+        let mut auth_retried = false;
+        let mut transient = 0u32;
+        loop {
+            let mut url = self.inner.statements.clone();
+            url.query_pairs_mut()
+                .append_pair("requestId", &request_id.to_string());
+            if retry {
+                url.query_pairs_mut().append_pair("retry", "true");
+            }
+            match self
+                .send(Method::POST, url, Some(body.clone()), &ctx, transient)
+                .await?
+            {
+                Sent::DeadlinePassed => return Err(ctx.deadline_exceeded()),
+                Sent::Transport { msg, at_deadline } => ctx.note_transport(msg, at_deadline),
+                Sent::Response {
+                    status,
+                    body,
+                    token,
+                } => match status {
+                    200 => return self.complete(parse_body(&inflate(body)?)?, &ctx).await,
+                    202 => return self.follow(parse_body(&body)?, &ctx).await,
+                    401 if !auth_retried => {
+                        auth_retried = true;
+                        retry = true;
+                        self.inner.auth.invalidate(&token).await;
+                        ctx.note(format!("HTTP 401: {}", error_message(&body)));
+                        continue;
+                    }
+                    s if is_retryable_status(s) => {
+                        ctx.note(format!("HTTP {s}: {}", error_message(&body)))
+                    }
+                    s => return Err(failure(s, &body)),
+                },
+            }
+            retry = true;
+            let delay = backoff_delay(policy, transient, rand::random::<f64>());
+            transient += 1;
+            if !sleep_before(delay, deadline).await {
+                return Err(ctx.deadline_exceeded());
+            }
+        }
+    }
+
+    /// Asks Snowflake to cancel a running statement.
+    pub async fn cancel(
+        &self,
+        statement_handle: &str,
+        deadline: Instant,
+    ) -> Result<(), SnowflakeError> {
+        if !valid_handle(statement_handle) {
+            return Err(SnowflakeError::Protocol("invalid statement handle".into()));
+        }
+        let mut url = self.inner.statements.clone();
+        url.path_segments_mut()
+            .expect("http URL")
+            .extend([statement_handle, "cancel"]);
+        let ctx = Ctx {
+            request_id: Uuid::new_v4(),
+            deadline,
+            requests: AtomicU32::new(0),
+            last: Mutex::new(String::new()),
+        };
+        match self.send(Method::POST, url, None, &ctx, 0).await? {
+            Sent::Response { status: 200, .. } => Ok(()),
+            Sent::Response { status, body, .. } => Err(failure(status, &body)),
+            Sent::Transport { msg, .. } => Err(SnowflakeError::Transport(msg)),
+            Sent::DeadlinePassed => Err(ctx.deadline_exceeded()),
+        }
+    }
+
+    /// One HTTP attempt, bounded by the deadline, logged with one debug line.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Bytes>,
+        ctx: &Ctx,
+        attempt: u32,
+    ) -> Result<Sent, SnowflakeError> {
+        let start = Instant::now();
+        let Some(remaining) = ctx
+            .deadline
+            .checked_duration_since(start)
+            .filter(|d| !d.is_zero())
+        else {
+            return Ok(Sent::DeadlinePassed);
+        };
+        let timeout = remaining.min(self.inner.config.retry.http_timeout);
+        let token = self.inner.auth.token().await?;
+        let mut req = self
+            .inner
+            .http
+            .request(method.clone(), url.clone())
+            .timeout(timeout)
+            .bearer_auth(token.expose())
+            .header(
+                "X-Snowflake-Authorization-Token-Type",
+                self.inner.auth.kind().header_value(),
+            )
+            .header(ACCEPT, "application/json");
+        if let Some(b) = body {
+            req = req.header(CONTENT_TYPE, "application/json").body(b);
+        }
+        ctx.requests.fetch_add(1, Ordering::Relaxed);
+        let result = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                resp.bytes().await.map(|b| (status, b))
+            }
+            Err(e) => Err(e),
+        };
+        let ms = start.elapsed().as_millis() as u64;
+        let path = url.path();
+        match result {
+            Ok((status, body)) => {
+                tracing::debug!(%method, path, request_id = %ctx.request_id, status, attempt, ms, "snowflake http");
+                Ok(Sent::Response {
+                    status,
+                    body,
+                    token,
+                })
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect error"
+                } else {
+                    "transport error"
+                };
+                let mut msg = format!("{kind} after {ms} ms");
+                let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    msg.push_str(": ");
+                    msg.push_str(&s.to_string());
+                    source = s.source();
+                }
+                tracing::debug!(%method, path, request_id = %ctx.request_id, status = kind, attempt, ms, "snowflake http");
+                let at_deadline = e.is_timeout() && timeout < self.inner.config.retry.http_timeout;
+                Ok(Sent::Transport { msg, at_deadline })
+            }
+        }
+    }
+
+    /// A GET (status poll or partition), retried on 429/5xx/transport and once on 401.
+    /// Returns the 200 or 202 body; anything else is an error.
+    async fn get(&self, url: &Url, ctx: &Ctx) -> Result<(u16, ResponseBody), SnowflakeError> {
+        let policy = &self.inner.config.retry;
+        let mut auth_retried = false;
+        let mut transient = 0u32;
+        loop {
+            match self
+                .send(Method::GET, url.clone(), None, ctx, transient)
+                .await?
+            {
+                Sent::DeadlinePassed => return Err(ctx.deadline_exceeded()),
+                Sent::Transport { msg, at_deadline } => ctx.note_transport(msg, at_deadline),
+                Sent::Response {
+                    status,
+                    body,
+                    token,
+                } => match status {
+                    200 | 202 => return Ok((status, parse_body(&inflate(body)?)?)),
+                    401 if !auth_retried => {
+                        auth_retried = true;
+                        self.inner.auth.invalidate(&token).await;
+                        continue;
+                    }
+                    s if is_retryable_status(s) => {
+                        ctx.note(format!("HTTP {s}: {}", error_message(&body)))
+                    }
+                    s => return Err(failure(s, &body)),
+                },
+            }
+            let delay = backoff_delay(policy, transient, rand::random::<f64>());
+            transient += 1;
+            if !sleep_before(delay, ctx.deadline).await {
+                return Err(ctx.deadline_exceeded());
+            }
+        }
+    }
+
+    fn statement_url(&self, handle: &str) -> Url {
+        let mut url = self.inner.statements.clone();
+        url.path_segments_mut().expect("http URL").push(handle);
+        url
+    }
+
+    /// After a 202: polls the statement until it finishes or the deadline passes (then cancels it).
+    async fn follow(&self, status: ResponseBody, ctx: &Ctx) -> Result<QueryResult, SnowflakeError> {
+        let handle = status
+            .statement_handle
+            .filter(|h| valid_handle(h))
+            .ok_or_else(|| {
+                SnowflakeError::Protocol("202 without a valid statementHandle".into())
+            })?;
+        // statementStatusUrl may be relative; never follow it to another host (it would get the token)
+        let own = self.statement_url(&handle);
+        let url = status
+            .statement_status_url
+            .and_then(|u| self.inner.base.join(&u).ok())
+            .filter(|u| u.origin() == self.inner.base.origin())
+            .unwrap_or(own);
+        let policy = &self.inner.config.retry;
+        let mut delay = policy.poll_initial;
+        ctx.note(format!("statement {handle} still running"));
+        loop {
+            let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(delay.min(remaining)).await;
+            let outcome = if Instant::now() >= ctx.deadline {
+                Err(ctx.deadline_exceeded())
+            } else {
+                self.get(&url, ctx).await
+            };
+            match outcome {
+                Ok((200, body)) => return self.complete(body, ctx).await,
+                Ok(_) => ctx.note(format!("statement {handle} still running")),
+                Err(e @ SnowflakeError::DeadlineExceeded { .. }) => {
+                    let cancel_deadline = Instant::now() + policy.cancel_timeout;
+                    match self.cancel(&handle, cancel_deadline).await {
+                        Ok(()) => {
+                            tracing::debug!(statement_handle = %handle, "canceled after the deadline")
+                        }
+                        Err(err) => {
+                            tracing::debug!(statement_handle = %handle, error = %err, "cancel failed")
+                        }
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+            delay = (delay * 2).min(policy.poll_max);
+        }
+    }
+
+    /// A 200 `ResultSet`: fetches partitions 1.. and assembles the result.
+    async fn complete(&self, body: ResponseBody, ctx: &Ctx) -> Result<QueryResult, SnowflakeError> {
+        let handle = body
+            .statement_handle
+            .filter(|h| valid_handle(h))
+            .ok_or_else(|| {
+                SnowflakeError::Protocol("result without a valid statementHandle".into())
+            })?;
+        let meta = body.result_set_meta_data.unwrap_or_default();
+        let mut rows = cells(body.data.unwrap_or_default());
+        let partitions = meta.partition_info.len();
+        if partitions > 1 {
+            let base = self.statement_url(&handle);
+            let fetched: Vec<_> = futures_util::stream::iter(1..partitions)
+                .map(|n| {
+                    let mut url = base.clone();
+                    url.query_pairs_mut()
+                        .append_pair("partition", &n.to_string());
+                    async move {
+                        match self.get(&url, ctx).await? {
+                            (200, b) => Ok(cells(b.data.unwrap_or_default())),
+                            (s, _) => {
+                                Err(SnowflakeError::Protocol(format!("partition {n}: HTTP {s}")))
+                            }
+                        }
+                    }
+                })
+                .buffered(4)
+                .try_collect()
+                .await?;
+            for (i, part) in fetched.into_iter().enumerate() {
+                if let Some(expected) = meta.partition_info[i + 1].row_count {
+                    if part.len() as u64 != expected {
+                        return Err(SnowflakeError::Protocol(format!(
+                            "partition {}: expected {expected} rows, got {}",
+                            i + 1,
+                            part.len()
+                        )));
+                    }
+                }
+                rows.extend(part);
+            }
+        }
+        if let Some(n) = meta.num_rows {
+            if n != rows.len() as u64 {
+                return Err(SnowflakeError::Protocol(format!(
+                    "expected {n} rows, got {}",
+                    rows.len()
+                )));
+            }
+        }
+        Ok(QueryResult {
+            statement_handle: handle,
+            request_id: ctx.request_id,
+            columns: meta.row_type,
+            rows,
+            stats: body.stats,
+            http_requests: ctx.requests.load(Ordering::Relaxed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snowflake::config::{AuthConfig, SecretString, TokenSource, TokenType};
+    use crate::snowflake::types::Binding;
+
+    fn config(url: &str) -> SnowflakeConfig {
+        SnowflakeConfig {
+            account: "localtest".into(),
+            base_url: url.into(),
+            database: Some("DB".into()),
+            schema: "RAW".into(),
+            warehouse: None,
+            role: Some("LOADER_ROLE".into()),
+            auth: AuthConfig::Token {
+                kind: TokenType::ProgrammaticAccessToken,
+                source: TokenSource::Value(SecretString::new("t")),
+            },
+            statement_timeout: Duration::from_secs(300),
+            user_agent: "kinesis-snowflake/test".into(),
+            query_tag: Some("cfg-tag".into()),
+            retry: RetryPolicy {
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(80),
+                ..RetryPolicy::default()
+            },
+        }
+    }
+
+    #[test]
+    fn request_ids_are_deterministic_and_unambiguous() {
+        let a = request_id_for(&["upsert", "stream", "shard-1", "100", "200"]);
+        assert_eq!(
+            a,
+            request_id_for(&["upsert", "stream", "shard-1", "100", "200"])
+        );
+        assert_eq!(a.get_version_num(), 5);
+        assert_ne!(
+            a,
+            request_id_for(&["upsert", "stream", "shard-1", "100", "201"])
+        );
+        assert_ne!(request_id_for(&["ab", "c"]), request_id_for(&["a", "bc"]));
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_and_capped() {
+        let p = RetryPolicy::default();
+        assert_eq!(backoff_delay(&p, 0, 0.0), Duration::ZERO);
+        assert_eq!(backoff_delay(&p, 0, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff_delay(&p, 3, 1.0), Duration::from_millis(800));
+        assert_eq!(backoff_delay(&p, 10, 1.0), Duration::from_secs(5));
+        assert_eq!(
+            backoff_delay(&p, 500, 0.999),
+            Duration::from_secs(5).mul_f64(0.999)
+        );
+        assert!(backoff_delay(&p, 4, 0.5) <= Duration::from_millis(800));
+    }
+
+    #[tokio::test]
+    async fn sleep_never_reaches_the_deadline() {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let t0 = Instant::now();
+        assert!(!sleep_before(Duration::from_secs(5), deadline).await);
+        assert!(
+            t0.elapsed() < Duration::from_millis(20),
+            "returned without sleeping"
+        );
+        assert!(sleep_before(Duration::from_millis(5), deadline).await);
+    }
+
+    #[tokio::test]
+    async fn request_body_matches_the_spec_shape() {
+        let client = SnowflakeClient::new(config("http://127.0.0.1:9"), None)
+            .await
+            .unwrap();
+        let st = Statement::new("INSERT INTO t VALUES (?, ?)")
+            .bind(Binding::text("a'b"))
+            .bind(Binding::Fixed(None));
+        assert_eq!(
+            client.request_body(&st),
+            serde_json::json!({
+                "statement": "INSERT INTO t VALUES (?, ?)",
+                "timeout": 300,
+                "database": "DB",
+                "schema": "RAW",
+                "role": "LOADER_ROLE",
+                "bindings": {"1": {"type": "TEXT", "value": "a'b"}, "2": {"type": "TEXT", "value": null}},
+                "parameters": {"query_tag": "cfg-tag"},
+            })
+        );
+        // no bindings and a statement tag
+        let body = client.request_body(&Statement::new("SELECT 1").with_query_tag("own"));
+        assert!(body.get("bindings").is_none());
+        assert!(body.get("warehouse").is_none());
+        assert_eq!(body["parameters"], serde_json::json!({"query_tag": "own"}));
+        let mut c = config("http://127.0.0.1:9");
+        c.query_tag = None;
+        let client = SnowflakeClient::new(c, None).await.unwrap();
+        assert!(client
+            .request_body(&Statement::new("SELECT 1"))
+            .get("parameters")
+            .is_none());
+    }
+
+    #[test]
+    fn result_set_parsing() {
+        let body: ResponseBody = serde_json::from_value(serde_json::json!({
+            "code": "090001", "sqlState": "00000", "message": "ok",
+            "statementHandle": "01b2c3d4-0000-1111-2222-333344445555",
+            "statementStatusUrl": "/api/v2/statements/01b2c3d4-0000-1111-2222-333344445555",
+            "resultSetMetaData": {
+                "format": "jsonv2", "numRows": 5,
+                "rowType": [{"name": "ID", "type": "FIXED", "length": 0, "precision": 38, "scale": 0, "nullable": false},
+                            {"name": "V", "type": "TEXT", "length": 16777216, "precision": 0, "scale": 0, "nullable": true}],
+                "partitionInfo": [{"rowCount": 2, "uncompressedSize": 10}, {"rowCount": 2}, {"rowCount": 1}],
+            },
+            "data": [["1", "a"], ["2", null]],
+            "stats": {"numRowsInserted": 3, "numRowsUpdated": 1},
+        }))
+        .unwrap();
+        let meta = body.result_set_meta_data.as_ref().unwrap();
+        assert_eq!(meta.partition_info.len(), 3);
+        assert_eq!(meta.row_type[0].type_name, "FIXED");
+        assert_eq!(meta.row_type[1].nullable, Some(true));
+        assert_eq!(body.stats.unwrap().inserted, 3);
+        assert_eq!(body.stats.unwrap().deleted, 0);
+        assert_eq!(
+            cells(body.data.unwrap()),
+            vec![
+                vec![Some("1".into()), Some("a".into())],
+                vec![Some("2".into()), None]
+            ]
+        );
+        // a later partition carries data only
+        let part: ResponseBody =
+            serde_json::from_str(r#"{"data": [["3", "c"], ["4", 5]]}"#).unwrap();
+        assert_eq!(
+            cells(part.data.unwrap())[1],
+            vec![Some("4".into()), Some("5".into())]
+        );
+    }
+
+    #[test]
+    fn failures_are_typed() {
+        let body = br#"{"code":"002003","sqlState":"42S02","message":"Table 'X' does not exist","statementHandle":"h-1"}"#;
+        match failure(422, body) {
+            SnowflakeError::Sql {
+                code,
+                sql_state,
+                message,
+                statement_handle,
+            } => {
+                assert_eq!((code.as_str(), sql_state.as_str()), ("002003", "42S02"));
+                assert!(message.contains("does not exist"));
+                assert_eq!(statement_handle.as_deref(), Some("h-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            failure(408, b"{\"statementHandle\":\"h\"}"),
+            SnowflakeError::StatementTimeout { .. }
+        ));
+        assert!(matches!(
+            failure(
+                422,
+                br#"{"code":"000604","message":"canceled","statementHandle":"h"}"#
+            ),
+            SnowflakeError::Canceled { .. }
+        ));
+        match failure(400, b"<html>bad</html>") {
+            SnowflakeError::Http {
+                status: 400,
+                message,
+            } => assert_eq!(message, "<html>bad</html>"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(failure(401, br#"{"code":"390144","message":"JWT token is invalid."}"#), SnowflakeError::Unauthorized(m) if m == "390144: JWT token is invalid.")
+        );
+    }
+
+    #[test]
+    fn gzip_bodies_are_inflated() {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(br#"{"data":[["x"]]}"#).unwrap();
+        let gz = Bytes::from(enc.finish().unwrap());
+        assert_eq!(&inflate(gz).unwrap()[..], br#"{"data":[["x"]]}"#);
+        assert_eq!(&inflate(Bytes::from_static(b"{}")).unwrap()[..], b"{}");
+    }
+
+    /// Connection refused on every attempt: retried with backoff, and the call returns
+    /// DeadlineExceeded no later than the deadline (plus scheduling slack).
+    #[tokio::test]
+    async fn transport_failures_are_retried_until_the_deadline() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = SnowflakeClient::new(config(&format!("http://127.0.0.1:{port}")), None)
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_millis(400);
+        let err = client
+            .execute(&Statement::new("SELECT 1"), deadline)
+            .await
+            .unwrap_err();
+        let elapsed = t0.elapsed();
+        match &err {
+            SnowflakeError::DeadlineExceeded { attempts, last } => {
+                assert!(*attempts >= 3, "{err}");
+                assert!(last.contains("connect"), "{err}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(elapsed <= Duration::from_millis(450), "{elapsed:?}");
+        assert!(err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_deadline_in_the_past_sends_nothing() {
+        let client = SnowflakeClient::new(config("http://127.0.0.1:9"), None)
+            .await
+            .unwrap();
+        let err = client
+            .execute(&Statement::new("SELECT 1"), Instant::now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SnowflakeError::DeadlineExceeded { attempts: 0, .. }),
+            "{err:?}"
+        );
+    }
+}

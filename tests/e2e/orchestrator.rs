@@ -1,0 +1,357 @@
+//! The orchestrator handler against moto S3: exact keys and decompressed contents.
+
+use orchestrator::{Config, Orchestrator};
+use shared::config::Env;
+use shared::encode::{decompress, Compression};
+
+use crate::support::{self, create_bucket, get_bytes, get_object, kinesis_event, list_keys};
+
+const SHARD: &str = "shardId-000000000000";
+/// 2024-03-05T07:30:00Z, so keys land under 2024/03/05/07.
+const ARRIVAL: f64 = 1_709_623_800.0;
+
+async fn orchestrator(bucket: &str, vars: &[(&str, &str)]) -> Orchestrator {
+    let mut all = vec![("RAW_BUCKET", bucket)];
+    all.extend_from_slice(vars);
+    let config = Config::from_env(&Env::new(&all)).expect("valid configuration");
+    Orchestrator::new(config, support::s3().await)
+}
+
+fn lines(bytes: &[u8], compression: Compression) -> Vec<serde_json::Value> {
+    let text = String::from_utf8(decompress(compression, bytes).unwrap()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sensor(id: u32, temp: u32, status: &str) -> Vec<u8> {
+    format!(r#"{{"sensorId": {id}, "currentTemperature": {temp}, "status": "{status}"}}"#)
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn ndjson_gzip_batch_lands_under_deterministic_keys() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-ndjson");
+    create_bucket(&s3, &bucket).await;
+    let o = orchestrator(&bucket, &[("TABLE", "sensor_readings")]).await;
+
+    let (a, b, c) = (
+        sensor(6, 64, "OK"),
+        sensor(7, 90, "WARN"),
+        sensor(6, 65, "OK"),
+    );
+    let event = kinesis_event(
+        "sensors",
+        SHARD,
+        &[("101", "6", &a), ("102", "7", &b), ("103", "6", &c)],
+        ARRIVAL,
+    );
+    let (response, outcome) = o.handle_body(&event).await.unwrap();
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        (
+            outcome.records,
+            outcome.quarantined,
+            outcome.objects_written
+        ),
+        (3, 0, 1)
+    );
+    let key = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-101-103.ndjson.gz";
+    assert_eq!(list_keys(&s3, &bucket).await, vec![key.to_string()]);
+
+    let object = get_object(&s3, &bucket, key).await;
+    assert_eq!(object.content_type(), Some("application/x-ndjson"));
+    assert_eq!(object.content_encoding(), Some("gzip"));
+    let rows = lines(
+        &get_bytes(&s3, &bucket, key).await,
+        Compression::Gzip { level: 0 },
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[0]["payload"],
+        serde_json::json!({"sensorId": 6, "currentTemperature": 64, "status": "OK"})
+    );
+    assert_eq!(rows[1]["payload"]["status"], "WARN");
+    assert_eq!(
+        rows[2]["metadata"],
+        serde_json::json!({"stream": "sensors", "shard_id": SHARD, "sequence_number": "103", "partition_key": "6",
+            "arrival_time": "2024-03-05T07:30:00.000Z", "file": key, "row": 3})
+    );
+}
+
+#[tokio::test]
+async fn same_batch_twice_leaves_exactly_the_same_objects() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-replay");
+    create_bucket(&s3, &bucket).await;
+    let o = orchestrator(
+        &bucket,
+        &[
+            ("TABLE", "sensor_readings"),
+            ("PARTITION_FIELD", "/sensorId"),
+            ("COMPRESSION", "zstd"),
+        ],
+    )
+    .await;
+    let (a, b) = (sensor(6, 64, "OK"), sensor(7, 90, "WARN"));
+    let event = kinesis_event("sensors", SHARD, &[("5", "6", &a), ("6", "7", &b)], ARRIVAL);
+
+    o.handle_body(&event).await.unwrap();
+    let first: Vec<(String, Vec<u8>)> = {
+        let mut v = Vec::new();
+        for k in list_keys(&s3, &bucket).await {
+            let body = get_bytes(&s3, &bucket, &k).await;
+            v.push((k, body));
+        }
+        v
+    };
+    o.handle_body(&event).await.unwrap();
+    let keys = list_keys(&s3, &bucket).await;
+    assert_eq!(
+        keys,
+        vec![
+            "raw/sensor_readings/2024/03/05/07/sensorId=6/shardId-000000000000-5-5.ndjson.zst"
+                .to_string(),
+            "raw/sensor_readings/2024/03/05/07/sensorId=7/shardId-000000000000-6-6.ndjson.zst"
+                .to_string(),
+        ]
+    );
+    for (k, body) in &first {
+        assert_eq!(
+            &get_bytes(&s3, &bucket, k).await,
+            body,
+            "{k} rewritten identically"
+        );
+    }
+    let rows = lines(&first[1].1, Compression::Zstd { level: 0 });
+    assert_eq!(rows[0]["payload"]["sensorId"], 7);
+}
+
+#[tokio::test]
+async fn csv_routes_by_field_and_quotes_hostile_values() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-csv");
+    create_bucket(&s3, &bucket).await;
+    let columns = r#"{"orders":[{"name":"event_id","path":"/event_id","required":true},{"name":"customer_name","path":"/customer/name"},{"name":"total","path":"/order/total"}],
+                     "clicks":[{"name":"event_id","path":"/event_id"},{"name":"page","path":"/session/page"}]}"#;
+    let o = orchestrator(
+        &bucket,
+        &[
+            ("ROUTE_FIELD", "/event_type"),
+            (
+                "ROUTE_MAP",
+                r#"{"order_created":"orders","page_view":"clicks"}"#,
+            ),
+            ("FORMAT", "csv"),
+            ("CSV_COLUMNS", columns),
+        ],
+    )
+    .await;
+    let order = br#"{"event_id":"e1","event_type":"order_created","customer":{"name":"O'Brien, \"Bob\"\nJr. \u00e9\u2713"},"order":{"total":12.5}}"#;
+    let click = br#"{"event_id":"e2","event_type":"page_view","session":{"page":"/home"}}"#;
+    let event = kinesis_event(
+        "orders",
+        SHARD,
+        &[("10", "a", order), ("11", "b", click)],
+        ARRIVAL,
+    );
+    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.objects_written, 2);
+
+    let orders_key = "raw/orders/2024/03/05/07/shardId-000000000000-10-10.csv.gz";
+    let clicks_key = "raw/clicks/2024/03/05/07/shardId-000000000000-11-11.csv.gz";
+    assert_eq!(
+        list_keys(&s3, &bucket).await,
+        vec![clicks_key.to_string(), orders_key.to_string()]
+    );
+    let text = String::from_utf8(
+        decompress(
+            Compression::Gzip { level: 0 },
+            &get_bytes(&s3, &bucket, orders_key).await,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "event_id,customer_name,total,stream,shard_id,sequence_number,partition_key,arrival_time,source_file,source_row\n\
+             e1,\"O'Brien, \"\"Bob\"\"\nJr. é✓\",12.5,orders,{SHARD},10,a,2024-03-05T07:30:00.000Z,{orders_key},1\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn bad_records_are_quarantined_while_good_ones_land() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-bad");
+    create_bucket(&s3, &bucket).await;
+    let columns = r#"[{"name":"sensorid","path":"/sensorId","required":true},{"name":"status","path":"/status"}]"#;
+    let o = orchestrator(
+        &bucket,
+        &[
+            ("TABLE", "sensor_readings"),
+            ("FORMAT", "csv"),
+            ("CSV_COLUMNS", columns),
+        ],
+    )
+    .await;
+    let good = sensor(6, 64, "OK");
+    let binary: &[u8] = &[0xff, 0xfe, 0x00];
+    let event = kinesis_event(
+        "sensors",
+        SHARD,
+        &[
+            ("1", "k", b"not json"),
+            ("2", "k", &good),
+            ("3", "k", binary),
+            ("4", "k", b"[1,2]"),
+            ("5", "k", br#"{"status":"no id"}"#),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "bad records never fail the batch"
+    );
+    assert_eq!((outcome.records, outcome.quarantined), (5, 4));
+
+    let keys = list_keys(&s3, &bucket).await;
+    let quarantine_key = "errors/2024/03/05/07/shardId-000000000000-1-5.ndjson.gz";
+    assert_eq!(
+        keys,
+        vec![
+            quarantine_key.to_string(),
+            "raw/sensor_readings/2024/03/05/07/shardId-000000000000-2-2.csv.gz".to_string()
+        ]
+    );
+    let rejected = lines(
+        &get_bytes(&s3, &bucket, quarantine_key).await,
+        Compression::Gzip { level: 0 },
+    );
+    let summary: Vec<(String, String)> = rejected
+        .iter()
+        .map(|r| {
+            (
+                r["metadata"]["sequence_number"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(summary[0].0, "1");
+    assert!(
+        summary[0].1.starts_with("payload is not valid JSON"),
+        "{}",
+        summary[0].1
+    );
+    assert_eq!(summary[1], ("3".into(), "payload is not UTF-8".into()));
+    assert_eq!(
+        summary[2],
+        ("4".into(), "payload is JSON but not an object".into())
+    );
+    assert_eq!(
+        summary[3],
+        (
+            "5".into(),
+            "required field /sensorId for column sensorid is missing or null".into()
+        )
+    );
+    assert_eq!(rejected[0]["payload"], "not json");
+    assert_eq!(rejected[1]["payload_base64"], "//4A");
+}
+
+#[tokio::test]
+async fn missing_bucket_reports_the_lowest_failed_sequence_number() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-missing");
+    s3.list_buckets()
+        .send()
+        .await
+        .expect("moto answers, so only the bucket is missing");
+    // The bucket is never created: every put fails after the SDK's retries.
+    let o = orchestrator(
+        &bucket,
+        &[
+            ("ROUTE_FIELD", "/kind"),
+            ("ROUTE_MAP", r#"{"a":"table_a","b":"table_b"}"#),
+        ],
+    )
+    .await;
+    let event = kinesis_event(
+        "s",
+        SHARD,
+        &[
+            ("900", "k", br#"{"kind":"b"}"#),
+            ("901", "k", br#"{"kind":"a"}"#),
+            ("1000", "k", br#"{"kind":"b"}"#),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    assert_eq!(outcome.objects_failed, 2);
+    let failures: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failures, vec!["900".to_string()]);
+    assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
+}
+
+#[tokio::test]
+async fn unreachable_s3_reports_a_batch_item_failure() {
+    support::aws_env();
+    let config = aws_sdk_s3::config::Builder::from(&support::sdk_config().await)
+        .endpoint_url("http://127.0.0.1:9")
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let env = [("RAW_BUCKET", "nowhere"), ("TABLE", "t")];
+    let o = Orchestrator::new(Config::from_env(&Env::new(&env)).unwrap(), s3);
+    let event = kinesis_event(
+        "s",
+        SHARD,
+        &[("7", "k", br#"{"x":1}"#), ("8", "k", br#"{"x":2}"#)],
+        ARRIVAL,
+    );
+    let (response, _) = o.handle_body(&event).await.unwrap();
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some("7")
+    );
+}
+
+#[test]
+fn configuration_errors_name_the_variable() {
+    let err = |vars: &[(&str, &str)]| Config::from_env(&Env::new(&vars.to_vec())).unwrap_err().var;
+    assert_eq!(err(&[("TABLE", "t")]), "RAW_BUCKET");
+    assert_eq!(err(&[("RAW_BUCKET", "b")]), "TABLE");
+    assert_eq!(
+        err(&[("RAW_BUCKET", "b"), ("TABLE", "t"), ("FORMAT", "csv")]),
+        "CSV_COLUMNS"
+    );
+    assert_eq!(
+        err(&[
+            ("RAW_BUCKET", "b"),
+            ("TABLE", "t"),
+            ("PUT_CONCURRENCY", "0")
+        ]),
+        "PUT_CONCURRENCY"
+    );
+    assert_eq!(
+        err(&[
+            ("RAW_BUCKET", "b"),
+            ("TABLE", "t"),
+            ("RAW_PREFIX", "x"),
+            ("ERROR_PREFIX", "/x/")
+        ]),
+        "ERROR_PREFIX"
+    );
+}
