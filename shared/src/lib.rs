@@ -5,10 +5,15 @@
 
 pub mod aws;
 pub mod batch;
+pub mod bootstrap;
 pub mod config;
+pub mod copy;
 pub mod encode;
 pub mod layout;
 pub mod logging;
+pub mod mapping;
+pub mod merge;
+pub mod notify;
 pub mod payload;
 pub mod quarantine;
 pub mod rawzone;

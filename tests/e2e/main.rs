@@ -5,5 +5,8 @@
 
 mod support;
 
+mod bootstrap;
+mod loader;
 mod orchestrator;
 mod snowflake_client;
+mod upsert;

@@ -1,7 +1,7 @@
 //! The Snowflake SQL API client against the local Snowflake service (`local/stack.sh up`).
 //!
 //! Every test works in its own database and schema. The service's fault injection and config are
-//! global, so tests that use them hold `FAULTS` for their whole duration, clear what they set,
+//! global, so tests that use them hold `support::snowflake_exclusive()` for their whole duration, clear what they set,
 //! and assert per-requestId counters rather than global ones.
 
 use std::time::{Duration, Instant};
@@ -15,9 +15,6 @@ use shared::snowflake::{
 use uuid::Uuid;
 
 use crate::support;
-
-/// Serialises the tests that change the service's global fault/config state.
-static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A second RSA key pair (test-only, generated with `openssl genpkey`): its public key is not the
 /// one the local service trusts.
@@ -162,6 +159,7 @@ fn column(r: &QueryResult, name: &str) -> Vec<Option<String>> {
 
 #[tokio::test]
 async fn hostile_strings_round_trip_as_bound_values() {
+    let _g = support::snowflake_shared().await;
     let (client, _db) = fresh().await;
     run(&client, "CREATE TABLE hostile (id INT, v TEXT)").await;
     let values: Vec<Option<&str>> = vec![
@@ -204,6 +202,7 @@ async fn hostile_strings_round_trip_as_bound_values() {
 
 #[tokio::test]
 async fn typed_bindings_and_nulls_of_every_type() {
+    let _g = support::snowflake_shared().await;
     let (client, _db) = fresh().await;
     run(
         &client,
@@ -257,6 +256,7 @@ async fn typed_bindings_and_nulls_of_every_type() {
 
 #[tokio::test]
 async fn sql_error_is_surfaced_with_its_code() {
+    let _g = support::snowflake_shared().await;
     let (client, _db) = fresh().await;
     let err = client
         .execute(&Statement::new("SELECT * FROM no_such_table"), soon())
@@ -297,6 +297,7 @@ async fn expect_unauthorized(auth: AuthConfig) -> String {
 
 #[tokio::test]
 async fn wrong_key_is_unauthorized() {
+    let _g = support::snowflake_shared().await;
     let msg = expect_unauthorized(AuthConfig::KeyPair {
         user: "loader".into(),
         key: shared::snowflake::KeySource::Pem(SecretString::new(OTHER_KEY)),
@@ -307,6 +308,7 @@ async fn wrong_key_is_unauthorized() {
 
 #[tokio::test]
 async fn wrong_fingerprint_is_unauthorized() {
+    let _g = support::snowflake_shared().await;
     // signed with the right key, but the issuer names another key's fingerprint
     let signer = JwtSigner::from_pem(&key_pem(), "localtest", "loader").unwrap();
     let other = JwtSigner::from_pem(OTHER_KEY, "localtest", "loader").unwrap();
@@ -324,6 +326,7 @@ async fn wrong_fingerprint_is_unauthorized() {
 
 #[tokio::test]
 async fn expired_token_is_unauthorized() {
+    let _g = support::snowflake_shared().await;
     let signer = JwtSigner::from_pem(&key_pem(), "localtest", "loader").unwrap();
     let claims = signer.claims_at(chrono::Utc::now().timestamp() - 3600); // expired a minute ago
     let token = signer.sign(&claims).unwrap();
@@ -337,6 +340,7 @@ async fn expired_token_is_unauthorized() {
 
 #[tokio::test]
 async fn programmatic_access_token_is_accepted_and_a_wrong_one_is_not() {
+    let _g = support::snowflake_shared().await;
     let url = support::snowflake_url();
     let vars = [
         ("SNOWFLAKE_ACCOUNT", "localtest"),
@@ -362,7 +366,7 @@ async fn programmatic_access_token_is_accepted_and_a_wrong_one_is_not() {
 
 #[tokio::test]
 async fn async_execution_is_polled_to_completion() {
-    let _g = FAULTS.lock().await;
+    let _g = support::snowflake_exclusive().await;
     let (client, _db) = fresh().await;
     run(&client, "CREATE TABLE slow (id INT)").await;
     let before = stats().await;
@@ -398,7 +402,7 @@ async fn async_execution_is_polled_to_completion() {
 
 #[tokio::test]
 async fn multi_partition_results_are_fetched_in_order() {
-    let _g = FAULTS.lock().await;
+    let _g = support::snowflake_exclusive().await;
     let (client, _db) = fresh().await;
     run(&client, "CREATE TABLE many (id INT, v TEXT)").await;
     let mut st = Statement::new(format!(
@@ -441,7 +445,7 @@ async fn multi_partition_results_are_fetched_in_order() {
 
 #[tokio::test]
 async fn throttling_is_retried_and_the_statement_runs_once() {
-    let _g = FAULTS.lock().await;
+    let _g = support::snowflake_exclusive().await;
     let (client, _db) = fresh().await;
     run(&client, "CREATE TABLE once (id INT)").await;
     admin("/admin/faults", json!({"status": 429, "count": 3})).await;
@@ -461,7 +465,7 @@ async fn throttling_is_retried_and_the_statement_runs_once() {
 
 #[tokio::test]
 async fn dropped_connections_are_retried() {
-    let _g = FAULTS.lock().await;
+    let _g = support::snowflake_exclusive().await;
     let (client, _db) = fresh().await;
     run(&client, "CREATE TABLE dropped (id INT)").await;
     admin(
@@ -488,7 +492,7 @@ async fn dropped_connections_are_retried() {
 
 #[tokio::test]
 async fn persistent_unavailability_ends_at_the_deadline() {
-    let _g = FAULTS.lock().await;
+    let _g = support::snowflake_exclusive().await;
     let client = SnowflakeClient::new(config(None, "PUBLIC"), None)
         .await
         .unwrap();
@@ -515,7 +519,7 @@ async fn persistent_unavailability_ends_at_the_deadline() {
 
 #[tokio::test]
 async fn a_running_statement_is_canceled_at_the_deadline() {
-    let _g = FAULTS.lock().await;
+    let _g = support::snowflake_exclusive().await;
     let client = SnowflakeClient::new(config(None, "PUBLIC"), None)
         .await
         .unwrap();
@@ -548,6 +552,7 @@ async fn a_running_statement_is_canceled_at_the_deadline() {
 
 #[tokio::test]
 async fn a_caller_supplied_request_id_executes_once() {
+    let _g = support::snowflake_shared().await;
     let (client, db) = fresh().await;
     run(&client, "CREATE TABLE idem (id INT)").await;
     let id = request_id_for(&["e2e", &db, "batch-1"]);
@@ -595,6 +600,7 @@ async fn create_secret(value: &str) -> String {
 
 #[tokio::test]
 async fn key_and_token_are_read_from_secrets_manager() {
+    let _g = support::snowflake_shared().await;
     let sdk = support::sdk_config().await;
     let url = support::snowflake_url();
 

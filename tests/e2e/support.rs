@@ -140,3 +140,130 @@ pub fn kinesis_event(
         .collect();
     serde_json::json!({ "Records": records }).to_string()
 }
+
+/// The local Snowflake service's fault injection and settings are global: a test that arms a
+/// fault holds this exclusively, every other test that talks to the service holds it shared, so
+/// no test ever consumes another's fault.
+static SNOWFLAKE_STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+pub async fn snowflake_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    SNOWFLAKE_STATE.read().await
+}
+
+pub async fn snowflake_exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    SNOWFLAKE_STATE.write().await
+}
+
+/// The fixture private key the local service trusts (account LOCALTEST, user LOADER).
+pub fn snowflake_key_file() -> String {
+    repo_root()
+        .join("local/keys/snowflake_test_key.p8")
+        .display()
+        .to_string()
+}
+
+/// The Snowflake variables a function reads, for the local service, `database` and `schema`.
+pub fn snowflake_vars(database: &str, schema: &str) -> Vec<(String, String)> {
+    [
+        ("SNOWFLAKE_ACCOUNT", "localtest".to_string()),
+        ("SNOWFLAKE_USER", "loader".to_string()),
+        ("SNOWFLAKE_URL", snowflake_url()),
+        ("SNOWFLAKE_DATABASE", database.to_string()),
+        ("SNOWFLAKE_SCHEMA", schema.to_string()),
+        ("SNOWFLAKE_PRIVATE_KEY_FILE", snowflake_key_file()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Borrowed view of owned variables, for `Env::new`.
+pub fn as_pairs(vars: &[(String, String)]) -> Vec<(&str, &str)> {
+    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// A client for the local service in `database`.`schema`, with fast retries for tests.
+pub async fn snowflake_client(database: &str, schema: &str) -> shared::snowflake::SnowflakeClient {
+    let vars = snowflake_vars(database, schema);
+    let mut config =
+        shared::snowflake::SnowflakeConfig::from_env(&shared::config::Env::new(&as_pairs(&vars)))
+            .expect("snowflake config");
+    config.retry = fast_retries();
+    shared::snowflake::SnowflakeClient::new(config, None)
+        .await
+        .expect("client")
+}
+
+pub fn fast_retries() -> shared::snowflake::RetryPolicy {
+    use std::time::Duration;
+    shared::snowflake::RetryPolicy {
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        poll_initial: Duration::from_millis(20),
+        poll_max: Duration::from_millis(200),
+        ..shared::snowflake::RetryPolicy::default()
+    }
+}
+
+/// A new database with schema `S` on the local service; returns its name.
+pub async fn fresh_database(prefix: &str) -> String {
+    let db = format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+    .to_uppercase();
+    let boot = snowflake_client(&db, "PUBLIC").await;
+    sql(&boot, &format!("CREATE DATABASE IF NOT EXISTS {db}")).await;
+    sql(&boot, &format!("CREATE SCHEMA IF NOT EXISTS {db}.S")).await;
+    db
+}
+
+/// Runs one statement, panicking with the SQL on failure.
+pub async fn sql(
+    client: &shared::snowflake::SnowflakeClient,
+    text: &str,
+) -> shared::snowflake::QueryResult {
+    client
+        .execute(
+            &shared::snowflake::Statement::new(text),
+            std::time::Instant::now() + std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// Rows of a query as strings (NULL as `None`).
+pub async fn rows(
+    client: &shared::snowflake::SnowflakeClient,
+    text: &str,
+) -> Vec<Vec<Option<String>>> {
+    sql(client, text).await.rows
+}
+
+pub async fn snowflake_admin(path: &str, body: serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", snowflake_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("admin request");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+}
+
+pub async fn snowflake_stats() -> serde_json::Value {
+    reqwest::get(format!("{}/admin/stats", snowflake_url()))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats JSON")
+}
+
+/// Disarms every fault (a count of 0 clears all kinds).
+pub async fn clear_faults() {
+    snowflake_admin(
+        "/admin/faults",
+        serde_json::json!({"status": 503, "delay_ms": 0, "drop_connection": true, "count": 0}),
+    )
+    .await;
+}
