@@ -1,1 +1,744 @@
-//! (being written)
+//! Applying the Snowflake setup in `sql/`: file selection, `${NAME}` substitution, statement
+//! splitting, and execution through the SQL API client, one statement per request.
+//!
+//! Files are applied in lexical order of their names. `*.local.sql` files apply only with
+//! [`Profile::Local`], `*.aws.sql` only with [`Profile::Aws`], every other `*.sql` always.
+//!
+//! Each file is split into statements first ([`split_statements`], which also drops comments, so
+//! header comments may mention variables freely), then every statement is rendered ([`render`]).
+//! Variable values are validated so that a value can never change the shape of the SQL:
+//! - variables named `*_URL` or `*_ARN` are literals (used inside `'...'`): they may not contain
+//!   quotes, backslashes, semicolons, whitespace, control characters, `--` or `/*`;
+//! - every other variable is an identifier and must look like an unquoted Snowflake identifier
+//!   (`[A-Za-z_][A-Za-z0-9_$]*`, at most 255 characters).
+//!
+//! Built-in defaults ([`DEFAULT_VARS`]): `STAGE=RAW_STAGE`, `WAREHOUSE=COMPUTE_WH`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::config::Env;
+use crate::snowflake::{SnowflakeClient, SnowflakeError, Statement};
+
+/// Variables with a built-in default; the caller's values win.
+pub const DEFAULT_VARS: [(&str, &str); 2] = [("STAGE", "RAW_STAGE"), ("WAREHOUSE", "COMPUTE_WH")];
+
+/// Which environment-specific files apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The local stack: `*.local.sql` (URL stage read by the local service).
+    Local,
+    /// Real Snowflake on AWS: `*.aws.sql` (storage integration + stage).
+    Aws,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Local => "local",
+            Profile::Aws => "aws",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = BootstrapError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "local" => Ok(Profile::Local),
+            "aws" => Ok(Profile::Aws),
+            _ => Err(BootstrapError::Profile(s.to_string())),
+        }
+    }
+}
+
+/// What went wrong bootstrapping.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("unknown profile {0:?} (expected local or aws)")]
+    Profile(String),
+
+    #[error("unknown variable ${{{name}}}: pass it with --var {name}=VALUE")]
+    UnknownVariable { name: String },
+
+    #[error("malformed variable reference at byte {offset}: expected ${{NAME}} with NAME made of A-Z, 0-9 and _")]
+    MalformedVariable { offset: usize },
+
+    #[error("variable {name}: {reason}")]
+    InvalidValue { name: String, reason: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{dir}: no .sql files apply to profile {profile}")]
+    NoFiles { dir: PathBuf, profile: Profile },
+
+    /// A template problem in one statement of one file.
+    #[error("{file}#{statement}: {source}")]
+    Template {
+        file: String,
+        statement: usize,
+        #[source]
+        source: Box<BootstrapError>,
+    },
+
+    /// Snowflake rejected a statement; nothing after it was applied.
+    #[error("{file}#{statement} failed: {sql}: {source}")]
+    Statement {
+        file: String,
+        /// 1-based position of the statement in its file.
+        statement: usize,
+        /// The statement's first line.
+        sql: String,
+        #[source]
+        source: Box<SnowflakeError>,
+    },
+}
+
+/// The outcome of one applied statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// File name (without directory).
+    pub file: String,
+    /// 1-based position of the statement in its file.
+    pub index: usize,
+    /// The statement's first line.
+    pub statement: String,
+    /// Snowflake's status text (first cell of the result), e.g. "Table X successfully created.".
+    pub status: String,
+    pub ms: u64,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ok  {}#{}  {}  ({} ms)  {}",
+            self.file, self.index, self.statement, self.ms, self.status
+        )
+    }
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut c = name.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_uppercase() || x == '_')
+        && c.all(|x| x.is_ascii_uppercase() || x.is_ascii_digit() || x == '_')
+}
+
+/// True for variables used as string literals (`*_URL`, `*_ARN`); all others are identifiers.
+pub fn is_literal_var(name: &str) -> bool {
+    name.ends_with("_URL") || name.ends_with("_ARN")
+}
+
+/// Checks that `value` is safe for variable `name` (see the module documentation).
+pub fn validate_value(name: &str, value: &str) -> Result<(), BootstrapError> {
+    let bad = |reason: &str| {
+        Err(BootstrapError::InvalidValue {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if value.is_empty() {
+        return bad("is empty");
+    }
+    if is_literal_var(name) {
+        if let Some(c) = value.chars().find(|c| {
+            matches!(c, '\'' | '"' | '\\' | ';' | '`') || c.is_whitespace() || c.is_control()
+        }) {
+            return bad(&format!(
+                "{value:?} contains {c:?} (quotes, backslashes, semicolons and whitespace are not allowed)"
+            ));
+        }
+        if value.contains("--") || value.contains("/*") {
+            return bad(&format!("{value:?} contains a comment marker"));
+        }
+        Ok(())
+    } else {
+        if !crate::snowflake::ident::is_unquoted_style(value) {
+            return bad(&format!(
+                "{value:?} is not a plain identifier (letters, digits, _ and $, not starting with a digit or $)"
+            ));
+        }
+        if value.len() > crate::snowflake::ident::MAX_LEN {
+            return bad("is longer than 255 characters");
+        }
+        Ok(())
+    }
+}
+
+/// Substitutes every `${NAME}` in `template` with `vars[NAME]` (validated with
+/// [`validate_value`]). A `$` not followed by `{` is kept as is (`SYSTEM$STREAM_HAS_DATA`,
+/// `METADATA$FILENAME`, `$1`). An unknown name is an error naming it.
+pub fn render(template: &str, vars: &HashMap<String, String>) -> Result<String, BootstrapError> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(pos) = rest.find("${") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after.find('}').ok_or(BootstrapError::MalformedVariable {
+            offset: offset + pos,
+        })?;
+        let name = &after[..end];
+        if !is_var_name(name) {
+            return Err(BootstrapError::MalformedVariable {
+                offset: offset + pos,
+            });
+        }
+        let value = vars
+            .get(name)
+            .ok_or_else(|| BootstrapError::UnknownVariable {
+                name: name.to_string(),
+            })?;
+        validate_value(name, value)?;
+        out.push_str(value);
+        let consumed = pos + 2 + end + 1;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Splits a SQL script into statements on `;`, ignoring semicolons inside single-quoted strings
+/// (with `''` and backslash escapes), double-quoted identifiers, `$$...$$` blocks, and comments.
+/// Comments (`--`, `//` to the end of the line, `/* ... */`) are removed; statements are trimmed,
+/// and empty ones dropped.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut cur = String::new();
+    let mut chars = sql.chars().peekable();
+    let flush = |cur: &mut String, statements: &mut Vec<String>| {
+        let s = cur.trim();
+        if !s.is_empty() {
+            statements.push(s.to_string());
+        }
+        cur.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                cur.push(c);
+                while let Some(d) = chars.next() {
+                    cur.push(d);
+                    match d {
+                        '\\' => {
+                            if let Some(e) = chars.next() {
+                                cur.push(e);
+                            }
+                        }
+                        '\'' => {
+                            if chars.peek() == Some(&'\'') {
+                                cur.push(chars.next().expect("peeked"));
+                            } else {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            '"' => {
+                cur.push(c);
+                while let Some(d) = chars.next() {
+                    cur.push(d);
+                    if d == '"' {
+                        if chars.peek() == Some(&'"') {
+                            cur.push(chars.next().expect("peeked"));
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '$' if chars.peek() == Some(&'$') => {
+                cur.push_str("$$");
+                chars.next();
+                let mut prev = '\0';
+                for d in chars.by_ref() {
+                    cur.push(d);
+                    if prev == '$' && d == '$' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'/') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = '\0';
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+                cur.push(' ');
+            }
+            ';' => flush(&mut cur, &mut statements),
+            _ => cur.push(c),
+        }
+    }
+    flush(&mut cur, &mut statements);
+    statements
+}
+
+fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while let Some(&d) = chars.peek() {
+        if d == '\n' {
+            break;
+        }
+        chars.next();
+    }
+}
+
+/// The `*.sql` files of `dir` that apply to `profile`, sorted by file name.
+pub fn files(dir: &Path, profile: Profile) -> Result<Vec<PathBuf>, BootstrapError> {
+    let io = |e| BootstrapError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.ends_with(".sql") || !path.is_file() {
+            continue;
+        }
+        if applies(name, profile) {
+            out.push(path);
+        }
+    }
+    out.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(out)
+}
+
+/// Whether a file name applies to a profile (`*.local.sql`, `*.aws.sql`, or any other `*.sql`).
+pub fn applies(name: &str, profile: Profile) -> bool {
+    if name.ends_with(".local.sql") {
+        profile == Profile::Local
+    } else if name.ends_with(".aws.sql") {
+        profile == Profile::Aws
+    } else {
+        name.ends_with(".sql")
+    }
+}
+
+/// [`DEFAULT_VARS`] overlaid with `vars`.
+pub fn with_defaults(vars: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut all: HashMap<String, String> = DEFAULT_VARS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    all.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
+}
+
+/// Variables taken from the environment when not given explicitly: `DATABASE` ←
+/// `SNOWFLAKE_DATABASE`, `SCHEMA` ← `SNOWFLAKE_SCHEMA`, `WAREHOUSE` ← `SNOWFLAKE_WAREHOUSE`, and
+/// `STAGE_URL`, `STAGE`, `STORAGE_INTEGRATION`, `SNOWFLAKE_ROLE_ARN` from variables of the same
+/// name. `explicit` (from `--var`) wins.
+pub fn vars_from_env(env: &Env<'_>, explicit: &HashMap<String, String>) -> HashMap<String, String> {
+    const FROM_ENV: [(&str, &str); 7] = [
+        ("DATABASE", "SNOWFLAKE_DATABASE"),
+        ("SCHEMA", "SNOWFLAKE_SCHEMA"),
+        ("WAREHOUSE", "SNOWFLAKE_WAREHOUSE"),
+        ("STAGE_URL", "STAGE_URL"),
+        ("STAGE", "STAGE"),
+        ("STORAGE_INTEGRATION", "STORAGE_INTEGRATION"),
+        ("SNOWFLAKE_ROLE_ARN", "SNOWFLAKE_ROLE_ARN"),
+    ];
+    let mut vars = HashMap::new();
+    for (var, env_name) in FROM_ENV {
+        if let Some(v) = env.optional(env_name) {
+            vars.insert(var.to_string(), v);
+        }
+    }
+    vars.extend(explicit.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars
+}
+
+/// Parses `NAME=VALUE` (a `--var` argument).
+pub fn parse_var(arg: &str) -> Result<(String, String), BootstrapError> {
+    match arg.split_once('=') {
+        Some((name, value)) if is_var_name(name) => Ok((name.to_string(), value.to_string())),
+        _ => Err(BootstrapError::InvalidValue {
+            name: arg.to_string(),
+            reason: "expected NAME=VALUE with NAME made of A-Z, 0-9 and _".into(),
+        }),
+    }
+}
+
+/// One statement ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub file: String,
+    pub index: usize,
+    pub sql: String,
+}
+
+/// Reads, splits and renders every applicable file (no I/O beyond reading the files), so a
+/// missing or invalid variable fails before anything is sent to Snowflake.
+pub fn plan(
+    dir: &Path,
+    profile: Profile,
+    vars: &HashMap<String, String>,
+) -> Result<Vec<Planned>, BootstrapError> {
+    let vars = with_defaults(vars);
+    let paths = files(dir, profile)?;
+    if paths.is_empty() {
+        return Err(BootstrapError::NoFiles {
+            dir: dir.to_path_buf(),
+            profile,
+        });
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| BootstrapError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        for (i, stmt) in split_statements(&text).into_iter().enumerate() {
+            let sql = render(&stmt, &vars).map_err(|e| BootstrapError::Template {
+                file: file.clone(),
+                statement: i + 1,
+                source: Box::new(e),
+            })?;
+            out.push(Planned {
+                file: file.clone(),
+                index: i + 1,
+                sql,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The first line of a statement, shortened for display.
+pub fn first_line(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or_default().trim();
+    let more = sql.lines().nth(1).is_some();
+    if line.chars().count() > 100 {
+        format!("{}...", line.chars().take(100).collect::<String>())
+    } else if more {
+        format!("{line} ...")
+    } else {
+        line.to_string()
+    }
+}
+
+/// Applies the files of `dir` for `profile` with `vars` (plus [`DEFAULT_VARS`]): one SQL API
+/// request per statement, in order, stopping at the first failure. `on_outcome` sees each
+/// statement's outcome as it completes (for printing progress).
+pub async fn apply_dir_with(
+    client: &SnowflakeClient,
+    dir: &Path,
+    profile: Profile,
+    vars: &HashMap<String, String>,
+    mut on_outcome: impl FnMut(&Outcome),
+) -> Result<Vec<Outcome>, BootstrapError> {
+    let planned = plan(dir, profile, vars)?;
+    let per_statement = client.config().statement_timeout + Duration::from_secs(30);
+    let mut outcomes = Vec::with_capacity(planned.len());
+    for p in planned {
+        let started = Instant::now();
+        let result = client
+            .execute(&Statement::new(p.sql.clone()), started + per_statement)
+            .await
+            .map_err(|e| BootstrapError::Statement {
+                file: p.file.clone(),
+                statement: p.index,
+                sql: first_line(&p.sql),
+                source: Box::new(e),
+            })?;
+        let status = result
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        let outcome = Outcome {
+            file: p.file,
+            index: p.index,
+            statement: first_line(&p.sql),
+            status,
+            ms: started.elapsed().as_millis() as u64,
+        };
+        on_outcome(&outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// [`apply_dir_with`] without progress reporting.
+pub async fn apply_dir(
+    client: &SnowflakeClient,
+    dir: &Path,
+    profile: Profile,
+    vars: &HashMap<String, String>,
+) -> Result<Vec<Outcome>, BootstrapError> {
+    apply_dir_with(client, dir, profile, vars, |_| {}).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn render_substitutes_and_keeps_other_dollars() {
+        let v = vars(&[("DATABASE", "DB1"), ("STAGE_URL", "s3://b/raw/")]);
+        let out = render(
+            "CREATE STAGE ${DATABASE}.S.X URL = '${STAGE_URL}' -- $1 $ SYSTEM$STREAM_HAS_DATA $$",
+            &v,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "CREATE STAGE DB1.S.X URL = 's3://b/raw/' -- $1 $ SYSTEM$STREAM_HAS_DATA $$"
+        );
+        assert_eq!(render("no vars; $", &v).unwrap(), "no vars; $");
+        assert_eq!(render("${DATABASE}${DATABASE}", &v).unwrap(), "DB1DB1");
+    }
+
+    #[test]
+    fn render_unknown_variable_is_named() {
+        let err = render("USE ${NOPE}", &vars(&[])).unwrap_err();
+        assert!(matches!(&err, BootstrapError::UnknownVariable { name } if name == "NOPE"));
+        assert!(err.to_string().contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn render_malformed_references() {
+        for t in ["${", "${DATABASE", "${lower}", "${}", "${A B}", "x ${A;}"] {
+            assert!(
+                matches!(
+                    render(t, &vars(&[("DATABASE", "D")])),
+                    Err(BootstrapError::MalformedVariable { .. })
+                ),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn render_rejects_injection() {
+        for bad in [
+            "DB; DROP TABLE X",
+            "DB\"",
+            "a b",
+            "DB'",
+            "1DB",
+            "DB-1",
+            "",
+            "DB.S",
+        ] {
+            let err = render("${DATABASE}", &vars(&[("DATABASE", bad)])).unwrap_err();
+            assert!(
+                matches!(&err, BootstrapError::InvalidValue { name, .. } if name == "DATABASE"),
+                "{bad:?}: {err}"
+            );
+        }
+        for bad in [
+            "s3://b/x'; DROP TABLE X; --",
+            "s3://b/ x",
+            "s3://b/\\",
+            "s3://b/--",
+            "s3://b/;",
+            "s3://b/\n",
+        ] {
+            assert!(
+                render("'${STAGE_URL}'", &vars(&[("STAGE_URL", bad)])).is_err(),
+                "{bad:?}"
+            );
+        }
+        // ordinary values pass
+        render(
+            "${DATABASE} '${STAGE_URL}' '${SNOWFLAKE_ROLE_ARN}' ${WAREHOUSE}",
+            &vars(&[
+                ("DATABASE", "Raw_DB$1"),
+                ("STAGE_URL", "s3://my-bucket.prod/raw/zone-1/"),
+                (
+                    "SNOWFLAKE_ROLE_ARN",
+                    "arn:aws:iam::123456789012:role/snowflake-s3",
+                ),
+                ("WAREHOUSE", "COMPUTE_WH"),
+            ]),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn split_plain_and_empty() {
+        assert_eq!(
+            split_statements("SELECT 1; SELECT 2;\n;  ;\nSELECT 3"),
+            vec!["SELECT 1", "SELECT 2", "SELECT 3"]
+        );
+        assert!(split_statements("  ;; -- only a comment\n /* x; */ ").is_empty());
+    }
+
+    #[test]
+    fn split_ignores_semicolons_in_strings_and_identifiers() {
+        let sql = r#"INSERT INTO T VALUES ('a;b', 'it''s; ok', 'esc\'; still', "we;ird"."c""; d");
+SELECT ';'"#;
+        let got = split_statements(sql);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            got[0],
+            r#"INSERT INTO T VALUES ('a;b', 'it''s; ok', 'esc\'; still', "we;ird"."c""; d")"#
+        );
+        assert_eq!(got[1], "SELECT ';'");
+    }
+
+    #[test]
+    fn split_drops_comments_but_not_comment_markers_in_strings() {
+        let sql = "-- header; with semicolon\nCREATE TABLE T (A INT) -- trailing; comment\n;\n/* block; \n comment */ SELECT '--not a comment', '/* nor this */' // c++ style; \n;\nSELECT 's3://bucket/x'";
+        let got = split_statements(sql);
+        assert_eq!(
+            got,
+            vec![
+                "CREATE TABLE T (A INT)",
+                "SELECT '--not a comment', '/* nor this */'",
+                "SELECT 's3://bucket/x'"
+            ]
+        );
+    }
+
+    #[test]
+    fn split_keeps_dollar_quoted_blocks() {
+        let got = split_statements("CREATE FUNCTION F() RETURNS INT AS $$ SELECT 1; $$; SELECT 2");
+        assert_eq!(
+            got,
+            vec![
+                "CREATE FUNCTION F() RETURNS INT AS $$ SELECT 1; $$",
+                "SELECT 2"
+            ]
+        );
+    }
+
+    #[test]
+    fn files_by_profile_in_lexical_order() {
+        let dir = std::env::temp_dir().join(format!("bootstrap-files-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "20_stage.local.sql",
+            "20_stage.aws.sql",
+            "10_b.sql",
+            "00_a.sql",
+            "README.md",
+        ] {
+            std::fs::write(dir.join(f), "SELECT 1;").unwrap();
+        }
+        let names = |p: Profile| -> Vec<String> {
+            files(&dir, p)
+                .unwrap()
+                .iter()
+                .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(Profile::Local),
+            ["00_a.sql", "10_b.sql", "20_stage.local.sql"]
+        );
+        assert_eq!(
+            names(Profile::Aws),
+            ["00_a.sql", "10_b.sql", "20_stage.aws.sql"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn repo_sql() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql")
+    }
+
+    #[test]
+    fn repository_sql_plans_for_both_profiles() {
+        let base = vars(&[
+            ("DATABASE", "DB"),
+            ("SCHEMA", "S"),
+            ("STAGE_URL", "s3://bucket/raw/"),
+        ]);
+        let local = plan(&repo_sql(), Profile::Local, &base).unwrap();
+        assert!(local.iter().all(|p| !p.sql.contains("${")));
+        assert!(local.iter().any(|p| p
+            .sql
+            .starts_with("CREATE STAGE IF NOT EXISTS DB.S.RAW_STAGE")));
+        assert!(!local.iter().any(|p| p.sql.contains("STORAGE INTEGRATION")));
+        assert!(local
+            .iter()
+            .all(|p| !p.sql.starts_with("--") && !p.sql.starts_with("/*")));
+
+        // the aws profile needs the integration variables, and names the missing one
+        let err = plan(&repo_sql(), Profile::Aws, &base).unwrap_err();
+        assert!(err.to_string().contains("STORAGE_INTEGRATION"), "{err}");
+        let mut aws = base.clone();
+        aws.insert("STORAGE_INTEGRATION".into(), "RAW_S3_INT".into());
+        aws.insert(
+            "SNOWFLAKE_ROLE_ARN".into(),
+            "arn:aws:iam::123456789012:role/snowflake".into(),
+        );
+        let planned = plan(&repo_sql(), Profile::Aws, &aws).unwrap();
+        assert!(planned.iter().any(|p| p
+            .sql
+            .starts_with("CREATE STORAGE INTEGRATION IF NOT EXISTS RAW_S3_INT")));
+    }
+
+    #[test]
+    fn env_defaults_and_explicit_vars() {
+        let src = [
+            ("SNOWFLAKE_DATABASE", "ENV_DB"),
+            ("SNOWFLAKE_SCHEMA", "RAW"),
+            ("STAGE_URL", "s3://b/raw/"),
+        ];
+        let env = Env::new(&src);
+        let v = vars_from_env(&env, &vars(&[("DATABASE", "CLI_DB")]));
+        assert_eq!(v["DATABASE"], "CLI_DB");
+        assert_eq!(v["SCHEMA"], "RAW");
+        assert_eq!(v["STAGE_URL"], "s3://b/raw/");
+        let all = with_defaults(&v);
+        assert_eq!(all["STAGE"], "RAW_STAGE");
+        assert_eq!(all["WAREHOUSE"], "COMPUTE_WH");
+        assert_eq!(parse_var("A_1=x=y").unwrap(), ("A_1".into(), "x=y".into()));
+        assert!(parse_var("novalue").is_err());
+        assert!(parse_var("lower=x").is_err());
+        assert_eq!("AWS".parse::<Profile>().unwrap(), Profile::Aws);
+        assert!("prod".parse::<Profile>().is_err());
+    }
+
+    #[test]
+    fn first_line_is_short() {
+        assert_eq!(
+            first_line("CREATE TABLE X (\n A INT)"),
+            "CREATE TABLE X ( ..."
+        );
+        assert_eq!(first_line("SELECT 1"), "SELECT 1");
+    }
+}

@@ -1,1 +1,756 @@
-//! (being written)
+//! `COPY INTO` statements for raw-zone files, and their per-file results: pure, no I/O.
+//!
+//! One statement per (table, file format) and chunk of at most [`MAX_FILES_PER_COPY`] files:
+//!
+//! ```sql
+//! COPY INTO "DB"."S"."SENSOR_READINGS_RAW" FROM @RAW_STAGE/
+//!   FILES = ('sensor_readings/2024/03/05/07/shardId-000000000000-1-9.ndjson.gz', ...)
+//!   FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = ABORT_STATEMENT
+//! ```
+//!
+//! File paths are string literals; a path containing `'`, `\` or a control character is refused
+//! (never escaped), so no object key can change the statement. Identifiers are quoted with
+//! [`ident`](crate::snowflake::ident); stage and file-format names are checked to be plain
+//! (optionally qualified) unquoted names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use crate::encode::Format;
+use crate::snowflake::{ident, request_id_for, QueryResult};
+
+/// Snowflake's limit on the `FILES` list of one COPY statement.
+pub const MAX_FILES_PER_COPY: usize = 1000;
+
+/// Why a statement cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyError {
+    #[error("file path {0:?} contains a quote, backslash or control character and cannot be loaded safely")]
+    UnsafePath(String),
+    #[error("file path is empty")]
+    EmptyPath,
+    #[error("{what} {name:?} must be an unquoted Snowflake name ([A-Za-z_][A-Za-z0-9_$]*, up to 3 parts separated by '.')")]
+    Name { what: &'static str, name: String },
+    #[error(transparent)]
+    Ident(#[from] ident::IdentError),
+    #[error("no files to load")]
+    NoFiles,
+}
+
+/// COPY's `ON_ERROR` copy option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    #[default]
+    AbortStatement,
+    Continue,
+    SkipFile,
+    /// `SKIP_FILE_<n>`: skip a file when it has at least n error rows.
+    SkipFileRows(u64),
+    /// `'SKIP_FILE_<n>%'`: skip a file when at least n percent of its rows have errors.
+    SkipFilePercent(u8),
+}
+
+impl FromStr for OnError {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let u = s.trim().trim_matches('\'').to_ascii_uppercase();
+        let bad = || {
+            format!(
+                "expected ABORT_STATEMENT, CONTINUE, SKIP_FILE, SKIP_FILE_<n> or SKIP_FILE_<n>%, got {s:?}"
+            )
+        };
+        Ok(match u.as_str() {
+            "ABORT_STATEMENT" => OnError::AbortStatement,
+            "CONTINUE" => OnError::Continue,
+            "SKIP_FILE" => OnError::SkipFile,
+            _ => {
+                let n = u.strip_prefix("SKIP_FILE_").ok_or_else(bad)?;
+                if let Some(p) = n.strip_suffix('%') {
+                    match p.parse::<u8>() {
+                        Ok(p) if (1..=100).contains(&p) => OnError::SkipFilePercent(p),
+                        _ => return Err(bad()),
+                    }
+                } else {
+                    match n.parse::<u64>() {
+                        Ok(n) if n >= 1 => OnError::SkipFileRows(n),
+                        _ => return Err(bad()),
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl fmt::Display for OnError {
+    /// The option's SQL text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnError::AbortStatement => f.write_str("ABORT_STATEMENT"),
+            OnError::Continue => f.write_str("CONTINUE"),
+            OnError::SkipFile => f.write_str("SKIP_FILE"),
+            OnError::SkipFileRows(n) => write!(f, "SKIP_FILE_{n}"),
+            OnError::SkipFilePercent(p) => write!(f, "'SKIP_FILE_{p}%'"),
+        }
+    }
+}
+
+/// Where the lineage (file, row number) of a loaded row comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Lineage {
+    /// The files carry it (the orchestrator writes `metadata.file`/`metadata.row` into NDJSON and
+    /// `SOURCE_FILE`/`SOURCE_ROW` columns into CSV): plain COPY.
+    #[default]
+    InFile,
+    /// A COPY transform adds `METADATA$FILENAME`, `METADATA$FILE_ROW_NUMBER` and
+    /// `METADATA$START_SCAN_TIME`, for files written by other producers.
+    Metadata(MetadataLineage),
+}
+
+/// The columns of the `METADATA$` transform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataLineage {
+    /// The VARIANT column an NDJSON line goes to (default `RECORD`).
+    pub record_column: String,
+    /// Columns receiving file name, row number and load time (default
+    /// `SOURCE_FILE`, `SOURCE_ROW`, `LOADED_AT`); the load time is left out when `None`.
+    pub file_column: String,
+    pub row_column: String,
+    pub loaded_at_column: Option<String>,
+}
+
+impl Default for MetadataLineage {
+    fn default() -> Self {
+        Self {
+            record_column: "RECORD".into(),
+            file_column: "SOURCE_FILE".into(),
+            row_column: "SOURCE_ROW".into(),
+            loaded_at_column: Some("LOADED_AT".into()),
+        }
+    }
+}
+
+/// What is loaded where: one raw table and the named file format of its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyTarget {
+    /// The quoted, possibly qualified, table name (see [`table_name`]).
+    pub table: String,
+    pub format: Format,
+    /// A checked file format name (see [`check_name`]).
+    pub file_format: String,
+    /// For [`Lineage::Metadata`] with CSV: the number of fields of a file.
+    pub csv_fields: Option<usize>,
+}
+
+/// A quoted table name: `parts` such as `["DB", "S", "SENSOR_READINGS_RAW"]`.
+pub fn table_name(parts: &[&str]) -> Result<String, CopyError> {
+    Ok(ident::qualified(parts)?)
+}
+
+/// Checks a stage or file format name: 1 to 3 unquoted-style parts separated by `.`.
+pub fn check_name(what: &'static str, name: &str) -> Result<String, CopyError> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 3
+        || !parts
+            .iter()
+            .all(|p| ident::is_unquoted_style(p) && p.len() <= 255)
+    {
+        return Err(CopyError::Name {
+            what,
+            name: name.to_string(),
+        });
+    }
+    Ok(name.to_string())
+}
+
+/// A file path as a SQL string literal; refuses `'`, `\` and control characters.
+pub fn file_literal(path: &str) -> Result<String, CopyError> {
+    if path.is_empty() {
+        return Err(CopyError::EmptyPath);
+    }
+    if path
+        .chars()
+        .any(|c| c == '\'' || c == '\\' || c.is_control())
+    {
+        return Err(CopyError::UnsafePath(path.to_string()));
+    }
+    Ok(format!("'{path}'"))
+}
+
+/// One statement to run and the files it loads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyStatement {
+    pub sql: String,
+    /// Paths below the stage URL, in statement order.
+    pub files: Vec<String>,
+    /// Deterministic: the same statement for the same object versions gets the same id, so a
+    /// retried invocation picks up the outcome instead of running the COPY again.
+    pub request_id: Uuid,
+}
+
+/// A file to load: its path below the stage URL and, when known, the object's ETag.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StagedFile {
+    pub path: String,
+    pub etag: Option<String>,
+}
+
+/// The text of one COPY statement for `files` (at most [`MAX_FILES_PER_COPY`]).
+pub fn copy_sql(
+    target: &CopyTarget,
+    stage: &str,
+    files: &[&str],
+    on_error: OnError,
+    lineage: &Lineage,
+) -> Result<String, CopyError> {
+    if files.is_empty() {
+        return Err(CopyError::NoFiles);
+    }
+    let literals = files
+        .iter()
+        .map(|f| file_literal(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = match lineage {
+        Lineage::InFile => format!("@{stage}/"),
+        Lineage::Metadata(m) => {
+            let mut columns = Vec::new();
+            let mut select = Vec::new();
+            match target.format {
+                Format::Ndjson => {
+                    columns.push(ident::quote(&m.record_column)?);
+                    select.push("$1".to_string());
+                }
+                Format::Csv => {
+                    // without a field count the transform cannot be written; fall back to $1
+                    for i in 1..=target.csv_fields.unwrap_or(1) {
+                        select.push(format!("${i}"));
+                    }
+                }
+            }
+            columns.push(ident::quote(&m.file_column)?);
+            columns.push(ident::quote(&m.row_column)?);
+            select.push("METADATA$FILENAME".into());
+            select.push("METADATA$FILE_ROW_NUMBER".into());
+            if let Some(c) = &m.loaded_at_column {
+                columns.push(ident::quote(c)?);
+                select.push("METADATA$START_SCAN_TIME".into());
+            }
+            let into_columns = if target.format == Format::Csv {
+                // CSV: every table column in order, lineage last, so no column list is needed
+                String::new()
+            } else {
+                format!(" ({})", columns.join(", "))
+            };
+            return Ok(format!(
+                "COPY INTO {}{} FROM (SELECT {} FROM @{stage}/) FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error}",
+                target.table,
+                into_columns,
+                select.join(", "),
+                literals.join(", "),
+                target.file_format,
+            ));
+        }
+    };
+    Ok(format!(
+        "COPY INTO {} FROM {source} FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error}",
+        target.table,
+        literals.join(", "),
+        target.file_format,
+    ))
+}
+
+/// The statements loading `files` into `target`: files sorted and de-duplicated, in chunks of at
+/// most `chunk` (≤ [`MAX_FILES_PER_COPY`]) files.
+pub fn plan_copies(
+    target: &CopyTarget,
+    stage: &str,
+    files: &[StagedFile],
+    on_error: OnError,
+    lineage: &Lineage,
+    chunk: usize,
+) -> Result<Vec<CopyStatement>, CopyError> {
+    let mut files: Vec<&StagedFile> = files.iter().collect();
+    files.sort();
+    files.dedup_by(|a, b| a.path == b.path);
+    files
+        .chunks(chunk.clamp(1, MAX_FILES_PER_COPY))
+        .map(|c| statement(target, stage, c, on_error, lineage))
+        .collect()
+}
+
+/// One statement for exactly these files, in this order.
+pub fn statement(
+    target: &CopyTarget,
+    stage: &str,
+    files: &[&StagedFile],
+    on_error: OnError,
+    lineage: &Lineage,
+) -> Result<CopyStatement, CopyError> {
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let sql = copy_sql(target, stage, &paths, on_error, lineage)?;
+    let mut id_parts: Vec<&str> = vec!["loader-copy", &sql];
+    for f in files {
+        id_parts.push(f.etag.as_deref().unwrap_or(""));
+    }
+    Ok(CopyStatement {
+        request_id: request_id_for(&id_parts),
+        files: paths.into_iter().map(String::from).collect(),
+        sql,
+    })
+}
+
+/// What COPY did with one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    Loaded,
+    /// Skipped because the load metadata says it was loaded before.
+    AlreadyLoaded,
+    /// Some rows loaded, some rejected (ON_ERROR = CONTINUE).
+    PartiallyLoaded,
+    /// Nothing loaded (LOAD_FAILED, or skipped for errors under SKIP_FILE).
+    Failed,
+}
+
+/// One row of COPY's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileResult {
+    /// As Snowflake reports it: the full `s3://bucket/path` URL for external stages.
+    pub file: String,
+    pub status: FileStatus,
+    pub raw_status: String,
+    pub rows_parsed: u64,
+    pub rows_loaded: u64,
+    pub errors_seen: u64,
+    pub first_error: Option<String>,
+    pub first_error_line: Option<u64>,
+}
+
+/// The per-file rows of a COPY result. A result without a `file` column ("Copy executed with 0
+/// files processed.": every file was loaded before) has none.
+pub fn file_results(result: &QueryResult) -> Vec<FileResult> {
+    let Some(file_col) = result.column("file") else {
+        return Vec::new();
+    };
+    let col = |name: &str| result.column(name);
+    let (status_col, parsed, loaded, seen, first, line) = (
+        col("status"),
+        col("rows_parsed"),
+        col("rows_loaded"),
+        col("errors_seen"),
+        col("first_error"),
+        col("first_error_line"),
+    );
+    let cell = |row: &Vec<Option<String>>, c: Option<usize>| -> Option<String> {
+        c.and_then(|i| row.get(i).cloned().flatten())
+    };
+    let num = |row: &Vec<Option<String>>, c: Option<usize>| -> Option<u64> {
+        cell(row, c)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|f| f as u64)
+    };
+    result
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let file = cell(row, Some(file_col))?;
+            let raw_status = cell(row, status_col).unwrap_or_default();
+            let first_error = cell(row, first);
+            let status = match raw_status.to_ascii_uppercase().as_str() {
+                "LOADED" => FileStatus::Loaded,
+                "PARTIALLY_LOADED" => FileStatus::PartiallyLoaded,
+                // LOAD_SKIPPED means "loaded before" when it carries no error of its own; under
+                // SKIP_FILE it is a file skipped for its errors.
+                "LOAD_SKIPPED"
+                    if first_error
+                        .as_deref()
+                        .is_none_or(|e| e.to_ascii_lowercase().contains("loaded before")) =>
+                {
+                    FileStatus::AlreadyLoaded
+                }
+                _ => FileStatus::Failed,
+            };
+            Some(FileResult {
+                file,
+                status,
+                raw_status,
+                rows_parsed: num(row, parsed).unwrap_or(0),
+                rows_loaded: num(row, loaded).unwrap_or(0),
+                errors_seen: num(row, seen).unwrap_or(0),
+                first_error,
+                first_error_line: num(row, line),
+            })
+        })
+        .collect()
+}
+
+/// Which of `paths` a result's `file` names: the longest path equal to it or ending it after a
+/// `/` (results carry the full `s3://bucket/prefix/path` URL).
+pub fn match_path<'p>(file: &str, paths: &[&'p str]) -> Option<&'p str> {
+    paths
+        .iter()
+        .copied()
+        .filter(|p| {
+            file == *p
+                || (file.len() > p.len()
+                    && file.ends_with(*p)
+                    && file.as_bytes()[file.len() - p.len() - 1] == b'/')
+        })
+        .max_by_key(|p| p.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snowflake::ColumnType;
+
+    fn target(format: Format) -> CopyTarget {
+        CopyTarget {
+            table: table_name(&["db", "S", "sensor_readings_RAW"]).unwrap(),
+            format,
+            file_format: check_name("file format", "NDJSON_FMT").unwrap(),
+            csv_fields: None,
+        }
+    }
+
+    fn staged(path: &str) -> StagedFile {
+        StagedFile {
+            path: path.into(),
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn plain_copy_text() {
+        let sql = copy_sql(
+            &target(Format::Ndjson),
+            "RAW_STAGE",
+            &[
+                "sensor_readings/2024/03/05/07/a b é.ndjson.gz",
+                "sensor_readings/x.ndjson",
+            ],
+            OnError::AbortStatement,
+            &Lineage::InFile,
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" FROM @RAW_STAGE/ FILES = \
+             ('sensor_readings/2024/03/05/07/a b é.ndjson.gz', 'sensor_readings/x.ndjson') \
+             FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = ABORT_STATEMENT"
+        );
+    }
+
+    #[test]
+    fn hostile_paths_are_refused_not_escaped() {
+        for p in ["t/a'; DROP TABLE x; --.csv", "t/a\\'.csv", "t/a\n.csv", ""] {
+            let err = copy_sql(
+                &target(Format::Csv),
+                "RAW_STAGE",
+                &["t/ok.csv", p],
+                OnError::AbortStatement,
+                &Lineage::InFile,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, CopyError::UnsafePath(_) | CopyError::EmptyPath),
+                "{p:?}"
+            );
+        }
+        assert_eq!(file_literal("t/\"x\" y.csv").unwrap(), "'t/\"x\" y.csv'");
+        assert!(check_name("stage", "RAW_STAGE; DROP").is_err());
+        assert!(check_name("stage", "@x").is_err());
+        assert!(check_name("stage", "a.b.c.d").is_err());
+        assert!(check_name("stage", "db.s.raw_stage").is_ok());
+        assert!(table_name(&["a\"b"]).is_err());
+    }
+
+    #[test]
+    fn on_error_options() {
+        for (text, sql) in [
+            ("abort_statement", "ABORT_STATEMENT"),
+            ("CONTINUE", "CONTINUE"),
+            ("skip_file", "SKIP_FILE"),
+            ("SKIP_FILE_10", "SKIP_FILE_10"),
+            ("SKIP_FILE_5%", "'SKIP_FILE_5%'"),
+            ("'SKIP_FILE_5%'", "'SKIP_FILE_5%'"),
+        ] {
+            assert_eq!(text.parse::<OnError>().unwrap().to_string(), sql);
+        }
+        for bad in [
+            "",
+            "SKIP",
+            "SKIP_FILE_0",
+            "SKIP_FILE_101%",
+            "SKIP_FILE_x",
+            "ABORT; DROP",
+        ] {
+            assert!(bad.parse::<OnError>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chunks_of_at_most_1000_sorted_and_deduplicated_with_stable_request_ids() {
+        let mut files: Vec<StagedFile> = (0..2500)
+            .map(|i| staged(&format!("t/{i:05}.csv")))
+            .collect();
+        files.push(staged("t/00001.csv"));
+        files.reverse();
+        let stmts = plan_copies(
+            &target(Format::Csv),
+            "RAW_STAGE",
+            &files,
+            OnError::AbortStatement,
+            &Lineage::InFile,
+            MAX_FILES_PER_COPY,
+        )
+        .unwrap();
+        assert_eq!(
+            stmts.iter().map(|s| s.files.len()).collect::<Vec<_>>(),
+            [1000, 1000, 500]
+        );
+        assert_eq!(stmts[0].files[0], "t/00000.csv");
+        assert_eq!(stmts[2].files[499], "t/02499.csv");
+        assert_eq!(stmts[0].sql.matches("'t/").count(), 1000);
+        // same (table, file set) in any order → same id; another set, table or ETag → another id
+        let again = plan_copies(
+            &target(Format::Csv),
+            "RAW_STAGE",
+            &files.iter().rev().cloned().collect::<Vec<_>>(),
+            OnError::AbortStatement,
+            &Lineage::InFile,
+            5000,
+        )
+        .unwrap();
+        assert_eq!(again[1].request_id, stmts[1].request_id);
+        assert_ne!(stmts[0].request_id, stmts[1].request_id);
+        let mut other_table = target(Format::Csv);
+        other_table.table = table_name(&["OTHER"]).unwrap();
+        let one = [staged("t/a.csv")];
+        let a = plan_copies(
+            &target(Format::Csv),
+            "S1",
+            &one,
+            OnError::AbortStatement,
+            &Lineage::InFile,
+            10,
+        )
+        .unwrap();
+        let b = plan_copies(
+            &other_table,
+            "S1",
+            &one,
+            OnError::AbortStatement,
+            &Lineage::InFile,
+            10,
+        )
+        .unwrap();
+        let tagged = [StagedFile {
+            path: "t/a.csv".into(),
+            etag: Some("e2".into()),
+        }];
+        let c = plan_copies(
+            &target(Format::Csv),
+            "S1",
+            &tagged,
+            OnError::AbortStatement,
+            &Lineage::InFile,
+            10,
+        )
+        .unwrap();
+        assert_ne!(a[0].request_id, b[0].request_id);
+        assert_ne!(a[0].request_id, c[0].request_id);
+        assert_eq!(
+            a[0].request_id,
+            plan_copies(
+                &target(Format::Csv),
+                "S1",
+                &one,
+                OnError::AbortStatement,
+                &Lineage::InFile,
+                10
+            )
+            .unwrap()[0]
+                .request_id
+        );
+        assert!(plan_copies(
+            &target(Format::Csv),
+            "S1",
+            &[],
+            OnError::AbortStatement,
+            &Lineage::InFile,
+            10
+        )
+        .unwrap()
+        .is_empty());
+    }
+
+    #[test]
+    fn metadata_transform_forms() {
+        let sql = copy_sql(
+            &target(Format::Ndjson),
+            "RAW_STAGE",
+            &["sensor_readings/a.ndjson.gz"],
+            OnError::SkipFilePercent(5),
+            &Lineage::Metadata(MetadataLineage::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" (\"RECORD\", \"SOURCE_FILE\", \"SOURCE_ROW\", \"LOADED_AT\") \
+             FROM (SELECT $1, METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, METADATA$START_SCAN_TIME FROM @RAW_STAGE/) \
+             FILES = ('sensor_readings/a.ndjson.gz') FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = 'SKIP_FILE_5%'"
+        );
+        let mut csv = target(Format::Csv);
+        csv.file_format = "CSV_FMT".into();
+        csv.csv_fields = Some(3);
+        let m = MetadataLineage {
+            loaded_at_column: None,
+            ..MetadataLineage::default()
+        };
+        let sql = copy_sql(
+            &csv,
+            "DB.S.STG",
+            &["o/a.csv.gz"],
+            OnError::Continue,
+            &Lineage::Metadata(m),
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" FROM (SELECT $1, $2, $3, METADATA$FILENAME, \
+             METADATA$FILE_ROW_NUMBER FROM @DB.S.STG/) FILES = ('o/a.csv.gz') \
+             FILE_FORMAT = (FORMAT_NAME = 'CSV_FMT') ON_ERROR = CONTINUE"
+        );
+    }
+
+    fn result(columns: &[&str], rows: Vec<Vec<Option<&str>>>) -> QueryResult {
+        QueryResult {
+            statement_handle: "h".into(),
+            request_id: Uuid::nil(),
+            columns: columns
+                .iter()
+                .map(|c| ColumnType {
+                    name: c.to_string(),
+                    type_name: "TEXT".into(),
+                    length: None,
+                    precision: None,
+                    scale: None,
+                    nullable: None,
+                })
+                .collect(),
+            rows: rows
+                .into_iter()
+                .map(|r| r.into_iter().map(|c| c.map(String::from)).collect())
+                .collect(),
+            stats: None,
+            http_requests: 1,
+        }
+    }
+
+    #[test]
+    fn reads_per_file_results() {
+        let cols = [
+            "file",
+            "status",
+            "rows_parsed",
+            "rows_loaded",
+            "error_limit",
+            "errors_seen",
+            "first_error",
+            "first_error_line",
+        ];
+        let r = result(
+            &cols,
+            vec![
+                vec![
+                    Some("s3://b/raw/t/a.csv"),
+                    Some("LOADED"),
+                    Some("3"),
+                    Some("3"),
+                    Some("1"),
+                    Some("0"),
+                    None,
+                    None,
+                ],
+                vec![
+                    Some("s3://b/raw/t/b.csv"),
+                    Some("LOAD_SKIPPED"),
+                    Some("0"),
+                    Some("0"),
+                    None,
+                    Some("1"),
+                    Some("File was loaded before."),
+                    None,
+                ],
+                vec![
+                    Some("s3://b/raw/t/c.csv"),
+                    Some("PARTIALLY_LOADED"),
+                    Some("5"),
+                    Some("4"),
+                    Some("5"),
+                    Some("1"),
+                    Some("bad row"),
+                    Some("3"),
+                ],
+                vec![
+                    Some("s3://b/raw/t/d.csv"),
+                    Some("LOAD_FAILED"),
+                    Some("5"),
+                    Some("0"),
+                    Some("1"),
+                    Some("1"),
+                    Some("oops"),
+                    Some("1"),
+                ],
+                vec![
+                    Some("s3://b/raw/t/e.csv"),
+                    Some("LOAD_SKIPPED"),
+                    Some("5"),
+                    Some("0"),
+                    Some("1"),
+                    Some("3"),
+                    Some("Numeric value 'x' is not recognized"),
+                    Some("2"),
+                ],
+            ],
+        );
+        let files = file_results(&r);
+        let statuses: Vec<FileStatus> = files.iter().map(|f| f.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                FileStatus::Loaded,
+                FileStatus::AlreadyLoaded,
+                FileStatus::PartiallyLoaded,
+                FileStatus::Failed,
+                FileStatus::Failed
+            ]
+        );
+        assert_eq!(files[2].rows_loaded, 4);
+        assert_eq!(files[2].first_error_line, Some(3));
+        assert_eq!(files[3].first_error.as_deref(), Some("oops"));
+        let none = result(
+            &["status"],
+            vec![vec![Some("Copy executed with 0 files processed.")]],
+        );
+        assert!(file_results(&none).is_empty());
+    }
+
+    #[test]
+    fn result_files_map_back_to_paths() {
+        let paths = ["t/a.csv", "t/2024/t/a.csv", "t/my file é.csv"];
+        assert_eq!(match_path("s3://b/raw/t/a.csv", &paths), Some("t/a.csv"));
+        assert_eq!(
+            match_path("s3://b/raw/t/2024/t/a.csv", &paths),
+            Some("t/2024/t/a.csv")
+        );
+        assert_eq!(
+            match_path("s3://b/raw/t/my file é.csv", &paths),
+            Some("t/my file é.csv")
+        );
+        assert_eq!(match_path("t/a.csv", &paths), Some("t/a.csv"));
+        assert_eq!(match_path("s3://b/raw/xt/a.csv", &paths), None);
+        assert_eq!(match_path("s3://b/raw/t/z.csv", &paths), None);
+    }
+}

@@ -1,1 +1,633 @@
-//! (being written)
+//! Records → typed table rows for the upsert path: which columns, from which JSON pointers, of
+//! which Snowflake type; keys, version, delete marker and lineage. Values are coerced in Rust
+//! before anything is sent, so a record that does not fit is quarantined on its own instead of
+//! failing a MERGE for the whole batch.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::{ConfigError, Env};
+use crate::payload::{value_text, Extractor, JsonPointer, Payload};
+use crate::snowflake::ident;
+
+/// The Snowflake type a column's values are coerced to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Number { precision: u8, scale: u8 },
+    Float,
+    Boolean,
+    TimestampNtz,
+    Date,
+    Variant,
+}
+
+impl std::str::FromStr for ColumnType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let upper = s.trim().to_ascii_uppercase();
+        let (base, args) = match upper.split_once('(') {
+            Some((b, rest)) => (b.trim(), Some(rest.trim_end_matches(')'))),
+            None => (upper.as_str(), None),
+        };
+        Ok(match base {
+            "TEXT" | "VARCHAR" | "STRING" | "CHAR" => ColumnType::Text,
+            "NUMBER" | "NUMERIC" | "DECIMAL" | "FIXED" | "INT" | "INTEGER" | "BIGINT" => {
+                let (precision, scale) = match args {
+                    None => (38, 0),
+                    Some(a) => {
+                        let mut parts = a.split(',').map(|p| p.trim().parse::<u8>());
+                        let p = parts
+                            .next()
+                            .and_then(Result::ok)
+                            .ok_or_else(|| format!("bad precision in {s:?}"))?;
+                        let sc = match parts.next() {
+                            None => 0,
+                            Some(v) => v.map_err(|_| format!("bad scale in {s:?}"))?,
+                        };
+                        if p == 0 || p > 38 || sc > p {
+                            return Err(format!("precision/scale out of range in {s:?}"));
+                        }
+                        (p, sc)
+                    }
+                };
+                ColumnType::Number { precision, scale }
+            }
+            "FLOAT" | "DOUBLE" | "REAL" | "FLOAT8" => ColumnType::Float,
+            "BOOLEAN" | "BOOL" => ColumnType::Boolean,
+            "TIMESTAMP_NTZ" | "TIMESTAMP" | "DATETIME" => ColumnType::TimestampNtz,
+            "DATE" => ColumnType::Date,
+            "VARIANT" | "OBJECT" | "ARRAY" => ColumnType::Variant,
+            _ => return Err(format!("unsupported column type {s:?}")),
+        })
+    }
+}
+
+impl ColumnType {
+    /// The type in a SQL cast.
+    pub fn sql(&self) -> String {
+        match self {
+            ColumnType::Text => "VARCHAR".into(),
+            ColumnType::Number { precision, scale } => format!("NUMBER({precision},{scale})"),
+            ColumnType::Float => "FLOAT".into(),
+            ColumnType::Boolean => "BOOLEAN".into(),
+            ColumnType::TimestampNtz => "TIMESTAMP_NTZ".into(),
+            ColumnType::Date => "DATE".into(),
+            ColumnType::Variant => "VARIANT".into(),
+        }
+    }
+}
+
+/// A value that does not fit its column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {reason}")]
+pub struct CoerceError {
+    pub column: String,
+    pub reason: String,
+}
+
+/// Coerces one JSON value to `ty`, returning the JSON text to embed in the row document
+/// (`null` for SQL NULL). Numbers travel as strings so no precision is lost to floats.
+pub fn coerce(ty: ColumnType, value: Option<&RawValue>) -> Result<String, String> {
+    let Some(value) = value else {
+        return Ok("null".into());
+    };
+    let raw = value.get();
+    if raw == "null" {
+        return Ok("null".into());
+    }
+    let first = raw.as_bytes()[0];
+    let text = value_text(value).unwrap_or_default();
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
+    match ty {
+        ColumnType::Variant => Ok(raw.to_string()),
+        ColumnType::Text => Ok(quoted(&text)),
+        ColumnType::Number { scale, .. } => {
+            if matches!(first, b'{' | b'[' | b't' | b'f') {
+                return Err(format!("expected a number, got {}", short(raw)));
+            }
+            let t = text.trim();
+            if !is_decimal(t) {
+                return Err(format!("expected a number, got {}", short(raw)));
+            }
+            if scale == 0 && t.contains(['.', 'e', 'E']) && !is_integral(t) {
+                return Err(format!("expected an integer, got {t}"));
+            }
+            Ok(quoted(t))
+        }
+        ColumnType::Float => {
+            if matches!(first, b'{' | b'[' | b't' | b'f') {
+                return Err(format!("expected a number, got {}", short(raw)));
+            }
+            let f: f64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("expected a number, got {}", short(raw)))?;
+            if !f.is_finite() {
+                return Err(format!("expected a finite number, got {}", short(raw)));
+            }
+            Ok(quoted(text.trim()))
+        }
+        ColumnType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok("true".into()),
+            "false" | "0" | "no" => Ok("false".into()),
+            _ => Err(format!("expected a boolean, got {}", short(raw))),
+        },
+        ColumnType::TimestampNtz => {
+            let ts = parse_timestamp(first, &text)
+                .ok_or_else(|| format!("expected a timestamp, got {}", short(raw)))?;
+            Ok(quoted(&ts.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
+        }
+        ColumnType::Date => {
+            let d = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .ok()
+                .or_else(|| parse_timestamp(first, &text).map(|t| t.date()))
+                .ok_or_else(|| format!("expected a date, got {}", short(raw)))?;
+            Ok(quoted(&d.format("%Y-%m-%d").to_string()))
+        }
+    }
+}
+
+fn short(raw: &str) -> String {
+    let mut s: String = raw.chars().take(40).collect();
+    if s.len() < raw.len() {
+        s.push('…');
+    }
+    s
+}
+
+fn is_decimal(t: &str) -> bool {
+    let t = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    !(int.is_empty() && frac.is_empty())
+        && digits(int)
+        && digits(frac)
+        && exp.is_none_or(|e| {
+            let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+            !e.is_empty() && digits(e)
+        })
+}
+
+fn is_integral(t: &str) -> bool {
+    t.parse::<f64>().is_ok_and(|f| f.fract() == 0.0)
+        && !t.contains(['e', 'E'])
+        && t.split_once('.')
+            .is_none_or(|(_, f)| f.bytes().all(|b| b == b'0'))
+}
+
+/// RFC 3339 (any offset, converted to UTC), ISO without offset, or epoch seconds / milliseconds.
+fn parse_timestamp(first: u8, text: &str) -> Option<NaiveDateTime> {
+    let t = text.trim();
+    if first != b'"' {
+        let n: f64 = t.parse().ok()?;
+        // Heuristic that covers real data: epoch seconds stay below 1e11 until the year 5138.
+        let ms = if n.abs() < 1e11 { n * 1000.0 } else { n };
+        return DateTime::<Utc>::from_timestamp_millis(ms.round() as i64).map(|d| d.naive_utc());
+    }
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| d.with_timezone(&Utc).naive_utc())
+        .ok()
+        .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok())
+        .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawColumn {
+    name: String,
+    #[serde(alias = "pointer")]
+    path: JsonPointer,
+    #[serde(rename = "type", default = "text_type")]
+    ty: String,
+}
+
+fn text_type() -> String {
+    "TEXT".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    /// Snowflake table name; the logical name upper-cased by default.
+    table: Option<String>,
+    keys: Vec<String>,
+    columns: Vec<RawColumn>,
+    /// A column of `columns` that orders versions (e.g. an event time); default: the Kinesis
+    /// sequence number.
+    version: Option<String>,
+    delete: Option<RawDelete>,
+    payload_column: Option<String>,
+    #[serde(default = "yes")]
+    lineage: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawDelete {
+    #[serde(alias = "pointer")]
+    path: JsonPointer,
+    value: String,
+}
+
+/// One mapped column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// Quoted identifier, e.g. `"SENSORID"`.
+    pub ident: String,
+    pub path: JsonPointer,
+    pub ty: ColumnType,
+    slot: usize,
+}
+
+/// What orders two versions of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The Kinesis sequence number, compared numerically.
+    Sequence,
+    /// A mapped column (index into `columns`), ties broken by sequence number.
+    Column(usize),
+}
+
+/// The full mapping of one target table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableMapping {
+    pub logical: String,
+    /// Quoted, qualified when a database/schema are configured.
+    pub target: String,
+    pub columns: Vec<Column>,
+    /// Indices into `columns`.
+    pub keys: Vec<usize>,
+    pub version: Version,
+    delete: Option<(usize, String)>,
+    /// Quoted identifier of the VARIANT column holding the whole payload.
+    pub payload_column: Option<String>,
+    pub lineage: bool,
+}
+
+/// Lineage columns written by the upsert path, in order.
+pub const LINEAGE: [&str; 4] = [
+    "KINESIS_SHARD_ID",
+    "KINESIS_SEQUENCE_NUMBER",
+    "KINESIS_ARRIVAL_TIME",
+    "LOADED_AT",
+];
+
+/// A record as a typed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Coerced values as JSON text, in column order.
+    pub values: Vec<String>,
+    pub is_delete: bool,
+}
+
+impl TableMapping {
+    pub fn has_delete_marker(&self) -> bool {
+        self.delete.is_some()
+    }
+
+    /// Coerces a payload into a row. Keys must be present; a delete needs only its keys.
+    pub fn row(&self, payload: &Payload<'_>) -> Result<Row, CoerceError> {
+        let is_delete = self
+            .delete
+            .as_ref()
+            .is_some_and(|(slot, value)| payload.text_of(*slot).is_some_and(|v| v == *value));
+        let mut values = Vec::with_capacity(self.columns.len());
+        for (i, c) in self.columns.iter().enumerate() {
+            let is_key = self.keys.contains(&i);
+            let raw = payload.value(c.slot);
+            match coerce(c.ty, raw) {
+                Ok(v) if is_key && v == "null" => {
+                    return Err(CoerceError {
+                        column: c.ident.clone(),
+                        reason: format!("key field {} is missing or null", c.path),
+                    })
+                }
+                Ok(v) => values.push(v),
+                Err(_) if is_delete && !is_key => values.push("null".into()),
+                Err(reason) => {
+                    return Err(CoerceError {
+                        column: c.ident.clone(),
+                        reason,
+                    })
+                }
+            }
+        }
+        if let Version::Column(i) = self.version {
+            if values[i] == "null" && !is_delete {
+                return Err(CoerceError {
+                    column: self.columns[i].ident.clone(),
+                    reason: "version field is missing or null".into(),
+                });
+            }
+        }
+        Ok(Row { values, is_delete })
+    }
+
+    /// The key of a row, for de-duplication.
+    pub fn key_of<'r>(&self, row: &'r Row) -> Vec<&'r str> {
+        self.keys.iter().map(|&i| row.values[i].as_str()).collect()
+    }
+}
+
+/// Every target table's mapping, from `UPSERT_TABLES`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TableMappings {
+    by_logical: HashMap<String, TableMapping>,
+}
+
+impl TableMappings {
+    /// `UPSERT_TABLES`: JSON object of logical table → mapping; every table the router can
+    /// produce must have one. `database`/`schema` qualify the target names when given.
+    pub fn from_env(
+        env: &Env<'_>,
+        tables: &[&str],
+        qualifier: &[&str],
+        extractor: &mut Extractor,
+    ) -> Result<Self, ConfigError> {
+        const VAR: &str = "UPSERT_TABLES";
+        let raw: HashMap<String, RawTable> = env
+            .json_optional(VAR)?
+            .ok_or_else(|| ConfigError::new(VAR, "is required"))?;
+        let mut by_logical = HashMap::new();
+        for (logical, table) in raw {
+            let mapping = build(&logical, table, qualifier, extractor)
+                .map_err(|e| ConfigError::new(VAR, format!("{logical}: {e}")))?;
+            by_logical.insert(logical, mapping);
+        }
+        if let Some(missing) = tables.iter().find(|t| !by_logical.contains_key(**t)) {
+            return Err(ConfigError::new(
+                VAR,
+                format!("has no mapping for table {missing:?}"),
+            ));
+        }
+        Ok(Self { by_logical })
+    }
+
+    pub fn get(&self, logical: &str) -> Option<&TableMapping> {
+        self.by_logical.get(logical)
+    }
+}
+
+fn build(
+    logical: &str,
+    t: RawTable,
+    qualifier: &[&str],
+    x: &mut Extractor,
+) -> Result<TableMapping, String> {
+    let name = t.table.clone().unwrap_or_else(|| logical.to_string());
+    let mut parts: Vec<&str> = qualifier.to_vec();
+    parts.push(&name);
+    let target = ident::qualified(&parts).map_err(|e| e.to_string())?;
+    if t.columns.is_empty() {
+        return Err("needs at least one column".into());
+    }
+    let mut columns = Vec::with_capacity(t.columns.len());
+    for c in &t.columns {
+        let ident = ident::quote(&c.name).map_err(|e| e.to_string())?;
+        if columns.iter().any(|o: &Column| o.ident == ident) {
+            return Err(format!("column {} appears twice", c.name));
+        }
+        if t.lineage && LINEAGE.iter().any(|l| ident == format!("\"{l}\"")) {
+            return Err(format!("column {} is a lineage column", c.name));
+        }
+        let ty = c.ty.parse()?;
+        columns.push(Column {
+            ident,
+            path: c.path.clone(),
+            ty,
+            slot: x.slot(&c.path),
+        });
+    }
+    let find = |name: &str| -> Result<usize, String> {
+        let q = ident::quote(name).map_err(|e| e.to_string())?;
+        columns
+            .iter()
+            .position(|c| c.ident == q)
+            .ok_or_else(|| format!("{name} is not one of the columns"))
+    };
+    if t.keys.is_empty() {
+        return Err("needs at least one key column".into());
+    }
+    let keys = t
+        .keys
+        .iter()
+        .map(|k| find(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let version = match &t.version {
+        None => {
+            if !t.lineage {
+                return Err("the default version (sequence number) needs lineage columns".into());
+            }
+            Version::Sequence
+        }
+        Some(v) => Version::Column(find(v)?),
+    };
+    let delete = t
+        .delete
+        .as_ref()
+        .map(|d| (x.slot(&d.path), d.value.clone()));
+    let payload_column = t
+        .payload_column
+        .as_deref()
+        .map(ident::quote)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(TableMapping {
+        logical: logical.to_string(),
+        target,
+        columns,
+        keys,
+        version,
+        delete,
+        payload_column,
+        lineage: t.lineage,
+    })
+}
+
+/// Appends a row document `{"c0":..,"c1":..,"p":..,"d":..,"s":..,"h":..,"a":..}` for the MERGE
+/// source: column values, payload, delete flag and lineage.
+pub fn push_row_json(
+    out: &mut String,
+    mapping: &TableMapping,
+    row: &Row,
+    payload: Option<&str>,
+    lineage: (&str, &str, &str),
+) {
+    out.push('{');
+    for (i, v) in row.values.iter().enumerate() {
+        let _ = write!(out, "\"c{i}\":{v},");
+    }
+    if mapping.payload_column.is_some() {
+        out.push_str("\"p\":");
+        out.push_str(payload.unwrap_or("null"));
+        out.push(',');
+    }
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
+    let _ = write!(
+        out,
+        "\"d\":{},\"h\":{},\"s\":{},\"a\":{}}}",
+        row.is_delete,
+        q(lineage.0),
+        q(lineage.1),
+        q(lineage.2)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    fn c(ty: &str, v: &str) -> Result<String, String> {
+        coerce(ty.parse().unwrap(), Some(&raw(v)))
+    }
+
+    #[test]
+    fn coercion_to_each_type() {
+        assert_eq!(c("TEXT", r#""a\"b""#).unwrap(), r#""a\"b""#);
+        assert_eq!(c("TEXT", "12").unwrap(), r#""12""#);
+        assert_eq!(c("TEXT", r#"{"a":1}"#).unwrap(), r#""{\"a\":1}""#);
+        assert_eq!(c("NUMBER", "64").unwrap(), r#""64""#);
+        assert_eq!(c("NUMBER", r#""64""#).unwrap(), r#""64""#);
+        assert_eq!(
+            c("NUMBER", "123456789012345678901234567890").unwrap(),
+            r#""123456789012345678901234567890""#
+        );
+        assert_eq!(c("NUMBER(12,2)", "12.5").unwrap(), r#""12.5""#);
+        assert_eq!(c("NUMBER", "12.0").unwrap(), r#""12.0""#);
+        assert!(c("NUMBER", "12.5").unwrap_err().contains("integer"));
+        assert!(c("NUMBER", r#""hot""#)
+            .unwrap_err()
+            .contains("expected a number"));
+        assert!(c("NUMBER", "true").is_err());
+        assert_eq!(c("FLOAT", "64.25").unwrap(), r#""64.25""#);
+        assert!(c("FLOAT", r#""NaN""#).is_err());
+        assert_eq!(c("BOOLEAN", "true").unwrap(), "true");
+        assert_eq!(c("BOOLEAN", r#""FALSE""#).unwrap(), "false");
+        assert!(c("BOOLEAN", "2").is_err());
+        assert_eq!(
+            c("TIMESTAMP_NTZ", r#""2024-11-21T15:01:02Z""#).unwrap(),
+            r#""2024-11-21 15:01:02""#
+        );
+        assert_eq!(
+            c("TIMESTAMP_NTZ", r#""2024-11-21T16:01:02.5+01:00""#).unwrap(),
+            r#""2024-11-21 15:01:02.500""#
+        );
+        assert_eq!(
+            c("TIMESTAMP_NTZ", "1732201262").unwrap(),
+            r#""2024-11-21 15:01:02""#
+        );
+        assert_eq!(
+            c("TIMESTAMP_NTZ", "1732201262123").unwrap(),
+            r#""2024-11-21 15:01:02.123""#
+        );
+        assert!(c("TIMESTAMP_NTZ", r#""yesterday""#).is_err());
+        assert_eq!(c("DATE", r#""2024-11-21""#).unwrap(), r#""2024-11-21""#);
+        assert_eq!(
+            c("VARIANT", r#"{"a": [1, 2]}"#).unwrap(),
+            r#"{"a": [1, 2]}"#
+        );
+        assert_eq!(coerce(ColumnType::Text, None).unwrap(), "null");
+        assert_eq!(c("NUMBER", "null").unwrap(), "null");
+    }
+
+    fn mappings(json: &str) -> Result<(TableMappings, Extractor), ConfigError> {
+        let mut x = Extractor::new();
+        let vars = [("UPSERT_TABLES", json)];
+        TableMappings::from_env(&Env::new(&vars), &["orders"], &["DB", "S"], &mut x).map(|m| (m, x))
+    }
+
+    const ORDERS: &str = r#"{"orders":{"keys":["order_id"],"columns":[
+        {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"},
+        {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
+        "version":"updated_at","delete":{"path":"/op","value":"d"},"payload_column":"payload"}}"#;
+
+    #[test]
+    fn rows_from_payloads() {
+        let (m, x) = mappings(ORDERS).unwrap();
+        let orders = m.get("orders").unwrap();
+        assert_eq!(orders.target, r#""DB"."S"."ORDERS""#);
+        assert_eq!(orders.version, Version::Column(2));
+        let p = x
+            .parse(
+                br#"{"op":"u","order_id":7,"status":"PAID","updated_at":"2024-11-21T15:00:00Z"}"#,
+            )
+            .unwrap();
+        let row = orders.row(&p).unwrap();
+        assert_eq!(
+            row.values,
+            vec![r#""7""#, r#""PAID""#, r#""2024-11-21 15:00:00""#]
+        );
+        assert!(!row.is_delete);
+        let del = x.parse(br#"{"op":"d","order_id":7}"#).unwrap();
+        let row = orders.row(&del).unwrap();
+        assert!(row.is_delete);
+        assert_eq!(orders.key_of(&row), vec![r#""7""#]);
+        let no_key = x
+            .parse(br#"{"op":"c","status":"NEW","updated_at":"2024-11-21T15:00:00Z"}"#)
+            .unwrap();
+        assert!(orders
+            .row(&no_key)
+            .unwrap_err()
+            .reason
+            .contains("key field /order_id"));
+        let bad = x
+            .parse(br#"{"op":"c","order_id":"seven","updated_at":"2024-11-21T15:00:00Z"}"#)
+            .unwrap();
+        assert_eq!(orders.row(&bad).unwrap_err().column, r#""ORDER_ID""#);
+        let mut doc = String::new();
+        push_row_json(
+            &mut doc,
+            orders,
+            &orders.row(&p).unwrap(),
+            Some(r#"{"x":1}"#),
+            ("shardId-1", "42", "2024-11-21T15:00:00.000Z"),
+        );
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"c0":"7","c1":"PAID","c2":"2024-11-21 15:00:00","p":{"x":1},"d":false,"h":"shardId-1","s":"42","a":"2024-11-21T15:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn configuration_errors() {
+        let err = |j: &str| mappings(j).unwrap_err().to_string();
+        assert!(err("{}").contains("no mapping for table \"orders\""));
+        assert!(
+            err(r#"{"orders":{"keys":["nope"],"columns":[{"name":"a","path":"/a"}]}}"#)
+                .contains("nope is not one of the columns")
+        );
+        assert!(err(
+            r#"{"orders":{"keys":["a"],"columns":[{"name":"a","path":"/a","type":"BLOB"}]}}"#
+        )
+        .contains("unsupported column type"));
+        assert!(
+            err(r#"{"orders":{"keys":["a"],"columns":[{"name":"a\"b","path":"/a"}]}}"#)
+                .starts_with("configuration: UPSERT_TABLES: orders:")
+        );
+        assert!(err(
+            r#"{"orders":{"keys":["a"],"columns":[{"name":"a","path":"/a"}],"lineage":false}}"#
+        )
+        .contains("needs lineage"));
+        assert!(err(
+            r#"{"orders":{"keys":["a"],"columns":[{"name":"kinesis_shard_id","path":"/a"}]}}"#
+        )
+        .contains("lineage column"));
+    }
+}

@@ -1,1 +1,482 @@
-//! (being written)
+//! Object-created notifications, however they arrive: pure parsing, no I/O.
+//!
+//! The loader is invoked with an S3 event (direct), an SQS batch whose message bodies carry an S3
+//! event (possibly wrapped in an SNS envelope, or an EventBridge event), an SNS event, or an
+//! EventBridge "Object Created" event. Senders differ in the fields they fill in (moto's S3 → SQS
+//! notification has no `userIdentity`, which `aws_lambda_events` requires), so only the fields
+//! the loader needs are read, with small structs of our own.
+//!
+//! S3 notification keys are URL-encoded (`+` is a space, `%2F` from moto is `/`, UTF-8 percent
+//! escapes); EventBridge keys are not. Every [`ObjectRef::key`] here is the decoded key.
+
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One object that was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// The object key, decoded.
+    pub key: String,
+    pub size: Option<u64>,
+    /// The object's ETag without quotes, when the sender gives it.
+    pub etag: Option<String>,
+}
+
+/// What one message (or a direct event) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// Objects created (possibly none: e.g. only `ObjectRemoved` records, which are not loaded).
+    Objects(Vec<ObjectRef>),
+    /// `s3:TestEvent`, sent by S3 and moto when a notification configuration is saved.
+    TestEvent,
+}
+
+impl Notification {
+    pub fn objects(&self) -> &[ObjectRef] {
+        match self {
+            Notification::Objects(o) => o,
+            Notification::TestEvent => &[],
+        }
+    }
+}
+
+/// One unit Lambda can retry on its own: an SQS message, or the whole direct invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The SQS `messageId`; `None` for direct S3, SNS and EventBridge invocations.
+    pub message_id: Option<String>,
+    /// The notification, or why the message cannot be read.
+    pub notification: Result<Notification, NotifyError>,
+}
+
+/// How the function was invoked, which decides how failures are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SQS event source mapping: failures are `batchItemFailures`.
+    Sqs,
+    /// S3 invoking the function directly.
+    S3,
+    /// SNS invoking the function directly.
+    Sns,
+    /// An EventBridge rule invoking the function directly.
+    EventBridge,
+}
+
+/// A parsed invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub trigger: Trigger,
+    pub items: Vec<Item>,
+}
+
+/// Why an event or message cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    #[error("not JSON: {0}")]
+    Json(String),
+    #[error("not an S3 notification, SNS envelope or EventBridge event: {0}")]
+    Shape(String),
+    #[error("object key {0:?} is not a valid URL-encoded UTF-8 string")]
+    Key(String),
+}
+
+/// Parses an invocation payload of any supported shape.
+pub fn parse_invocation(event: &Value) -> Result<Invocation, NotifyError> {
+    if let Some(records) = event.get("Records").and_then(Value::as_array) {
+        let source = records
+            .first()
+            .and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource")))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        match source {
+            "aws:sqs" => {
+                let items = records.iter().map(sqs_item).collect::<Result<_, _>>()?;
+                return Ok(Invocation {
+                    trigger: Trigger::Sqs,
+                    items,
+                });
+            }
+            "aws:sns" => {
+                let items = records
+                    .iter()
+                    .map(|r| Item {
+                        message_id: None,
+                        notification: r
+                            .pointer("/Sns/Message")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| {
+                                NotifyError::Shape("SNS record without Sns.Message".into())
+                            })
+                            .and_then(parse_body),
+                    })
+                    .collect();
+                return Ok(Invocation {
+                    trigger: Trigger::Sns,
+                    items,
+                });
+            }
+            // "aws:s3", or an empty Records list
+            _ => {
+                return Ok(Invocation {
+                    trigger: Trigger::S3,
+                    items: vec![Item {
+                        message_id: None,
+                        notification: parse_value(event),
+                    }],
+                })
+            }
+        }
+    }
+    if is_eventbridge(event) {
+        return Ok(Invocation {
+            trigger: Trigger::EventBridge,
+            items: vec![Item {
+                message_id: None,
+                notification: parse_value(event),
+            }],
+        });
+    }
+    Err(NotifyError::Shape(describe(event)))
+}
+
+fn sqs_item(record: &Value) -> Result<Item, NotifyError> {
+    let message_id = record
+        .get("messageId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| NotifyError::Shape("SQS record without messageId".into()))?
+        .to_string();
+    let notification = match record.get("body").and_then(Value::as_str) {
+        Some(body) => parse_body(body),
+        None => Err(NotifyError::Shape("SQS record without body".into())),
+    };
+    Ok(Item {
+        message_id: Some(message_id),
+        notification,
+    })
+}
+
+/// Parses one message body: an S3 event, an SNS envelope around one, an `s3:TestEvent`, or an
+/// EventBridge event.
+pub fn parse_body(body: &str) -> Result<Notification, NotifyError> {
+    let value: Value = serde_json::from_str(body).map_err(|e| NotifyError::Json(e.to_string()))?;
+    parse_value(&value)
+}
+
+fn parse_value(value: &Value) -> Result<Notification, NotifyError> {
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Notification::TestEvent);
+    }
+    // SNS envelope (raw message delivery off): the S3 event is the string `Message`.
+    if value.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let message = value
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| NotifyError::Shape("SNS notification without Message".into()))?;
+        return parse_body(message);
+    }
+    if is_eventbridge(value) {
+        return eventbridge(value);
+    }
+    if let Some(records) = value.get("Records") {
+        let records: Vec<S3Record> = serde_json::from_value(records.clone())
+            .map_err(|e| NotifyError::Shape(format!("S3 records: {e}")))?;
+        let mut objects = Vec::with_capacity(records.len());
+        for r in records {
+            let created = r.event_name.as_deref().is_none_or(|n| {
+                n.starts_with("ObjectCreated") || n.starts_with("s3:ObjectCreated")
+            });
+            if !created {
+                continue;
+            }
+            let (Some(s3), true) = (
+                r.s3,
+                r.event_source.as_deref().is_none_or(|s| s == "aws:s3"),
+            ) else {
+                continue;
+            };
+            objects.push(ObjectRef {
+                bucket: s3.bucket.name,
+                key: decode_key(&s3.object.key)?,
+                size: s3.object.size,
+                etag: s3.object.e_tag.map(|e| e.trim_matches('"').to_string()),
+            });
+        }
+        return Ok(Notification::Objects(objects));
+    }
+    Err(NotifyError::Shape(describe(value)))
+}
+
+fn is_eventbridge(value: &Value) -> bool {
+    value.get("detail-type").is_some() && value.get("detail").is_some()
+}
+
+fn eventbridge(value: &Value) -> Result<Notification, NotifyError> {
+    let event: EbEvent = serde_json::from_value(value.clone())
+        .map_err(|e| NotifyError::Shape(format!("EventBridge event: {e}")))?;
+    if event.source.as_deref().is_some_and(|s| s != "aws.s3")
+        || event.detail_type != "Object Created"
+    {
+        return Ok(Notification::Objects(Vec::new()));
+    }
+    Ok(Notification::Objects(vec![ObjectRef {
+        bucket: event.detail.bucket.name,
+        // EventBridge keys are not URL-encoded
+        key: event.detail.object.key,
+        size: event.detail.object.size,
+        etag: event
+            .detail
+            .object
+            .etag
+            .map(|e| e.trim_matches('"').to_string()),
+    }]))
+}
+
+/// Decodes an S3 notification key: `+` is a space, then percent escapes (UTF-8).
+pub fn decode_key(raw: &str) -> Result<String, NotifyError> {
+    let plus = raw.replace('+', " ");
+    percent_decode_str(&plus)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| NotifyError::Key(raw.to_string()))
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Object(m) => {
+            let keys: Vec<&str> = m.keys().map(String::as_str).take(8).collect();
+            format!("object with fields [{}]", keys.join(", "))
+        }
+        other => format!("JSON {}", kind(other)),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[derive(Deserialize)]
+struct S3Record {
+    #[serde(rename = "eventSource", default)]
+    event_source: Option<String>,
+    #[serde(rename = "eventName", default)]
+    event_name: Option<String>,
+    #[serde(default)]
+    s3: Option<S3Entity>,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: Named,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct S3Object {
+    key: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(rename = "eTag", default)]
+    e_tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EbEvent {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    #[serde(default)]
+    source: Option<String>,
+    detail: EbDetail,
+}
+
+#[derive(Deserialize)]
+struct EbDetail {
+    bucket: Named,
+    object: EbObject,
+}
+
+#[derive(Deserialize)]
+struct EbObject {
+    key: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    etag: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s3_event(key: &str) -> Value {
+        json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2024-03-05T07:31:00.000Z", "eventName": "ObjectCreated:Put",
+            "s3": {"s3SchemaVersion": "1.0", "configurationId": "c",
+                   "bucket": {"name": "raw-bucket", "arn": "arn:aws:s3:::raw-bucket"},
+                   "object": {"key": key, "size": 1024, "eTag": "\"abc123\"", "sequencer": "0A1B"}}
+        }]})
+    }
+
+    fn obj(key: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: "raw-bucket".into(),
+            key: key.into(),
+            size: Some(1024),
+            etag: Some("abc123".into()),
+        }
+    }
+
+    #[test]
+    fn decodes_plus_percent_slash_and_unicode() {
+        assert_eq!(decode_key("raw%2Fa%2Fb.csv").unwrap(), "raw/a/b.csv");
+        assert_eq!(
+            decode_key("my+file+%C3%A9.ndjson.gz").unwrap(),
+            "my file é.ndjson.gz"
+        );
+        assert_eq!(decode_key("a%2Bb+c").unwrap(), "a+b c");
+        assert_eq!(decode_key("plain/key.csv").unwrap(), "plain/key.csv");
+        assert_eq!(decode_key("100%25").unwrap(), "100%");
+        assert!(matches!(decode_key("bad%FF%FE"), Err(NotifyError::Key(_))));
+    }
+
+    #[test]
+    fn direct_s3_event() {
+        let inv =
+            parse_invocation(&s3_event("raw/t/2024/01/01/00/my+file+%C3%A9.ndjson.gz")).unwrap();
+        assert_eq!(inv.trigger, Trigger::S3);
+        assert_eq!(inv.items.len(), 1);
+        assert_eq!(inv.items[0].message_id, None);
+        assert_eq!(
+            inv.items[0].notification,
+            Ok(Notification::Objects(vec![obj(
+                "raw/t/2024/01/01/00/my file é.ndjson.gz"
+            )]))
+        );
+    }
+
+    #[test]
+    fn moto_style_record_without_user_identity_and_encoded_slashes() {
+        let body = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+            "awsRegion": "us-east-1", "eventTime": "2024-03-05T07:31:00.000Z",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "raw-bucket"},
+                   "object": {"key": "raw%2Fsensor_readings%2F2024%2Fa.ndjson.gz", "size": 10}}}]});
+        let n = parse_body(&body.to_string()).unwrap();
+        assert_eq!(n.objects()[0].key, "raw/sensor_readings/2024/a.ndjson.gz");
+        assert_eq!(n.objects()[0].etag, None);
+    }
+
+    #[test]
+    fn sqs_with_plain_sns_test_eventbridge_and_garbage_bodies() {
+        let sns = json!({"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+            "Message": s3_event("raw/t/x+y.csv").to_string()});
+        let test = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2024-03-05T07:31:00Z",
+            "Bucket": "raw-bucket", "RequestId": "r", "HostId": "h"});
+        let eb = json!({"version": "0", "id": "e", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "1", "time": "2024-03-05T07:31:00Z", "region": "us-east-1", "resources": [],
+            "detail": {"version": "0", "bucket": {"name": "raw-bucket"},
+                       "object": {"key": "raw/t/a b+c.csv", "size": 5, "etag": "e1"}}});
+        let msg = |id: &str, body: String| {
+            json!({"messageId": id, "receiptHandle": "rh", "body": body,
+            "attributes": {}, "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"})
+        };
+        let event = json!({"Records": [
+            msg("1", s3_event("raw%2Ft%2Fa.csv").to_string()),
+            msg("2", sns.to_string()),
+            msg("3", test.to_string()),
+            msg("4", eb.to_string()),
+            msg("5", "not json".into()),
+            msg("6", json!({"hello": 1}).to_string()),
+        ]});
+        let inv = parse_invocation(&event).unwrap();
+        assert_eq!(inv.trigger, Trigger::Sqs);
+        let ids: Vec<_> = inv
+            .items
+            .iter()
+            .map(|i| i.message_id.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "6"]);
+        assert_eq!(
+            inv.items[0].notification.as_ref().unwrap().objects()[0].key,
+            "raw/t/a.csv"
+        );
+        assert_eq!(
+            inv.items[1].notification.as_ref().unwrap().objects()[0].key,
+            "raw/t/x y.csv"
+        );
+        assert_eq!(inv.items[2].notification, Ok(Notification::TestEvent));
+        let eb_obj = &inv.items[3].notification.as_ref().unwrap().objects()[0];
+        assert_eq!(
+            eb_obj.key, "raw/t/a b+c.csv",
+            "EventBridge keys are not URL-decoded"
+        );
+        assert_eq!(eb_obj.etag.as_deref(), Some("e1"));
+        assert!(matches!(
+            inv.items[4].notification,
+            Err(NotifyError::Json(_))
+        ));
+        assert!(matches!(
+            inv.items[5].notification,
+            Err(NotifyError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn direct_eventbridge_and_other_detail_types() {
+        let eb = json!({"detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "raw/t/%41.csv"}}});
+        let inv = parse_invocation(&eb).unwrap();
+        assert_eq!(inv.trigger, Trigger::EventBridge);
+        assert_eq!(
+            inv.items[0].notification.as_ref().unwrap().objects()[0].key,
+            "raw/t/%41.csv"
+        );
+        let deleted = json!({"detail-type": "Object Deleted", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "k"}}});
+        assert_eq!(
+            parse_invocation(&deleted).unwrap().items[0].notification,
+            Ok(Notification::Objects(vec![]))
+        );
+    }
+
+    #[test]
+    fn removed_objects_are_not_loaded_and_sns_invocations_work() {
+        let mut ev = s3_event("raw/t/a.csv");
+        ev["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
+        assert_eq!(
+            parse_invocation(&ev).unwrap().items[0].notification,
+            Ok(Notification::Objects(vec![]))
+        );
+        let sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Type": "Notification",
+            "Message": s3_event("raw/t/a.csv").to_string()}}]});
+        let inv = parse_invocation(&sns).unwrap();
+        assert_eq!(inv.trigger, Trigger::Sns);
+        assert_eq!(
+            inv.items[0].notification.as_ref().unwrap().objects()[0].key,
+            "raw/t/a.csv"
+        );
+    }
+
+    #[test]
+    fn unknown_shapes_are_errors() {
+        assert!(parse_invocation(&json!({"foo": 1})).is_err());
+        assert!(parse_invocation(&json!([1, 2])).is_err());
+        assert!(parse_body("{\"Records\": 5}").is_err());
+    }
+}

@@ -11,7 +11,9 @@ use base64::Engine as _;
 
 use crate::encode::ndjson::push_metadata;
 use crate::encode::{push_json_str, Compression};
-use crate::record::RecordMeta;
+use crate::layout::{hour_of, Layout};
+use crate::rawzone::PlannedObject;
+use crate::record::{cmp_sequence_numbers, RecordMeta};
 
 /// A record set aside, with why.
 #[derive(Debug, Clone)]
@@ -77,6 +79,38 @@ pub fn encode(rejected: &[Rejected<'_>]) -> std::io::Result<Vec<u8>> {
     let mut w = Compression::Gzip { level: 6 }.writer(lines.len() / 4 + 64)?;
     w.write_all(&lines)?;
     w.finish()
+}
+
+/// The one quarantine object of a batch, keyed by its shard, hour and sequence range, or `None`
+/// when nothing was rejected.
+pub fn object(
+    layout: &Layout,
+    rejected: &[Rejected<'_>],
+) -> std::io::Result<Option<PlannedObject>> {
+    let Some(first) = rejected.first() else {
+        return Ok(None);
+    };
+    let seqs = || rejected.iter().map(|r| r.meta.sequence_number.as_ref());
+    let min = seqs()
+        .min_by(|a, b| cmp_sequence_numbers(a, b))
+        .unwrap_or("0");
+    let max = seqs()
+        .max_by(|a, b| cmp_sequence_numbers(a, b))
+        .unwrap_or("0");
+    Ok(Some(PlannedObject {
+        key: layout.quarantine_key(
+            &first.meta.shard_id,
+            hour_of(first.meta.arrival_ms),
+            min,
+            max,
+        ),
+        body: encode(rejected)?.into(),
+        content_type: "application/x-ndjson",
+        content_encoding: Some("gzip"),
+        table: None,
+        records: rejected.len(),
+        min_sequence_number: min.to_string(),
+    }))
 }
 
 #[cfg(test)]

@@ -157,26 +157,7 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     for (group, members) in groups {
         objects.push(encode_group(config, &group, &members)?);
     }
-    let quarantine = match rejected.first() {
-        Some(first) => {
-            let (min, max) = seq_bounds(rejected.iter().map(|r| r.meta.sequence_number.as_ref()));
-            Some(PlannedObject {
-                key: config.layout.quarantine_key(
-                    &first.meta.shard_id,
-                    hour_of(first.meta.arrival_ms),
-                    min,
-                    max,
-                ),
-                body: quarantine::encode(&rejected)?.into(),
-                content_type: "application/x-ndjson",
-                content_encoding: Some("gzip"),
-                table: None,
-                records: rejected.len(),
-                min_sequence_number: min.to_string(),
-            })
-        }
-        None => None,
-    };
+    let quarantine = quarantine::object(&config.layout, &rejected)?;
     Ok(Plan {
         objects,
         quarantine,

@@ -1,1 +1,667 @@
-//! (being written)
+//! The loader handler end to end: files in moto S3 → moto's S3 → SQS notifications (or direct S3
+//! and EventBridge events) → COPY INTO the raw tables of the local Snowflake service, asserting
+//! the exact rows.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use loader::{Config, FileOutcome, Loader};
+use serde_json::{json, Value};
+use shared::config::Env;
+use shared::encode::Compression;
+
+use crate::support::{self, create_bucket, kinesis_event};
+
+const SHARD: &str = "shardId-000000000000";
+/// 2024-03-05T07:30:00Z, so keys land under 2024/03/05/07.
+const ARRIVAL: f64 = 1_709_623_800.0;
+
+struct Stack {
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    bucket: String,
+    queue_url: String,
+    queue_arn: String,
+    db: String,
+    loader: Loader,
+    sf: shared::snowflake::SnowflakeClient,
+}
+
+/// A bucket with S3 → SQS notifications, a bootstrapped database and a loader for both.
+async fn stack(name: &str) -> Stack {
+    let s3 = support::s3().await;
+    let sqs = aws_sdk_sqs::Client::new(&support::sdk_config().await);
+    let bucket = support::unique(name);
+    create_bucket(&s3, &bucket).await;
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&bucket)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("queue arn");
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .id("raw-zone-created")
+                        .queue_arn(&queue_arn)
+                        .events(Event::from("s3:ObjectCreated:*"))
+                        .build()
+                        .expect("queue configuration"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("notification configuration");
+    let db = support::bootstrapped_database("LOADER", &format!("s3://{bucket}/raw/")).await;
+    let loader = loader_for(&bucket, &db, &[]).await;
+    let sf = support::snowflake_client(&db, "S").await;
+    Stack {
+        s3,
+        sqs,
+        bucket,
+        queue_url,
+        queue_arn,
+        db,
+        loader,
+        sf,
+    }
+}
+
+async fn loader_for(bucket: &str, db: &str, extra: &[(&str, &str)]) -> Loader {
+    let vars = support::snowflake_vars(db, "S");
+    let mut pairs = support::as_pairs(&vars);
+    pairs.push(("RAW_BUCKET", bucket));
+    pairs.extend_from_slice(extra);
+    let mut config = Config::from_env(&Env::new(&pairs)).expect("loader configuration");
+    config.snowflake.retry = support::fast_retries();
+    let client = shared::snowflake::SnowflakeClient::new(config.snowflake.clone(), None)
+        .await
+        .expect("snowflake client");
+    Loader::new(config, client)
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+async fn orchestrator(bucket: &str, vars: &[(&str, &str)]) -> orchestrator::Orchestrator {
+    let mut all = vec![("RAW_BUCKET", bucket)];
+    all.extend_from_slice(vars);
+    let config = orchestrator::Config::from_env(&Env::new(&all)).expect("orchestrator config");
+    orchestrator::Orchestrator::new(config, support::s3().await)
+}
+
+/// Receives messages until `objects` object-created notifications (plus any test events) have
+/// arrived; returns them as Lambda's SQS event records, in arrival order.
+async fn receive(stack: &Stack, objects: usize) -> Vec<Value> {
+    let mut records = Vec::new();
+    let mut seen = 0;
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while seen < objects {
+        assert!(
+            Instant::now() < give_up,
+            "only {seen} of {objects} notifications arrived: {records:#?}"
+        );
+        let out = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        for m in out.messages() {
+            let body = m.body().unwrap_or_default().to_string();
+            if !body.contains("s3:TestEvent") {
+                seen += 1;
+            }
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push(json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": stack.queue_arn,
+                "awsRegion": "us-east-1",
+            }));
+        }
+    }
+    records
+}
+
+fn sqs_event(records: &[Value]) -> String {
+    json!({ "Records": records }).to_string()
+}
+
+fn failed_ids(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .expect("SqsBatchResponse")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn message_id_of(records: &[Value], key_fragment: &str) -> String {
+    records
+        .iter()
+        .find(|r| r["body"].as_str().unwrap().contains(key_fragment))
+        .unwrap_or_else(|| panic!("no message for {key_fragment}"))["messageId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut w = Compression::Gzip { level: 1 }.writer(text.len()).unwrap();
+    w.write_all(text.as_bytes()).unwrap();
+    w.finish().unwrap()
+}
+
+/// One NDJSON line as the orchestrator writes it.
+fn ndjson_line(sensor: u32, key: &str, row: u32) -> String {
+    json!({"payload": {"sensorId": sensor, "currentTemperature": 60 + sensor, "status": "OK"},
+           "metadata": {"stream": "sensors", "shard_id": SHARD, "sequence_number": sensor.to_string(),
+                        "partition_key": sensor.to_string(), "arrival_time": "2024-03-05T07:30:00.000Z",
+                        "file": key, "row": row}})
+    .to_string()
+}
+
+async fn put(stack: &Stack, key: &str, body: Vec<u8>) {
+    stack
+        .s3
+        .put_object()
+        .bucket(&stack.bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
+/// (sensorId, file, row) of every raw sensor reading, sorted.
+async fn sensor_rows(stack: &Stack) -> Vec<(String, String, String)> {
+    support::rows(
+        &stack.sf,
+        "SELECT RECORD:payload:sensorId::STRING, RECORD:metadata:file::STRING, RECORD:metadata:row::STRING \
+         FROM SENSOR_READINGS_RAW ORDER BY 2, 3",
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone().unwrap_or_default(),
+            r[1].clone().unwrap_or_default(),
+            r[2].clone().unwrap_or_default(),
+        )
+    })
+    .collect()
+}
+
+fn owned(rows: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    rows.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-e2e").await;
+
+    // orchestrator → NDJSON sensor readings and CSV order events in the raw zone
+    let sensors = orchestrator(&stack.bucket, &[("TABLE", "sensor_readings")]).await;
+    let readings: Vec<Vec<u8>> = [(6, 64, "OK"), (7, 90, "WARN"), (6, 65, "OK")]
+        .iter()
+        .map(|(id, t, s)| {
+            format!(r#"{{"sensorId": {id}, "currentTemperature": {t}, "status": "{s}"}}"#)
+                .into_bytes()
+        })
+        .collect();
+    let (r, _) = sensors
+        .handle_body(&kinesis_event(
+            "sensors",
+            SHARD,
+            &[
+                ("101", "6", &readings[0]),
+                ("102", "7", &readings[1]),
+                ("103", "6", &readings[2]),
+            ],
+            ARRIVAL,
+        ))
+        .await
+        .unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    let columns = r#"[{"name":"event_id","path":"/event_id","required":true},{"name":"event_type","path":"/event_type"},
+        {"name":"event_timestamp","path":"/event_timestamp"},{"name":"customer_id","path":"/customer/id"},
+        {"name":"customer_name","path":"/customer/name"},{"name":"city","path":"/customer/city"},
+        {"name":"total","path":"/order/total"},{"name":"currency","path":"/order/currency"},{"name":"items","path":"/order/items"}]"#;
+    let orders = orchestrator(
+        &stack.bucket,
+        &[
+            ("TABLE", "order_events"),
+            ("FORMAT", "csv"),
+            ("CSV_COLUMNS", columns),
+        ],
+    )
+    .await;
+    let o1 = br#"{"event_id":"o-1","event_type":"order_created","event_timestamp":"2024-03-05T07:29:00Z","customer":{"id":"c9","name":"O'Brien, \"Bob\"","city":"Z\u00fcrich"},"order":{"total":12.5,"currency":"CHF","items":[{"sku":"a","qty":2}]}}"#;
+    let o2 = br#"{"event_id":"o-2","event_type":"order_paid","customer":{"id":"c9"},"order":{"total":3}}"#;
+    let (r, _) = orders
+        .handle_body(&kinesis_event(
+            "orders",
+            "shardId-000000000001",
+            &[("7", "c9", o1), ("8", "c9", o2)],
+            ARRIVAL,
+        ))
+        .await
+        .unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    let sensor_key = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-101-103.ndjson.gz";
+    let order_key = "raw/order_events/2024/03/05/07/shardId-000000000001-7-8.csv.gz";
+
+    // moto: a test event, then one notification per object (keys with %2F for '/')
+    let records = receive(&stack, 2).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r["body"].as_str().unwrap().contains("s3:TestEvent")),
+        "moto sends s3:TestEvent first"
+    );
+    let event = sqs_event(&records);
+    let (response, outcome) = stack.loader.handle_body(&event, deadline()).await.unwrap();
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(
+        (
+            outcome.files,
+            outcome.loaded,
+            outcome.failed,
+            outcome.test_events,
+            outcome.statements
+        ),
+        (2, 2, 0, 1, 2)
+    );
+    assert_eq!(outcome.rows_loaded, 5);
+    assert_eq!(
+        outcome.file_outcomes[sensor_key],
+        FileOutcome::Loaded { rows: 3 }
+    );
+
+    assert_eq!(
+        sensor_rows(&stack).await,
+        owned(&[
+            ("6", sensor_key, "1"),
+            ("7", sensor_key, "2"),
+            ("6", sensor_key, "3")
+        ])
+    );
+    let order_rows = support::rows(
+        &stack.sf,
+        "SELECT EVENT_ID, EVENT_TYPE, CUSTOMER_NAME, CITY, TOTAL::STRING, CURRENCY, ITEMS, STREAM, SHARD_ID, \
+         SEQUENCE_NUMBER, PARTITION_KEY, SOURCE_FILE, SOURCE_ROW::STRING FROM ORDER_EVENTS_RAW ORDER BY SOURCE_ROW",
+    )
+    .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        order_rows,
+        vec![
+            vec![
+                s("o-1"),
+                s("order_created"),
+                s("O'Brien, \"Bob\""),
+                s("Zürich"),
+                s("12.50"),
+                s("CHF"),
+                s(r#"[{"sku":"a","qty":2}]"#),
+                s("orders"),
+                s("shardId-000000000001"),
+                s("7"),
+                s("c9"),
+                s(order_key),
+                s("1")
+            ],
+            vec![
+                s("o-2"),
+                s("order_paid"),
+                None,
+                None,
+                s("3.00"),
+                None,
+                None,
+                s("orders"),
+                s("shardId-000000000001"),
+                s("8"),
+                s("c9"),
+                s(order_key),
+                s("2")
+            ],
+        ]
+    );
+
+    // the same notifications again (SQS at-least-once): no duplicate rows
+    let (response, _) = stack.loader.handle_body(&event, deadline()).await.unwrap();
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    // ... and one message per invocation (the same COPY statements: their requestIds return the
+    // stored outcome instead of running again)
+    for record in &records {
+        let (response, outcome) = stack
+            .loader
+            .handle_body(&sqs_event(std::slice::from_ref(record)), deadline())
+            .await
+            .unwrap();
+        assert_eq!(failed_ids(&response), Vec::<String>::new());
+        assert_eq!(outcome.loaded + outcome.already_loaded, outcome.files);
+    }
+    assert_eq!(sensor_rows(&stack).await.len(), 3);
+
+    // a new file notified together with an old one: another file set, so a new COPY, and
+    // Snowflake's load metadata skips the file loaded before
+    let more = br#"{"sensorId": 8, "currentTemperature": 70, "status": "OK"}"#;
+    sensors
+        .handle_body(&kinesis_event(
+            "sensors",
+            SHARD,
+            &[("104", "8", more)],
+            ARRIVAL,
+        ))
+        .await
+        .unwrap();
+    let new_key = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-104-104.ndjson.gz";
+    let mut mixed = receive(&stack, 1).await;
+    mixed.push(
+        records
+            .iter()
+            .find(|r| r["body"].as_str().unwrap().contains("101-103"))
+            .unwrap()
+            .clone(),
+    );
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_event(&mixed), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(
+        (outcome.loaded, outcome.already_loaded, outcome.rows_loaded),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        outcome.file_outcomes[sensor_key],
+        FileOutcome::AlreadyLoaded
+    );
+    assert_eq!(
+        sensor_rows(&stack).await,
+        owned(&[
+            ("6", sensor_key, "1"),
+            ("7", sensor_key, "2"),
+            ("6", sensor_key, "3"),
+            ("8", new_key, "1")
+        ])
+    );
+    assert_eq!(
+        support::rows(&stack.sf, "SELECT COUNT(*) FROM ORDER_EVENTS_RAW").await,
+        vec![vec![s("2")]]
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_object_fails_only_its_message() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-corrupt").await;
+    let good_a = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-1-2.ndjson.gz";
+    let good_b = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-3-3.ndjson.gz";
+    let bad = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-4-4.ndjson.gz";
+    put(
+        &stack,
+        good_a,
+        gzip(&format!(
+            "{}\n{}\n",
+            ndjson_line(1, good_a, 1),
+            ndjson_line(2, good_a, 2)
+        )),
+    )
+    .await;
+    put(&stack, bad, b"this is not gzip at all".to_vec()).await;
+    put(
+        &stack,
+        good_b,
+        gzip(&format!("{}\n", ndjson_line(3, good_b, 1))),
+    )
+    .await;
+    let records = receive(&stack, 3).await;
+    let bad_id = message_id_of(&records, "shardId-000000000000-4-4");
+
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_event(&records), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), vec![bad_id.clone()]);
+    assert_eq!(
+        (outcome.loaded, outcome.failed, outcome.messages_failed),
+        (2, 1, 1)
+    );
+    assert!(
+        matches!(&outcome.file_outcomes[bad], FileOutcome::Failed { .. }),
+        "{:?}",
+        outcome.file_outcomes
+    );
+    // one COPY for the chunk, then one per file to isolate the failing one
+    assert_eq!(outcome.statements, 4);
+    assert_eq!(
+        sensor_rows(&stack).await,
+        owned(&[("1", good_a, "1"), ("2", good_a, "2"), ("3", good_b, "1")])
+    );
+
+    // Lambda retries the failed message: it fails again, nothing is duplicated
+    let retry: Vec<Value> = records
+        .iter()
+        .filter(|r| r["messageId"] == bad_id.as_str())
+        .cloned()
+        .collect();
+    let (response, _) = stack
+        .loader
+        .handle_body(&sqs_event(&retry), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), vec![bad_id]);
+    assert_eq!(sensor_rows(&stack).await.len(), 3);
+
+    // a direct invocation with the corrupt file fails as a whole (Lambda retries it)
+    let direct = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": stack.bucket}, "object": {"key": bad}}}]});
+    let err = stack
+        .loader
+        .handle_body(&direct.to_string(), deadline())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(bad), "{err}");
+}
+
+#[tokio::test]
+async fn keys_outside_the_prefix_are_skipped_and_odd_names_load() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-keys").await;
+    let spaced = "raw/sensor_readings/2024/01/01/00/my file é.ndjson.gz";
+    let plus = "raw/sensor_readings/2024/01/01/00/a+b (1).ndjson.gz";
+    let outside = "other/sensor_readings/2024/01/01/00/x.ndjson.gz";
+    let not_raw = "raw/README.txt";
+    put(
+        &stack,
+        spaced,
+        gzip(&format!("{}\n", ndjson_line(11, spaced, 1))),
+    )
+    .await;
+    put(
+        &stack,
+        plus,
+        gzip(&format!("{}\n", ndjson_line(12, plus, 1))),
+    )
+    .await;
+    put(
+        &stack,
+        outside,
+        gzip(&format!("{}\n", ndjson_line(13, outside, 1))),
+    )
+    .await;
+    put(&stack, not_raw, b"hello".to_vec()).await;
+    let mut records = receive(&stack, 4).await;
+    // a message nobody can read goes back (and on to the DLQ); the others are processed
+    let mut garbage = records[0].clone();
+    garbage["messageId"] = json!("garbage-1");
+    garbage["body"] = json!("{not json");
+    records.push(garbage);
+
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_event(&records), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), vec!["garbage-1".to_string()]);
+    assert_eq!(
+        (outcome.files, outcome.loaded, outcome.skipped),
+        (2, 2, 2),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        sensor_rows(&stack).await,
+        owned(&[("12", plus, "1"), ("11", spaced, "1")])
+    );
+
+    // another bucket's object never loads, even under the prefix
+    let foreign = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "someone-elses-bucket"}, "object": {"key": "raw/sensor_readings/2024/01/01/00/y.ndjson.gz"}}}]});
+    let (_, outcome) = stack
+        .loader
+        .handle_body(&foreign.to_string(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.files, outcome.skipped, outcome.statements),
+        (0, 1, 0)
+    );
+    // a key that would break out of the string literal is refused, not loaded
+    let hostile =
+        "raw/sensor_readings/2024/01/01/00/x'); DROP TABLE SENSOR_READINGS_RAW; --.ndjson.gz";
+    put(
+        &stack,
+        hostile,
+        gzip(&format!("{}\n", ndjson_line(14, hostile, 1))),
+    )
+    .await;
+    let ev = json!({"detail-type": "Object Created", "source": "aws.s3",
+        "detail": {"bucket": {"name": stack.bucket}, "object": {"key": hostile}}});
+    assert!(stack
+        .loader
+        .handle_body(&ev.to_string(), deadline())
+        .await
+        .is_err());
+    assert_eq!(sensor_rows(&stack).await.len(), 2);
+}
+
+#[tokio::test]
+async fn direct_s3_and_eventbridge_events_each_load_their_file() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-direct").await;
+    let via_s3 = "raw/sensor_readings/2024/03/05/07/direct put é.ndjson.gz";
+    let via_eb = "raw/sensor_readings/2024/03/05/07/event bridge+.ndjson.gz";
+    put(
+        &stack,
+        via_s3,
+        gzip(&format!(
+            "{}\n{}\n",
+            ndjson_line(21, via_s3, 1),
+            ndjson_line(22, via_s3, 2)
+        )),
+    )
+    .await;
+    put(
+        &stack,
+        via_eb,
+        gzip(&format!("{}\n", ndjson_line(23, via_eb, 1))),
+    )
+    .await;
+
+    // as S3 sends it: URL-encoded, '+' for a space
+    let direct = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put", "userIdentity": {"principalId": "x"},
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": stack.bucket, "arn": format!("arn:aws:s3:::{}", stack.bucket)},
+               "object": {"key": "raw/sensor_readings/2024/03/05/07/direct+put+%C3%A9.ndjson.gz", "size": 100}}}]});
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&direct.to_string(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.trigger.as_str(),
+            outcome.loaded,
+            outcome.rows_loaded
+        ),
+        ("s3", 1, 2)
+    );
+    assert_eq!(response["loaded"], 1);
+
+    // as EventBridge sends it: not encoded
+    let eb = json!({"version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "time": "2024-03-05T07:31:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{}", stack.bucket)],
+        "detail": {"version": "0", "bucket": {"name": stack.bucket}, "object": {"key": via_eb, "size": 50},
+                   "reason": "PutObject"}});
+    let (_, outcome) = stack
+        .loader
+        .handle_body(&eb.to_string(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.trigger.as_str(),
+            outcome.loaded,
+            outcome.rows_loaded
+        ),
+        ("eventbridge", 1, 1)
+    );
+
+    assert_eq!(
+        sensor_rows(&stack).await,
+        owned(&[
+            ("21", via_s3, "1"),
+            ("22", via_s3, "2"),
+            ("23", via_eb, "1")
+        ])
+    );
+    let _ = &stack.db;
+}

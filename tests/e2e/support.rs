@@ -267,3 +267,29 @@ pub async fn clear_faults() {
     )
     .await;
 }
+
+/// A fresh database (schema `S`) on the local service with `sql/` applied (profile local), its
+/// stage `RAW_STAGE` pointing at `stage_url` (e.g. `s3://bucket/raw/`); returns the database
+/// name. Callers hold [`snowflake_shared`] (do not take it again here: the lock is fair, so a
+/// second read could wait behind a queued writer forever).
+pub async fn bootstrapped_database(prefix: &str, stage_url: &str) -> String {
+    let db = fresh_database(prefix).await;
+    let client = snowflake_client(&db, "S").await;
+    let vars: std::collections::HashMap<String, String> = [
+        ("DATABASE", db.as_str()),
+        ("SCHEMA", "S"),
+        ("STAGE_URL", stage_url),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    shared::bootstrap::apply_dir(
+        &client,
+        &repo_root().join("sql"),
+        shared::bootstrap::Profile::Local,
+        &vars,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("bootstrap of {db}: {e}"));
+    db
+}

@@ -1,1 +1,574 @@
-//! (being written)
+//! The upsert handler against the local Snowflake service: exact table contents after normal,
+//! duplicate, replayed, out-of-order, CDC, hostile and faulty batches.
+
+use std::time::{Duration, Instant};
+
+use shared::config::Env;
+use upsert::{Config, Upsert};
+
+use crate::support::{self, kinesis_event, rows};
+
+const SHARD: &str = "shardId-000000000000";
+const ARRIVAL: f64 = 1_732_200_000.0;
+
+const SENSORS: &str = r#"{"sensor_readings":{"table":"SENSOR_READINGS","keys":["sensorid"],"columns":[
+    {"name":"sensorid","path":"/sensorId","type":"NUMBER"},
+    {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
+    {"name":"status","path":"/status","type":"TEXT"}]}}"#;
+
+const ORDERS: &str = r#"{"orders":{"table":"ORDERS","keys":["order_id"],"columns":[
+    {"name":"order_id","path":"/order_id","type":"NUMBER"},
+    {"name":"status","path":"/status","type":"TEXT"},
+    {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},
+    {"name":"customer","path":"/customer","type":"TEXT"},
+    {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
+    "version":"updated_at","delete":{"path":"/op","value":"d"},"payload_column":"payload"}}"#;
+
+struct Fixture {
+    upsert: Upsert,
+    db: String,
+    bucket: String,
+}
+
+async fn fixture(prefix: &str, vars: &[(&str, &str)]) -> Fixture {
+    let db = support::bootstrapped_database(prefix, "s3://unused/raw/").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("upsert-errors");
+    support::create_bucket(&s3, &bucket).await;
+    let upsert = upsert_for(&db, &bucket, vars, None).await;
+    Fixture { upsert, db, bucket }
+}
+
+async fn upsert_for(db: &str, bucket: &str, vars: &[(&str, &str)], url: Option<&str>) -> Upsert {
+    let mut all = support::snowflake_vars(db, "S");
+    all.push(("ERROR_BUCKET".into(), bucket.into()));
+    if let Some(url) = url {
+        all.push(("SNOWFLAKE_URL".into(), url.into()));
+    }
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut config =
+        Config::from_env(&Env::new(&support::as_pairs(&all))).expect("valid configuration");
+    config.snowflake.retry = support::fast_retries();
+    let client = shared::snowflake::SnowflakeClient::new(config.snowflake.clone(), None)
+        .await
+        .expect("client");
+    Upsert::new(config, client, support::s3().await)
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+fn sensor(id: i64, temp: f64, status: &str) -> Vec<u8> {
+    format!(r#"{{"sensorId": {id}, "currentTemperature": {temp}, "status": "{status}"}}"#)
+        .into_bytes()
+}
+
+async fn sensor_rows(f: &Fixture) -> Vec<Vec<Option<String>>> {
+    let client = support::snowflake_client(&f.db, "S").await;
+    rows(&client, "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, KINESIS_SEQUENCE_NUMBER FROM SENSOR_READINGS ORDER BY SENSORID").await
+}
+
+fn r(cells: &[&str]) -> Vec<Option<String>> {
+    cells
+        .iter()
+        .map(|c| {
+            if *c == "NULL" {
+                None
+            } else {
+                Some(c.to_string())
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn normal_batch_with_duplicate_keys_lands_newest_per_key() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_NORMAL",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    let (a, b, c, d) = (
+        sensor(6, 64.0, "OK"),
+        sensor(7, 90.5, "WARN"),
+        sensor(6, 65.0, "OK"),
+        sensor(6, 70.0, "FAIL"),
+    );
+    let event = kinesis_event(
+        "sensors",
+        SHARD,
+        &[
+            ("1", "6", &a),
+            ("2", "7", &b),
+            ("3", "6", &c),
+            ("10", "6", &d),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let t = &outcome.tables["sensor_readings"];
+    assert_eq!(
+        (t.rows, t.duplicates, t.inserted, t.statements),
+        (2, 2, 2, 1),
+        "{t:?}"
+    );
+    assert_eq!(
+        sensor_rows(&f).await,
+        vec![
+            r(&["6", "70.0", "FAIL", "10"]),
+            r(&["7", "90.5", "WARN", "2"])
+        ]
+    );
+}
+
+#[tokio::test]
+async fn same_batch_twice_and_an_older_replay_change_nothing() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_REPLAY",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    let old = kinesis_event(
+        "sensors",
+        SHARD,
+        &[("5", "6", &sensor(6, 50.0, "OLD"))],
+        ARRIVAL,
+    );
+    let new = kinesis_event(
+        "sensors",
+        SHARD,
+        &[
+            ("9", "6", &sensor(6, 99.0, "NEW")),
+            ("10", "8", &sensor(8, 1.0, "OK")),
+        ],
+        ARRIVAL,
+    );
+
+    f.upsert.handle_body(&new, soon()).await.unwrap();
+    let expected = vec![r(&["6", "99.0", "NEW", "9"]), r(&["8", "1.0", "OK", "10"])];
+    assert_eq!(sensor_rows(&f).await, expected);
+
+    let (_, again) = f.upsert.handle_body(&new, soon()).await.unwrap();
+    assert_eq!(sensor_rows(&f).await, expected, "the same batch twice");
+    let t = &again.tables["sensor_readings"];
+    assert_eq!(
+        (t.inserted, t.updated),
+        (2, 0),
+        "the repeated request id returns the first outcome without executing"
+    );
+
+    let (_, replay) = f.upsert.handle_body(&old, soon()).await.unwrap();
+    assert_eq!(
+        sensor_rows(&f).await,
+        expected,
+        "an older batch never rolls a row back"
+    );
+    assert_eq!(replay.tables["sensor_readings"].updated, 0);
+}
+
+fn change(op: &str, id: i64, status: &str, at: &str) -> Vec<u8> {
+    format!(r#"{{"op":"{op}","order_id":{id},"status":"{status}","amount":12.50,"customer":"c{id}","updated_at":"{at}"}}"#).into_bytes()
+}
+
+async fn order_rows(f: &Fixture) -> Vec<Vec<Option<String>>> {
+    let client = support::snowflake_client(&f.db, "S").await;
+    rows(&client, "SELECT ORDER_ID, STATUS, AMOUNT, CUSTOMER, KINESIS_SEQUENCE_NUMBER FROM ORDERS ORDER BY ORDER_ID").await
+}
+
+#[tokio::test]
+async fn cdc_inserts_updates_and_deletes() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture("UPS_CDC", &[("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)]).await;
+    let first = kinesis_event(
+        "orders",
+        SHARD,
+        &[
+            ("1", "1", &change("c", 1, "NEW", "2024-11-21T10:00:00Z")),
+            ("2", "2", &change("c", 2, "NEW", "2024-11-21T10:00:00Z")),
+            ("3", "3", &change("c", 3, "NEW", "2024-11-21T10:00:00Z")),
+        ],
+        ARRIVAL,
+    );
+    f.upsert.handle_body(&first, soon()).await.unwrap();
+    let second = kinesis_event(
+        "orders",
+        SHARD,
+        &[
+            // 1: updated; 2: deleted then re-inserted in the same batch; 3: updated then deleted.
+            ("4", "1", &change("u", 1, "PAID", "2024-11-21T10:05:00Z")),
+            ("5", "2", &change("d", 2, "NEW", "2024-11-21T10:06:00Z")),
+            (
+                "6",
+                "2",
+                &change("c", 2, "REOPENED", "2024-11-21T10:07:00Z"),
+            ),
+            ("7", "3", &change("u", 3, "PAID", "2024-11-21T10:05:00Z")),
+            (
+                "8",
+                "3",
+                br#"{"op":"d","order_id":3,"updated_at":"2024-11-21T10:08:00Z"}"#,
+            ),
+            // 4: deleted before it ever existed: nothing happens.
+            (
+                "9",
+                "4",
+                br#"{"op":"d","order_id":4,"updated_at":"2024-11-21T10:08:00Z"}"#,
+            ),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = f.upsert.handle_body(&second, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let t = &outcome.tables["orders"];
+    assert_eq!(
+        (t.rows, t.duplicates, t.updated, t.deleted, t.inserted),
+        (4, 2, 2, 1, 0),
+        "{t:?}"
+    );
+    assert_eq!(
+        order_rows(&f).await,
+        vec![
+            r(&["1", "PAID", "12.50", "c1", "4"]),
+            r(&["2", "REOPENED", "12.50", "c2", "6"])
+        ]
+    );
+    let client = support::snowflake_client(&f.db, "S").await;
+    let payload = rows(
+        &client,
+        "SELECT PAYLOAD:status::VARCHAR FROM ORDERS WHERE ORDER_ID = 2",
+    )
+    .await;
+    assert_eq!(
+        payload,
+        vec![r(&["REOPENED"])],
+        "the whole payload is kept as VARIANT"
+    );
+
+    // An update with an older event time than the row's loses, even with a newer sequence number.
+    let stale = kinesis_event(
+        "orders",
+        SHARD,
+        &[("20", "1", &change("u", 1, "STALE", "2024-11-21T09:00:00Z"))],
+        ARRIVAL,
+    );
+    f.upsert.handle_body(&stale, soon()).await.unwrap();
+    assert_eq!(
+        order_rows(&f).await[0],
+        r(&["1", "PAID", "12.50", "c1", "4"])
+    );
+}
+
+#[tokio::test]
+async fn hostile_strings_and_nulls_are_bound_not_spliced() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_HOSTILE",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    let hostile = [
+        r#"x'); DROP TABLE SENSOR_READINGS; --"#,
+        "quote ' double \" backslash \\ end",
+        "line\nbreak\ttab",
+        "ünïcödé ✓ 温度 🚀",
+        "",
+    ];
+    let payloads: Vec<Vec<u8>> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({"sensorId": i + 1, "currentTemperature": null, "status": s})
+                .to_string()
+                .into_bytes()
+        })
+        .chain([br#"{"sensorId": 99}"#.to_vec()])
+        .collect();
+    let seqs: Vec<String> = (1..=payloads.len()).map(|i| i.to_string()).collect();
+    let records: Vec<(&str, &str, &[u8])> = seqs
+        .iter()
+        .zip(&payloads)
+        .map(|(s, p)| (s.as_str(), "k", p.as_slice()))
+        .collect();
+    let (response, _) = f
+        .upsert
+        .handle_body(&kinesis_event("s", SHARD, &records, ARRIVAL), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let got = sensor_rows(&f).await;
+    let mut expected: Vec<Vec<Option<String>>> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            vec![
+                Some((i + 1).to_string()),
+                None,
+                Some(s.to_string()),
+                Some((i + 1).to_string()),
+            ]
+        })
+        .collect();
+    expected.push(r(&["99", "NULL", "NULL", "6"]));
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn one_batch_spanning_two_tables() {
+    let _g = support::snowflake_shared().await;
+    let tables = format!(
+        "{{{},{}}}",
+        &SENSORS[1..SENSORS.len() - 1],
+        &ORDERS[1..ORDERS.len() - 1]
+    );
+    let f = fixture(
+        "UPS_TWO",
+        &[
+            ("ROUTE_FIELD", "/kind"),
+            (
+                "ROUTE_MAP",
+                r#"{"sensor":"sensor_readings","order":"orders"}"#,
+            ),
+            ("UPSERT_TABLES", &tables),
+        ],
+    )
+    .await;
+    let event = kinesis_event(
+        "mixed",
+        SHARD,
+        &[
+            ("1", "a", br#"{"kind":"sensor","sensorId":1,"currentTemperature":20,"status":"OK"}"#),
+            ("2", "b", br#"{"kind":"order","op":"c","order_id":5,"status":"NEW","amount":1,"customer":"x","updated_at":"2024-11-21T10:00:00Z"}"#),
+            ("3", "a", br#"{"kind":"sensor","sensorId":2,"currentTemperature":21,"status":"OK"}"#),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        outcome.tables.keys().collect::<Vec<_>>(),
+        ["orders", "sensor_readings"]
+    );
+    assert_eq!(
+        sensor_rows(&f).await,
+        vec![r(&["1", "20.0", "OK", "1"]), r(&["2", "21.0", "OK", "3"])]
+    );
+    assert_eq!(
+        order_rows(&f).await,
+        vec![r(&["5", "NEW", "1.00", "x", "2"])]
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_coerced_is_quarantined_and_the_rest_land() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_COERCE",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    let event = kinesis_event(
+        "sensors",
+        SHARD,
+        &[
+            ("1", "k", &sensor(1, 10.0, "OK")),
+            ("2", "k", br#"{"sensorId":"six","status":"OK"}"#),
+            ("3", "k", &sensor(3, 30.0, "OK")),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.quarantined, 1);
+    assert_eq!(
+        sensor_rows(&f).await,
+        vec![r(&["1", "10.0", "OK", "1"]), r(&["3", "30.0", "OK", "3"])]
+    );
+    let s3 = support::s3().await;
+    let keys = support::list_keys(&s3, &f.bucket).await;
+    assert_eq!(
+        keys,
+        vec!["errors/upsert/2024/11/21/14/shardId-000000000000-2-2.ndjson.gz".to_string()]
+    );
+    let body = support::get_bytes(&s3, &f.bucket, &keys[0]).await;
+    let text = String::from_utf8(
+        shared::encode::decompress(shared::encode::Compression::Gzip { level: 0 }, &body).unwrap(),
+    )
+    .unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(
+        line["reason"],
+        "column \"SENSORID\": expected a number, got \"six\""
+    );
+    assert_eq!(line["payload"], r#"{"sensorId":"six","status":"OK"}"#);
+}
+
+#[tokio::test]
+async fn three_throttled_answers_are_retried_and_every_row_lands_once() {
+    let _g = support::snowflake_exclusive().await;
+    let f = fixture(
+        "UPS_FAULTS",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    // The service keeps one armed fault of a kind, so three answers of one status.
+    support::snowflake_admin(
+        "/admin/faults",
+        serde_json::json!({"status": 429, "count": 3}),
+    )
+    .await;
+    let event = kinesis_event(
+        "sensors",
+        SHARD,
+        &[
+            ("1", "k", &sensor(1, 10.0, "OK")),
+            ("2", "k", &sensor(2, 20.0, "OK")),
+        ],
+        ARRIVAL,
+    );
+    let result = f.upsert.handle_body(&event, soon()).await;
+    support::clear_faults().await;
+    let (response, outcome) = result.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let t = &outcome.tables["sensor_readings"];
+    assert_eq!((t.inserted, t.statements), (2, 1));
+    assert!(
+        t.http_requests >= 4,
+        "three refused attempts then success: {t:?}"
+    );
+    assert_eq!(
+        sensor_rows(&f).await,
+        vec![r(&["1", "10.0", "OK", "1"]), r(&["2", "20.0", "OK", "2"])]
+    );
+}
+
+#[tokio::test]
+async fn unreachable_snowflake_reports_the_tables_lowest_sequence_number() {
+    let _g = support::snowflake_shared().await;
+    let db = support::fresh_database("UPS_DOWN").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("upsert-errors");
+    support::create_bucket(&s3, &bucket).await;
+    let tables = format!(
+        "{{{},{}}}",
+        &SENSORS[1..SENSORS.len() - 1],
+        &ORDERS[1..ORDERS.len() - 1]
+    );
+    let vars = [
+        ("ROUTE_FIELD", "/kind"),
+        (
+            "ROUTE_MAP",
+            r#"{"sensor":"sensor_readings","order":"orders"}"#,
+        ),
+        ("UPSERT_TABLES", tables.as_str()),
+    ];
+    let upsert = upsert_for(&db, &bucket, &vars, Some("http://127.0.0.1:9")).await;
+    let event = kinesis_event(
+        "mixed",
+        SHARD,
+        &[
+            (
+                "41",
+                "a",
+                br#"{"kind":"sensor","sensorId":1,"currentTemperature":20,"status":"OK"}"#,
+            ),
+            (
+                "40",
+                "b",
+                br#"{"kind":"order","op":"c","order_id":5,"updated_at":"2024-11-21T10:00:00Z"}"#,
+            ),
+            (
+                "42",
+                "a",
+                br#"{"kind":"sensor","sensorId":2,"currentTemperature":21,"status":"OK"}"#,
+            ),
+            ("43", "b", br#"not json"#),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = upsert
+        .handle_body(&event, Instant::now() + Duration::from_millis(1500))
+        .await
+        .unwrap();
+    let failures: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failures,
+        vec!["40".to_string()],
+        "Lambda resends from the lowest failed record"
+    );
+    assert!(outcome.tables.values().all(|t| t.error.is_some()));
+    assert_eq!(outcome.quarantined, 1);
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_the_invocation() {
+    let _g = support::snowflake_shared().await;
+    let db = support::fresh_database("UPS_AUTH").await;
+    let mut vars = support::snowflake_vars(&db, "S");
+    vars.retain(|(k, _)| k != "SNOWFLAKE_PRIVATE_KEY_FILE");
+    vars.extend([
+        ("SNOWFLAKE_AUTH".to_string(), "pat".to_string()),
+        ("SNOWFLAKE_TOKEN".to_string(), "not-the-token".to_string()),
+        ("ERROR_BUCKET".to_string(), "unused".to_string()),
+        ("TABLE".to_string(), "sensor_readings".to_string()),
+        ("UPSERT_TABLES".to_string(), SENSORS.to_string()),
+    ]);
+    let config = Config::from_env(&Env::new(&support::as_pairs(&vars))).unwrap();
+    let client = shared::snowflake::SnowflakeClient::new(config.snowflake.clone(), None)
+        .await
+        .unwrap();
+    let upsert = Upsert::new(config, client, support::s3().await);
+    let event = kinesis_event("s", SHARD, &[("1", "k", &sensor(1, 1.0, "OK"))], ARRIVAL);
+    let err = upsert.handle_body(&event, soon()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            upsert::HandlerError::Snowflake(shared::snowflake::SnowflakeError::Unauthorized(_))
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn configuration_errors_name_the_variable() {
+    let base = support::snowflake_vars("DB", "S");
+    let err = |extra: &[(&str, &str)]| {
+        let mut vars = base.clone();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_env(&Env::new(&support::as_pairs(&vars)))
+            .unwrap_err()
+            .var
+    };
+    assert_eq!(
+        err(&[("TABLE", "t"), ("ERROR_BUCKET", "b")]),
+        "UPSERT_TABLES"
+    );
+    assert_eq!(
+        err(&[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)]),
+        "ERROR_BUCKET"
+    );
+    assert_eq!(
+        err(&[
+            ("TABLE", "other"),
+            ("UPSERT_TABLES", SENSORS),
+            ("ERROR_BUCKET", "b")
+        ]),
+        "UPSERT_TABLES"
+    );
+    assert_eq!(
+        err(&[
+            ("TABLE", "sensor_readings"),
+            ("UPSERT_TABLES", SENSORS),
+            ("ERROR_BUCKET", "b"),
+            ("MAX_ROWS_PER_STATEMENT", "0")
+        ]),
+        "MAX_ROWS_PER_STATEMENT"
+    );
+}

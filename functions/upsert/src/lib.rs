@@ -1,1 +1,353 @@
-//! (being written)
+//! Upsert: a Kinesis batch becomes one MERGE per target table in Snowflake.
+//!
+//! Each record is routed to a table, mapped and coerced to typed columns in Rust (a record that
+//! does not fit is quarantined to S3, the rest land), de-duplicated by key (newest sequence
+//! number wins) and sent as bound JSON in one MERGE per table and chunk. The MERGE only lets a
+//! newer version overwrite a row, and every chunk carries a request id derived from its table,
+//! shard and sequence range, so retries and replays leave the table as if each record had been
+//! applied once, in order.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use lambda_runtime::LambdaEvent;
+use serde_json::value::RawValue;
+use shared::config::{ConfigError, Env, ProcessEnv};
+use shared::layout::Layout;
+use shared::mapping::TableMappings;
+use shared::merge::{chunks, dedup, merge_sql, Candidate};
+use shared::payload::Extractor;
+use shared::quarantine::{RawData, Rejected};
+use shared::record::{decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord};
+use shared::route::Router;
+use shared::snowflake::{
+    request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
+};
+
+/// Configuration, read once at init.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub router: Router,
+    pub tables: TableMappings,
+    pub extractor: Extractor,
+    /// Where rejected records go (`ERROR_BUCKET`, `ERROR_PREFIX` default `errors/upsert`).
+    pub error_bucket: String,
+    pub error_layout: Layout,
+    pub snowflake: SnowflakeConfig,
+    /// Rows per MERGE statement (`MAX_ROWS_PER_STATEMENT`, default 5,000).
+    pub max_rows: usize,
+    /// Approximate bytes of row JSON per statement (`MAX_BYTES_PER_STATEMENT`, default 4 MB).
+    pub max_bytes: usize,
+    /// Time kept back from Lambda's deadline to report a partial failure (`DEADLINE_MARGIN_MS`).
+    pub deadline_margin: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let snowflake = SnowflakeConfig::from_env(env)?;
+        let mut extractor = Extractor::new();
+        let router = Router::from_env(env, &mut extractor)?;
+        let database = env.optional("SNOWFLAKE_DATABASE");
+        let schema = env.required("SNOWFLAKE_SCHEMA")?;
+        let qualifier: Vec<&str> = database
+            .iter()
+            .map(String::as_str)
+            .chain([schema.as_str()])
+            .collect();
+        let tables = TableMappings::from_env(env, &router.tables(), &qualifier, &mut extractor)?;
+        let error_bucket = env.required("ERROR_BUCKET")?;
+        let error_layout = Layout::new(
+            "",
+            &env.optional("ERROR_PREFIX")
+                .unwrap_or_else(|| "errors/upsert".into()),
+        );
+        let max_rows = env.parse_or("MAX_ROWS_PER_STATEMENT", 5_000usize)?;
+        if max_rows == 0 {
+            return Err(ConfigError::new(
+                "MAX_ROWS_PER_STATEMENT",
+                "must be at least 1",
+            ));
+        }
+        let max_bytes = env.parse_or("MAX_BYTES_PER_STATEMENT", 4_000_000usize)?;
+        let deadline_margin = Duration::from_millis(env.parse_or("DEADLINE_MARGIN_MS", 3_000u64)?);
+        Ok(Self {
+            router,
+            tables,
+            extractor,
+            error_bucket,
+            error_layout,
+            snowflake,
+            max_rows,
+            max_bytes,
+            deadline_margin,
+        })
+    }
+}
+
+/// Why an invocation failed as a whole; Lambda retries the batch.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("Snowflake refused the credentials or configuration: {0}")]
+    Snowflake(SnowflakeError),
+    #[error("encoding quarantined records failed: {0}")]
+    Encode(#[from] std::io::Error),
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match error {
+            HandlerError::Decode(_) => "InvalidEvent",
+            HandlerError::Snowflake(_) => "SnowflakeConfiguration",
+            HandlerError::Encode(_) => "EncodeError",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// What one table's MERGEs did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TableOutcome {
+    pub rows: usize,
+    pub duplicates: usize,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub statements: usize,
+    pub http_requests: u32,
+    pub error: Option<String>,
+}
+
+/// What one batch did, for the log line and for tests.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BatchOutcome {
+    pub records: usize,
+    pub quarantined: usize,
+    pub tables: BTreeMap<String, TableOutcome>,
+}
+
+pub struct Upsert {
+    config: Config,
+    snowflake: SnowflakeClient,
+    s3: aws_sdk_s3::Client,
+}
+
+impl Upsert {
+    pub async fn from_env() -> Result<Self, lambda_runtime::Error> {
+        let config = Config::from_env(&Env::new(&ProcessEnv))?;
+        let aws = shared::aws::load_config().await;
+        let snowflake = SnowflakeClient::new(config.snowflake.clone(), Some(&aws)).await?;
+        Ok(Self::new(config, snowflake, shared::aws::s3_client(&aws)))
+    }
+
+    pub fn new(config: Config, snowflake: SnowflakeClient, s3: aws_sdk_s3::Client) -> Self {
+        Self {
+            config,
+            snowflake,
+            s3,
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<Box<RawValue>>,
+    ) -> Result<KinesisEventResponse, HandlerError> {
+        let deadline = deadline_from(event.context.deadline, self.config.deadline_margin);
+        self.handle_body(event.payload.get(), deadline)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// Processes the event body as Lambda sends it, finishing before `deadline`.
+    pub async fn handle_body(
+        &self,
+        body: &str,
+        deadline: Instant,
+    ) -> Result<(KinesisEventResponse, BatchOutcome), HandlerError> {
+        let started = Instant::now();
+        let records = decode_kinesis_event(body)?;
+        let (by_table, rejected) = map_records(&self.config, &records);
+
+        let mut failed: Vec<String> = Vec::new();
+        if let Some(object) = shared::quarantine::object(&self.config.error_layout, &rejected)? {
+            if let Err(e) =
+                shared::s3::put_object(&self.s3, &self.config.error_bucket, &object).await
+            {
+                tracing::error!(error = %e, "quarantine put failed; Lambda will resend from the lowest rejected record");
+                failed.push(object.min_sequence_number.clone());
+            }
+        }
+
+        let merges = by_table.into_iter().map(|(table, candidates)| async move {
+            let lowest =
+                min_sequence_number(candidates.iter().map(|c| c.meta.sequence_number.as_ref()))
+                    .map(str::to_owned);
+            let outcome = self.merge_table(&table, candidates, deadline).await;
+            (table, lowest, outcome)
+        });
+        let mut outcome = BatchOutcome {
+            records: records.len(),
+            quarantined: rejected.len(),
+            tables: BTreeMap::new(),
+        };
+        for (table, lowest, result) in futures_util::future::join_all(merges).await {
+            let table_outcome = match result {
+                Ok(t) => t,
+                Err(TableFailure::Fatal(e)) => return Err(HandlerError::Snowflake(e)),
+                Err(TableFailure::Retry(t)) => {
+                    failed.extend(lowest);
+                    t
+                }
+            };
+            outcome.tables.insert(table.to_string(), table_outcome);
+        }
+
+        let response = shared::batch::kinesis_response(failed.iter().map(String::as_str));
+        let merged: BTreeMap<&str, (u64, u64, u64)> = outcome
+            .tables
+            .iter()
+            .map(|(t, o)| (t.as_str(), (o.inserted, o.updated, o.deleted)))
+            .collect();
+        tracing::info!(
+            records = outcome.records,
+            quarantined = outcome.quarantined,
+            duplicates = outcome.tables.values().map(|t| t.duplicates).sum::<usize>(),
+            merged = ?merged,
+            statements = outcome.tables.values().map(|t| t.statements).sum::<usize>(),
+            requests = outcome.tables.values().map(|t| t.http_requests).sum::<u32>(),
+            failed_tables = outcome.tables.values().filter(|t| t.error.is_some()).count(),
+            retry_from = response.batch_item_failures.first().and_then(|f| f.item_identifier.as_deref()),
+            ms = started.elapsed().as_millis() as u64,
+            "upsert batch"
+        );
+        Ok((response, outcome))
+    }
+
+    async fn merge_table(
+        &self,
+        table: &str,
+        candidates: Vec<Candidate<'_>>,
+        deadline: Instant,
+    ) -> Result<TableOutcome, TableFailure> {
+        let plan = plan_table(&self.config, table, candidates);
+        let mut outcome = TableOutcome {
+            rows: plan.rows,
+            duplicates: plan.duplicates,
+            ..TableOutcome::default()
+        };
+        for statement in plan.statements {
+            match self.snowflake.execute(&statement, deadline).await {
+                Ok(result) => {
+                    outcome.statements += 1;
+                    outcome.http_requests += result.http_requests;
+                    if let Some(stats) = result.stats {
+                        outcome.inserted += stats.inserted;
+                        outcome.updated += stats.updated;
+                        outcome.deleted += stats.deleted;
+                    }
+                }
+                Err(e) if is_fatal(&e) => return Err(TableFailure::Fatal(e)),
+                Err(e) => {
+                    tracing::error!(table, error = %e, "MERGE failed; Lambda will resend from this table's lowest sequence number");
+                    outcome.error = Some(e.to_string());
+                    return Err(TableFailure::Retry(outcome));
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Routes, maps and coerces every record; what does not fit is rejected with its reason.
+pub fn map_records<'r>(
+    config: &Config,
+    records: &'r [KinesisRecord<'_>],
+) -> (BTreeMap<String, Vec<Candidate<'r>>>, Vec<Rejected<'r>>) {
+    let mut by_table: BTreeMap<String, Vec<Candidate<'_>>> = BTreeMap::new();
+    let mut rejected = Vec::new();
+    for record in records {
+        let mapped = (|| {
+            let bytes = record.data.as_ref().map_err(|_| "data is not valid base64".to_string())?;
+            let payload = config.extractor.parse(bytes).map_err(|e| e.to_string())?;
+            let table = config.router.route(&payload).map_err(|e| e.to_string())?;
+            let mapping = config.tables.get(table).ok_or_else(|| format!("no mapping for table {table}"))?;
+            let row = mapping.row(&payload).map_err(|e| e.to_string())?;
+            let payload = mapping.payload_column.as_ref().map(|_| payload.one_line());
+            Ok::<_, String>((table, Candidate { row, meta: record.meta.clone(), payload }))
+        })();
+        match mapped {
+            Ok((table, candidate)) => by_table.entry(table.to_string()).or_default().push(candidate),
+            Err(reason) => rejected.push(Rejected {
+                meta: record.meta.clone(),
+                reason,
+                raw: RawData::from_record(&record.data),
+            }),
+        }
+    }
+    (by_table, rejected)
+}
+
+/// The statements for one table's rows: de-duplicated, chunked, each with the request id of its
+/// table, shard and sequence range.
+pub struct TablePlan {
+    pub rows: usize,
+    pub duplicates: usize,
+    pub statements: Vec<Statement>,
+}
+
+pub fn plan_table(config: &Config, table: &str, candidates: Vec<Candidate<'_>>) -> TablePlan {
+    let mapping = config.tables.get(table).expect("candidates only exist for mapped tables");
+    let (rows, duplicates) = dedup(mapping, candidates);
+    let sql = merge_sql(mapping);
+    let shard = rows.first().map(|r| r.meta.shard_id.as_ref()).unwrap_or("");
+    let statements = chunks(mapping, &rows, config.max_rows, config.max_bytes)
+        .into_iter()
+        .map(|chunk| {
+            let request_id = request_id_for(&[
+                "upsert",
+                &mapping.target,
+                shard,
+                &chunk.first_sequence_number,
+                &chunk.last_sequence_number,
+                &chunk.rows.to_string(),
+            ]);
+            Statement::new(sql.clone())
+                .bind(Binding::text(chunk.rows_json))
+                .with_request_id(request_id)
+                .with_query_tag(format!("kinesis-snowflake/upsert/{table}"))
+        })
+        .collect();
+    TablePlan { rows: rows.len(), duplicates, statements }
+}
+
+enum TableFailure {
+    /// Credentials or configuration: no retry of the batch can succeed until someone fixes it.
+    Fatal(SnowflakeError),
+    Retry(TableOutcome),
+}
+
+fn is_fatal(e: &SnowflakeError) -> bool {
+    matches!(
+        e,
+        SnowflakeError::Unauthorized(_)
+            | SnowflakeError::Config(_)
+            | SnowflakeError::Key(_)
+            | SnowflakeError::Secret { .. }
+    )
+}
+
+/// Lambda's deadline (milliseconds since the epoch) as an `Instant`, less a margin for reporting.
+pub fn deadline_from(deadline_ms: u64, margin: Duration) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let remaining =
+        Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin);
+    Instant::now() + remaining.max(Duration::from_millis(500))
+}

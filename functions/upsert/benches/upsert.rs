@@ -1,0 +1,114 @@
+//! The upsert handler's CPU path: decode → route/coerce → de-duplicate → MERGE request body.
+//! 10,000 sensor readings over 50 keys and 6,000 CDC order changes; prints records/s and the
+//! HTTP requests a batch needs (one per table below the split size).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use shared::config::Env;
+use shared::record::decode_kinesis_event;
+use shared::sample::{cdc_change, kinesis_event, sensor_reading, Rng};
+use shared::snowflake::SnowflakeClient;
+use upsert::{map_records, plan_table, Config};
+
+const SENSORS: &str = r#"{"sensor_readings":{"keys":["sensorid"],"columns":[
+    {"name":"sensorid","path":"/sensorId","type":"NUMBER"},
+    {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
+    {"name":"status","path":"/status"}]}}"#;
+const ORDERS: &str = r#"{"orders":{"keys":["order_id"],"columns":[
+    {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"},
+    {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},{"name":"customer","path":"/customer"},
+    {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
+    "version":"updated_at","delete":{"path":"/op","value":"d"},"payload_column":"payload"}}"#;
+
+fn config(table: &str, tables: &str) -> Config {
+    let vars = [
+        ("SNOWFLAKE_ACCOUNT", "bench"),
+        ("SNOWFLAKE_SCHEMA", "S"),
+        ("SNOWFLAKE_DATABASE", "DB"),
+        ("SNOWFLAKE_AUTH", "pat"),
+        ("SNOWFLAKE_TOKEN", "unused"),
+        ("ERROR_BUCKET", "unused"),
+        ("TABLE", table),
+        ("UPSERT_TABLES", tables),
+    ];
+    Config::from_env(&Env::new(&vars)).expect("bench configuration")
+}
+
+/// Returns (statements, request body bytes).
+fn run(config: &Config, client: &SnowflakeClient, event: &str) -> (usize, usize) {
+    let records = decode_kinesis_event(event).expect("decodes");
+    let (by_table, _rejected) = map_records(config, &records);
+    let mut statements = 0;
+    let mut bytes = 0;
+    for (table, candidates) in by_table {
+        for statement in plan_table(config, &table, candidates).statements {
+            statements += 1;
+            bytes += serde_json::to_vec(&client.request_body(&statement))
+                .expect("serialises")
+                .len();
+        }
+    }
+    (statements, bytes)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rng = Rng::new(7);
+    let sensors: Vec<String> = (0..10_000).map(|_| sensor_reading(&mut rng, 50)).collect();
+    let orders: Vec<String> = (0..6_000).map(|n| cdc_change(&mut rng, 1_000, n)).collect();
+    let cases = [
+        (
+            "sensor_10000_50_keys",
+            kinesis_event("s", "shardId-000000000000", 1, 1.7e9, &sensors),
+            config("sensor_readings", SENSORS),
+            sensors.len(),
+        ),
+        (
+            "orders_cdc_6000",
+            kinesis_event("o", "shardId-000000000000", 1, 1.7e9, &orders),
+            config("orders", ORDERS),
+            orders.len(),
+        ),
+    ];
+    let mut criterion = Criterion::default()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    let mut summary = Vec::new();
+    for (name, event, config, records) in &cases {
+        let client = runtime
+            .block_on(SnowflakeClient::new(config.snowflake.clone(), None))
+            .expect("client");
+        let mut group = criterion.benchmark_group("upsert");
+        group.throughput(Throughput::Elements(*records as u64));
+        group.bench_function(*name, |b| {
+            b.iter(|| black_box(run(config, &client, black_box(event))))
+        });
+        group.finish();
+        let (statements, bytes) = run(config, &client, event);
+        let started = Instant::now();
+        for _ in 0..10 {
+            black_box(run(config, &client, event));
+        }
+        let secs = started.elapsed().as_secs_f64() / 10.0;
+        summary.push(format!(
+            "{name:<22} {:>12.0} {:>14} {:>14}",
+            *records as f64 / secs,
+            statements,
+            bytes
+        ));
+    }
+    criterion.final_summary();
+    println!(
+        "\n{:<22} {:>12} {:>14} {:>14}",
+        "batch", "records/s", "HTTP requests", "body bytes"
+    );
+    for line in summary {
+        println!("{line}");
+    }
+}

@@ -1,0 +1,488 @@
+//! A local event source mapping: polls Kinesis shards and an SQS queue on the local stack and
+//! invokes handlers with the event JSON Lambda would send, honouring what Lambda honours: batch
+//! size, batching window, partial batch failures (the batch is resent from the reported record),
+//! a retry limit, then the on-failure destination.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use aws_sdk_kinesis::types::{Record, ShardIteratorType, StreamStatus};
+use serde_json::Value;
+use shared::record::cmp_sequence_numbers;
+
+use crate::events::{kinesis_event, sqs_event, KinesisRecordIn, SqsMessageIn};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// A Kinesis handler: event body in, Lambda's response or the invocation's error out.
+pub type KinesisInvoke =
+    Arc<dyn Fn(String) -> BoxFuture<Result<KinesisEventResponse, String>> + Send + Sync>;
+/// An SQS handler: event in, `SqsBatchResponse` JSON or the invocation's error out.
+pub type SqsInvoke = Arc<dyn Fn(Value) -> BoxFuture<Result<Value, String>> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EsmError(pub String);
+
+fn err(e: impl std::fmt::Display) -> EsmError {
+    EsmError(e.to_string())
+}
+
+/// How a Kinesis mapping batches and retries, as in the SAM template.
+#[derive(Debug, Clone)]
+pub struct KinesisSettings {
+    pub function: String,
+    pub batch_size: usize,
+    pub batching_window: Duration,
+    pub max_retries: u32,
+    /// SQS queue URL receiving a record of every batch that exhausted its retries.
+    pub on_failure_queue: Option<String>,
+}
+
+/// Counters shared with whoever watches the mapping.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub invocations: AtomicU64,
+    pub records: AtomicU64,
+    pub retries: AtomicU64,
+    pub discarded_batches: AtomicU64,
+    /// Records finished (delivered without a failure report, or discarded).
+    pub done: AtomicU64,
+}
+
+/// Creates the stream if it does not exist and waits until it is active.
+pub async fn ensure_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shards: i32,
+) -> Result<(), EsmError> {
+    if client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .is_err()
+    {
+        client
+            .create_stream()
+            .stream_name(stream)
+            .shard_count(shards)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+    }
+    for _ in 0..100 {
+        let s = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+        if s.stream_description_summary().map(|d| d.stream_status()) == Some(&StreamStatus::Active)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(EsmError(format!("stream {stream} did not become active")))
+}
+
+/// Polls every shard of `stream` from its start and invokes `invoke` until `stop` is set and
+/// everything read has been delivered.
+pub async fn run_kinesis(
+    client: aws_sdk_kinesis::Client,
+    sqs: aws_sdk_sqs::Client,
+    region: String,
+    stream: String,
+    settings: KinesisSettings,
+    invoke: KinesisInvoke,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), EsmError> {
+    let summary = client
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+    let arn = summary
+        .stream_description_summary()
+        .map(|d| d.stream_arn().to_string())
+        .unwrap_or_default();
+    let shards = client
+        .list_shards()
+        .stream_name(&stream)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+    let tasks: Vec<_> = shards
+        .shards()
+        .iter()
+        .map(|shard| {
+            let shard_poller = ShardPoller {
+                client: client.clone(),
+                sqs: sqs.clone(),
+                region: region.clone(),
+                stream: stream.clone(),
+                arn: arn.clone(),
+                shard_id: shard.shard_id().to_string(),
+                settings: settings.clone(),
+                invoke: invoke.clone(),
+                counters: counters.clone(),
+                stop: stop.clone(),
+            };
+            tokio::spawn(shard_poller.run())
+        })
+        .collect();
+    for t in tasks {
+        t.await.map_err(err)??;
+    }
+    Ok(())
+}
+
+struct ShardPoller {
+    client: aws_sdk_kinesis::Client,
+    sqs: aws_sdk_sqs::Client,
+    region: String,
+    stream: String,
+    arn: String,
+    shard_id: String,
+    settings: KinesisSettings,
+    invoke: KinesisInvoke,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ShardPoller {
+    async fn run(self) -> Result<(), EsmError> {
+        let mut iterator = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(&self.shard_id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?
+            .shard_iterator()
+            .map(String::from);
+        let mut buffer: Vec<Record> = Vec::new();
+        let mut first_buffered: Option<Instant> = None;
+        let mut attempts = 0u32;
+        loop {
+            let mut got = 0;
+            if buffer.len() < self.settings.batch_size {
+                if let Some(it) = iterator.clone() {
+                    let out = self
+                        .client
+                        .get_records()
+                        .shard_iterator(it)
+                        .limit((self.settings.batch_size - buffer.len()) as i32)
+                        .send()
+                        .await
+                        .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+                    got = out.records().len();
+                    buffer.extend(out.records().iter().cloned());
+                    iterator = out.next_shard_iterator().map(String::from);
+                    if got > 0 && first_buffered.is_none() {
+                        first_buffered = Some(Instant::now());
+                    }
+                }
+            }
+            let window_over =
+                first_buffered.is_some_and(|t| t.elapsed() >= self.settings.batching_window);
+            let stopping = self.stop.load(Ordering::SeqCst);
+            if !buffer.is_empty()
+                && (buffer.len() >= self.settings.batch_size
+                    || window_over
+                    || (stopping && got == 0))
+            {
+                match self.deliver(&buffer).await {
+                    None => {
+                        self.counters
+                            .done
+                            .fetch_add(buffer.len() as u64, Ordering::SeqCst);
+                        buffer.clear();
+                        first_buffered = None;
+                        attempts = 0;
+                    }
+                    Some(from) => {
+                        attempts += 1;
+                        self.counters.retries.fetch_add(1, Ordering::SeqCst);
+                        if attempts > self.settings.max_retries {
+                            self.discard(&buffer).await;
+                            self.counters
+                                .done
+                                .fetch_add(buffer.len() as u64, Ordering::SeqCst);
+                            buffer.clear();
+                            first_buffered = None;
+                            attempts = 0;
+                        } else {
+                            // Lambda resends the batch from the reported record.
+                            let before = buffer.len();
+                            buffer.retain(|r| {
+                                cmp_sequence_numbers(r.sequence_number(), &from).is_ge()
+                            });
+                            self.counters
+                                .done
+                                .fetch_add((before - buffer.len()) as u64, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempts)))
+                                .await;
+                        }
+                    }
+                }
+                continue;
+            }
+            if stopping && buffer.is_empty() && got == 0 {
+                return Ok(());
+            }
+            if got == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Invokes the handler; `Some(sequence number)` when the batch must be resent from there.
+    async fn deliver(&self, batch: &[Record]) -> Option<String> {
+        let records: Vec<KinesisRecordIn<'_>> = batch
+            .iter()
+            .map(|r| KinesisRecordIn {
+                sequence_number: r.sequence_number(),
+                partition_key: r.partition_key().unwrap_or_default(),
+                data: r.data().as_ref(),
+                arrival_secs: r
+                    .approximate_arrival_timestamp()
+                    .map(|t| t.as_secs_f64())
+                    .unwrap_or(0.0),
+            })
+            .collect();
+        let body = kinesis_event(&self.region, &self.arn, &self.shard_id, &records);
+        self.counters.invocations.fetch_add(1, Ordering::SeqCst);
+        self.counters
+            .records
+            .fetch_add(batch.len() as u64, Ordering::SeqCst);
+        match (self.invoke)(body).await {
+            Ok(response) => response
+                .batch_item_failures
+                .first()
+                .and_then(|f| f.item_identifier.clone()),
+            Err(e) => {
+                tracing::warn!(function = %self.settings.function, shard = %self.shard_id, error = %e, "invocation failed; retrying the whole batch");
+                batch.first().map(|r| r.sequence_number().to_string())
+            }
+        }
+    }
+
+    /// What Lambda sends to the on-failure destination: where the discarded batch was.
+    async fn discard(&self, batch: &[Record]) {
+        self.counters
+            .discarded_batches
+            .fetch_add(1, Ordering::SeqCst);
+        let record = serde_json::json!({
+            "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": self.settings.function},
+            "KinesisBatchInfo": {
+                "shardId": self.shard_id,
+                "startSequenceNumber": batch.first().map(|r| r.sequence_number()),
+                "endSequenceNumber": batch.last().map(|r| r.sequence_number()),
+                "batchSize": batch.len(),
+                "streamArn": self.arn,
+            }
+        });
+        tracing::error!(function = %self.settings.function, shard = %self.shard_id, records = batch.len(), "retries exhausted; batch sent to the on-failure destination");
+        if let Some(queue) = &self.settings.on_failure_queue {
+            let _ = self
+                .sqs
+                .send_message()
+                .queue_url(queue)
+                .message_body(record.to_string())
+                .send()
+                .await;
+        }
+    }
+}
+
+/// How the SQS mapping batches, as in the SAM template.
+#[derive(Debug, Clone)]
+pub struct SqsSettings {
+    pub function: String,
+    pub batch_size: i32,
+}
+
+/// Polls `queue_url` and invokes `invoke`; messages the handler reports failed stay on the queue
+/// (visible again after the visibility timeout; the queue's redrive policy moves them to the
+/// DLQ). Returns when `stop` is set and a poll comes back empty.
+pub async fn run_sqs(
+    sqs: aws_sdk_sqs::Client,
+    region: String,
+    queue_url: String,
+    settings: SqsSettings,
+    invoke: SqsInvoke,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), EsmError> {
+    let arn = queue_arn(&sqs, &queue_url).await?;
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(settings.batch_size.clamp(1, 10))
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+        let messages = out.messages();
+        if messages.is_empty() {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            continue;
+        }
+        let attr = |m: &aws_sdk_sqs::types::Message,
+                    name: aws_sdk_sqs::types::MessageSystemAttributeName| {
+            m.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let inputs: Vec<SqsMessageIn<'_>> = messages
+            .iter()
+            .map(|m| SqsMessageIn {
+                message_id: m.message_id().unwrap_or_default(),
+                receipt_handle: m.receipt_handle().unwrap_or_default(),
+                body: m.body().unwrap_or_default(),
+                md5_of_body: m.md5_of_body().unwrap_or_default(),
+                receive_count: attr(
+                    m,
+                    aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+                ) as u32,
+                sent_timestamp_ms: attr(
+                    m,
+                    aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+                ),
+            })
+            .collect();
+        let event = sqs_event(&region, &arn, &inputs);
+        counters.invocations.fetch_add(1, Ordering::SeqCst);
+        counters
+            .records
+            .fetch_add(messages.len() as u64, Ordering::SeqCst);
+        let failed: Vec<String> = match invoke(event).await {
+            Ok(response) => response["batchItemFailures"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f["itemIdentifier"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(function = %settings.function, error = %e, "invocation failed; every message stays on the queue");
+                inputs.iter().map(|m| m.message_id.to_string()).collect()
+            }
+        };
+        for m in messages {
+            let id = m.message_id().unwrap_or_default();
+            if failed.iter().any(|f| f == id) {
+                counters.retries.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(&queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| err(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+            }
+            counters.done.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, EsmError> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| EsmError(format!("no ARN for {queue_url}")))
+}
+
+/// A queue with a dead-letter queue after `max_receive` receives, as the template declares.
+pub async fn ensure_queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_secs: u32,
+    max_receive: u32,
+) -> Result<String, EsmError> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    let dlq_arn = queue_arn(sqs, dlq.queue_url().unwrap_or_default()).await?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive.to_string()}).to_string();
+    let q = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(A::VisibilityTimeout, visibility_secs.to_string())
+        .attributes(A::RedrivePolicy, redrive)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    Ok(q.queue_url().unwrap_or_default().to_string())
+}
+
+/// Sends the bucket's object-created notifications under `prefix` to the queue.
+pub async fn notify_queue_on_create(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    queue_arn: &str,
+) -> Result<(), EsmError> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let filter = NotificationConfigurationFilter::builder()
+        .key(
+            S3KeyFilter::builder()
+                .filter_rules(
+                    FilterRule::builder()
+                        .name(FilterRuleName::Prefix)
+                        .value(format!("{}/", prefix.trim_matches('/')))
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let queue = QueueConfiguration::builder()
+        .queue_arn(queue_arn)
+        .events(Event::from("s3:ObjectCreated:*"))
+        .filter(filter)
+        .build()
+        .map_err(err)?;
+    s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(queue)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Lambda event JSON built from what the AWS APIs return, exactly as Lambda's event source
+//! mappings send it, so the local driver exercises the handlers' real decoding.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// A Kinesis record as `GetRecords` returned it.
+pub struct KinesisRecordIn<'a> {
+    pub sequence_number: &'a str,
+    pub partition_key: &'a str,
+    pub data: &'a [u8],
+    pub arrival_secs: f64,
+}
+
+/// The event body Lambda sends for a Kinesis batch of one shard.
+pub fn kinesis_event(
+    region: &str,
+    stream_arn: &str,
+    shard_id: &str,
+    records: &[KinesisRecordIn<'_>],
+) -> String {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r.partition_key,
+                    "sequenceNumber": r.sequence_number,
+                    "data": base64::engine::general_purpose::STANDARD.encode(r.data),
+                    "approximateArrivalTimestamp": r.arrival_secs,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{shard_id}:{}", r.sequence_number),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/local-esm",
+                "awsRegion": region,
+                "eventSourceARN": stream_arn,
+            })
+        })
+        .collect();
+    json!({ "Records": records }).to_string()
+}
+
+/// An SQS message as `ReceiveMessage` returned it.
+pub struct SqsMessageIn<'a> {
+    pub message_id: &'a str,
+    pub receipt_handle: &'a str,
+    pub body: &'a str,
+    pub md5_of_body: &'a str,
+    pub receive_count: u32,
+    pub sent_timestamp_ms: u64,
+}
+
+/// The event Lambda sends for an SQS batch.
+pub fn sqs_event(region: &str, queue_arn: &str, messages: &[SqsMessageIn<'_>]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": {
+                    "ApproximateReceiveCount": m.receive_count.to_string(),
+                    "SentTimestamp": m.sent_timestamp_ms.to_string(),
+                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                    "ApproximateFirstReceiveTimestamp": m.sent_timestamp_ms.to_string(),
+                },
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinesis_event_decodes_with_the_handlers_decoder() {
+        let body = kinesis_event(
+            "us-east-1",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/sensors",
+            "shardId-000000000001",
+            &[KinesisRecordIn {
+                sequence_number: "7",
+                partition_key: "6",
+                data: b"{\"a\":1}",
+                arrival_secs: 1.5,
+            }],
+        );
+        let records = shared::record::decode_kinesis_event(&body).unwrap();
+        assert_eq!(records[0].meta.stream, "sensors");
+        assert_eq!(records[0].meta.shard_id, "shardId-000000000001");
+        assert_eq!(records[0].data.as_deref().unwrap(), b"{\"a\":1}");
+        let typed: aws_lambda_events::event::kinesis::KinesisEvent =
+            serde_json::from_str(&body).unwrap();
+        assert_eq!(typed.records.len(), 1);
+    }
+}

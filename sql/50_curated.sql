@@ -1,0 +1,102 @@
+-- Cleansed/curated layer (the Kafka -> S3 -> Snowflake pattern): a stream records what COPY
+-- appends to ORDER_EVENTS_RAW, a task MERGEs it every 5 minutes into ORDER_EVENTS_CURATED
+-- (typed, trimmed, de-duplicated by Kinesis shard + sequence number, so a record delivered twice
+-- appears once), and an analytical view reads the curated table.
+--
+-- Variables:
+--   ${DATABASE}, ${SCHEMA}
+--   ${WAREHOUSE}  warehouse the task runs on (default COMPUTE_WH)
+--
+-- LOCAL STACK: fakesnow has no STREAM / TASK, so the local service answers the CREATE STREAM,
+-- CREATE TASK and ALTER TASK statements below with success and does nothing (it logs
+-- "STREAM/TASK/PIPE statement skipped"). The curated table and the view are created locally, and
+-- the task's MERGE runs locally when pointed at ORDER_EVENTS_RAW instead of the stream.
+--
+-- In Snowflake the owner of the task needs EXECUTE TASK (account level) and USAGE on WAREHOUSE.
+
+-- Append-only: COPY only inserts; the stream's offset advances when the task's MERGE commits.
+-- (IF NOT EXISTS, never OR REPLACE: replacing a stream loses its offset.)
+CREATE STREAM IF NOT EXISTS ${DATABASE}.${SCHEMA}.ORDER_EVENTS_RAW_STREAM
+  ON TABLE ${DATABASE}.${SCHEMA}.ORDER_EVENTS_RAW
+  APPEND_ONLY = TRUE;
+
+CREATE TABLE IF NOT EXISTS ${DATABASE}.${SCHEMA}.ORDER_EVENTS_CURATED (
+  EVENT_ID        VARCHAR,
+  EVENT_TYPE      VARCHAR,
+  EVENT_TIMESTAMP TIMESTAMP_NTZ,
+  CUSTOMER_ID     VARCHAR,
+  CUSTOMER_NAME   VARCHAR,
+  CITY            VARCHAR,
+  TOTAL           NUMBER(12,2),
+  CURRENCY        VARCHAR,
+  ITEMS           VARIANT,
+  STREAM          VARCHAR,
+  SHARD_ID        VARCHAR NOT NULL,
+  SEQUENCE_NUMBER VARCHAR NOT NULL,
+  PARTITION_KEY   VARCHAR,
+  ARRIVAL_TIME    TIMESTAMP_NTZ,
+  SOURCE_FILE     VARCHAR,
+  SOURCE_ROW      NUMBER,
+  CURATED_AT      TIMESTAMP_NTZ,
+  PRIMARY KEY (SHARD_ID, SEQUENCE_NUMBER)
+);
+
+-- OR REPLACE so a changed definition is picked up on re-run (the stream keeps its offset); the
+-- task is created suspended and resumed below.
+CREATE OR REPLACE TASK ${DATABASE}.${SCHEMA}.ORDER_EVENTS_CURATE_TASK
+  WAREHOUSE = ${WAREHOUSE}
+  SCHEDULE = '5 MINUTE'
+  WHEN SYSTEM$STREAM_HAS_DATA('${DATABASE}.${SCHEMA}.ORDER_EVENTS_RAW_STREAM')
+AS
+MERGE INTO ${DATABASE}.${SCHEMA}.ORDER_EVENTS_CURATED AS c
+USING (
+  SELECT
+    EVENT_ID,
+    EVENT_TYPE,
+    TRY_CAST(EVENT_TIMESTAMP AS TIMESTAMP_NTZ) AS EVENT_TIMESTAMP,
+    CUSTOMER_ID,
+    NULLIF(TRIM(CUSTOMER_NAME), '') AS CUSTOMER_NAME,
+    NULLIF(TRIM(CITY), '') AS CITY,
+    TOTAL,
+    UPPER(CURRENCY) AS CURRENCY,
+    TRY_PARSE_JSON(ITEMS) AS ITEMS,
+    STREAM,
+    SHARD_ID,
+    SEQUENCE_NUMBER,
+    PARTITION_KEY,
+    ARRIVAL_TIME,
+    SOURCE_FILE,
+    SOURCE_ROW
+  FROM ${DATABASE}.${SCHEMA}.ORDER_EVENTS_RAW_STREAM
+  WHERE SHARD_ID IS NOT NULL AND SEQUENCE_NUMBER IS NOT NULL
+  QUALIFY ROW_NUMBER() OVER (
+    PARTITION BY SHARD_ID, SEQUENCE_NUMBER
+    ORDER BY ARRIVAL_TIME DESC, SOURCE_FILE DESC, SOURCE_ROW DESC
+  ) = 1
+) AS s
+ON c.SHARD_ID = s.SHARD_ID AND c.SEQUENCE_NUMBER = s.SEQUENCE_NUMBER
+WHEN NOT MATCHED THEN INSERT (
+  EVENT_ID, EVENT_TYPE, EVENT_TIMESTAMP, CUSTOMER_ID, CUSTOMER_NAME, CITY, TOTAL, CURRENCY, ITEMS,
+  STREAM, SHARD_ID, SEQUENCE_NUMBER, PARTITION_KEY, ARRIVAL_TIME, SOURCE_FILE, SOURCE_ROW,
+  CURATED_AT
+) VALUES (
+  s.EVENT_ID, s.EVENT_TYPE, s.EVENT_TIMESTAMP, s.CUSTOMER_ID, s.CUSTOMER_NAME, s.CITY, s.TOTAL,
+  s.CURRENCY, s.ITEMS, s.STREAM, s.SHARD_ID, s.SEQUENCE_NUMBER, s.PARTITION_KEY, s.ARRIVAL_TIME,
+  s.SOURCE_FILE, s.SOURCE_ROW, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+);
+
+ALTER TASK ${DATABASE}.${SCHEMA}.ORDER_EVENTS_CURATE_TASK RESUME;
+
+-- Revenue per customer per day and currency: created orders from the curated (de-duplicated)
+-- events. The day is the event's own timestamp, or the Kinesis arrival time when it has none.
+CREATE OR REPLACE VIEW ${DATABASE}.${SCHEMA}.DAILY_CUSTOMER_REVENUE AS
+SELECT
+  TO_DATE(COALESCE(EVENT_TIMESTAMP, ARRIVAL_TIME)) AS ORDER_DATE,
+  CUSTOMER_ID,
+  MAX(CUSTOMER_NAME) AS CUSTOMER_NAME,
+  CURRENCY,
+  COUNT(*) AS ORDERS,
+  SUM(TOTAL)::NUMBER(18,2) AS REVENUE
+FROM ${DATABASE}.${SCHEMA}.ORDER_EVENTS_CURATED
+WHERE EVENT_TYPE = 'order_created'
+GROUP BY TO_DATE(COALESCE(EVENT_TIMESTAMP, ARRIVAL_TIME)), CUSTOMER_ID, CURRENCY;
