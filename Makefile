@@ -12,7 +12,7 @@ export LOCAL_SF_PORT ?= 8787
 export MOTO_URL := http://127.0.0.1:$(MOTO_PORT)
 export LOCAL_SF_URL := http://127.0.0.1:$(LOCAL_SF_PORT)
 
-.PHONY: help venv build test test-rust test-local lint fmt bench local-up local-down demo clean
+.PHONY: help venv build test lint fmt bench local-up local-down demo bootstrap loadgen clean
 
 help:
 	@echo "make demo        run the pipeline on the local stack and show what landed"
@@ -59,13 +59,29 @@ test: $(VENV_STAMP) lint
 
 bench:
 	$(CARGO) bench -p shared --bench pipeline
+	$(CARGO) bench -p upsert --bench upsert
 	@echo "peak memory of one ~5 MB batch (medium records → CSV + gzip-1):"
 	$(CARGO) run --quiet --profile bench -p shared --example peak_rss
 
+# The demo and the tools talk to the local stack through the same variables a deployment uses.
+LOCAL_AWS := AWS_ENDPOINT_URL=$(MOTO_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+
 demo: $(VENV_STAMP)
-	$(CARGO) build --release -p tools --bin demo
+	$(CARGO) build --locked -p tools --bin demo
 	local/stack.sh up
-	status=0; target/release/demo || status=$$?; local/stack.sh down; exit $$status
+	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-warn} $(CARGO) run -q --locked -p tools --bin demo -- $(DEMO_ARGS) || status=$$?; \
+	  local/stack.sh down; exit $$status
+
+# Apply sql/ to the local Snowflake (make local-up first); SNOWFLAKE_* and STAGE_URL as in the README.
+bootstrap:
+	SNOWFLAKE_ACCOUNT=$${SNOWFLAKE_ACCOUNT:-localtest} SNOWFLAKE_URL=$${SNOWFLAKE_URL:-$(LOCAL_SF_URL)} \
+	  SNOWFLAKE_AUTH=$${SNOWFLAKE_AUTH:-pat} SNOWFLAKE_TOKEN=$${SNOWFLAKE_TOKEN:-local-dev-token} \
+	  SNOWFLAKE_DATABASE=$${SNOWFLAKE_DATABASE:-INGEST} SNOWFLAKE_SCHEMA=$${SNOWFLAKE_SCHEMA:-RAW} \
+	  STAGE_URL=$${STAGE_URL:-s3://raw-zone/raw/} $(CARGO) run -q --locked -p tools --bin bootstrap -- --profile local
+
+# Put generated records to a stream on the local stack, e.g. make loadgen ARGS="--stream s --create --count 10000".
+loadgen:
+	$(LOCAL_AWS) $(CARGO) run -q --locked --release -p tools --bin loadgen -- $(ARGS)
 
 clean: local-down
 	$(CARGO) clean

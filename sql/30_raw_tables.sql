@@ -17,8 +17,10 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.${SCHEMA}.SENSOR_READINGS_RAW (
 -- The same rows as typed columns (works on the local service too).
 CREATE OR REPLACE VIEW ${DATABASE}.${SCHEMA}.SENSOR_READINGS_RAW_V AS
 SELECT
-  RECORD:payload:sensorId::NUMBER               AS SENSORID,
-  RECORD:payload:currentTemperature::FLOAT      AS CURRENTTEMPERATURE,
+  -- TRY_CAST: the raw zone keeps records exactly as sent, so one record with a non-numeric
+  -- sensorId must not make the whole view fail; it shows as NULL here.
+  TRY_CAST(RECORD:payload:sensorId::STRING AS NUMBER)          AS SENSORID,
+  TRY_CAST(RECORD:payload:currentTemperature::STRING AS FLOAT) AS CURRENTTEMPERATURE,
   RECORD:payload:status::STRING                 AS STATUS,
   RECORD:metadata:stream::STRING                AS STREAM,
   RECORD:metadata:shard_id::STRING              AS SHARD_ID,

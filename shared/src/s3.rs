@@ -1,7 +1,7 @@
 //! Writing raw-zone objects to S3.
 
 use aws_sdk_s3::primitives::ByteStream;
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::rawzone::PlannedObject;
 
@@ -40,13 +40,31 @@ pub async fn put_object(
 pub async fn put_all<'o>(
     client: &aws_sdk_s3::Client,
     bucket: &str,
-    objects: impl IntoIterator<Item = &'o PlannedObject>,
+    objects: Vec<&'o PlannedObject>,
     concurrency: usize,
 ) -> Vec<(&'o PlannedObject, PutError)> {
-    stream::iter(objects)
-        .map(|o| async move { (o, put_object(client, bucket, o).await) })
-        .buffer_unordered(concurrency.max(1))
-        .filter_map(|(o, r)| async move { r.err().map(|e| (o, e)) })
-        .collect()
-        .await
+    // A named async fn rather than closures returning async blocks: the latter trip the
+    // compiler's higher-ranked lifetime checks when callers need the future to be `Send`.
+    async fn put_one<'o>(
+        client: &aws_sdk_s3::Client,
+        bucket: &str,
+        object: &'o PlannedObject,
+    ) -> (&'o PlannedObject, Result<(), PutError>) {
+        (object, put_object(client, bucket, object).await)
+    }
+    let mut objects = objects.into_iter();
+    let mut pending = FuturesUnordered::new();
+    for object in objects.by_ref().take(concurrency.max(1)) {
+        pending.push(put_one(client, bucket, object));
+    }
+    let mut failures = Vec::new();
+    while let Some((object, result)) = pending.next().await {
+        if let Err(e) = result {
+            failures.push((object, e));
+        }
+        if let Some(next) = objects.next() {
+            pending.push(put_one(client, bucket, next));
+        }
+    }
+    failures
 }

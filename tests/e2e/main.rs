@@ -8,5 +8,6 @@ mod support;
 mod bootstrap;
 mod loader;
 mod orchestrator;
+mod pipeline;
 mod snowflake_client;
 mod upsert;

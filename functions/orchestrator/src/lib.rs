@@ -12,7 +12,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use shared::config::{ConfigError, Env, ProcessEnv};
-use shared::rawzone::{plan, RawZoneConfig};
+use shared::rawzone::{plan, PlannedObject, RawZoneConfig};
 use shared::record::{decode_kinesis_event, DecodeError};
 
 /// Configuration, read once at init.
@@ -90,7 +90,7 @@ impl Orchestrator {
         let started = Instant::now();
         let records = decode_kinesis_event(body)?;
         let plan = plan(&self.config.raw_zone, &records)?;
-        let objects = plan.objects.iter().chain(&plan.quarantine);
+        let objects: Vec<&PlannedObject> = plan.objects.iter().chain(&plan.quarantine).collect();
         let failures = shared::s3::put_all(
             &self.s3,
             &self.config.raw_zone.bucket,

@@ -272,16 +272,32 @@ pub fn map_records<'r>(
     let mut rejected = Vec::new();
     for record in records {
         let mapped = (|| {
-            let bytes = record.data.as_ref().map_err(|_| "data is not valid base64".to_string())?;
+            let bytes = record
+                .data
+                .as_ref()
+                .map_err(|_| "data is not valid base64".to_string())?;
             let payload = config.extractor.parse(bytes).map_err(|e| e.to_string())?;
             let table = config.router.route(&payload).map_err(|e| e.to_string())?;
-            let mapping = config.tables.get(table).ok_or_else(|| format!("no mapping for table {table}"))?;
+            let mapping = config
+                .tables
+                .get(table)
+                .ok_or_else(|| format!("no mapping for table {table}"))?;
             let row = mapping.row(&payload).map_err(|e| e.to_string())?;
             let payload = mapping.payload_column.as_ref().map(|_| payload.one_line());
-            Ok::<_, String>((table, Candidate { row, meta: record.meta.clone(), payload }))
+            Ok::<_, String>((
+                table,
+                Candidate {
+                    row,
+                    meta: record.meta.clone(),
+                    payload,
+                },
+            ))
         })();
         match mapped {
-            Ok((table, candidate)) => by_table.entry(table.to_string()).or_default().push(candidate),
+            Ok((table, candidate)) => by_table
+                .entry(table.to_string())
+                .or_default()
+                .push(candidate),
             Err(reason) => rejected.push(Rejected {
                 meta: record.meta.clone(),
                 reason,
@@ -301,7 +317,10 @@ pub struct TablePlan {
 }
 
 pub fn plan_table(config: &Config, table: &str, candidates: Vec<Candidate<'_>>) -> TablePlan {
-    let mapping = config.tables.get(table).expect("candidates only exist for mapped tables");
+    let mapping = config
+        .tables
+        .get(table)
+        .expect("candidates only exist for mapped tables");
     let (rows, duplicates) = dedup(mapping, candidates);
     let sql = merge_sql(mapping);
     let shard = rows.first().map(|r| r.meta.shard_id.as_ref()).unwrap_or("");
@@ -322,7 +341,11 @@ pub fn plan_table(config: &Config, table: &str, candidates: Vec<Candidate<'_>>) 
                 .with_query_tag(format!("kinesis-snowflake/upsert/{table}"))
         })
         .collect();
-    TablePlan { rows: rows.len(), duplicates, statements }
+    TablePlan {
+        rows: rows.len(),
+        duplicates,
+        statements,
+    }
 }
 
 enum TableFailure {

@@ -90,18 +90,30 @@ pub async fn ensure_stream(
     Err(EsmError(format!("stream {stream} did not become active")))
 }
 
-/// Polls every shard of `stream` from its start and invokes `invoke` until `stop` is set and
-/// everything read has been delivered.
+/// Where a Kinesis mapping reads from and where its on-failure records go.
+#[derive(Clone)]
+pub struct KinesisSource {
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub region: String,
+    pub stream: String,
+}
+
+/// Polls every shard of the source's stream from its start and invokes `invoke` until `stop` is
+/// set and everything read has been delivered.
 pub async fn run_kinesis(
-    client: aws_sdk_kinesis::Client,
-    sqs: aws_sdk_sqs::Client,
-    region: String,
-    stream: String,
+    source: KinesisSource,
     settings: KinesisSettings,
     invoke: KinesisInvoke,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), EsmError> {
+    let KinesisSource {
+        kinesis: client,
+        sqs,
+        region,
+        stream,
+    } = source;
     let summary = client
         .describe_stream_summary()
         .stream_name(&stream)

@@ -2,6 +2,7 @@
 //! the handlers as Lambda would, and the demo that wires them to the local stack.
 
 pub mod args;
+pub mod demo;
 pub mod esm;
 pub mod events;
 pub mod loadgen;

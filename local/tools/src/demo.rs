@@ -1,0 +1,580 @@
+//! The demo: the whole pipeline, event-driven, on the local stack.
+//!
+//! Load generator → Kinesis → (orchestrator, upsert) → S3 → S3 notification → SQS → loader →
+//! local Snowflake, every hop through the same handlers and event JSON as on AWS, driven by the
+//! local event source mapping. Prints what landed and how long it took.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::config::Env;
+use shared::snowflake::{SnowflakeClient, SnowflakeConfig, Statement};
+
+use crate::esm::{
+    self, Counters, KinesisInvoke, KinesisSettings, KinesisSource, SqsInvoke, SqsSettings,
+};
+use crate::loadgen::{self, Generator, Template};
+
+pub const SENSOR_TABLES: &str = r#"{"sensor_readings":{"table":"SENSOR_READINGS","keys":["sensorid"],"columns":[
+    {"name":"sensorid","path":"/sensorId","type":"NUMBER"},
+    {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
+    {"name":"status","path":"/status","type":"TEXT"}]}}"#;
+
+pub const ORDER_TABLES: &str = r#"{"orders":{"table":"ORDERS","keys":["order_id"],"columns":[
+    {"name":"order_id","path":"/order_id","type":"NUMBER"},
+    {"name":"status","path":"/status","type":"TEXT"},
+    {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},
+    {"name":"customer","path":"/customer","type":"TEXT"},
+    {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
+    "version":"updated_at","delete":{"path":"/op","value":"d"},"payload_column":"payload"}}"#;
+
+pub const ORDER_EVENT_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id","required":true},
+    {"name":"event_type","path":"/event_type"},{"name":"event_timestamp","path":"/event_timestamp"},
+    {"name":"customer_id","path":"/customer/id"},{"name":"customer_name","path":"/customer/name"},
+    {"name":"city","path":"/customer/city"},{"name":"total","path":"/order/total"},
+    {"name":"currency","path":"/order/currency"},{"name":"items","path":"/order/items"}]"#;
+
+/// What the demo runs with.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub sensors: u64,
+    pub orders: u64,
+    pub changes: u64,
+    pub bad_records: u64,
+    pub snowflake_url: String,
+    pub key_file: String,
+    pub region: String,
+    /// The `sql/` folder applied to a fresh database.
+    pub sql_dir: std::path::PathBuf,
+}
+
+type Vars = Vec<(String, String)>;
+
+fn vars(pairs: &[(&str, &str)]) -> Vars {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn env_of(vars: &Vars) -> Vec<(&str, &str)> {
+    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn step(name: &str) {
+    println!("\n== {name}");
+}
+
+/// What landed, for the caller to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    pub sensor_readings: u64,
+    pub orders: u64,
+    pub sensor_readings_raw: u64,
+    pub order_events_raw: u64,
+    /// Sensors whose streaming row is exactly the newest raw reading.
+    pub sensors_matching_raw: u64,
+    pub rejected_by_orchestrator: u64,
+    pub rejected_by_upsert: u64,
+    pub discarded_batches: u64,
+}
+
+pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
+    let started = Instant::now();
+    let suffix = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    let bucket = format!("demo-raw-{suffix}");
+    let (sensor_stream, order_stream, cdc_stream) = (
+        format!("demo-sensors-{suffix}"),
+        format!("demo-orders-{suffix}"),
+        format!("demo-cdc-{suffix}"),
+    );
+    let database = format!("DEMO_{suffix}");
+    let schema = "PIPELINE";
+
+    step("local AWS: stream, bucket, notification queue (moto)");
+    let aws = shared::aws::load_config().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    let s3 = shared::aws::s3_client(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    for stream in [&sensor_stream, &order_stream, &cdc_stream] {
+        esm::ensure_stream(&kinesis, stream, 2)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| format!("create bucket: {e}"))?;
+    let queue_url =
+        esm::ensure_queue_with_dlq(&sqs, &format!("demo-raw-notifications-{suffix}"), 5, 5)
+            .await
+            .map_err(|e| e.to_string())?;
+    let on_failure = esm::ensure_queue_with_dlq(&sqs, &format!("demo-on-failure-{suffix}"), 30, 5)
+        .await
+        .map_err(|e| e.to_string())?;
+    let queue_arn = esm::queue_arn(&sqs, &queue_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    esm::notify_queue_on_create(&s3, &bucket, "raw", &queue_arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("streams {sensor_stream}, {order_stream}, {cdc_stream} (2 shards each); bucket {bucket}; queue {queue_url}");
+
+    step("local Snowflake: apply sql/ (bootstrap)");
+    let snowflake_vars = vars(&[
+        ("SNOWFLAKE_ACCOUNT", "localtest"),
+        ("SNOWFLAKE_USER", "loader"),
+        ("SNOWFLAKE_URL", &opts.snowflake_url),
+        ("SNOWFLAKE_DATABASE", &database),
+        ("SNOWFLAKE_SCHEMA", schema),
+        ("SNOWFLAKE_PRIVATE_KEY_FILE", &opts.key_file),
+    ]);
+    let sf_config = SnowflakeConfig::from_env(&Env::new(&env_of(&snowflake_vars)))
+        .map_err(|e| e.to_string())?;
+    let snowflake = SnowflakeClient::new(sf_config, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sql_vars: HashMap<String, String> = [
+        ("DATABASE", database.as_str()),
+        ("SCHEMA", schema),
+        ("STAGE_URL", &format!("s3://{bucket}/raw/")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let outcomes = shared::bootstrap::apply_dir(
+        &snowflake,
+        &opts.sql_dir,
+        shared::bootstrap::Profile::Local,
+        &shared::bootstrap::with_defaults(&sql_vars),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!(
+        "{} statements applied to {database}.{schema}",
+        outcomes.len()
+    );
+
+    step("functions, as Lambda would configure them");
+    let with = |extra: &[(&str, &str)]| {
+        let mut v = snowflake_vars.clone();
+        v.extend(vars(extra));
+        v
+    };
+    let orch_sensors = Arc::new(orchestrator::Orchestrator::new(
+        orchestrator::Config::from_env(&Env::new(&env_of(&vars(&[
+            ("RAW_BUCKET", &bucket),
+            ("TABLE", "sensor_readings"),
+        ]))))
+        .map_err(|e| e.to_string())?,
+        s3.clone(),
+    ));
+    let orch_orders = Arc::new(orchestrator::Orchestrator::new(
+        orchestrator::Config::from_env(&Env::new(&env_of(&vars(&[
+            ("RAW_BUCKET", &bucket),
+            ("TABLE", "order_events"),
+            ("FORMAT", "csv"),
+            ("CSV_COLUMNS", ORDER_EVENT_COLUMNS),
+            ("COMPRESSION", "zstd"),
+        ]))))
+        .map_err(|e| e.to_string())?,
+        s3.clone(),
+    ));
+    let upsert_for = |table: &str, tables: &str| -> Result<upsert::Config, String> {
+        upsert::Config::from_env(&Env::new(&env_of(&with(&[
+            ("TABLE", table),
+            ("UPSERT_TABLES", tables),
+            ("ERROR_BUCKET", &bucket),
+        ]))))
+        .map_err(|e| e.to_string())
+    };
+    let up_sensors = Arc::new(upsert::Upsert::new(
+        upsert_for("sensor_readings", SENSOR_TABLES)?,
+        snowflake.clone(),
+        s3.clone(),
+    ));
+    let up_orders = Arc::new(upsert::Upsert::new(
+        upsert_for("orders", ORDER_TABLES)?,
+        snowflake.clone(),
+        s3.clone(),
+    ));
+    let loader = Arc::new(loader::Loader::new(
+        loader::Config::from_env(&Env::new(&env_of(&with(&[
+            ("RAW_BUCKET", &bucket),
+            ("RAW_PREFIX", "raw"),
+        ]))))
+        .map_err(|e| e.to_string())?,
+        snowflake.clone(),
+    ));
+    println!("orchestrator: sensors → NDJSON+gzip, orders → CSV+zstd; upsert: SENSOR_READINGS, ORDERS (CDC); loader: raw zone → *_RAW");
+
+    step("event source mappings (batch 500, window 1 s, 3 retries, on-failure queue)");
+    let stop_kinesis = Arc::new(AtomicBool::new(false));
+    let stop_sqs = Arc::new(AtomicBool::new(false));
+    let settings = |function: &str| KinesisSettings {
+        function: function.into(),
+        batch_size: 500,
+        batching_window: Duration::from_secs(1),
+        max_retries: 3,
+        on_failure_queue: Some(on_failure.clone()),
+    };
+    let deadline = || Instant::now() + Duration::from_secs(60);
+    let orchestrator_invoke = |o: Arc<orchestrator::Orchestrator>| -> KinesisInvoke {
+        Arc::new(move |body: String| {
+            let o = o.clone();
+            Box::pin(async move {
+                o.handle_body(&body)
+                    .await
+                    .map(|(r, _)| r)
+                    .map_err(|e| e.to_string())
+            })
+        })
+    };
+    let upsert_invoke = |u: Arc<upsert::Upsert>| -> KinesisInvoke {
+        Arc::new(move |body: String| {
+            let u = u.clone();
+            Box::pin(async move {
+                u.handle_body(&body, deadline())
+                    .await
+                    .map(|(r, _)| r)
+                    .map_err(|e| e.to_string())
+            })
+        })
+    };
+    let loader_invoke: SqsInvoke = {
+        let l = loader.clone();
+        Arc::new(move |event| {
+            let l = l.clone();
+            Box::pin(async move {
+                l.handle_value(&event, deadline())
+                    .await
+                    .map(|(r, _)| r)
+                    .map_err(|e| e.to_string())
+            })
+        })
+    };
+    let mappings: Vec<(&str, String, KinesisInvoke)> = vec![
+        (
+            "orchestrator",
+            sensor_stream.clone(),
+            orchestrator_invoke(orch_sensors),
+        ),
+        ("upsert", sensor_stream.clone(), upsert_invoke(up_sensors)),
+        (
+            "orchestrator",
+            order_stream.clone(),
+            orchestrator_invoke(orch_orders),
+        ),
+        ("upsert", cdc_stream.clone(), upsert_invoke(up_orders)),
+    ];
+    let mut kinesis_tasks = Vec::new();
+    let mut kinesis_counters = Vec::new();
+    for (function, stream, invoke) in mappings {
+        let counters = Arc::new(Counters::default());
+        kinesis_counters.push((function, stream.clone(), counters.clone()));
+        let source = KinesisSource {
+            kinesis: kinesis.clone(),
+            sqs: sqs.clone(),
+            region: opts.region.clone(),
+            stream,
+        };
+        kinesis_tasks.push(tokio::spawn(esm::run_kinesis(
+            source,
+            settings(function),
+            invoke,
+            counters,
+            stop_kinesis.clone(),
+        )));
+    }
+    let loader_counters = Arc::new(Counters::default());
+    let sqs_task = tokio::spawn(esm::run_sqs(
+        sqs.clone(),
+        opts.region.clone(),
+        queue_url.clone(),
+        SqsSettings {
+            function: "loader".into(),
+            batch_size: 10,
+        },
+        loader_invoke,
+        loader_counters.clone(),
+        stop_sqs.clone(),
+    ));
+
+    step("load generator → Kinesis");
+    let load_started = Instant::now();
+    let mut total_put = HashMap::new();
+    for (stream, template, count, keys) in [
+        (&sensor_stream, Template::Sensor, opts.sensors, 50),
+        (&order_stream, Template::Order, opts.orders, 500),
+        (&cdc_stream, Template::Cdc, opts.changes, 200),
+    ] {
+        let mut generator = Generator::new(template, 42, keys);
+        let report = loadgen::run(&kinesis, stream, &mut generator, count, 0, |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "{stream}: {} records in {:.2} s ({:.0} records/s)",
+            report.records,
+            report.elapsed.as_secs_f64(),
+            report.records_per_sec()
+        );
+        total_put.insert(stream.clone(), report.records);
+    }
+    for i in 0..opts.bad_records {
+        let data: &[u8] = if i % 2 == 0 {
+            b"{not json"
+        } else {
+            br#"{"sensorId":"six","status":"OK"}"#
+        };
+        kinesis
+            .put_record()
+            .stream_name(&sensor_stream)
+            .partition_key("bad")
+            .data(aws_sdk_kinesis::primitives::Blob::new(data))
+            .send()
+            .await
+            .map_err(|e| format!("put bad record: {e}"))?;
+        *total_put.entry(sensor_stream.clone()).or_insert(0) += 1;
+    }
+    println!(
+        "{} malformed records mixed into {sensor_stream}",
+        opts.bad_records
+    );
+
+    step("waiting for both paths");
+    let wait_until = Instant::now() + Duration::from_secs(300);
+    let mut streaming_done = None;
+    while Instant::now() < wait_until {
+        let all = kinesis_counters
+            .iter()
+            .all(|(_, stream, c)| c.done.load(Ordering::SeqCst) >= total_put[stream]);
+        if all {
+            streaming_done.get_or_insert(load_started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kinesis_elapsed =
+        streaming_done.ok_or("the Kinesis mappings did not finish within 300 s")?;
+    stop_kinesis.store(true, Ordering::SeqCst);
+    for t in kinesis_tasks {
+        t.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    // The loader is done when every raw-zone object has been loaded (or reported).
+    let objects = count_objects(&s3, &bucket, "raw/").await?;
+    let orchestrator_rejected = quarantined_in(&s3, &bucket, "errors/", Some("errors/upsert/"))
+        .await?
+        .1 as u64;
+    let expected_rows = opts.sensors + opts.bad_records + opts.orders - orchestrator_rejected;
+    let mut batch_done = None;
+    while Instant::now() < wait_until {
+        let loaded = count(&snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS_RAW").await?
+            + count(&snowflake, "SELECT COUNT(*) AS N FROM ORDER_EVENTS_RAW").await?;
+        if loaded >= expected_rows {
+            batch_done = Some(load_started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop_sqs.store(true, Ordering::SeqCst);
+    sqs_task
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let batch_elapsed = batch_done.ok_or("the raw tables did not fill within 300 s")?;
+
+    step("what landed in Snowflake");
+    let mut counts = Vec::new();
+    for (table, what) in [
+        ("SENSOR_READINGS", "upsert: latest state per sensor"),
+        ("ORDERS", "upsert: CDC, latest state per order"),
+        (
+            "SENSOR_READINGS_RAW",
+            "loader: every sensor reading (NDJSON)",
+        ),
+        ("ORDER_EVENTS_RAW", "loader: every order event (CSV)"),
+    ] {
+        let n = count(&snowflake, &format!("SELECT COUNT(*) AS N FROM {table}")).await?;
+        counts.push(n);
+        println!("{table:<22} {n:>7} rows   {what}");
+    }
+    println!("\nSENSOR_READINGS (first 5):");
+    print_rows(&snowflake, "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, KINESIS_SHARD_ID, KINESIS_SEQUENCE_NUMBER FROM SENSOR_READINGS ORDER BY SENSORID LIMIT 5").await?;
+    println!("\nSENSOR_READINGS_RAW_V (first 3, with lineage):");
+    print_rows(&snowflake, "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, SOURCE_FILE, SOURCE_ROW FROM SENSOR_READINGS_RAW_V ORDER BY SOURCE_FILE, SOURCE_ROW LIMIT 3").await?;
+    println!("\nORDERS (first 3):");
+    print_rows(&snowflake, "SELECT ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT::VARCHAR AS UPDATED_AT FROM ORDERS ORDER BY ORDER_ID LIMIT 3").await?;
+    println!("\nORDER_EVENTS_RAW (first 3):");
+    print_rows(&snowflake, "SELECT EVENT_ID, EVENT_TYPE, CUSTOMER_NAME, TOTAL, SOURCE_ROW FROM ORDER_EVENTS_RAW ORDER BY EVENT_ID LIMIT 3").await?;
+
+    // Both paths carry the same sensor records: the streaming table must equal the newest
+    // reading per sensor in the raw table.
+    let matching = count(
+        &snowflake,
+        "SELECT COUNT(*) AS N FROM SENSOR_READINGS s JOIN (SELECT SENSORID, CURRENTTEMPERATURE, STATUS, SEQUENCE_NUMBER FROM SENSOR_READINGS_RAW_V \
+         QUALIFY ROW_NUMBER() OVER (PARTITION BY SHARD_ID, SENSORID ORDER BY LPAD(SEQUENCE_NUMBER, 64, '0') DESC) = 1) r \
+         ON s.SENSORID = r.SENSORID AND s.KINESIS_SEQUENCE_NUMBER = r.SEQUENCE_NUMBER AND s.STATUS = r.STATUS",
+    )
+    .await?;
+    let sensors_total = count(&snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS").await?;
+    println!("\nstreaming table vs raw table: {matching} of {sensors_total} sensors hold exactly the newest raw reading");
+
+    let (objects_o, rejected_o) =
+        quarantined_in(&s3, &bucket, "errors/", Some("errors/upsert/")).await?;
+    let (objects_u, rejected_u) = quarantined_in(&s3, &bucket, "errors/upsert/", None).await?;
+    println!("quarantined records: orchestrator {rejected_o} (in {objects_o} object(s) under errors/), upsert {rejected_u} (in {objects_u} under errors/upsert/), each with its reason");
+    println!(
+        "raw-zone objects: {objects}; loader invocations: {}, messages retried: {}",
+        loader_counters.invocations.load(Ordering::SeqCst),
+        loader_counters.retries.load(Ordering::SeqCst)
+    );
+    for (function, stream, c) in &kinesis_counters {
+        println!(
+            "{function:<13} {stream:<28} {} invocations, {} records delivered, {} retries",
+            c.invocations.load(Ordering::SeqCst),
+            c.records.load(Ordering::SeqCst),
+            c.retries.load(Ordering::SeqCst)
+        );
+    }
+
+    step("timings");
+    let records: u64 = total_put.values().sum();
+    println!("records put: {records}");
+    println!(
+        "streaming path (Kinesis → upsert/orchestrator done): {:.2} s, {:.0} records/s end to end",
+        kinesis_elapsed.as_secs_f64(),
+        records as f64 / kinesis_elapsed.as_secs_f64()
+    );
+    println!(
+        "micro-batch path (Kinesis → S3 → SQS → COPY done):   {:.2} s",
+        batch_elapsed.as_secs_f64()
+    );
+    println!("demo total: {:.1} s", started.elapsed().as_secs_f64());
+    let discarded_batches = kinesis_counters
+        .iter()
+        .map(|(_, _, c)| c.discarded_batches.load(Ordering::SeqCst))
+        .sum();
+    Ok(Landed {
+        sensor_readings: counts[0],
+        orders: counts[1],
+        sensor_readings_raw: counts[2],
+        order_events_raw: counts[3],
+        sensors_matching_raw: matching,
+        rejected_by_orchestrator: rejected_o as u64,
+        rejected_by_upsert: rejected_u as u64,
+        discarded_batches,
+    })
+}
+
+async fn count(client: &SnowflakeClient, sql: &str) -> Result<u64, String> {
+    let r = client
+        .execute(
+            &Statement::new(sql),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    Ok(r.rows
+        .first()
+        .and_then(|row| row.first())
+        .and_then(|v| v.as_deref())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+async fn print_rows(client: &SnowflakeClient, sql: &str) -> Result<(), String> {
+    let r = client
+        .execute(
+            &Statement::new(sql),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+    println!("  {}", names.join(" | "));
+    for row in &r.rows {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+            .collect();
+        println!("  {}", cells.join(" | "));
+    }
+    Ok(())
+}
+
+async fn list(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| format!("list: {e}"))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(String::from)),
+        );
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return Ok(keys),
+        }
+    }
+}
+
+async fn count_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<usize, String> {
+    Ok(list(s3, bucket, prefix).await?.len())
+}
+
+/// (objects, records) of the quarantine objects under `prefix` but not under `except`.
+async fn quarantined_in(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    except: Option<&str>,
+) -> Result<(usize, usize), String> {
+    let keys: Vec<String> = list(s3, bucket, prefix)
+        .await?
+        .into_iter()
+        .filter(|k| except.is_none_or(|e| !k.starts_with(e)))
+        .collect();
+    let mut records = 0;
+    for key in &keys {
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| format!("get {key}: {e}"))?
+            .body
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_bytes();
+        let text =
+            shared::encode::decompress(shared::encode::Compression::Gzip { level: 0 }, &body)
+                .map_err(|e| e.to_string())?;
+        records += text.iter().filter(|b| **b == b'\n').count();
+    }
+    Ok((keys.len(), records))
+}
