@@ -374,3 +374,124 @@ pub fn deadline_from(deadline_ms: u64, margin: Duration) -> Instant {
         Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin);
     Instant::now() + remaining.max(Duration::from_millis(500))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::snowflake::Binding;
+
+    const ORDERS: &str = r#"{"orders":{"keys":["order_id"],"columns":[
+        {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"},
+        {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},{"name":"customer","path":"/customer"},
+        {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
+        "version":"updated_at","delete":{"path":"/op","value":"d"}}}"#;
+    const SENSORS: &str = r#"{"sensor_readings":{"keys":["sensorid"],"columns":[
+        {"name":"sensorid","path":"/sensorId","type":"NUMBER"},
+        {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
+        {"name":"status","path":"/status"}]}}"#;
+
+    fn config(table: &str, tables: &str) -> Config {
+        let vars = [
+            ("SNOWFLAKE_ACCOUNT", "acct"),
+            ("SNOWFLAKE_DATABASE", "DB"),
+            ("SNOWFLAKE_SCHEMA", "S"),
+            ("SNOWFLAKE_AUTH", "pat"),
+            ("SNOWFLAKE_TOKEN", "t"),
+            ("ERROR_BUCKET", "b"),
+            ("TABLE", table),
+            ("UPSERT_TABLES", tables),
+        ];
+        Config::from_env(&Env::new(&vars)).unwrap()
+    }
+
+    fn rows_of(statement: &Statement) -> serde_json::Value {
+        match &statement.bindings[..] {
+            [Binding::Text(Some(json))] => serde_json::from_str(json).unwrap(),
+            other => panic!("one TEXT binding expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sample_cdc_event_becomes_one_merge_of_the_newest_changes() {
+        let config = config("orders", ORDERS);
+        let records =
+            decode_kinesis_event(include_str!("../../../events/kinesis-cdc-orders.json")).unwrap();
+        let (by_table, rejected) = map_records(&config, &records);
+        assert!(rejected.is_empty());
+        let plan = plan_table(&config, "orders", by_table.into_values().next().unwrap());
+        assert_eq!(
+            (plan.rows, plan.duplicates, plan.statements.len()),
+            (3, 3, 1)
+        );
+        let rows = rows_of(&plan.statements[0]);
+        let summary: Vec<(String, String, bool)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["c0"].as_str().unwrap().to_string(),
+                    r["c1"].as_str().unwrap_or("NULL").to_string(),
+                    r["d"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("1003".into(), "NEW".into(), false),
+                ("1002".into(), "NULL".into(), true),
+                ("1001".into(), "SHIPPED".into(), false)
+            ]
+        );
+        assert!(plan.statements[0]
+            .sql
+            .starts_with(r#"MERGE INTO "DB"."S"."ORDERS""#));
+        assert!(plan.statements[0].request_id.is_some());
+    }
+
+    #[test]
+    fn sample_sensor_event_repeats_keys_and_keeps_the_newest() {
+        let config = config("sensor_readings", SENSORS);
+        let records =
+            decode_kinesis_event(include_str!("../../../events/kinesis-sensors.json")).unwrap();
+        let (by_table, _) = map_records(&config, &records);
+        let plan = plan_table(
+            &config,
+            "sensor_readings",
+            by_table.into_values().next().unwrap(),
+        );
+        assert_eq!((plan.rows, plan.duplicates), (3, 3));
+        let rows = rows_of(&plan.statements[0]);
+        let temps: Vec<(&str, &str)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["c0"].as_str().unwrap(), r["c1"].as_str().unwrap()))
+            .collect();
+        assert_eq!(temps, [("8", "40"), ("7", "95"), ("6", "66")]);
+        // The same batch plans the same request ids: a re-invoked Lambda is not executed twice.
+        let (again, _) = map_records(&config, &records);
+        let replan = plan_table(
+            &config,
+            "sensor_readings",
+            again.into_values().next().unwrap(),
+        );
+        assert_eq!(
+            replan.statements[0].request_id,
+            plan.statements[0].request_id
+        );
+    }
+
+    #[test]
+    fn sample_bad_records_are_rejected_with_reasons() {
+        let config = config("sensor_readings", SENSORS);
+        let records =
+            decode_kinesis_event(include_str!("../../../events/kinesis-bad-records.json")).unwrap();
+        let (by_table, rejected) = map_records(&config, &records);
+        assert_eq!(by_table["sensor_readings"].len(), 2);
+        let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 4);
+        assert_eq!(reasons[3], "data is not valid base64");
+    }
+}

@@ -134,11 +134,11 @@ impl CsvMapping {
         out.push(b',');
         push_field(out, Some(&meta.partition_key));
         out.push(b',');
-        push_field(out, Some(&meta.arrival_rfc3339()));
+        meta.push_arrival(out);
         out.push(b',');
         push_field(out, Some(file));
         out.push(b',');
-        out.extend_from_slice(row.to_string().as_bytes());
+        push_decimal(out, row);
         out.push(b'\n');
     }
 }
@@ -206,6 +206,33 @@ impl CsvMappings {
     }
 }
 
+/// Appends `n` in decimal without allocating.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Bytes that force a field into quotes; a table lookup beats a chain of comparisons here, the
+/// check runs over every byte of every field.
+const NEEDS_QUOTES: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Appends one field, quoted when it needs to be.
 pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     let Some(value) = value else {
@@ -214,9 +241,7 @@ pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     };
     let bytes = value.as_bytes();
     let needs_quotes = bytes.is_empty()
-        || bytes
-            .iter()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'))
+        || bytes.iter().any(|b| NEEDS_QUOTES[*b as usize])
         || bytes[0] == b' '
         || bytes[bytes.len() - 1] == b' ';
     if !needs_quotes {

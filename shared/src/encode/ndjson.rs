@@ -24,7 +24,7 @@ pub fn push_line(
     out.extend_from_slice(b",\"file\":");
     push_json_str(out, file);
     out.extend_from_slice(b",\"row\":");
-    out.extend_from_slice(row.to_string().as_bytes());
+    super::csv::push_decimal(out, row);
     out.extend_from_slice(b"}}\n");
 }
 
@@ -39,7 +39,7 @@ pub fn push_metadata(out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
     out.extend_from_slice(b",\"partition_key\":");
     push_json_str(out, &meta.partition_key);
     out.extend_from_slice(b",\"arrival_time\":\"");
-    out.extend_from_slice(meta.arrival_rfc3339().as_bytes());
+    meta.push_arrival(out);
     out.extend_from_slice(b"\"}");
 }
 
