@@ -80,6 +80,25 @@ def _cursor_execute_with_lazy_begin(self: Any, transformed: Any, params: Any = N
 
 FakeSnowflakeCursor._execute = _cursor_execute_with_lazy_begin  # noqa: SLF001
 
+# DuckDB reads `name=value/` path segments as hive partitions and adds them as columns, so a file
+# under the orchestrator's field partition (`…/sensorId=6/…`) would load one column too many.
+# Snowflake's COPY never does that: switch it off in the readers fakesnow generates.
+import fakesnow.copy_into as _copy_into  # noqa: E402
+from sqlglot import exp as _exp  # noqa: E402
+
+
+def _without_hive_partitioning(read_expression: Any) -> Any:
+    def wrapped(self: Any, url: str) -> Any:
+        expr = read_expression(self, url)
+        expr.append("expressions", self.make_eq("hive_partitioning", False))
+        return expr
+
+    return wrapped
+
+
+for _reader in (_copy_into.ReadCSV, _copy_into.ReadJSON, _copy_into.ReadParquet):
+    _reader.read_expression = _without_hive_partitioning(_reader.read_expression)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
