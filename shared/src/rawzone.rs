@@ -4,13 +4,13 @@
 //! each group becomes one object whose key depends only on its records, and every record that
 //! cannot be used goes to one quarantine object with its reason.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::io::Write;
 
 use crate::config::{ConfigError, Env};
 use crate::encode::csv::CsvMappings;
 use crate::encode::{ndjson, Compression, Format};
-use crate::layout::{hour_of, partition_segment, GroupKey, Layout};
+use crate::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
 use crate::payload::{Extractor, JsonPointer, Payload};
 use crate::quarantine::{self, RawData, Rejected};
 use crate::record::{cmp_sequence_numbers, KinesisRecord};
@@ -76,7 +76,9 @@ impl RawZoneConfig {
                     .next()
                     .unwrap_or("partition")
                     .to_string();
-                let name = env.optional("PARTITION_NAME").unwrap_or(default_name);
+                // Sanitised once here, so grouping can compare names without re-sanitising.
+                let name =
+                    sanitize(&env.optional("PARTITION_NAME").unwrap_or(default_name)).into_owned();
                 let slot = extractor.slot(&path);
                 Some(FieldPartition { name, path, slot })
             }
@@ -134,17 +136,28 @@ struct Accepted<'a, 'r> {
 
 /// Plans the objects for a batch.
 pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::Result<Plan> {
-    let mut groups: BTreeMap<GroupKey, Vec<Accepted<'_, '_>>> = BTreeMap::new();
+    // A batch has few groups and consecutive records usually share one, so the last group is
+    // tried first and a key is only allocated for a new group.
+    let mut groups: Vec<(GroupKey, Vec<Accepted<'_, '_>>)> = Vec::new();
+    let mut last = 0;
     let mut rejected = Vec::new();
     let mut bytes_in = 0;
 
     for record in records {
         bytes_in += record.data.as_ref().map_or_else(|t| t.len(), Vec::len);
         match classify(config, record) {
-            Ok((group, payload)) => groups
-                .entry(group)
-                .or_default()
-                .push(Accepted { record, payload }),
+            Ok((group, payload)) => {
+                let found = groups
+                    .get(last)
+                    .filter(|(g, _)| group.matches(g))
+                    .map(|_| last)
+                    .or_else(|| groups.iter().position(|(g, _)| group.matches(g)));
+                last = found.unwrap_or_else(|| {
+                    groups.push((group.to_key(), Vec::new()));
+                    groups.len() - 1
+                });
+                groups[last].1.push(Accepted { record, payload });
+            }
             Err(reason) => rejected.push(Rejected {
                 meta: record.meta.clone(),
                 reason,
@@ -153,6 +166,7 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
         }
     }
 
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
     let mut objects = Vec::with_capacity(groups.len());
     for (group, members) in groups {
         objects.push(encode_group(config, &group, &members)?);
@@ -167,10 +181,50 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     })
 }
 
+/// A record's group, borrowed: compared against existing groups without allocating.
+struct GroupRef<'r> {
+    table: &'r str,
+    /// (name, sanitised value) of the field partition.
+    partition: Option<(&'r str, Cow<'r, str>)>,
+    hour: i64,
+    shard_id: &'r str,
+}
+
+impl GroupRef<'_> {
+    fn matches(&self, key: &GroupKey) -> bool {
+        let partition_matches = match (&self.partition, &key.partition) {
+            (None, None) => true,
+            (Some((name, value)), Some(segment)) => {
+                segment.len() == name.len() + 1 + value.len()
+                    && segment.starts_with(name)
+                    && segment.as_bytes()[name.len()] == b'='
+                    && segment.ends_with(value.as_ref())
+            }
+            _ => false,
+        };
+        self.hour == key.hour
+            && self.table == key.table
+            && self.shard_id == key.shard_id
+            && partition_matches
+    }
+
+    fn to_key(&self) -> GroupKey {
+        GroupKey {
+            table: self.table.to_string(),
+            partition: self
+                .partition
+                .as_ref()
+                .map(|(name, value)| partition_segment(name, value)),
+            hour: self.hour,
+            shard_id: self.shard_id.to_string(),
+        }
+    }
+}
+
 fn classify<'a, 'r>(
-    config: &RawZoneConfig,
+    config: &'r RawZoneConfig,
     record: &'r KinesisRecord<'a>,
-) -> Result<(GroupKey, Payload<'r>), String> {
+) -> Result<(GroupRef<'r>, Payload<'r>), String> {
     let bytes = record
         .data
         .as_ref()
@@ -183,17 +237,21 @@ fn classify<'a, 'r>(
             let value = payload
                 .text_of(p.slot)
                 .ok_or_else(|| format!("partition field {} is missing or null", p.path))?;
-            Some(partition_segment(&p.name, &value))
+            let value = match sanitize(&value) {
+                Cow::Borrowed(_) => value,
+                Cow::Owned(clean) => Cow::Owned(clean),
+            };
+            Some((p.name.as_str(), value))
         }
     };
     if let Some(mapping) = config.csv.as_ref().and_then(|m| m.get(table)) {
         mapping.check(&payload).map_err(|e| e.to_string())?;
     }
-    let group = GroupKey {
-        table: table.to_string(),
+    let group = GroupRef {
+        table,
         partition,
         hour: hour_of(record.meta.arrival_ms),
-        shard_id: record.meta.shard_id.to_string(),
+        shard_id: &record.meta.shard_id,
     };
     Ok((group, payload))
 }
