@@ -12,13 +12,15 @@ export LOCAL_SF_PORT ?= 8787
 export MOTO_URL := http://127.0.0.1:$(MOTO_PORT)
 export LOCAL_SF_URL := http://127.0.0.1:$(LOCAL_SF_PORT)
 
-.PHONY: help venv build test lint fmt bench local-up local-down demo bootstrap loadgen clean
+.PHONY: help venv venv-deploy build build-host deploy cargo-lambda template-check test lint fmt bench local-up local-down demo bootstrap loadgen clean
 
 help:
 	@echo "make demo        run the pipeline on the local stack and show what landed"
 	@echo "make test        lint, then every test (starts and stops the local stack)"
 	@echo "make bench       criterion benchmarks + peak memory of a 6 MB batch"
-	@echo "make build       release build of every function and tool"
+	@echo "make build       the three functions for Lambda (arm64, cargo lambda via sam build)"
+	@echo "make deploy      sam deploy --guided (after make build)"
+	@echo "make template-check  cfn-lint, sam validate --lint, sam validate (local transform)"
 	@echo "make lint        cargo fmt --check and clippy -D warnings"
 	@echo "make local-up    start moto and the local Snowflake service; make local-down stops them"
 
@@ -31,8 +33,47 @@ $(VENV_STAMP): local/requirements.txt local/requirements-nodeps.txt
 
 venv: $(VENV_STAMP)
 
-build:
-	$(CARGO) build --release --workspace --bins
+# Deploy tooling (aws-sam-cli, for the template checks in `make test`, `sam local generate-event`,
+# `sam build`, `sam deploy`) in its own environment: it pins boto3/click/pydantic below the local
+# stack's versions, so one environment would downgrade the other.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+ZIG_STAMP := $(DEPLOY_VENV)/.ziglang
+ZIGLANG_VERSION := 0.15.2
+CARGO_LAMBDA_VERSION := 1.9.2
+export SAM_CLI_TELEMETRY := 0
+
+$(DEPLOY_STAMP): local/requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r local/requirements-deploy.txt
+	touch $@
+
+venv-deploy: $(DEPLOY_STAMP)
+
+template-check: $(VENV_STAMP) $(DEPLOY_STAMP)
+	local/template_check.sh
+
+$(ZIG_STAMP): $(DEPLOY_STAMP)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check ziglang==$(ZIGLANG_VERSION)
+	touch $@
+
+cargo-lambda:
+	@command -v cargo-lambda >/dev/null || { \
+	  echo "installing cargo-lambda $(CARGO_LAMBDA_VERSION) (~20 min on 2 cores, once)"; \
+	  $(CARGO) install cargo-lambda --locked --version $(CARGO_LAMBDA_VERSION); }
+	rustup target add aarch64-unknown-linux-gnu
+
+# The three functions for Lambda (arm64) into .aws-sam/build: sam runs
+# `cargo lambda build --release --arm64 --bin <name>` for each (zig from PyPI cross-links).
+build: $(ZIG_STAMP) cargo-lambda
+	CARGO_ZIGBUILD_PYTHON_PATH=$(CURDIR)/$(DEPLOY_VENV)/bin/python $(DEPLOY_VENV)/bin/sam build
+
+deploy: build
+	$(DEPLOY_VENV)/bin/sam deploy --guided
+
+# Native release binaries of every function and tool (no cross-compilation).
+build-host:
+	$(CARGO) build --release --locked --workspace --bins
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -48,7 +89,7 @@ local-down:
 	local/stack.sh down
 
 # Build everything first so the stack is only up while tests run; stop it whatever the outcome.
-test: $(VENV_STAMP) lint
+test: $(VENV_STAMP) $(DEPLOY_STAMP) lint
 	$(CARGO) test --workspace --locked --no-run
 	local/stack.sh up
 	status=0; \
@@ -85,4 +126,4 @@ loadgen:
 
 clean: local-down
 	$(CARGO) clean
-	rm -rf $(VENV) local/.run
+	rm -rf $(VENV) $(DEPLOY_VENV) .aws-sam local/.run

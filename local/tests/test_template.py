@@ -1,0 +1,382 @@
+"""template.yaml: the template checks pass (and would catch what they claim to catch), and the
+facts the pipeline relies on hold: how the functions are built and triggered, how failures are
+kept, least-privilege roles, the raw-zone bucket, alarms, and the environment the code reads.
+
+The checks need the deploy environment (`make venv-deploy`: aws-sam-cli in ./.venv-deploy); the
+structural tests only need cfn-lint's YAML loader (main ./.venv).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+CHECK = ROOT / "local" / "template_check.sh"
+
+FUNCTIONS = {"OrchestratorFunction": "orchestrator", "UpsertFunction": "upsert", "LoaderFunction": "loader"}
+KINESIS_FUNCTIONS = ["OrchestratorFunction", "UpsertFunction"]
+
+SNOWFLAKE_VARS = {
+    "SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE", "SNOWFLAKE_SCHEMA",
+    "SNOWFLAKE_WAREHOUSE", "SNOWFLAKE_ROLE", "SNOWFLAKE_PRIVATE_KEY_SECRET_ARN",
+}
+ROUTING_VARS = {"TABLE", "ROUTE_FIELD", "ROUTE_MAP", "ROUTE_DEFAULT_TABLE"}
+REQUIRED_ENV = {
+    "OrchestratorFunction": {
+        "RUST_LOG", "RAW_BUCKET", "RAW_PREFIX", "ERROR_PREFIX", "FORMAT", "CSV_COLUMNS",
+        "COMPRESSION", "COMPRESSION_LEVEL", "PARTITION_FIELD", "PARTITION_NAME", "PUT_CONCURRENCY",
+    } | ROUTING_VARS,
+    "UpsertFunction": {
+        "RUST_LOG", "UPSERT_TABLES", "ERROR_BUCKET", "ERROR_PREFIX", "MAX_ROWS_PER_STATEMENT",
+    } | SNOWFLAKE_VARS | ROUTING_VARS,
+    "LoaderFunction": {
+        "RUST_LOG", "RAW_BUCKET", "RAW_PREFIX", "SNOWFLAKE_STAGE", "RAW_TABLE_SUFFIX", "TABLE_MAP",
+        "FILE_FORMAT_NDJSON", "FILE_FORMAT_CSV", "ON_ERROR",
+    } | SNOWFLAKE_VARS,
+}
+
+
+@pytest.fixture(scope="module")
+def t():
+    return cfn_yaml.load(str(TEMPLATE))
+
+
+def res(t, name):
+    return t["Resources"][name]
+
+
+def props(t, name):
+    return t["Resources"][name]["Properties"]
+
+
+def getatt_target(value) -> str:
+    """`!GetAtt X.Arn` → X."""
+    assert isinstance(value, dict) and "Fn::GetAtt" in value, value
+    target = value["Fn::GetAtt"]
+    return target[0] if isinstance(target, list) else target.split(".")[0]
+
+
+def events(t, function, kind):
+    return [e["Properties"] for e in props(t, function).get("Events", {}).values() if e["Type"] == kind]
+
+
+def role_statements(t, function):
+    role = getatt_target(props(t, function)["Role"])
+    out = []
+    for policy in props(t, role)["Policies"]:
+        if "Fn::If" in policy:  # conditional policy: check the branch that is not AWS::NoValue
+            policy = policy["Fn::If"][1]
+        statements = policy["PolicyDocument"]["Statement"]
+        out.extend(statements if isinstance(statements, list) else [statements])
+    return out
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def run_checks(template: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CHECK), str(template)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+
+
+# ------------------------------------------------------------------ the checks themselves
+
+def test_template_checks_pass():
+    r = run_checks(TEMPLATE)
+    assert r.returncode == 0, f"template checks failed:\n{r.stdout}\n{r.stderr}"
+    assert "template checks passed" in r.stdout
+
+
+def test_checks_catch_a_misspelled_sam_property(tmp_path):
+    """cfn-lint and `sam validate --lint` pass a misspelled event property; the local SAM
+    transform (`sam validate --region`) must not."""
+    text = TEMPLATE.read_text()
+    assert "BisectBatchOnFunctionError:" in text
+    bad = tmp_path / "template.yaml"
+    bad.write_text(text.replace("BisectBatchOnFunctionError:", "BisectBatchOnFunctionErorr:", 1))
+    r = run_checks(bad)
+    assert r.returncode != 0, r.stdout
+    assert "BisectBatchOnFunctionErorr" in r.stdout + r.stderr
+
+
+def test_checks_catch_an_invalid_runtime(tmp_path):
+    """Only cfn-lint on the transformed template checks the generated function's Runtime."""
+    bad = tmp_path / "template.yaml"
+    bad.write_text(TEMPLATE.read_text().replace("Runtime: provided.al2023", "Runtime: provided.al2099", 1))
+    r = run_checks(bad)
+    assert r.returncode != 0, r.stdout
+    assert "provided.al2099" in r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ functions and build
+
+def test_header(t):
+    assert str(t["AWSTemplateFormatVersion"]) == "2010-09-09"
+    assert t["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_three_rust_functions_for_arm64_built_with_cargo_lambda(t):
+    functions = {k for k, v in t["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    assert functions == set(FUNCTIONS)
+    for name, binary in FUNCTIONS.items():
+        p = props(t, name)
+        assert p["Runtime"] == "provided.al2023", name
+        assert p["Architectures"] == ["arm64"], name
+        assert p["Handler"] == "bootstrap", name
+        assert p["CodeUri"] in ("./", "."), name  # the workspace root; Binary picks the package
+        meta = res(t, name)["Metadata"]
+        assert meta["BuildMethod"] == "rust-cargolambda", name
+        assert meta["BuildProperties"]["Binary"] == binary, name
+        # the binary is a workspace package's name (cargo lambda build --bin <binary>)
+        manifest = (ROOT / "functions" / binary / "Cargo.toml").read_text()
+        assert re.search(rf'^name\s*=\s*"{binary}"', manifest, re.M), binary
+
+
+def test_every_function_has_its_own_role_and_log_group(t):
+    roles = {getatt_target(props(t, f)["Role"]) for f in FUNCTIONS}
+    assert len(roles) == 3
+    for f in FUNCTIONS:
+        assert "Policies" not in props(t, f), "own roles only: SAM policy templates would add more"
+        log_group = props(t, f)["LoggingConfig"]["LogGroup"]["Ref"]
+        assert res(t, log_group)["Type"] == "AWS::Logs::LogGroup"
+
+
+# ------------------------------------------------------------------ event sources
+
+def test_both_kinesis_functions_read_the_same_stream_with_safe_failure_handling(t):
+    streams = set()
+    for f in KINESIS_FUNCTIONS:
+        (e,) = events(t, f, "Kinesis")
+        streams.add(getatt_target(e["Stream"]))
+        assert e["FunctionResponseTypes"] == ["ReportBatchItemFailures"], f
+        assert e["BisectBatchOnFunctionError"] is True, f
+        for key in ("BatchSize", "MaximumBatchingWindowInSeconds", "ParallelizationFactor",
+                    "MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "StartingPosition"):
+            assert key in e, (f, key)
+        on_failure = e["DestinationConfig"]["OnFailure"]
+        assert on_failure["Type"] == "SQS"
+        queue = getatt_target(on_failure["Destination"])
+        assert res(t, queue)["Type"] == "AWS::SQS::Queue"
+        # the event source mapping sends with the function's role
+        assert any(
+            "sqs:SendMessage" in as_list(s["Action"]) and getatt_target(s["Resource"]) == queue
+            for s in role_statements(t, f)
+        ), f
+    (stream,) = streams
+    assert res(t, stream)["Type"] == "AWS::Kinesis::Stream"
+
+
+def test_stream_mode_and_encryption(t):
+    p = props(t, "Stream")
+    assert p["StreamModeDetails"]["StreamMode"] == {"Ref": "StreamMode"}
+    assert set(t["Parameters"]["StreamMode"]["AllowedValues"]) == {"PROVISIONED", "ON_DEMAND"}
+    assert p["ShardCount"] == {"Fn::If": ["IsProvisioned", {"Ref": "ShardCount"}, {"Ref": "AWS::NoValue"}]}
+    assert p["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+
+
+def test_loader_consumes_the_notification_queue_with_batch_item_failures(t):
+    (e,) = events(t, "LoaderFunction", "SQS")
+    assert getatt_target(e["Queue"]) == "NotificationQueue"
+    assert e["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert not events(t, "LoaderFunction", "Kinesis")
+
+
+def test_notification_queue_redrives_to_its_dlq_and_outlasts_the_loader(t):
+    q = props(t, "NotificationQueue")
+    assert getatt_target(q["RedrivePolicy"]["deadLetterTargetArn"]) == "NotificationDlq"
+    assert q["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert res(t, "NotificationDlq")["Type"] == "AWS::SQS::Queue"
+    assert q["VisibilityTimeout"] >= 6 * props(t, "LoaderFunction")["Timeout"]
+
+
+def test_s3_may_send_only_from_the_raw_bucket(t):
+    policy = props(t, "NotificationQueuePolicy")
+    (s,) = policy["PolicyDocument"]["Statement"]
+    assert s["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert s["Action"] == "sqs:SendMessage"
+    assert s["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source = s["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    bucket_name = props(t, "RawBucket")["BucketName"]["Fn::Sub"]
+    assert source.endswith(":s3:::" + bucket_name)
+
+
+# ------------------------------------------------------------------ raw-zone bucket
+
+def test_bucket_is_private_encrypted_and_owner_enforced(t):
+    b = props(t, "RawBucket")
+    assert b["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    (rule,) = b["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert b["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    (deny,) = props(t, "RawBucketPolicy")["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+
+
+def test_bucket_notifies_the_queue_for_loadable_files_under_the_raw_prefix(t):
+    b = res(t, "RawBucket")
+    assert "NotificationQueuePolicy" in as_list(b["DependsOn"])
+    configs = b["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    suffixes = set()
+    for c in configs:
+        assert c["Event"] == "s3:ObjectCreated:*"
+        assert getatt_target(c["Queue"]) == "NotificationQueue"
+        rules = {r["Name"]: r["Value"] for r in c["Filter"]["S3Key"]["Rules"]}
+        assert rules["prefix"] == {"Fn::Sub": "${RawPrefix}/"}
+        suffixes.add(rules["suffix"])
+    # every file the orchestrator writes: .ndjson/.csv, plain or .gz/.zst
+    assert suffixes == {".gz", ".zst", ".ndjson", ".csv"}
+
+
+def test_quarantine_prefix_expires(t):
+    rules = props(t, "RawBucket")["LifecycleConfiguration"]["Rules"]
+    (q,) = [r for r in rules if r.get("Prefix") == {"Fn::Sub": "${ErrorPrefix}/"}]
+    assert q["Status"] == "Enabled"
+    assert q["ExpirationInDays"] == {"Ref": "QuarantineRetentionDays"}
+
+
+# ------------------------------------------------------------------ IAM
+
+def test_function_roles_are_least_privilege(t):
+    for f in FUNCTIONS:
+        for s in role_statements(t, f):
+            assert s["Effect"] == "Allow"
+            for action in as_list(s["Action"]):
+                assert "*" not in action, (f, action)
+            for resource in as_list(s["Resource"]):
+                assert resource != "*", (f, s)
+
+
+def _actions(t, f):
+    return {a for s in role_statements(t, f) for a in as_list(s["Action"])}
+
+
+def _put_object_resources(t, f):
+    return [r["Fn::Sub"] for s in role_statements(t, f) if "s3:PutObject" in as_list(s["Action"])
+            for r in as_list(s["Resource"])]
+
+
+def test_each_role_has_what_its_function_needs_and_no_more(t):
+    orchestrator = _actions(t, "OrchestratorFunction")
+    assert {"kinesis:GetRecords", "kinesis:GetShardIterator", "s3:PutObject", "sqs:SendMessage"} <= orchestrator
+    assert not any(a.startswith("secretsmanager:") for a in orchestrator)
+    assert sorted(_put_object_resources(t, "OrchestratorFunction")) == [
+        "${RawBucket.Arn}/${ErrorPrefix}/*", "${RawBucket.Arn}/${RawPrefix}/*"]
+
+    upsert = _actions(t, "UpsertFunction")
+    assert {"kinesis:GetRecords", "secretsmanager:GetSecretValue", "s3:PutObject", "sqs:SendMessage"} <= upsert
+    assert _put_object_resources(t, "UpsertFunction") == ["${RawBucket.Arn}/${ErrorPrefix}/*"]
+
+    loader = _actions(t, "LoaderFunction")
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+            "secretsmanager:GetSecretValue"} <= loader
+    assert not any(a.startswith(("s3:", "kinesis:")) for a in loader)
+
+    for f in ("UpsertFunction", "LoaderFunction"):
+        (secret,) = [s for s in role_statements(t, f) if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+        assert secret["Resource"] == {"Ref": "SnowflakePrivateKeySecretArn"}
+
+
+def test_snowflake_storage_role_trusts_the_integration_with_an_external_id(t):
+    p = props(t, "SnowflakeStorageRole")
+    (trust,) = p["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole"
+    principal = trust["Principal"]["AWS"]["Fn::If"]
+    assert principal[0] == "HasSnowflakeIamUser" and principal[1] == {"Ref": "SnowflakeIamUserArn"}
+    external_id = trust["Condition"]["StringEquals"]["sts:ExternalId"]["Fn::If"]
+    assert external_id[1] == {"Ref": "SnowflakeExternalId"}
+    statements = p["Policies"][0]["PolicyDocument"]["Statement"]
+    read = [s for s in statements if "s3:GetObject" in as_list(s["Action"])]
+    assert [s["Resource"]["Fn::Sub"] for s in read] == ["${RawBucket.Arn}/${RawPrefix}/*"]
+    (listing,) = [s for s in statements if "s3:ListBucket" in as_list(s["Action"])]
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == [{"Fn::Sub": "${RawPrefix}/*"}]
+    assert not any("s3:PutObject" in as_list(s["Action"]) for s in statements)
+
+
+# ------------------------------------------------------------------ configuration
+
+def test_parameters(t):
+    params = t["Parameters"]
+    for name in ("StreamMode", "ShardCount", "SnowflakeAccount", "SnowflakeUser", "SnowflakeDatabase",
+                 "SnowflakeSchema", "SnowflakeWarehouse", "SnowflakeRole", "SnowflakePrivateKeySecretArn",
+                 "SnowflakeStage", "SnowflakeExternalId", "SnowflakeIamUserArn", "RawPrefix", "ErrorPrefix",
+                 "Table", "RouteField", "RouteMap", "UpsertTables", "ParallelizationFactor",
+                 "MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "AlarmEmail", "LogLevel"):
+        assert name in params, name
+    assert params["SnowflakeStage"]["Default"] == "RAW_STAGE"
+    assert params["RawPrefix"]["Default"] == "raw"
+    assert params["ErrorPrefix"]["Default"] == "errors"
+
+
+def test_functions_get_the_environment_the_code_reads(t):
+    for f, required in REQUIRED_ENV.items():
+        env = props(t, f)["Environment"]["Variables"]
+        missing = required - set(env)
+        assert not missing, (f, sorted(missing))
+    assert not SNOWFLAKE_VARS & set(props(t, "OrchestratorFunction")["Environment"]["Variables"])
+
+
+def test_every_environment_variable_is_read_by_the_code(t):
+    """A variable the template sets but no code reads is a typo or a stale name."""
+    sources = "\n".join(
+        p.read_text() for d in ("shared/src", "functions")
+        for p in (ROOT / d).rglob("*.rs")
+    )
+    unread = sorted(
+        {name for f in FUNCTIONS for name in props(t, f)["Environment"]["Variables"]
+         if name != "RUST_LOG" and f'"{name}"' not in sources}
+    )
+    assert not unread, f"set in template.yaml but not read by shared/ or functions/: {unread}"
+
+
+def test_upsert_tables_default_is_valid_json_for_the_default_table(t):
+    import json
+
+    params = t["Parameters"]
+    mapping = json.loads(params["UpsertTables"]["Default"])
+    assert params["Table"]["Default"] in mapping
+
+
+# ------------------------------------------------------------------ alarms and outputs
+
+def _alarms(t):
+    return [v["Properties"] for v in t["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm"]
+
+
+def _dimension(alarm, name):
+    return next(d["Value"] for d in alarm["Dimensions"] if d["Name"] == name)
+
+
+def test_alarms_on_iterator_age_dlq_depth_and_errors(t):
+    alarms = _alarms(t)
+    for a in alarms:
+        assert a["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    iterator_age = {_dimension(a, "FunctionName")["Ref"] for a in alarms if a["MetricName"] == "IteratorAge"}
+    assert iterator_age == set(KINESIS_FUNCTIONS)
+    errors = {_dimension(a, "FunctionName")["Ref"] for a in alarms if a["MetricName"] == "Errors"}
+    assert errors == set(FUNCTIONS)
+    depth = {getatt_target(_dimension(a, "QueueName")) for a in alarms
+             if a["MetricName"] == "ApproximateNumberOfMessagesVisible"}
+    assert depth == {"NotificationDlq", "KinesisFailureQueue"}
+    assert res(t, "AlarmEmailSubscription")["Condition"] == "HasAlarmEmail"
+
+
+def test_outputs(t):
+    outputs = t["Outputs"]
+    for name in ("RawBucketName", "StreamName", "StreamArn", "NotificationQueueUrl", "NotificationDlqUrl",
+                 "KinesisFailureQueueUrl", "SnowflakeStorageRoleArn", "StageUrl", "OrchestratorFunctionName",
+                 "UpsertFunctionName", "LoaderFunctionName"):
+        assert name in outputs, name
+    assert outputs["SnowflakeStorageRoleArn"]["Value"] == {"Fn::GetAtt": ["SnowflakeStorageRole", "Arn"]}
