@@ -14,7 +14,7 @@ use crate::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
 use crate::payload::{Extractor, JsonPointer, Payload};
 use crate::quarantine::{self, RawData, Rejected};
 use crate::record::{cmp_sequence_numbers, KinesisRecord};
-use crate::route::Router;
+use crate::route::{route_record, Router};
 
 /// Everything that decides what the orchestrator writes where.
 #[derive(Debug, Clone)]
@@ -225,12 +225,7 @@ fn classify<'a, 'r>(
     config: &'r RawZoneConfig,
     record: &'r KinesisRecord<'a>,
 ) -> Result<(GroupRef<'r>, Payload<'r>), String> {
-    let bytes = record
-        .data
-        .as_ref()
-        .map_err(|_| "data is not valid base64".to_string())?;
-    let payload = config.extractor.parse(bytes).map_err(|e| e.to_string())?;
-    let table = config.router.route(&payload).map_err(|e| e.to_string())?;
+    let (table, payload) = route_record(&config.router, &config.extractor, record)?;
     let partition = match &config.partition {
         None => None,
         Some(p) => {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use crate::config::{ConfigError, Env};
 use crate::payload::{Extractor, JsonPointer, Payload};
+use crate::record::KinesisRecord;
 
 /// Why a record has no table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +107,22 @@ impl Router {
         all.dedup();
         all
     }
+}
+
+/// What both Kinesis functions do first with a record: its payload, validated and read through
+/// `extractor`, and its table. The error is the quarantine reason.
+pub fn route_record<'c, 'r>(
+    router: &'c Router,
+    extractor: &Extractor,
+    record: &'r KinesisRecord<'_>,
+) -> Result<(&'c str, Payload<'r>), String> {
+    let bytes = record
+        .data
+        .as_ref()
+        .map_err(|_| "data is not valid base64".to_string())?;
+    let payload = extractor.parse(bytes).map_err(|e| e.to_string())?;
+    let table = router.route(&payload).map_err(|e| e.to_string())?;
+    Ok((table, payload))
 }
 
 /// Logical table names appear in object keys and become Snowflake identifiers, so they are kept

@@ -13,7 +13,7 @@
 //! files that fail; files loaded meanwhile come back as already loaded, so this is safe.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use lambda_runtime::LambdaEvent;
@@ -254,7 +254,8 @@ impl Loader {
 
     /// The Lambda entry point: an `SqsBatchResponse` for SQS, the outcome otherwise.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
-        let deadline = deadline_from(event.context.deadline, self.config.deadline_margin);
+        let deadline =
+            shared::batch::deadline_from(event.context.deadline, self.config.deadline_margin);
         let (response, _) = self.handle_value(&event.payload, deadline).await?;
         Ok(response)
     }
@@ -630,17 +631,6 @@ fn isolatable(e: &SnowflakeError) -> bool {
     }
 }
 
-/// The instant statements must finish by: Lambda's deadline (ms since the epoch) minus `margin`.
-pub fn deadline_from(deadline_ms: u64, margin: Duration) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let remaining =
-        Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin);
-    Instant::now() + remaining
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,21 +738,5 @@ mod tests {
                 .collect();
             assert_eq!(got, keys, "{file}");
         }
-    }
-
-    #[test]
-    fn deadline_keeps_a_margin() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let d = deadline_from(now_ms + 10_000, Duration::from_secs(3));
-        let left = d.saturating_duration_since(Instant::now());
-        assert!(
-            left <= Duration::from_secs(7) && left > Duration::from_secs(6),
-            "{left:?}"
-        );
-        let past = deadline_from(now_ms - 5, Duration::from_secs(3));
-        assert!(past <= Instant::now());
     }
 }

@@ -20,7 +20,7 @@ use shared::merge::{chunks, dedup, merge_sql, Candidate};
 use shared::payload::Extractor;
 use shared::quarantine::{RawData, Rejected};
 use shared::record::{decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord};
-use shared::route::Router;
+use shared::route::{route_record, Router};
 use shared::snowflake::{
     request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
 };
@@ -157,7 +157,8 @@ impl Upsert {
         &self,
         event: LambdaEvent<Box<RawValue>>,
     ) -> Result<KinesisEventResponse, HandlerError> {
-        let deadline = deadline_from(event.context.deadline, self.config.deadline_margin);
+        let deadline =
+            shared::batch::deadline_from(event.context.deadline, self.config.deadline_margin);
         self.handle_body(event.payload.get(), deadline)
             .await
             .map(|(response, _)| response)
@@ -272,12 +273,7 @@ pub fn map_records<'r>(
     let mut rejected = Vec::new();
     for record in records {
         let mapped = (|| {
-            let bytes = record
-                .data
-                .as_ref()
-                .map_err(|_| "data is not valid base64".to_string())?;
-            let payload = config.extractor.parse(bytes).map_err(|e| e.to_string())?;
-            let table = config.router.route(&payload).map_err(|e| e.to_string())?;
+            let (table, payload) = route_record(&config.router, &config.extractor, record)?;
             let mapping = config
                 .tables
                 .get(table)
@@ -362,17 +358,6 @@ fn is_fatal(e: &SnowflakeError) -> bool {
             | SnowflakeError::Key(_)
             | SnowflakeError::Secret { .. }
     )
-}
-
-/// Lambda's deadline (milliseconds since the epoch) as an `Instant`, less a margin for reporting.
-pub fn deadline_from(deadline_ms: u64, margin: Duration) -> Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let remaining =
-        Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin);
-    Instant::now() + remaining.max(Duration::from_millis(500))
 }
 
 #[cfg(test)]
