@@ -199,7 +199,10 @@ impl Upsert {
         for (table, lowest, result) in futures_util::future::join_all(merges).await {
             let table_outcome = match result {
                 Ok(t) => t,
-                Err(TableFailure::Fatal(e)) => return Err(HandlerError::Snowflake(e)),
+                Err(TableFailure::Fatal(e)) => {
+                    tracing::error!(table = %table, error = %e, "Snowflake refused the credentials or configuration; failing the invocation");
+                    return Err(HandlerError::Snowflake(e));
+                }
                 Err(TableFailure::Retry(t)) => {
                     failed.extend(lowest);
                     t
