@@ -122,7 +122,7 @@ bootstrap:
 
 # Put generated records to a stream on the local stack, e.g. make loadgen ARGS="--stream s --create --count 10000".
 loadgen:
-	$(LOCAL_AWS) $(CARGO) run -q --locked --release -p tools --bin loadgen -- $(ARGS)
+	$(LOCAL_AWS) $(CARGO) run -q --locked -p tools --bin loadgen -- $(ARGS)
 
 clean: local-down
 	$(CARGO) clean
