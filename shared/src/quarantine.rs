@@ -13,7 +13,7 @@ use crate::encode::ndjson::push_metadata;
 use crate::encode::{push_json_str, Compression};
 use crate::layout::{hour_of, Layout};
 use crate::rawzone::PlannedObject;
-use crate::record::{cmp_sequence_numbers, RecordMeta};
+use crate::record::{sequence_bounds, RecordMeta};
 
 /// A record set aside, with why.
 #[derive(Debug, Clone)]
@@ -90,13 +90,8 @@ pub fn object(
     let Some(first) = rejected.first() else {
         return Ok(None);
     };
-    let seqs = || rejected.iter().map(|r| r.meta.sequence_number.as_ref());
-    let min = seqs()
-        .min_by(|a, b| cmp_sequence_numbers(a, b))
-        .unwrap_or("0");
-    let max = seqs()
-        .max_by(|a, b| cmp_sequence_numbers(a, b))
-        .unwrap_or("0");
+    let (min, max) = sequence_bounds(rejected.iter().map(|r| r.meta.sequence_number.as_ref()))
+        .unwrap_or(("0", "0"));
     Ok(Some(PlannedObject {
         key: layout.quarantine_key(
             &first.meta.shard_id,

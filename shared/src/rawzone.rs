@@ -13,7 +13,7 @@ use crate::encode::{ndjson, Compression, Format};
 use crate::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
 use crate::payload::{Extractor, JsonPointer, Payload};
 use crate::quarantine::{self, RawData, Rejected};
-use crate::record::{cmp_sequence_numbers, KinesisRecord};
+use crate::record::{sequence_bounds, KinesisRecord};
 use crate::route::{route_record, Router};
 
 /// Everything that decides what the orchestrator writes where.
@@ -251,28 +251,6 @@ fn classify<'a, 'r>(
     Ok((group, payload))
 }
 
-fn seq_bounds<'s>(seqs: impl Iterator<Item = &'s str>) -> (&'s str, &'s str) {
-    let mut bounds: Option<(&str, &str)> = None;
-    for s in seqs {
-        bounds = Some(match bounds {
-            None => (s, s),
-            Some((lo, hi)) => (
-                if cmp_sequence_numbers(s, lo).is_lt() {
-                    s
-                } else {
-                    lo
-                },
-                if cmp_sequence_numbers(s, hi).is_gt() {
-                    s
-                } else {
-                    hi
-                },
-            ),
-        });
-    }
-    bounds.unwrap_or(("0", "0"))
-}
-
 /// Lines are built in a small buffer and handed to the compressor in chunks, so a batch is never
 /// held uncompressed in full.
 const CHUNK: usize = 64 * 1024;
@@ -282,11 +260,12 @@ fn encode_group(
     group: &GroupKey,
     members: &[Accepted<'_, '_>],
 ) -> std::io::Result<PlannedObject> {
-    let (min, max) = seq_bounds(
+    let (min, max) = sequence_bounds(
         members
             .iter()
             .map(|m| m.record.meta.sequence_number.as_ref()),
-    );
+    )
+    .unwrap_or(("0", "0"));
     let key = config
         .layout
         .object_key(group, min, max, config.format, config.compression);

@@ -237,6 +237,25 @@ pub fn cmp_sequence_numbers(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
+/// The smallest and largest sequence numbers of an iterator, numerically; `None` when empty.
+pub fn sequence_bounds<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Option<(&'s str, &'s str)> {
+    seqs.into_iter().fold(None, |bounds, s| match bounds {
+        None => Some((s, s)),
+        Some((lo, hi)) => Some((
+            if cmp_sequence_numbers(s, lo).is_lt() {
+                s
+            } else {
+                lo
+            },
+            if cmp_sequence_numbers(s, hi).is_gt() {
+                s
+            } else {
+                hi
+            },
+        )),
+    })
+}
+
 /// The smallest sequence number of an iterator, numerically.
 pub fn min_sequence_number<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Option<&'s str> {
     seqs.into_iter().min_by(|a, b| cmp_sequence_numbers(a, b))
@@ -378,5 +397,10 @@ mod tests {
         );
         assert_eq!(cmp_sequence_numbers("007", "7"), Ordering::Equal);
         assert_eq!(min_sequence_number(["12", "3", "100"]), Some("3"));
+        assert_eq!(
+            sequence_bounds(["12", "3", "100", "99"]),
+            Some(("3", "100"))
+        );
+        assert_eq!(sequence_bounds([]), None);
     }
 }

@@ -48,12 +48,12 @@ impl Config {
         let snowflake = SnowflakeConfig::from_env(env)?;
         let mut extractor = Extractor::new();
         let router = Router::from_env(env, &mut extractor)?;
-        let database = env.optional("SNOWFLAKE_DATABASE");
-        let schema = env.required("SNOWFLAKE_SCHEMA")?;
-        let qualifier: Vec<&str> = database
+        // Targets are qualified with the connection's database and schema (already validated).
+        let qualifier: Vec<&str> = snowflake
+            .database
             .iter()
             .map(String::as_str)
-            .chain([schema.as_str()])
+            .chain([snowflake.schema.as_str()])
             .collect();
         let tables = TableMappings::from_env(env, &router.tables(), &qualifier, &mut extractor)?;
         let error_bucket = env.required("ERROR_BUCKET")?;
