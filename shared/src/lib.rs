@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod copy;
 pub mod encode;
+pub mod json;
 pub mod layout;
 pub mod logging;
 pub mod mapping;

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::config::{ConfigError, Env};
 use crate::payload::{value_text, Extractor, JsonPointer, Payload};
@@ -93,16 +92,15 @@ pub struct CoerceError {
 
 /// Coerces one JSON value to `ty`, returning the JSON text to embed in the row document
 /// (`null` for SQL NULL). Numbers travel as strings so no precision is lost to floats.
-pub fn coerce(ty: ColumnType, value: Option<&RawValue>) -> Result<String, String> {
-    let Some(value) = value else {
+pub fn coerce(ty: ColumnType, value: Option<&str>) -> Result<String, String> {
+    let Some(raw) = value else {
         return Ok("null".into());
     };
-    let raw = value.get();
     if raw == "null" {
         return Ok("null".into());
     }
     let first = raw.as_bytes()[0];
-    let text = value_text(value).unwrap_or_default();
+    let text = value_text(raw).unwrap_or_default();
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
     match ty {
         ColumnType::Variant => Ok(raw.to_string()),
@@ -489,12 +487,8 @@ pub fn push_row_json(
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
-    }
-
     fn c(ty: &str, v: &str) -> Result<String, String> {
-        coerce(ty.parse().unwrap(), Some(&raw(v)))
+        coerce(ty.parse().unwrap(), Some(v))
     }
 
     #[test]

@@ -8,9 +8,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::{self, Deserializer};
+
+use crate::json::{self, JsonError, JsonStr, Reader};
 
 /// Why a payload cannot be used as a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,8 +83,32 @@ pub struct Extractor {
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    children: Vec<(String, Node)>,
+    children: Vec<Child>,
     slot: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct Child {
+    token: String,
+    /// The token as an array index, when it is one (`0`, `12`; not `01`).
+    index: Option<usize>,
+    node: Node,
+}
+
+impl Node {
+    fn field(&self, key: JsonStr<'_>) -> Option<&Node> {
+        self.children
+            .iter()
+            .find(|c| key.eq_str(&c.token))
+            .map(|c| &c.node)
+    }
+
+    fn item(&self, index: usize) -> Option<&Node> {
+        self.children
+            .iter()
+            .find(|c| c.index == Some(index))
+            .map(|c| &c.node)
+    }
 }
 
 impl Extractor {
@@ -101,14 +125,20 @@ impl Extractor {
         self.pointers.push(pointer.clone());
         let mut node = &mut self.root;
         for token in pointer.tokens() {
-            let i = match node.children.iter().position(|(t, _)| t == token) {
+            let i = match node.children.iter().position(|c| c.token == *token) {
                 Some(i) => i,
                 None => {
-                    node.children.push((token.clone(), Node::default()));
+                    let is_index = token == "0"
+                        || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit()));
+                    node.children.push(Child {
+                        token: token.clone(),
+                        index: is_index.then(|| token.parse().ok()).flatten(),
+                        node: Node::default(),
+                    });
                     node.children.len() - 1
                 }
             };
-            node = &mut node.children[i].1;
+            node = &mut node.children[i].node;
         }
         node.slot = Some(slot);
         slot
@@ -125,31 +155,57 @@ impl Extractor {
     /// Validates `bytes` as a UTF-8 JSON object and resolves every slot.
     pub fn parse<'a>(&self, bytes: &'a [u8]) -> Result<Payload<'a>, PayloadError> {
         let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
-        let mut values = vec![None; self.pointers.len()];
-        if !text.trim_start().starts_with('{') {
+        let not_json = |e: JsonError| PayloadError::NotJson(e.to_string());
+        let mut reader = Reader::new(text);
+        if reader.peek() != Some(b'{') {
             // Tell "valid JSON but not an object" apart from garbage, for the quarantine reason.
-            return match serde_json::from_str::<IgnoredAny>(text) {
-                Ok(_) => Err(PayloadError::NotAnObject),
-                Err(e) => Err(PayloadError::NotJson(e.to_string())),
-            };
+            return Err(json::validate(text).map_or_else(not_json, |()| PayloadError::NotAnObject));
         }
-        let mut de = serde_json::Deserializer::from_str(text);
-        Walk {
-            node: &self.root,
-            values: &mut values,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| PayloadError::NotJson(e.to_string()))?;
+        let mut values = vec![None; self.pointers.len()];
+        walk(&mut reader, &self.root, &mut values)
+            .and_then(|()| reader.end())
+            .map_err(not_json)?;
         Ok(Payload { text, values })
     }
+}
+
+/// Reads one value at `node`: captures it when the node has a slot, descends into it when the
+/// node has children, and otherwise only validates it.
+fn walk<'a>(
+    r: &mut Reader<'a>,
+    node: &Node,
+    values: &mut [Option<&'a str>],
+) -> Result<(), JsonError> {
+    if node.children.is_empty() {
+        return match node.slot {
+            Some(slot) => r.raw_value().map(|v| values[slot] = Some(v)),
+            None => r.skip(),
+        };
+    }
+    let start = r.value_start();
+    match r.peek() {
+        Some(b'{') => r.object(|r, key| match node.field(key) {
+            Some(child) => walk(r, child, values),
+            None => r.skip(),
+        })?,
+        Some(b'[') => r.array(|r, i| match node.item(i) {
+            Some(child) => walk(r, child, values),
+            None => r.skip(),
+        })?,
+        // A scalar where an object was expected: the pointers below it are simply absent.
+        _ => r.skip()?,
+    }
+    if let Some(slot) = node.slot {
+        values[slot] = Some(r.text_from(start));
+    }
+    Ok(())
 }
 
 /// A validated JSON object payload and the values its extractor asked for.
 #[derive(Debug, Clone)]
 pub struct Payload<'a> {
     text: &'a str,
-    values: Vec<Option<&'a RawValue>>,
+    values: Vec<Option<&'a str>>,
 }
 
 impl<'a> Payload<'a> {
@@ -158,8 +214,8 @@ impl<'a> Payload<'a> {
         self.text
     }
 
-    /// The value in `slot`; `None` when absent.
-    pub fn value(&self, slot: usize) -> Option<&'a RawValue> {
+    /// The JSON text of the value in `slot`; `None` when absent.
+    pub fn value(&self, slot: usize) -> Option<&'a str> {
         self.values.get(slot).copied().flatten()
     }
 
@@ -184,122 +240,17 @@ impl<'a> Payload<'a> {
     }
 }
 
-/// A scalar rendered as text: strings unescaped, numbers and booleans as written, `None` for
-/// null; objects and arrays as their JSON text.
-pub fn value_text(value: &RawValue) -> Option<Cow<'_, str>> {
-    let text = value.get();
-    match text.as_bytes().first() {
-        // Most strings hold no escapes: borrow their inside instead of running a parser.
-        Some(b'"') if !text.contains('\\') => Some(Cow::Borrowed(&text[1..text.len() - 1])),
-        Some(b'"') => serde_json::from_str::<Cow<'_, str>>(text).ok(),
+/// A value's JSON text rendered as text: strings unescaped, numbers and booleans as written,
+/// `None` for null; objects and arrays as their JSON text.
+pub fn value_text(json: &str) -> Option<Cow<'_, str>> {
+    match json.as_bytes().first() {
+        Some(b'"') => Some(
+            Reader::new(json)
+                .str()
+                .map_or(Cow::Borrowed(""), |s| s.value()),
+        ),
         Some(b'n') => None,
-        _ => Some(Cow::Borrowed(text)),
-    }
-}
-
-/// Deserialises one value at `node`: captures it when the node has a slot, descends into it
-/// when the node has children, and otherwise only validates it.
-struct Walk<'n, 'v, 'a> {
-    node: &'n Node,
-    values: &'v mut Vec<Option<&'a RawValue>>,
-}
-
-impl<'de: 'a, 'a> DeserializeSeed<'de> for Walk<'_, '_, 'a> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match (self.node.slot, self.node.children.is_empty()) {
-            (None, true) => {
-                IgnoredAny::deserialize(d)?;
-                Ok(())
-            }
-            (Some(slot), true) => {
-                self.values[slot] = Some(<&RawValue>::deserialize(d)?);
-                Ok(())
-            }
-            (Some(slot), false) => {
-                // Both captured and descended into (pointers `/a` and `/a/b`): parse it again.
-                let raw = <&'de RawValue>::deserialize(d)?;
-                self.values[slot] = Some(raw);
-                let mut inner = serde_json::Deserializer::from_str(raw.get());
-                Walk {
-                    node: self.node,
-                    values: self.values,
-                }
-                .descend(&mut inner)
-                .map_err(de::Error::custom)
-            }
-            (None, false) => self.descend(d),
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Walk<'_, '_, 'a> {
-    fn descend<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de: 'a, 'a> Visitor<'de> for Walk<'_, '_, 'a> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match self.node.children.iter().find(|(t, _)| *t == key) {
-                Some((_, child)) => map.next_value_seed(Walk {
-                    node: child,
-                    values: &mut *self.values,
-                })?,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        let mut index = 0usize;
-        loop {
-            let token = index.to_string();
-            let done = match self.node.children.iter().find(|(t, _)| *t == token) {
-                Some((_, child)) => seq
-                    .next_element_seed(Walk {
-                        node: child,
-                        values: &mut *self.values,
-                    })?
-                    .is_none(),
-                None => seq.next_element::<IgnoredAny>()?.is_none(),
-            };
-            if done {
-                return Ok(());
-            }
-            index += 1;
-        }
-    }
-
-    // Scalars where an object was expected: the pointers below them are simply absent.
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+        _ => Some(Cow::Borrowed(json)),
     }
 }
 
@@ -324,7 +275,7 @@ mod tests {
         let p = x
             .parse(br#"{"a":1,"customer":{"id":"c-1","tags":["x","y"]},"s":"q\"uote"}"#)
             .unwrap();
-        assert_eq!(p.value(a).unwrap().get(), "1");
+        assert_eq!(p.value(a).unwrap(), "1");
         assert_eq!(p.text_of(id).unwrap(), "c-1");
         assert_eq!(p.text_of(tag).unwrap(), "y");
         assert_eq!(p.text_of(s).unwrap(), "q\"uote");
@@ -338,10 +289,7 @@ mod tests {
         let order = x.slot(&ptr("/order"));
         let total = x.slot(&ptr("/order/total"));
         let p = x.parse(br#"{"order":{"total":12.5,"items":[1]}}"#).unwrap();
-        assert_eq!(
-            p.value(order).unwrap().get(),
-            r#"{"total":12.5,"items":[1]}"#
-        );
+        assert_eq!(p.value(order).unwrap(), r#"{"total":12.5,"items":[1]}"#);
         assert_eq!(p.text_of(total).unwrap(), "12.5");
     }
 
@@ -351,8 +299,41 @@ mod tests {
         let slot = x.slot(&ptr("/a~1b/c~0d"));
         let dup = x.slot(&ptr("/k"));
         let p = x.parse(br#"{"a/b":{"c~d":true},"k":1,"k":2}"#).unwrap();
-        assert_eq!(p.value(slot).unwrap().get(), "true");
-        assert_eq!(p.value(dup).unwrap().get(), "2", "the last duplicate wins");
+        assert_eq!(p.value(slot).unwrap(), "true");
+        assert_eq!(p.value(dup).unwrap(), "2", "the last duplicate wins");
+    }
+
+    #[test]
+    fn agrees_with_serde_json_pointers() {
+        let mut rng = crate::sample::Rng::new(3);
+        let pointers = [
+            "/event_id",
+            "/customer",
+            "/customer/name",
+            "/customer/city",
+            "/order/total",
+            "/order/items",
+            "/order/items/0/sku",
+            "/order/items/00",
+            "/order/items/1",
+            "/session/device",
+            "/nope/deeper",
+        ]
+        .map(ptr);
+        let mut x = Extractor::new();
+        let slots: Vec<usize> = pointers.iter().map(|p| x.slot(p)).collect();
+        for n in 0..50 {
+            let text = crate::sample::order_event(&mut rng, n);
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let p = x.parse(text.as_bytes()).unwrap();
+            for (pointer, slot) in pointers.iter().zip(&slots) {
+                let expected = doc.pointer(pointer.as_str());
+                let ours = p
+                    .value(*slot)
+                    .map(|v| serde_json::from_str::<serde_json::Value>(v).unwrap());
+                assert_eq!(ours.as_ref(), expected, "{pointer} in {text}");
+            }
+        }
     }
 
     #[test]

@@ -8,13 +8,16 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+
+use crate::json::{JsonError, JsonStr, Reader};
 
 /// The event body as a whole could not be read: nothing in it can be trusted to be a record.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("the event is not a Kinesis batch: {0}")]
-    NotAKinesisEvent(#[from] serde_json::Error),
+    NotJson(#[from] JsonError),
+    #[error("the event is not a Kinesis batch: record {index} has no {field}")]
+    MissingField { index: usize, field: &'static str },
 }
 
 /// Where a record came from; travels with it into files, quarantine and Snowflake lineage.
@@ -94,80 +97,112 @@ pub struct KinesisRecord<'a> {
     pub data: Result<Vec<u8>, Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(
-        rename = "Records",
-        borrow,
-        default,
-        deserialize_with = "decode_records"
-    )]
-    records: Vec<KinesisRecord<'a>>,
-}
-
-/// Decodes each record as it is read, so the batch is never held twice.
-fn decode_records<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<KinesisRecord<'de>>, D::Error> {
-    struct Records;
-    impl<'de> serde::de::Visitor<'de> for Records {
-        type Value = Vec<KinesisRecord<'de>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an array of Kinesis records")
-        }
-        fn visit_seq<S: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: S,
-        ) -> Result<Self::Value, S::Error> {
-            let mut out: Vec<KinesisRecord<'de>> =
-                Vec::with_capacity(seq.size_hint().unwrap_or(64));
-            while let Some(raw) = seq.next_element::<RawRecord<'de>>()? {
-                // Every record of a batch comes from one stream: reuse the previous record's
-                // stream name instead of searching the same ARN again.
-                let stream = match out.last() {
-                    Some(prev) if prev_arn_matches(prev, &raw.event_source_arn) => {
-                        prev.meta.stream.clone()
-                    }
-                    _ => stream_name(raw.event_source_arn.clone()),
-                };
-                out.push(decode_record(raw, stream));
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(Records)
-}
-
-#[derive(Deserialize)]
-struct RawRecord<'a> {
-    #[serde(borrow)]
-    kinesis: RawKinesis<'a>,
-    #[serde(rename = "eventID", borrow, default)]
-    event_id: Cow<'a, str>,
-    #[serde(rename = "eventSourceARN", borrow, default)]
-    event_source_arn: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawKinesis<'a> {
-    #[serde(borrow, default)]
-    partition_key: Cow<'a, str>,
-    #[serde(borrow)]
-    sequence_number: Cow<'a, str>,
-    #[serde(borrow)]
-    data: Cow<'a, str>,
-    #[serde(default)]
-    approximate_arrival_timestamp: f64,
-}
-
 /// Decodes the event body Lambda sends for a Kinesis batch.
 ///
-/// A record whose `data` is not base64 is still returned, so it can be quarantined with its
-/// metadata rather than failing the batch.
+/// Each record is decoded as it is read, so the batch is never held twice. A record whose `data`
+/// is not base64 is still returned, so it can be quarantined with its metadata rather than
+/// failing the batch.
 pub fn decode_kinesis_event(body: &str) -> Result<Vec<KinesisRecord<'_>>, DecodeError> {
-    let envelope: Envelope<'_> = serde_json::from_str(body)?;
-    Ok(envelope.records)
+    let mut reader = Reader::new(body);
+    let mut records: Vec<KinesisRecord<'_>> = Vec::new();
+    reader.object(|r, key| {
+        if !key.eq_str("Records") {
+            return Ok(r.skip()?);
+        }
+        // Sized from the body: about 0.7 records per kilobyte of event is typical.
+        records.reserve(body.len() / 1400 + 1);
+        r.array(|r, index| {
+            let record = read_record(r, index, records.last())?;
+            records.push(record);
+            Ok::<_, DecodeError>(())
+        })
+    })?;
+    reader.end()?;
+    Ok(records)
+}
+
+/// One element of `Records`: only the fields the pipeline uses are kept, the rest are skipped.
+fn read_record<'a>(
+    r: &mut Reader<'a>,
+    index: usize,
+    previous: Option<&KinesisRecord<'a>>,
+) -> Result<KinesisRecord<'a>, DecodeError> {
+    let (mut partition_key, mut sequence_number, mut data, mut arrival) = (None, None, None, None);
+    let (mut event_id, mut event_source_arn) = (None, None);
+    let mut kinesis = false;
+    r.object(|r, key| {
+        match &*key.value() {
+            "kinesis" => {
+                kinesis = true;
+                r.object(|r, key| {
+                    match &*key.value() {
+                        "partitionKey" => partition_key = Some(r.str()?),
+                        "sequenceNumber" => sequence_number = Some(r.str()?),
+                        "data" => data = Some(r.str()?),
+                        "approximateArrivalTimestamp" => arrival = Some(r.number()?),
+                        _ => r.skip()?,
+                    }
+                    Ok::<_, JsonError>(())
+                })?;
+            }
+            "eventID" => event_id = Some(r.str()?),
+            "eventSourceARN" => event_source_arn = Some(r.str()?),
+            _ => r.skip()?,
+        }
+        Ok::<_, JsonError>(())
+    })?;
+    let missing = |field| DecodeError::MissingField { index, field };
+    if !kinesis {
+        return Err(missing("kinesis"));
+    }
+    let sequence_number = sequence_number.ok_or_else(|| missing("kinesis.sequenceNumber"))?;
+    let data = data.ok_or_else(|| missing("kinesis.data"))?;
+    let arn = event_source_arn.map(|s| s.value()).unwrap_or_default();
+    // Every record of a batch comes from one stream: reuse the previous record's stream name
+    // instead of searching the same ARN again.
+    let stream = match previous {
+        Some(prev) if prev_arn_matches(prev, &arn) => prev.meta.stream.clone(),
+        _ => stream_name(arn),
+    };
+    Ok(KinesisRecord {
+        meta: RecordMeta {
+            stream,
+            shard_id: shard_id(event_id.map(|s| s.value()).unwrap_or_default()),
+            sequence_number: sequence_number.value(),
+            partition_key: partition_key.map(|s| s.value()).unwrap_or_default(),
+            arrival_ms: arrival.map_or(0, arrival_ms),
+        },
+        data: decode_data(data),
+    })
+}
+
+/// SIMD base64: decoding was a third of the envelope's cost with the scalar decoder.
+fn decode_data(data: JsonStr<'_>) -> Result<Vec<u8>, Cow<'_, str>> {
+    let text = data.value();
+    base64_simd::STANDARD
+        .decode_to_vec(text.as_bytes())
+        .map_err(|_| text)
+}
+
+/// `approximateArrivalTimestamp` (seconds, e.g. `1545084650.987`) in milliseconds. Plain
+/// decimals are converted exactly, without a float; other forms (`1.545084650987E9`) are parsed.
+fn arrival_ms(seconds: &str) -> i64 {
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let plain = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !whole.is_empty() && whole.len() <= 12 && plain(whole) && plain(fraction) {
+        let digit = |i: usize| {
+            fraction
+                .as_bytes()
+                .get(i)
+                .map_or(0, |b| i64::from(b - b'0'))
+        };
+        let whole: i64 = whole.parse().unwrap_or(0);
+        let round_up = i64::from(digit(3) >= 5);
+        return whole * 1000 + digit(0) * 100 + digit(1) * 10 + digit(2) + round_up;
+    }
+    seconds
+        .parse::<f64>()
+        .map_or(0, |s| (s * 1000.0).round() as i64)
 }
 
 /// Whether `arn` names the stream `prev` came from (compared without re-parsing the ARN).
@@ -176,24 +211,6 @@ fn prev_arn_matches(prev: &KinesisRecord<'_>, arn: &str) -> bool {
     arn.len() > name.len() + 8
         && arn.ends_with(name)
         && arn[..arn.len() - name.len()].ends_with(":stream/")
-}
-
-fn decode_record<'a>(raw: RawRecord<'a>, stream: Cow<'a, str>) -> KinesisRecord<'a> {
-    // SIMD base64: decoding is a third of the envelope's cost with the scalar decoder.
-    let data = match base64_simd::STANDARD.decode_to_vec(raw.kinesis.data.as_bytes()) {
-        Ok(bytes) => Ok(bytes),
-        Err(_) => Err(raw.kinesis.data),
-    };
-    KinesisRecord {
-        meta: RecordMeta {
-            stream,
-            shard_id: shard_id(raw.event_id),
-            sequence_number: raw.kinesis.sequence_number,
-            partition_key: raw.kinesis.partition_key,
-            arrival_ms: (raw.kinesis.approximate_arrival_timestamp * 1000.0).round() as i64,
-        },
-        data,
-    }
 }
 
 /// `arn:aws:kinesis:us-east-1:123456789012:stream/NAME` (or `.../stream/NAME/consumer/C:1` for
@@ -345,8 +362,44 @@ mod tests {
     #[test]
     fn not_a_kinesis_event_is_an_error() {
         assert!(decode_kinesis_event("[1,2]").is_err());
-        assert!(decode_kinesis_event("{\"Records\":[{\"kinesis\":{}}]}").is_err());
+        assert_eq!(
+            decode_kinesis_event("{\"Records\":[{\"kinesis\":{\"data\":\"e30=\"}}]}")
+                .unwrap_err()
+                .to_string(),
+            "the event is not a Kinesis batch: record 0 has no kinesis.sequenceNumber"
+        );
+        assert!(matches!(
+            decode_kinesis_event("{\"Records\":[{}]}"),
+            Err(DecodeError::MissingField {
+                field: "kinesis",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_kinesis_event(&event(&[("s", "1", "k", "e30=")]).replace("]}", "],}")),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert!(decode_kinesis_event(
+            "{\"Records\":[{\"kinesis\":{\"sequenceNumber\":1,\"data\":\"\"}}]}"
+        )
+        .is_err());
         assert_eq!(decode_kinesis_event("{}").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn arrival_seconds_become_milliseconds_exactly() {
+        for (seconds, ms) in [
+            ("1700000000.123", 1_700_000_000_123),
+            ("1700000000", 1_700_000_000_000),
+            ("1700000000.1", 1_700_000_000_100),
+            ("1700000000.1235", 1_700_000_000_124),
+            ("1700000000.1234999", 1_700_000_000_123),
+            ("1.700000000123E9", 1_700_000_000_123),
+            ("1.7e9", 1_700_000_000_000),
+            ("0.001", 1),
+        ] {
+            assert_eq!(arrival_ms(seconds), ms, "{seconds}");
+        }
     }
 
     #[test]
