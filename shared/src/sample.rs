@@ -137,6 +137,72 @@ pub fn kinesis_event(
     out
 }
 
+/// CSV columns of the order events, for the benchmarks.
+pub const ORDER_CSV_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id"},{"name":"event_type","path":"/event_type"},
+ {"name":"event_timestamp","path":"/event_timestamp"},{"name":"customer_id","path":"/customer/id"},
+ {"name":"customer_name","path":"/customer/name"},{"name":"city","path":"/customer/city"},
+ {"name":"total","path":"/order/total"},{"name":"currency","path":"/order/currency"},{"name":"items","path":"/order/items"}]"#;
+/// CSV columns of the sensor readings, for the benchmarks.
+pub const SENSOR_CSV_COLUMNS: &str = r#"[{"name":"sensorid","path":"/sensorId"},{"name":"currenttemperature","path":"/currentTemperature"},{"name":"status","path":"/status"}]"#;
+
+/// One benchmark batch: a whole Lambda event body.
+pub struct BenchBatch {
+    pub name: &'static str,
+    pub event: String,
+    pub records: usize,
+    pub columns: &'static str,
+}
+
+/// The orchestrator benchmark's batches: ~6,000 medium order events (~5 MB of event JSON) and
+/// 10,000 sensor readings, with 56-digit sequence numbers as AWS sends them.
+pub fn bench_batches() -> Vec<BenchBatch> {
+    let mut rng = Rng::new(42);
+    let orders: Vec<String> = (0..6_000).map(|n| order_event(&mut rng, n)).collect();
+    let sensors: Vec<String> = (0..10_000).map(|_| sensor_reading(&mut rng, 50)).collect();
+    let first_seq = 49_590_338_271_490_256_608_559_692_538_361_571u128;
+    let shard = "shardId-000000000000";
+    vec![
+        BenchBatch {
+            name: "medium_6000",
+            event: kinesis_event("orders", shard, first_seq, 1_732_200_000.0, &orders),
+            records: orders.len(),
+            columns: ORDER_CSV_COLUMNS,
+        },
+        BenchBatch {
+            name: "sensor_10000",
+            event: kinesis_event("sensors", shard, first_seq, 1_732_200_000.0, &sensors),
+            records: sensors.len(),
+            columns: SENSOR_CSV_COLUMNS,
+        },
+    ]
+}
+
+/// The raw-zone configuration of one benchmark case (level 1 compression).
+pub fn bench_config(
+    format: &str,
+    compression: &str,
+    columns: &str,
+) -> crate::rawzone::RawZoneConfig {
+    let vars = [
+        ("RAW_BUCKET", "bench"),
+        ("TABLE", "events"),
+        ("FORMAT", format),
+        ("COMPRESSION", compression),
+        ("COMPRESSION_LEVEL", "1"),
+        ("CSV_COLUMNS", columns),
+    ];
+    crate::rawzone::RawZoneConfig::from_env(&crate::config::Env::new(&vars))
+        .expect("benchmark configuration is valid")
+}
+
+/// The orchestrator's CPU path: event body → planned objects; returns the bytes out.
+pub fn run_bench_case(config: &crate::rawzone::RawZoneConfig, event: &str) -> usize {
+    let records = crate::record::decode_kinesis_event(event).expect("benchmark event decodes");
+    crate::rawzone::plan(config, &records)
+        .expect("benchmark batch plans")
+        .bytes_out()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
