@@ -14,6 +14,8 @@
 
 use std::borrow::Cow;
 
+use crate::scan;
+
 /// Nesting depth allowed, as serde_json's default recursion limit.
 const MAX_DEPTH: usize = 128;
 
@@ -77,6 +79,7 @@ impl<'a> Reader<'a> {
         self.text.as_bytes()
     }
 
+    #[cold]
     fn error<T>(&self, what: &'static str) -> Result<T, JsonError> {
         Err(JsonError {
             what,
@@ -84,6 +87,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes().get(self.pos) {
             self.pos += 1;
@@ -91,6 +95,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte that is not whitespace, not consumed.
+    #[inline]
     pub fn peek(&mut self) -> Option<u8> {
         self.skip_whitespace();
         self.bytes().get(self.pos).copied()
@@ -104,6 +109,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn eat(&mut self, byte: u8, what: &'static str) -> Result<(), JsonError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
@@ -214,6 +220,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string value.
+    #[inline]
     pub fn str(&mut self) -> Result<JsonStr<'a>, JsonError> {
         if self.peek() != Some(b'"') {
             return self.error("expected a string");
@@ -277,14 +284,34 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The string starting at the current `"`.
+    /// The string starting at the current `"`. Inlined into every caller: most strings hold no
+    /// escapes and end within a few 16-byte steps, and a call costs as much as the scan.
+    #[inline(always)]
     fn string(&mut self) -> Result<JsonStr<'a>, JsonError> {
         let bytes = self.bytes();
         let start = self.pos + 1;
-        let mut i = start;
+        let end = find_special(bytes, start);
+        if bytes.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            return Ok(JsonStr {
+                raw: &self.text[start..end],
+                escaped: false,
+            });
+        }
+        self.string_with_escapes(start, end)
+    }
+
+    /// The rest of a string from `i`, where the plain scan stopped at something other than `"`.
+    #[cold]
+    #[inline(never)]
+    fn string_with_escapes(
+        &mut self,
+        start: usize,
+        mut i: usize,
+    ) -> Result<JsonStr<'a>, JsonError> {
+        let bytes = self.bytes();
         let mut escaped = false;
         loop {
-            i = find_special(bytes, i);
             match bytes.get(i) {
                 Some(b'"') => {
                     self.pos = i + 1;
@@ -306,10 +333,12 @@ impl<'a> Reader<'a> {
                     return self.error("unterminated string");
                 }
             }
+            i = find_special(bytes, i);
         }
     }
 
     /// Checks the escape at `i` (a backslash); returns the index after it.
+    #[cold]
     fn escape(&mut self, i: usize) -> Result<usize, JsonError> {
         let bytes = self.bytes();
         match bytes.get(i + 1) {
@@ -356,34 +385,15 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u32> {
     Some(value)
 }
 
-/// The index of the first `"`, `\` or control character at or after `from`, or the length.
-/// Eight bytes at a time: strings (base64 data above all) are most of what is read.
+/// The index of the first `"`, `\` or control character at or after `i`, or the length.
 #[inline]
-fn find_special(bytes: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        // Each term flags a byte that is zero (or below 0x20) exactly at the first such byte;
-        // borrows can only add flags above it, so the lowest flag is exact.
-        let found = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | word.wrapping_sub(ONES * 0x20) & !word)
-            & HIGH;
-        if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            return i;
-        }
-        i += 1;
-    }
-    i
+fn find_special(bytes: &[u8], i: usize) -> usize {
+    scan::find_byte_or_control(bytes, i, b"\"\\")
+}
+
+/// Whether `s` can be written between quotes as it is, without escapes.
+pub(crate) fn needs_no_escape(s: &str) -> bool {
+    find_special(s.as_bytes(), 0) == s.len()
 }
 
 /// The value of string contents already checked by [`Reader`].

@@ -22,4 +22,5 @@ pub mod record;
 pub mod route;
 pub mod s3;
 pub mod sample;
+mod scan;
 pub mod snowflake;

@@ -1,0 +1,141 @@
+//! Finding the first byte of a small set, for the loops that look at every byte of a batch:
+//! JSON strings (quote, backslash, control characters) and CSV fields (what forces quotes).
+//!
+//! Sixteen bytes at a time with SSE2, part of every x86-64 CPU; eight at a time in a `u64`
+//! elsewhere (the Graviton build), with a byte loop for the tail. The sets are constants at
+//! every call site, so each inlined copy compares against exactly its own bytes.
+
+/// The index of the first byte at or after `from` that is in `set`, or is below 0x20, or the
+/// length of `bytes`.
+#[inline(always)]
+pub(crate) fn find_byte_or_control(bytes: &[u8], from: usize, set: &[u8]) -> usize {
+    find(bytes, from, set, true)
+}
+
+/// The index of the first byte at or after `from` that is in `set`, or the length of `bytes`.
+#[inline(always)]
+pub(crate) fn find_byte(bytes: &[u8], from: usize, set: &[u8]) -> usize {
+    find(bytes, from, set, false)
+}
+
+#[inline(always)]
+fn find(bytes: &[u8], from: usize, set: &[u8], control: bool) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    let from = match find_sse2(bytes, from, set, control) {
+        Ok(found) => return found,
+        Err(tail) => tail,
+    };
+    find_swar(bytes, from, set, control)
+}
+
+/// `Ok(index)` of the first match, or `Err(index)` of the tail shorter than 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn find_sse2(bytes: &[u8], mut i: usize, set: &[u8], control: bool) -> Result<usize, usize> {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_setzero_si128,
+    };
+    while let Some(chunk) = bytes.get(i..i + 16) {
+        // SAFETY: SSE2 is in the x86-64 baseline, and the load reads exactly the 16 bytes of
+        // `chunk` (unaligned loads are allowed).
+        let mask = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            let mut hits = _mm_setzero_si128();
+            for &b in set {
+                hits = _mm_or_si128(hits, _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)));
+            }
+            if control {
+                // Unsigned v <= 0x1f: max(v, 0x1f) == 0x1f.
+                let limit = _mm_set1_epi8(0x1f);
+                hits = _mm_or_si128(hits, _mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit));
+            }
+            _mm_movemask_epi8(hits)
+        };
+        if mask != 0 {
+            return Ok(i + mask.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    Err(i)
+}
+
+#[inline(always)]
+fn find_swar(bytes: &[u8], mut i: usize, set: &[u8], control: bool) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // Each term flags a byte that is zero (or below 0x20) exactly at the first such byte;
+        // borrows can only add flags above it, so the lowest flag is exact.
+        let mut found = 0;
+        for &b in set {
+            let x = word ^ (ONES * u64::from(b));
+            found |= x.wrapping_sub(ONES) & !x;
+        }
+        if control {
+            found |= word.wrapping_sub(ONES * 0x20) & !word;
+        }
+        found &= HIGH;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if set.contains(&b) || (control && b < 0x20) {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scanner_finds_the_first_byte_of_the_set() {
+        const JSON: &[u8] = b"\"\\";
+        const CSV: &[u8] = b",\"\n\r\\";
+        let filler = [b'a', b' ', 0x7f, 0x80, 0xff, b'0'];
+        for len in 0..40 {
+            for at in 0..=len {
+                for (set, control, special) in [
+                    (JSON, true, b'"'),
+                    (JSON, true, b'\\'),
+                    (JSON, true, 0),
+                    (JSON, true, 0x1f),
+                    (CSV, false, b','),
+                    (CSV, false, b'\r'),
+                    (CSV, false, b'\\'),
+                ] {
+                    let mut bytes: Vec<u8> = (0..len).map(|k| filler[k % filler.len()]).collect();
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    for from in 0..=at {
+                        let expected = at;
+                        assert_eq!(
+                            find(&bytes, from, set, control),
+                            expected,
+                            "{bytes:?} from {from}"
+                        );
+                        assert_eq!(
+                            find_swar(&bytes, from, set, control),
+                            expected,
+                            "{bytes:?} from {from}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            find_byte(b"ab\x01", 0, CSV),
+            3,
+            "control characters only when asked"
+        );
+        assert_eq!(find_byte_or_control(b"ab\x01", 0, JSON), 2);
+    }
+}
