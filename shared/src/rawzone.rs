@@ -9,7 +9,7 @@ use std::io::Write;
 
 use crate::config::{ConfigError, Env};
 use crate::encode::csv::CsvMappings;
-use crate::encode::{ndjson, Compression, Format};
+use crate::encode::{ndjson, Compression, Format, RowLineage};
 use crate::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
 use crate::payload::{Extractor, JsonPointer, Payload};
 use crate::quarantine::{self, RawData, Rejected};
@@ -278,11 +278,12 @@ fn encode_group(
     if let Some(mapping) = csv {
         mapping.push_header(&mut chunk);
     }
+    let mut lineage = RowLineage::new(config.format, &key);
     for (i, m) in members.iter().enumerate() {
-        let row = i as u64 + 1;
+        let (meta, row) = (&m.record.meta, i as u64 + 1);
         match csv {
-            Some(mapping) => mapping.push_row(&mut chunk, &m.payload, &m.record.meta, &key, row),
-            None => ndjson::push_line(&mut chunk, &m.payload, &m.record.meta, &key, row),
+            Some(mapping) => mapping.push_row(&mut chunk, &m.payload, meta, &mut lineage, row),
+            None => ndjson::push_line(&mut chunk, &m.payload, meta, &mut lineage, row),
         }
         if chunk.len() >= CHUNK {
             out.write_all(&chunk)?;

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use crate::config::{ConfigError, Env};
 use crate::payload::{Extractor, JsonPointer, Payload};
 use crate::record::RecordMeta;
+use crate::scan;
+
+use super::RowLineage;
 
 /// The lineage columns appended after the mapped ones, in file order.
 pub const LINEAGE_COLUMNS: [&str; 7] = [
@@ -114,12 +117,13 @@ impl CsvMapping {
         Ok(())
     }
 
+    /// Appends the row of one record; `lineage` is the object's, `row` its 1-based number.
     pub fn push_row(
         &self,
         out: &mut Vec<u8>,
         payload: &Payload<'_>,
         meta: &RecordMeta<'_>,
-        file: &str,
+        lineage: &mut RowLineage,
         row: u64,
     ) {
         for slot in &self.slots {
@@ -134,9 +138,9 @@ impl CsvMapping {
         out.push(b',');
         push_field(out, Some(&meta.partition_key));
         out.push(b',');
-        meta.push_arrival(out);
+        lineage.push_arrival(out, meta.arrival_ms);
         out.push(b',');
-        push_field(out, Some(file));
+        lineage.push_file(out);
         out.push(b',');
         push_decimal(out, row);
         out.push(b'\n');
@@ -221,17 +225,8 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Bytes that force a field into quotes; a table lookup beats a chain of comparisons here, the
-/// check runs over every byte of every field.
-const NEEDS_QUOTES: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b',' as usize] = true;
-    t[b'"' as usize] = true;
-    t[b'\n' as usize] = true;
-    t[b'\r' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
+/// Bytes that force a field into quotes (besides surrounding spaces).
+const NEEDS_QUOTES: &[u8] = b",\"\n\r\\";
 
 /// Appends one field, quoted when it needs to be.
 pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
@@ -240,20 +235,25 @@ pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
         return;
     };
     let bytes = value.as_bytes();
-    let needs_quotes = bytes.is_empty()
-        || bytes.iter().any(|b| NEEDS_QUOTES[*b as usize])
-        || bytes[0] == b' '
-        || bytes[bytes.len() - 1] == b' ';
+    let needs_quotes = match (bytes.first(), bytes.last()) {
+        (Some(b' '), _) | (_, Some(b' ')) | (None, _) => true,
+        _ => scan::find_byte(bytes, 0, NEEDS_QUOTES) < bytes.len(),
+    };
     if !needs_quotes {
         out.extend_from_slice(bytes);
         return;
     }
     out.push(b'"');
-    for chunk in bytes.split_inclusive(|b| *b == b'"') {
-        out.extend_from_slice(chunk);
-        if chunk.last() == Some(&b'"') {
-            out.push(b'"');
+    let mut start = 0;
+    loop {
+        let quote = scan::find_byte(bytes, start, b"\"");
+        if quote == bytes.len() {
+            out.extend_from_slice(&bytes[start..]);
+            break;
         }
+        out.extend_from_slice(&bytes[start..=quote]);
+        out.push(b'"');
+        start = quote + 1;
     }
     out.push(b'"');
 }
@@ -307,9 +307,10 @@ mod tests {
             partition_key: Cow::Borrowed("6"),
             arrival_ms: 0,
         };
-        m.push_row(&mut out, &p, &meta, "raw/t/f.csv.gz", 1);
+        let mut lineage = RowLineage::new(crate::encode::Format::Csv, "raw/t/f.csv.gz");
+        m.push_row(&mut out, &p, &meta, &mut lineage, 1);
         let p2 = x.parse(br#"{"sensorId":"x"}"#).unwrap();
-        m.push_row(&mut out, &p2, &meta, "raw/t/f.csv.gz", 2);
+        m.push_row(&mut out, &p2, &meta, &mut lineage, 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "sensorid,temp,note,stream,shard_id,sequence_number,partition_key,arrival_time,source_file,source_row\n\

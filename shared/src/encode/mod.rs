@@ -10,6 +10,7 @@ pub mod ndjson;
 use std::io::{self, Write};
 
 use crate::config::{ConfigError, Env};
+use crate::record::ArrivalFormatter;
 
 /// The text format of a raw-zone file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,8 +186,44 @@ pub fn decompress(compression: Compression, bytes: &[u8]) -> io::Result<Vec<u8>>
 
 /// Appends `s` as a JSON string literal.
 pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    if crate::json::needs_no_escape(s) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// What the rows of one object share, prepared once per object: the object key already encoded
+/// as a field of the file's format, and the arrival-time formatter.
+#[derive(Debug, Clone)]
+pub struct RowLineage {
+    file_field: Vec<u8>,
+    arrivals: ArrivalFormatter,
+}
+
+impl RowLineage {
+    pub fn new(format: Format, file: &str) -> Self {
+        let mut file_field = Vec::with_capacity(file.len() + 2);
+        match format {
+            Format::Csv => csv::push_field(&mut file_field, Some(file)),
+            Format::Ndjson => push_json_str(&mut file_field, file),
+        }
+        Self {
+            file_field,
+            arrivals: ArrivalFormatter::default(),
+        }
+    }
+
+    pub(crate) fn push_file(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.file_field);
+    }
+
+    pub(crate) fn push_arrival(&mut self, out: &mut Vec<u8>, ms: i64) {
+        self.arrivals.push(out, ms);
+    }
 }
 
 #[cfg(test)]

@@ -6,23 +6,22 @@
 use crate::payload::Payload;
 use crate::record::RecordMeta;
 
-use super::push_json_str;
+use super::{push_json_str, RowLineage};
 
-/// Appends one line for a record stored in `file` at 1-based `row`.
+/// Appends the line of one record; `lineage` is the object's, `row` its 1-based number.
 pub fn push_line(
     out: &mut Vec<u8>,
     payload: &Payload<'_>,
     meta: &RecordMeta<'_>,
-    file: &str,
+    lineage: &mut RowLineage,
     row: u64,
 ) {
     out.extend_from_slice(b"{\"payload\":");
     out.extend_from_slice(payload.one_line().as_bytes());
     out.extend_from_slice(b",\"metadata\":");
-    push_metadata(out, meta);
-    out.pop();
+    push_lineage(out, meta, |out| lineage.push_arrival(out, meta.arrival_ms));
     out.extend_from_slice(b",\"file\":");
-    push_json_str(out, file);
+    lineage.push_file(out);
     out.extend_from_slice(b",\"row\":");
     super::csv::push_decimal(out, row);
     out.extend_from_slice(b"}}\n");
@@ -30,6 +29,12 @@ pub fn push_line(
 
 /// The metadata object alone (also used by quarantine lines).
 pub fn push_metadata(out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
+    push_lineage(out, meta, |out| meta.push_arrival(out));
+    out.push(b'}');
+}
+
+/// The metadata object without its closing brace.
+fn push_lineage(out: &mut Vec<u8>, meta: &RecordMeta<'_>, arrival: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"{\"stream\":");
     push_json_str(out, &meta.stream);
     out.extend_from_slice(b",\"shard_id\":");
@@ -39,8 +44,8 @@ pub fn push_metadata(out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
     out.extend_from_slice(b",\"partition_key\":");
     push_json_str(out, &meta.partition_key);
     out.extend_from_slice(b",\"arrival_time\":\"");
-    meta.push_arrival(out);
-    out.extend_from_slice(b"\"}");
+    arrival(out);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -64,7 +69,8 @@ mod tests {
             .parse(b"{\"sensorId\": 6,\n \"big\": 12345678901234567890123}")
             .unwrap();
         let mut out = Vec::new();
-        push_line(&mut out, &payload, &meta(), "raw/t/x.ndjson.gz", 3);
+        let mut lineage = RowLineage::new(super::super::Format::Ndjson, "raw/t/x.ndjson.gz");
+        push_line(&mut out, &payload, &meta(), &mut lineage, 3);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
         assert!(
