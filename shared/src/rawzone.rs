@@ -7,6 +7,8 @@
 use std::borrow::Cow;
 use std::io::Write;
 
+use bytes::Bytes;
+
 use crate::config::{ConfigError, Env};
 use crate::encode::csv::CsvMappings;
 use crate::encode::{ndjson, Compression, Format, RowLineage};
@@ -144,7 +146,7 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     let mut bytes_in = 0;
 
     for record in records {
-        bytes_in += record.data.as_ref().map_or_else(|t| t.len(), Vec::len);
+        bytes_in += record.data.as_ref().map_or_else(|t| t.len(), Bytes::len);
         match classify(config, record) {
             Ok((group, payload)) => {
                 let found = groups
