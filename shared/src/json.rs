@@ -214,6 +214,11 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// How far the text has been read, in bytes.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// The text from `start` to what has been read.
     pub fn text_from(&self, start: usize) -> &'a str {
         &self.text[start..self.pos]

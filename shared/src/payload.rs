@@ -161,51 +161,102 @@ impl Extractor {
             // Tell "valid JSON but not an object" apart from garbage, for the quarantine reason.
             return Err(json::validate(text).map_or_else(not_json, |()| PayloadError::NotAnObject));
         }
-        let mut values = vec![None; self.pointers.len()];
-        walk(&mut reader, &self.root, &mut values)
+        if u32::try_from(text.len()).is_err() {
+            return Err(PayloadError::NotJson("payload larger than 4 GiB".into()));
+        }
+        let mut spans = Spans::new(self.pointers.len());
+        walk(&mut reader, &self.root, spans.as_mut_slice())
             .and_then(|()| reader.end())
             .map_err(not_json)?;
-        Ok(Payload { text, values })
+        Ok(Payload { text, spans })
     }
 }
 
-/// Reads one value at `node`: captures it when the node has a slot, descends into it when the
-/// node has children, and otherwise only validates it.
-fn walk<'a>(
-    r: &mut Reader<'a>,
-    node: &Node,
-    values: &mut [Option<&'a str>],
-) -> Result<(), JsonError> {
-    if node.children.is_empty() {
-        return match node.slot {
-            Some(slot) => r.raw_value().map(|v| values[slot] = Some(v)),
-            None => r.skip(),
-        };
-    }
+/// Reads one value at `node`: records where it is when the node has a slot, descends into it
+/// when the node has children, and otherwise only validates it.
+fn walk(r: &mut Reader<'_>, node: &Node, spans: &mut [Span]) -> Result<(), JsonError> {
     let start = r.value_start();
-    match r.peek() {
-        Some(b'{') => r.object(|r, key| match node.field(key) {
-            Some(child) => walk(r, child, values),
-            None => r.skip(),
-        })?,
-        Some(b'[') => r.array(|r, i| match node.item(i) {
-            Some(child) => walk(r, child, values),
-            None => r.skip(),
-        })?,
-        // A scalar where an object was expected: the pointers below it are simply absent.
-        _ => r.skip()?,
+    if node.children.is_empty() {
+        r.skip()?;
+    } else {
+        match r.peek() {
+            Some(b'{') => r.object(|r, key| match node.field(key) {
+                Some(child) => walk(r, child, spans),
+                None => r.skip(),
+            })?,
+            Some(b'[') => r.array(|r, i| match node.item(i) {
+                Some(child) => walk(r, child, spans),
+                None => r.skip(),
+            })?,
+            // A scalar where an object was expected: the pointers below it are simply absent.
+            _ => r.skip()?,
+        }
     }
     if let Some(slot) = node.slot {
-        values[slot] = Some(r.text_from(start));
+        // Payloads are checked to be under 4 GiB before the walk.
+        spans[slot] = Span {
+            start: start as u32,
+            end: r.position() as u32,
+        };
     }
     Ok(())
+}
+
+/// Where an extracted value is in the payload text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    const ABSENT: Span = Span {
+        start: u32::MAX,
+        end: 0,
+    };
+}
+
+/// The spans of a payload's slots. As many as a configuration usually asks for (routing,
+/// partition and a table's columns) are held inline, so parsing a record allocates nothing.
+#[derive(Debug, Clone)]
+enum Spans {
+    Inline([Span; Spans::INLINE]),
+    Heap(Vec<Span>),
+}
+
+impl Spans {
+    const INLINE: usize = 16;
+
+    fn new(slots: usize) -> Self {
+        if slots <= Self::INLINE {
+            Spans::Inline([Span::ABSENT; Self::INLINE])
+        } else {
+            Spans::Heap(vec![Span::ABSENT; slots])
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Span] {
+        match self {
+            Spans::Inline(spans) => spans,
+            Spans::Heap(spans) => spans,
+        }
+    }
+
+    fn get(&self, slot: usize) -> Option<Span> {
+        match self {
+            Spans::Inline(spans) => spans.get(slot),
+            Spans::Heap(spans) => spans.get(slot),
+        }
+        .copied()
+        .filter(|s| *s != Span::ABSENT)
+    }
 }
 
 /// A validated JSON object payload and the values its extractor asked for.
 #[derive(Debug, Clone)]
 pub struct Payload<'a> {
     text: &'a str,
-    values: Vec<Option<&'a str>>,
+    spans: Spans,
 }
 
 impl<'a> Payload<'a> {
@@ -216,7 +267,8 @@ impl<'a> Payload<'a> {
 
     /// The JSON text of the value in `slot`; `None` when absent.
     pub fn value(&self, slot: usize) -> Option<&'a str> {
-        self.values.get(slot).copied().flatten()
+        let span = self.spans.get(slot)?;
+        self.text.get(span.start as usize..span.end as usize)
     }
 
     /// The value in `slot` as text (see [`value_text`]); `None` when absent or null.
@@ -333,6 +385,25 @@ mod tests {
                     .map(|v| serde_json::from_str::<serde_json::Value>(v).unwrap());
                 assert_eq!(ours.as_ref(), expected, "{pointer} in {text}");
             }
+        }
+    }
+
+    #[test]
+    fn more_slots_than_fit_inline() {
+        let mut x = Extractor::new();
+        let slots: Vec<usize> = (0..20).map(|k| x.slot(&ptr(&format!("/k{k}")))).collect();
+        let text = format!(
+            "{{{}}}",
+            (0..20)
+                .filter(|k| k % 3 != 0)
+                .map(|k| format!("\"k{k}\":{k}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let p = x.parse(text.as_bytes()).unwrap();
+        for (k, slot) in slots.into_iter().enumerate() {
+            let expected = (k % 3 != 0).then(|| k.to_string());
+            assert_eq!(p.value(slot).map(str::to_string), expected, "k{k}");
         }
     }
 
