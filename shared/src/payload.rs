@@ -225,7 +225,7 @@ enum Spans {
 }
 
 impl Spans {
-    const INLINE: usize = 16;
+    const INLINE: usize = 12;
 
     fn new(slots: usize) -> Self {
         if slots <= Self::INLINE {

@@ -139,8 +139,10 @@ struct Accepted<'a, 'r> {
 /// Plans the objects for a batch.
 pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::Result<Plan> {
     // A batch has few groups and consecutive records usually share one, so the last group is
-    // tried first and a key is only allocated for a new group.
-    let mut groups: Vec<(GroupKey, Vec<Accepted<'_, '_>>)> = Vec::new();
+    // tried first and a key is only allocated for a new group. Groups hold indices into one
+    // vector of accepted records, sized once for the batch.
+    let mut accepted: Vec<Accepted<'_, '_>> = Vec::with_capacity(records.len());
+    let mut groups: Vec<(GroupKey, Vec<u32>)> = Vec::new();
     let mut last = 0;
     let mut rejected = Vec::new();
     let mut bytes_in = 0;
@@ -158,7 +160,8 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
                     groups.push((group.to_key(), Vec::new()));
                     groups.len() - 1
                 });
-                groups[last].1.push(Accepted { record, payload });
+                groups[last].1.push(accepted.len() as u32);
+                accepted.push(Accepted { record, payload });
             }
             Err(reason) => rejected.push(Rejected {
                 meta: record.meta.clone(),
@@ -171,6 +174,8 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     let mut objects = Vec::with_capacity(groups.len());
     for (group, members) in groups {
+        let members: Vec<&Accepted<'_, '_>> =
+            members.iter().map(|i| &accepted[*i as usize]).collect();
         objects.push(encode_group(config, &group, &members)?);
     }
     let quarantine = quarantine::object(&config.layout, &rejected)?;
@@ -260,7 +265,7 @@ const CHUNK: usize = 64 * 1024;
 fn encode_group(
     config: &RawZoneConfig,
     group: &GroupKey,
-    members: &[Accepted<'_, '_>],
+    members: &[&Accepted<'_, '_>],
 ) -> std::io::Result<PlannedObject> {
     let (min, max) = sequence_bounds(
         members

@@ -130,9 +130,7 @@ impl CsvMapping {
             push_field(out, payload.text_of(*slot).as_deref());
             out.push(b',');
         }
-        push_field(out, Some(&meta.stream));
-        out.push(b',');
-        push_field(out, Some(&meta.shard_id));
+        lineage.push_source(out, meta);
         out.push(b',');
         push_field(out, Some(&meta.sequence_number));
         out.push(b',');
@@ -311,11 +309,21 @@ mod tests {
         m.push_row(&mut out, &p, &meta, &mut lineage, 1);
         let p2 = x.parse(br#"{"sensorId":"x"}"#).unwrap();
         m.push_row(&mut out, &p2, &meta, &mut lineage, 2);
+        // Stream and shard are encoded once per run of rows that share them.
+        let other = RecordMeta {
+            stream: Cow::Borrowed("a,b"),
+            shard_id: Cow::Borrowed(""),
+            ..meta.clone()
+        };
+        m.push_row(&mut out, &p2, &other, &mut lineage, 3);
+        m.push_row(&mut out, &p2, &meta, &mut lineage, 4);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "sensorid,temp,note,stream,shard_id,sequence_number,partition_key,arrival_time,source_file,source_row\n\
              6,64.5,\"hot, \"\"very\"\"\",s,shardId-1,7,6,1970-01-01T00:00:00.000Z,raw/t/f.csv.gz,1\n\
-             x,\\N,\\N,s,shardId-1,7,6,1970-01-01T00:00:00.000Z,raw/t/f.csv.gz,2\n"
+             x,\\N,\\N,s,shardId-1,7,6,1970-01-01T00:00:00.000Z,raw/t/f.csv.gz,2\n\
+             x,\\N,\\N,\"a,b\",\"\",7,6,1970-01-01T00:00:00.000Z,raw/t/f.csv.gz,3\n\
+             x,\\N,\\N,s,shardId-1,7,6,1970-01-01T00:00:00.000Z,raw/t/f.csv.gz,4\n"
         );
     }
 

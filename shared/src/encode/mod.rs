@@ -10,7 +10,7 @@ pub mod ndjson;
 use std::io::{self, Write};
 
 use crate::config::{ConfigError, Env};
-use crate::record::ArrivalFormatter;
+use crate::record::{ArrivalFormatter, RecordMeta};
 
 /// The text format of a raw-zone file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -197,11 +197,15 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// What the rows of one object share, prepared once per object: the object key already encoded
-/// as a field of the file's format, and the arrival-time formatter.
+/// as a field of the file's format, the arrival-time formatter, and the encoded stream and shard
+/// of the last row (a group's records share both).
 #[derive(Debug, Clone)]
 pub struct RowLineage {
+    format: Format,
     file_field: Vec<u8>,
     arrivals: ArrivalFormatter,
+    source: Option<(String, String)>,
+    source_fields: Vec<u8>,
 }
 
 impl RowLineage {
@@ -212,8 +216,11 @@ impl RowLineage {
             Format::Ndjson => push_json_str(&mut file_field, file),
         }
         Self {
+            format,
             file_field,
             arrivals: ArrivalFormatter::default(),
+            source: None,
+            source_fields: Vec::new(),
         }
     }
 
@@ -223,6 +230,33 @@ impl RowLineage {
 
     pub(crate) fn push_arrival(&mut self, out: &mut Vec<u8>, ms: i64) {
         self.arrivals.push(out, ms);
+    }
+
+    /// Stream and shard: `stream,shard` in CSV, `{"stream":…,"shard_id":…` in NDJSON.
+    pub(crate) fn push_source(&mut self, out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
+        let same = self
+            .source
+            .as_ref()
+            .is_some_and(|(stream, shard)| *stream == meta.stream && *shard == meta.shard_id);
+        if !same {
+            self.source_fields.clear();
+            let fields = &mut self.source_fields;
+            match self.format {
+                Format::Csv => {
+                    csv::push_field(fields, Some(&meta.stream));
+                    fields.push(b',');
+                    csv::push_field(fields, Some(&meta.shard_id));
+                }
+                Format::Ndjson => {
+                    fields.extend_from_slice(b"{\"stream\":");
+                    push_json_str(fields, &meta.stream);
+                    fields.extend_from_slice(b",\"shard_id\":");
+                    push_json_str(fields, &meta.shard_id);
+                }
+            }
+            self.source = Some((meta.stream.to_string(), meta.shard_id.to_string()));
+        }
+        out.extend_from_slice(&self.source_fields);
     }
 }
 

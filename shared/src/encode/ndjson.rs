@@ -19,7 +19,8 @@ pub fn push_line(
     out.extend_from_slice(b"{\"payload\":");
     out.extend_from_slice(payload.one_line().as_bytes());
     out.extend_from_slice(b",\"metadata\":");
-    push_lineage(out, meta, |out| lineage.push_arrival(out, meta.arrival_ms));
+    lineage.push_source(out, meta);
+    push_record_lineage(out, meta, |out| lineage.push_arrival(out, meta.arrival_ms));
     out.extend_from_slice(b",\"file\":");
     lineage.push_file(out);
     out.extend_from_slice(b",\"row\":");
@@ -29,16 +30,20 @@ pub fn push_line(
 
 /// The metadata object alone (also used by quarantine lines).
 pub fn push_metadata(out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
-    push_lineage(out, meta, |out| meta.push_arrival(out));
-    out.push(b'}');
-}
-
-/// The metadata object without its closing brace.
-fn push_lineage(out: &mut Vec<u8>, meta: &RecordMeta<'_>, arrival: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"{\"stream\":");
     push_json_str(out, &meta.stream);
     out.extend_from_slice(b",\"shard_id\":");
     push_json_str(out, &meta.shard_id);
+    push_record_lineage(out, meta, |out| meta.push_arrival(out));
+    out.push(b'}');
+}
+
+/// The metadata that differs from record to record, after stream and shard.
+fn push_record_lineage(
+    out: &mut Vec<u8>,
+    meta: &RecordMeta<'_>,
+    arrival: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(b",\"sequence_number\":");
     push_json_str(out, &meta.sequence_number);
     out.extend_from_slice(b",\"partition_key\":");
