@@ -12,12 +12,13 @@ export LOCAL_SF_PORT ?= 8787
 export MOTO_URL := http://127.0.0.1:$(MOTO_PORT)
 export LOCAL_SF_URL := http://127.0.0.1:$(LOCAL_SF_PORT)
 
-.PHONY: help venv venv-deploy build build-host deploy cargo-lambda template-check test lint fmt bench local-up local-down demo bootstrap loadgen clean
+.PHONY: help venv venv-deploy build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo bootstrap loadgen clean
 
 help:
 	@echo "make demo        run the pipeline on the local stack and show what landed"
 	@echo "make test        lint, then every test (starts and stops the local stack)"
 	@echo "make bench       criterion benchmarks + peak memory of a 6 MB batch"
+	@echo "make test-arm64  the shared library's unit tests for arm64 under qemu (optional)"
 	@echo "make build       the three functions for Lambda (arm64, cargo lambda via sam build)"
 	@echo "make deploy      sam deploy --guided (after make build)"
 	@echo "make template-check  cfn-lint, sam validate --lint, sam validate (local transform)"
@@ -97,6 +98,18 @@ test: $(VENV_STAMP) $(DEPLOY_STAMP) lint
 	  $(VENV)/bin/python -m pytest local/tests -q -p no:cacheprovider || status=$$?; \
 	  local/stack.sh down; \
 	  exit $$status
+
+# The shared library's unit tests built for Lambda's arm64 and run under qemu, for the NEON
+# scanning path. Not part of `make test`: it needs Debian's qemu-user and gcc-aarch64-linux-gnu
+# (apt-get install qemu-user gcc-aarch64-linux-gnu) and ~10 minutes of cross-compiling.
+ARM64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+  CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+test-arm64:
+	@command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null || { \
+	  echo "test-arm64 needs: apt-get install qemu-user gcc-aarch64-linux-gnu"; exit 2; }
+	rustup target add aarch64-unknown-linux-gnu
+	$(ARM64_ENV) $(CARGO) test --locked -p shared --lib --target aarch64-unknown-linux-gnu
 
 bench:
 	$(CARGO) bench -p shared --bench pipeline

@@ -1,9 +1,10 @@
 //! Finding the first byte of a small set, for the loops that look at every byte of a batch:
 //! JSON strings (quote, backslash, control characters) and CSV fields (what forces quotes).
 //!
-//! Sixteen bytes at a time with SSE2, part of every x86-64 CPU; eight at a time in a `u64`
-//! elsewhere (the Graviton build), with a byte loop for the tail. The sets are constants at
-//! every call site, so each inlined copy compares against exactly its own bytes.
+//! Sixteen bytes at a time with SSE2 on x86-64 and NEON on aarch64 (Graviton), both part of
+//! their architecture's baseline; eight at a time in a `u64` elsewhere and for tails, then a
+//! byte loop. The sets are constants at every call site, so each inlined copy compares against
+//! exactly its own bytes.
 
 /// The index of the first byte at or after `from` that is in `set`, or is below 0x20, or the
 /// length of `bytes`.
@@ -25,7 +26,46 @@ fn find(bytes: &[u8], from: usize, set: &[u8], control: bool) -> usize {
         Ok(found) => return found,
         Err(tail) => tail,
     };
+    #[cfg(target_arch = "aarch64")]
+    let from = match find_neon(bytes, from, set, control) {
+        Ok(found) => return found,
+        Err(tail) => tail,
+    };
     find_swar(bytes, from, set, control)
+}
+
+/// `Ok(index)` of the first match, or `Err(index)` of the tail shorter than 16 bytes.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn find_neon(bytes: &[u8], mut i: usize, set: &[u8], control: bool) -> Result<usize, usize> {
+    use std::arch::aarch64::{
+        vceqq_u8, vcltq_u8, vdupq_n_u8, vget_lane_u64, vld1q_u8, vorrq_u8, vreinterpret_u64_u8,
+        vreinterpretq_u16_u8, vshrn_n_u16,
+    };
+    while let Some(chunk) = bytes.get(i..i + 16) {
+        // SAFETY: NEON is in the aarch64 baseline, and the load reads exactly the 16 bytes of
+        // `chunk`.
+        let nibbles = unsafe {
+            let v = vld1q_u8(chunk.as_ptr());
+            let mut hits = vdupq_n_u8(0);
+            for &b in set {
+                hits = vorrq_u8(hits, vceqq_u8(v, vdupq_n_u8(b)));
+            }
+            if control {
+                hits = vorrq_u8(hits, vcltq_u8(v, vdupq_n_u8(0x20)));
+            }
+            // NEON has no byte movemask: shifting each 16-bit lane right by 4 and narrowing
+            // keeps one nibble per byte, so byte k of the chunk is nibble k of a u64.
+            vget_lane_u64::<0>(vreinterpret_u64_u8(vshrn_n_u16::<4>(vreinterpretq_u16_u8(
+                hits,
+            ))))
+        };
+        if nibbles != 0 {
+            return Ok(i + (nibbles.trailing_zeros() / 4) as usize);
+        }
+        i += 16;
+    }
+    Err(i)
 }
 
 /// `Ok(index)` of the first match, or `Err(index)` of the tail shorter than 16 bytes.
