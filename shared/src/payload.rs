@@ -279,7 +279,8 @@ impl<'a> Payload<'a> {
     /// The payload on one line: valid JSON can hold a raw line break only as whitespace between
     /// tokens, so dropping CR and LF keeps it valid and makes it fit one NDJSON line.
     pub fn one_line(&self) -> Cow<'a, str> {
-        if self.text.contains(['\n', '\r']) {
+        let bytes = self.text.as_bytes();
+        if crate::scan::find_byte(bytes, 0, b"\n\r") < bytes.len() {
             Cow::Owned(
                 self.text
                     .chars()
