@@ -318,9 +318,17 @@ fn shard_id(event_id: Cow<'_, str>) -> Cow<'_, str> {
 /// Orders Kinesis sequence numbers numerically. They are decimal strings of up to 128 bits and
 /// more (56 digits in AWS, small counters in moto), so neither string order nor u64 works.
 pub fn cmp_sequence_numbers(a: &str, b: &str) -> Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
+    let (a, b) = (significant_digits(a), significant_digits(b));
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+fn significant_digits(s: &str) -> &str {
+    // Real sequence numbers have no leading zeros: only trim when there is one.
+    if s.as_bytes().first() == Some(&b'0') {
+        s.trim_start_matches('0')
+    } else {
+        s
+    }
 }
 
 /// The smallest and largest sequence numbers of an iterator, numerically; `None` when empty.
