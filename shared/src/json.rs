@@ -3,9 +3,9 @@
 //!
 //! Both only need a few fields located and everything else checked and skipped. Through serde
 //! that cost about half of the orchestrator's time (visitor calls, keys compared through
-//! `Cow`s, every skipped number parsed into a float); here strings are scanned eight bytes at a
-//! time, skipped numbers are only checked against the grammar, and a value is handed back as
-//! the slice of text it occupies.
+//! `Cow`s, every skipped number parsed into a float); here strings are scanned 16 bytes at a
+//! time (`crate::scan`), skipped numbers are only checked against the grammar, and a value is
+//! handed back as the slice of text it occupies.
 //!
 //! What counts as valid is RFC 8259, as serde_json reads it: no trailing commas, no comments,
 //! no leading zeros, control characters escaped, nesting at most 128 deep. It is stricter in
@@ -35,11 +35,6 @@ pub struct JsonStr<'a> {
 }
 
 impl<'a> JsonStr<'a> {
-    /// The text between the quotes, escapes left as written.
-    pub fn raw(&self) -> &'a str {
-        self.raw
-    }
-
     /// The string's value: borrowed unless it holds escapes.
     pub fn value(&self) -> Cow<'a, str> {
         if self.escaped {
