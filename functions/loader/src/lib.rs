@@ -316,30 +316,24 @@ impl Loader {
                     out.skipped += 1;
                     continue;
                 };
-                if let Err(e) = copy::file_literal(parsed.path) {
-                    tracing::error!(key = %object.key, error = %e, "loader: key cannot be loaded; reported as failed");
-                    out.file_outcomes.insert(
-                        object.key.clone(),
-                        FileOutcome::Failed {
-                            error: e.to_string(),
-                        },
-                    );
-                    item_failed[i] = Some(e.to_string());
-                    out.files += 1;
-                    out.failed += 1;
-                    continue;
-                }
-                let table = match self.config.table_for(parsed.table) {
+                // A key COPY cannot name, or whose table is not a valid identifier, fails alone.
+                let table = match copy::file_literal(parsed.path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| {
+                        self.config
+                            .table_for(parsed.table)
+                            .map_err(|e| e.to_string())
+                    }) {
                     Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(key = %object.key, error = %e, "loader: no valid table for key; reported as failed");
+                    Err(error) => {
+                        tracing::error!(key = %object.key, error = %error, "loader: key cannot be loaded; reported as failed");
                         out.file_outcomes.insert(
                             object.key.clone(),
                             FileOutcome::Failed {
-                                error: e.to_string(),
+                                error: error.clone(),
                             },
                         );
-                        item_failed[i] = Some(e.to_string());
+                        item_failed[i] = Some(error);
                         out.files += 1;
                         out.failed += 1;
                         continue;
