@@ -410,6 +410,30 @@ mod tests {
     }
 
     #[test]
+    fn payloads_after_an_undecodable_record_keep_their_own_bytes() {
+        let body = event(&[
+            ("shardId-000000000000", "1", "a", "eyJhIjoxfQ=="),
+            ("shardId-000000000000", "2", "b", "not base64!"),
+            ("shardId-000000000000", "3", "c", ""),
+            ("shardId-000000000000", "4", "d", "eyJiIjoyfQ=="),
+        ]);
+        let recs = decode_kinesis_event(&body).unwrap();
+        let data: Vec<Result<&[u8], &str>> = recs
+            .iter()
+            .map(|r| r.data.as_deref().map_err(|t| t.as_ref()))
+            .collect();
+        assert_eq!(
+            data,
+            [
+                Ok(&br#"{"a":1}"#[..]),
+                Err("not base64!"),
+                Ok(&b""[..]),
+                Ok(&br#"{"b":2}"#[..]),
+            ]
+        );
+    }
+
+    #[test]
     fn escaped_strings_are_unescaped() {
         let body = r#"{"Records":[{"kinesis":{"partitionKey":"a\/b","sequenceNumber":"1","data":"e30=","approximateArrivalTimestamp":1.5},"eventID":"shardId-1:1","eventSourceARN":"arn:aws:kinesis:eu-west-1:1:stream\/s1\/consumer\/c:1"}]}"#;
         let recs = decode_kinesis_event(body).unwrap();
