@@ -218,6 +218,33 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// Consumes `text` if the input continues with exactly it. The caller vouches that `text`
+    /// is valid where it is read (it was read by this grammar before, in the same place).
+    #[inline]
+    pub(crate) fn eat_text(&mut self, text: &str) -> bool {
+        let matches = scan::starts_with_at(self.bytes(), self.pos, text.as_bytes());
+        if matches {
+            self.pos += text.len();
+        }
+        matches
+    }
+
+    /// Goes back to `pos`, read before at the same nesting depth, to read that text again.
+    pub(crate) fn rewind(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    /// How deeply the position is nested in objects and arrays.
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Reads on as if nested `depth` deep: for reading a value whose enclosing text was matched
+    /// rather than read, so the nesting limit counts the same.
+    pub(crate) fn set_depth(&mut self, depth: usize) {
+        self.depth = depth;
+    }
+
     /// The text from `start` to what has been read.
     pub fn text_from(&self, start: usize) -> &'a str {
         &self.text[start..self.pos]

@@ -154,6 +154,25 @@ impl Extractor {
 
     /// Validates `bytes` as a UTF-8 JSON object and resolves every slot.
     pub fn parse<'a>(&self, bytes: &'a [u8]) -> Result<Payload<'a>, PayloadError> {
+        self.parse_learning(bytes, &mut NoLearning)
+    }
+
+    /// A parser for the payloads of one batch, which reads a payload shaped like the one before
+    /// it through a [`PayloadTemplate`].
+    pub fn parser<'a>(&self) -> PayloadParser<'_, 'a> {
+        PayloadParser {
+            extractor: self,
+            template: None,
+            steps: Vec::new(),
+            template_reads: 0,
+        }
+    }
+
+    fn parse_learning<'a>(
+        &self,
+        bytes: &'a [u8],
+        learn: &mut impl Learn,
+    ) -> Result<Payload<'a>, PayloadError> {
         let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
         let not_json = |e: JsonError| PayloadError::NotJson(e.to_string());
         let mut reader = Reader::new(text);
@@ -165,31 +184,52 @@ impl Extractor {
             return Err(PayloadError::NotJson("payload larger than 4 GiB".into()));
         }
         let mut spans = Spans::new(self.pointers.len());
-        walk(&mut reader, &self.root, spans.as_mut_slice())
+        walk(&mut reader, &self.root, spans.as_mut_slice(), learn)
             .and_then(|()| reader.end())
             .map_err(not_json)?;
         Ok(Payload { text, spans })
     }
 }
 
+/// A node with nothing below it, for values the extractor does not ask for.
+static NOTHING: Node = Node {
+    children: Vec::new(),
+    slot: None,
+};
+
 /// Reads one value at `node`: records where it is when the node has a slot, descends into it
 /// when the node has children, and otherwise only validates it.
-fn walk(r: &mut Reader<'_>, node: &Node, spans: &mut [Span]) -> Result<(), JsonError> {
+fn walk(
+    r: &mut Reader<'_>,
+    node: &Node,
+    spans: &mut [Span],
+    learn: &mut impl Learn,
+) -> Result<(), JsonError> {
     let start = r.value_start();
-    if node.children.is_empty() {
+    let descend = !node.children.is_empty() && matches!(r.peek(), Some(b'{' | b'['));
+    if !descend {
+        // A scalar where an object was expected: the pointers below it are simply absent.
         r.skip()?;
+        learn.step(Step {
+            at: start,
+            end: r.position(),
+            action: Action::Value {
+                slot: node.slot,
+                scalar_only: !node.children.is_empty(),
+            },
+            depth: r.depth(),
+        });
     } else {
-        match r.peek() {
-            Some(b'{') => r.object(|r, key| match node.field(key) {
-                Some(child) => walk(r, child, spans),
-                None => r.skip(),
-            })?,
-            Some(b'[') => r.array(|r, i| match node.item(i) {
-                Some(child) => walk(r, child, spans),
-                None => r.skip(),
-            })?,
-            // A scalar where an object was expected: the pointers below it are simply absent.
-            _ => r.skip()?,
+        if let Some(slot) = node.slot {
+            learn.step(Step::mark(start, Action::Start(slot)));
+        }
+        if r.peek() == Some(b'{') {
+            r.object(|r, key| walk(r, node.field(key).unwrap_or(&NOTHING), spans, learn))?;
+        } else {
+            r.array(|r, i| walk(r, node.item(i).unwrap_or(&NOTHING), spans, learn))?;
+        }
+        if let Some(slot) = node.slot {
+            learn.step(Step::mark(r.position(), Action::End(slot)));
         }
     }
     if let Some(slot) = node.slot {
@@ -200,6 +240,167 @@ fn walk(r: &mut Reader<'_>, node: &Node, spans: &mut [Span]) -> Result<(), JsonE
         };
     }
     Ok(())
+}
+
+/// What a full read reports of a payload's shape, to make a template of it.
+trait Learn {
+    fn step(&mut self, step: Step);
+}
+
+struct NoLearning;
+
+impl Learn for NoLearning {
+    #[inline(always)]
+    fn step(&mut self, _: Step) {}
+}
+
+impl Learn for Vec<Step> {
+    fn step(&mut self, step: Step) {
+        self.push(step);
+    }
+}
+
+/// A place in a payload where a template stops comparing text: a value the extractor reads
+/// (or skips, when it may differ between records), or where a slot's object or array starts or
+/// ends. `at..end` is the value's text in the payload the template was learned from.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    at: usize,
+    end: usize,
+    action: Action,
+    /// The nesting depth the value is read at, so the nesting limit counts the same.
+    depth: usize,
+}
+
+impl Step {
+    fn mark(at: usize, action: Action) -> Self {
+        Step {
+            at,
+            end: at,
+            action,
+            depth: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// Any one value; `scalar_only` where the extractor would descend into an object or array.
+    Value {
+        slot: Option<usize>,
+        scalar_only: bool,
+    },
+    /// A slot's object or array starts here.
+    Start(usize),
+    /// A slot's object or array ends here.
+    End(usize),
+}
+
+/// A payload's text cut at its values: the text before each [`Step`], then the text after the
+/// last.
+///
+/// Records of one stream are nearly always written by one producer, with the same keys in the
+/// same order. A payload that is this text with other values at the steps has the same shape,
+/// so comparing the text in between and reading only the values (each validated as a full read
+/// would) finds the same slots and accepts and rejects the same payloads, without scanning and
+/// matching every key. A payload of another shape is read in full and becomes the template.
+#[derive(Debug)]
+struct PayloadTemplate<'a> {
+    text: &'a str,
+    steps: Vec<(std::ops::Range<usize>, Step)>,
+    tail: std::ops::Range<usize>,
+}
+
+impl<'a> PayloadTemplate<'a> {
+    fn new(text: &'a str, steps: &[Step]) -> Self {
+        let mut at = 0;
+        let steps = steps
+            .iter()
+            .map(|step| {
+                let before = at..step.at;
+                at = step.end;
+                (before, *step)
+            })
+            .collect();
+        Self {
+            text,
+            steps,
+            tail: at..text.len(),
+        }
+    }
+
+    /// The payload's slots if `text` has this shape.
+    fn read<'t>(&self, text: &'t str, slots: usize) -> Option<Payload<'t>> {
+        let mut r = Reader::new(text);
+        let mut spans = Spans::new(slots);
+        let found = spans.as_mut_slice();
+        for (before, step) in &self.steps {
+            if !r.eat_text(&self.text[before.clone()]) {
+                return None;
+            }
+            // Where a value starts is after any whitespace the text has there.
+            let at = match step.action {
+                Action::End(_) => r.position(),
+                _ => r.value_start(),
+            } as u32;
+            match step.action {
+                Action::Value { slot, scalar_only } => {
+                    if scalar_only && matches!(r.peek(), Some(b'{' | b'[')) {
+                        return None;
+                    }
+                    r.set_depth(step.depth);
+                    r.skip().ok()?;
+                    if let Some(slot) = slot {
+                        found[slot] = Span {
+                            start: at,
+                            end: r.position() as u32,
+                        };
+                    }
+                }
+                Action::Start(slot) => found[slot].start = at,
+                Action::End(slot) => found[slot].end = at,
+            }
+        }
+        (r.eat_text(&self.text[self.tail.clone()]) && r.end().is_ok())
+            .then_some(Payload { text, spans })
+    }
+}
+
+/// Parses the payloads of one batch with one extractor (see [`Extractor::parser`]).
+pub struct PayloadParser<'x, 'a> {
+    extractor: &'x Extractor,
+    template: Option<PayloadTemplate<'a>>,
+    /// Reused while learning a template.
+    steps: Vec<Step>,
+    template_reads: usize,
+}
+
+impl<'a> PayloadParser<'_, 'a> {
+    /// As [`Extractor::parse`].
+    pub fn parse(&mut self, bytes: &'a [u8]) -> Result<Payload<'a>, PayloadError> {
+        // Without pointers there is nothing to find, and a template would only re-validate.
+        if self.extractor.root.children.is_empty() {
+            return self.extractor.parse(bytes);
+        }
+        if let Some(template) = &self.template {
+            // The bytes must be UTF-8 whichever way they are read.
+            let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
+            if let Some(payload) = template.read(text, self.extractor.pointers.len()) {
+                self.template_reads += 1;
+                return Ok(payload);
+            }
+        }
+        self.steps.clear();
+        let payload = self.extractor.parse_learning(bytes, &mut self.steps)?;
+        self.template = Some(PayloadTemplate::new(payload.text, &self.steps));
+        Ok(payload)
+    }
+
+    /// How many payloads a template read, for tests.
+    #[cfg(test)]
+    fn template_reads(&self) -> usize {
+        self.template_reads
+    }
 }
 
 /// Where an extracted value is in the payload text.
@@ -387,6 +588,152 @@ mod tests {
                 assert_eq!(ours.as_ref(), expected, "{pointer} in {text}");
             }
         }
+    }
+
+    /// Parses `payloads` in order through one parser and one by one; both must agree on every
+    /// slot's value or on the error. Returns how many a template read.
+    fn parse_both_ways(x: &Extractor, slots: usize, payloads: &[Vec<u8>]) -> usize {
+        let mut parser = x.parser();
+        for bytes in payloads {
+            let view = |p: Result<Payload<'_>, PayloadError>| {
+                p.map(|p| {
+                    (0..slots)
+                        .map(|s| p.value(s).map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
+            };
+            assert_eq!(
+                view(parser.parse(bytes)),
+                view(x.parse(bytes)),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        parser.template_reads()
+    }
+
+    fn order_extractor() -> (Extractor, usize) {
+        let mut x = Extractor::new();
+        for p in [
+            "/event_type",
+            "/customer",
+            "/customer/name",
+            "/order/total",
+            "/order/items",
+            "/order/items/0/sku",
+            "/order/items/1/qty",
+            "/nope/deeper",
+        ] {
+            x.slot(&ptr(p));
+        }
+        let slots = x.len();
+        (x, slots)
+    }
+
+    #[test]
+    fn templates_find_what_a_full_read_does() {
+        let (x, slots) = order_extractor();
+        let mut rng = crate::sample::Rng::new(5);
+        let mut payloads: Vec<Vec<u8>> = (0..20)
+            .map(|n| crate::sample::order_event(&mut rng, n).into_bytes())
+            .collect();
+        let order = String::from_utf8(payloads[0].clone()).unwrap();
+        for variant in [
+            order.replace(r#""total":"#, r#""total": "#),
+            order.replace(r#""customer":{"id""#, r#""customer":"c","x":{"id""#),
+            order.replace(r#""items":[{"#, r#""items":[{"a":[[[]]]},{"#),
+            order.replace(r#""event_type":"#, r#""event_type":{"x":1},"e":"#),
+            order
+                .replace(r#""nope""#, r#""x""#)
+                .replace(r#""session":"#, r#""nope":{"deeper":[1,2]},"session":"#),
+            order.replace(r#""sku":"#, r#""s\u006bu":"#),
+            order.replace(r#""city":"#, r#""city":"x","city":"#),
+            format!("  {order}\n"),
+        ] {
+            // Each variant twice: once read in full, then through its own template.
+            payloads.push(variant.clone().into_bytes());
+            payloads.push(variant.into_bytes());
+        }
+        let reads = parse_both_ways(&x, slots, &payloads);
+        // The 19 orders after the first, the second of each of the 8 variants, and the first
+        // variant's first: whitespace before a value is not part of the text compared.
+        assert_eq!(reads, 19 + 8 + 1);
+    }
+
+    #[test]
+    fn templates_reject_what_a_full_read_rejects() {
+        let (x, slots) = order_extractor();
+        let mut rng = crate::sample::Rng::new(6);
+        let first = crate::sample::order_event(&mut rng, 1).into_bytes();
+        let second = crate::sample::order_event(&mut rng, 2).into_bytes();
+        let mut rejected = 0;
+        for at in 0..second.len() {
+            let mut variants: Vec<Vec<u8>> = b"\"\\ x1.e-}],:{[\x01"
+                .iter()
+                .map(|b| {
+                    let mut v = second.clone();
+                    v[at] = *b;
+                    v
+                })
+                .collect();
+            variants.push([&second[..at], &second[at + 1..]].concat());
+            variants.push([&second[..at], b"0", &second[at..]].concat());
+            for variant in variants {
+                rejected += usize::from(x.parse(&variant).is_err());
+                parse_both_ways(&x, slots, &[first.clone(), variant]);
+            }
+        }
+        assert!(rejected > 1000, "{rejected}");
+    }
+
+    #[test]
+    fn templates_count_nesting_as_a_full_read_does() {
+        let mut x = Extractor::new();
+        let slot = x.slot(&ptr("/a/b"));
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"a":{{"b":1,"c":{}{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+            .into_bytes()
+        };
+        // The root object and "a" make two levels, so 126 more are allowed and 127 are not.
+        assert!(x.parse(&nested(126)).is_ok());
+        assert!(x.parse(&nested(127)).is_err());
+        parse_both_ways(
+            &x,
+            slot + 1,
+            &[nested(1), nested(126), nested(127), nested(126)],
+        );
+    }
+
+    #[test]
+    fn an_object_where_the_template_had_a_scalar_is_read_in_full() {
+        let (x, slots) = order_extractor();
+        let payloads = [
+            br#"{"customer":"c-1","order":7}"#.to_vec(),
+            br#"{"customer":{"name":"Ada"},"order":{"total":2}}"#.to_vec(),
+            br#"{"customer":"c-2","order":[]}"#.to_vec(),
+        ];
+        assert_eq!(parse_both_ways(&x, slots, &payloads), 0);
+    }
+
+    #[test]
+    fn a_slot_holding_an_object_is_found_through_a_template() {
+        let mut x = Extractor::new();
+        let order = x.slot(&ptr("/order"));
+        let total = x.slot(&ptr("/order/total"));
+        let mut parser = x.parser();
+        parser
+            .parse(br#"{"order":{"total":1,"items":[1]}}"#)
+            .unwrap();
+        let p = parser
+            .parse(br#"{"order":{"total":22.5,"items":[[3]]}}"#)
+            .unwrap();
+        assert_eq!(parser.template_reads(), 1);
+        assert_eq!(p.value(order).unwrap(), r#"{"total":22.5,"items":[[3]]}"#);
+        assert_eq!(p.text_of(total).unwrap(), "22.5");
     }
 
     #[test]

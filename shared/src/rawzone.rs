@@ -13,7 +13,7 @@ use crate::config::{ConfigError, Env};
 use crate::encode::csv::CsvMappings;
 use crate::encode::{ndjson, Compression, Format, RowLineage};
 use crate::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
-use crate::payload::{Extractor, JsonPointer, Payload};
+use crate::payload::{Extractor, JsonPointer, Payload, PayloadParser};
 use crate::quarantine::{self, RawData, Rejected};
 use crate::record::{sequence_bounds, KinesisRecord};
 use crate::route::{route_record, Router};
@@ -146,10 +146,11 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     let mut last = 0;
     let mut rejected = Vec::new();
     let mut bytes_in = 0;
+    let mut parser = config.extractor.parser();
 
     for record in records {
         bytes_in += record.data.as_ref().map_or_else(|t| t.len(), Bytes::len);
-        match classify(config, record) {
+        match classify(config, &mut parser, record) {
             Ok((group, payload)) => {
                 let found = groups
                     .get(last)
@@ -230,9 +231,10 @@ impl GroupRef<'_> {
 
 fn classify<'a, 'r>(
     config: &'r RawZoneConfig,
+    parser: &mut PayloadParser<'_, 'r>,
     record: &'r KinesisRecord<'a>,
 ) -> Result<(GroupRef<'r>, Payload<'r>), String> {
-    let (table, payload) = route_record(&config.router, &config.extractor, record)?;
+    let (table, payload) = route_record(&config.router, parser, record)?;
     let partition = match &config.partition {
         None => None,
         Some(p) => {

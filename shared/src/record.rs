@@ -144,8 +144,21 @@ pub struct KinesisRecord<'a> {
 /// is not base64 is still returned, so it can be quarantined with its metadata rather than
 /// failing the batch.
 pub fn decode_kinesis_event(body: &str) -> Result<Vec<KinesisRecord<'_>>, DecodeError> {
+    decode_event(body, true).map(|(records, _)| records)
+}
+
+/// [`decode_kinesis_event`], optionally without reading records through a [`Template`], so tests
+/// can compare the two ways; also returns how many records a template read.
+fn decode_event(
+    body: &str,
+    templates: bool,
+) -> Result<(Vec<KinesisRecord<'_>>, usize), DecodeError> {
     let mut reader = Reader::new(body);
-    let mut batch = Decoding::default();
+    let mut batch = Decoding {
+        body,
+        templates,
+        ..Decoding::default()
+    };
     reader.object(|r, key| {
         if !key.eq_str("Records") {
             return Ok(r.skip()?);
@@ -158,17 +171,24 @@ pub fn decode_kinesis_event(body: &str) -> Result<Vec<KinesisRecord<'_>>, Decode
         r.array(|r, index| read_record(r, index, &mut batch))
     })?;
     reader.end()?;
-    Ok(batch.finish())
+    let template_reads = batch.template_reads;
+    Ok((batch.finish(), template_reads))
 }
 
 /// Records as they are read, their payloads decoded into one buffer: one allocation per batch
 /// rather than one per record, each record's bytes a view of the shared buffer.
 #[derive(Default)]
 struct Decoding<'a> {
+    body: &'a str,
     records: Vec<KinesisRecord<'a>>,
     payloads: Vec<u8>,
     /// Where each record's payload is in `payloads`.
     spans: Vec<(usize, usize)>,
+    /// Whether to learn and use templates.
+    templates: bool,
+    /// The shape of the last record read in full.
+    template: Option<Template<'a>>,
+    template_reads: usize,
 }
 
 impl<'a> Decoding<'a> {
@@ -195,6 +215,114 @@ impl<'a> Decoding<'a> {
     }
 }
 
+/// The values of one record the pipeline uses.
+#[derive(Default)]
+struct Fields<'a> {
+    kinesis: bool,
+    partition_key: Option<JsonStr<'a>>,
+    sequence_number: Option<JsonStr<'a>>,
+    data: Option<JsonStr<'a>>,
+    arrival: Option<&'a str>,
+    event_id: Option<JsonStr<'a>>,
+    event_source_arn: Option<JsonStr<'a>>,
+}
+
+/// A value of [`Fields`], naming a slot of a [`Template`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    PartitionKey,
+    SequenceNumber,
+    Data,
+    Arrival,
+    EventId,
+    EventSourceArn,
+}
+
+const FIELD_COUNT: usize = 6;
+
+impl<'a> Fields<'a> {
+    /// Reads the value of `field` at the reader's position.
+    #[inline]
+    fn read(&mut self, r: &mut Reader<'a>, field: Field) -> Result<(), JsonError> {
+        let slot = match field {
+            Field::Arrival => {
+                self.arrival = Some(r.number()?);
+                return Ok(());
+            }
+            Field::PartitionKey => &mut self.partition_key,
+            Field::SequenceNumber => &mut self.sequence_number,
+            Field::Data => &mut self.data,
+            Field::EventId => &mut self.event_id,
+            Field::EventSourceArn => &mut self.event_source_arn,
+        };
+        *slot = Some(r.str()?);
+        Ok(())
+    }
+}
+
+/// A record's text cut around the values the pipeline uses: `(text before the value, field)`
+/// for each value in the order written, then the text after the last one.
+///
+/// Lambda writes every record of a batch with the same keys in the same order and mostly the
+/// same other values (event source, region, role), so the next record is nearly always this text
+/// with other values in the slots. Comparing the text between slots and reading only the slot
+/// values accepts exactly what reading the whole record would (the text in between was read and
+/// validated before, in the same place), and skips scanning and matching every key, which was
+/// most of the envelope's cost. A record that differs anywhere is read in full and becomes the
+/// next template.
+struct Template<'a> {
+    slots: [(&'a str, Field); FIELD_COUNT],
+    len: usize,
+    tail: &'a str,
+}
+
+impl<'a> Template<'a> {
+    /// The record's values if the text at `r` has this shape; otherwise `None`, with `r` where
+    /// it was.
+    #[inline]
+    fn read(&self, r: &mut Reader<'a>) -> Option<Fields<'a>> {
+        let start = r.value_start();
+        let mut fields = Fields {
+            kinesis: true,
+            ..Fields::default()
+        };
+        let matched = self.slots[..self.len]
+            .iter()
+            .all(|(text, field)| r.eat_text(text) && fields.read(r, *field).is_ok())
+            && r.eat_text(self.tail);
+        if matched {
+            Some(fields)
+        } else {
+            r.rewind(start);
+            None
+        }
+    }
+
+    /// The template of a record read in full from `start` to `end` of `body`, with its values'
+    /// spans in the order read; `None` when a value appeared twice (the shape would be ambiguous).
+    fn learn(
+        body: &'a str,
+        start: usize,
+        end: usize,
+        spans: &[(Field, usize, usize)],
+    ) -> Option<Self> {
+        let mut slots = [("", Field::Data); FIELD_COUNT];
+        let mut at = start;
+        for (i, (field, from, to)) in spans.iter().enumerate() {
+            if spans[..i].iter().any(|(seen, ..)| seen == field) {
+                return None;
+            }
+            slots[i] = (&body[at..*from], *field);
+            at = *to;
+        }
+        Some(Self {
+            slots,
+            len: spans.len(),
+            tail: &body[at..end],
+        })
+    }
+}
+
 /// Reads one element of `Records` onto `records`: only the fields the pipeline uses are kept,
 /// the rest are skipped.
 fn read_record<'a>(
@@ -202,37 +330,31 @@ fn read_record<'a>(
     index: usize,
     batch: &mut Decoding<'a>,
 ) -> Result<(), DecodeError> {
-    let (mut partition_key, mut sequence_number, mut data, mut arrival) = (None, None, None, None);
-    let (mut event_id, mut event_source_arn) = (None, None);
-    let mut kinesis = false;
-    r.object(|r, key| {
-        match &*key.value() {
-            "kinesis" => {
-                kinesis = true;
-                r.object(|r, key| {
-                    match &*key.value() {
-                        "partitionKey" => partition_key = Some(r.str()?),
-                        "sequenceNumber" => sequence_number = Some(r.str()?),
-                        "data" => data = Some(r.str()?),
-                        "approximateArrivalTimestamp" => arrival = Some(r.number()?),
-                        _ => r.skip()?,
-                    }
-                    Ok::<_, JsonError>(())
-                })?;
-            }
-            "eventID" => event_id = Some(r.str()?),
-            "eventSourceARN" => event_source_arn = Some(r.str()?),
-            _ => r.skip()?,
+    let fields = match batch.template.as_ref().and_then(|t| t.read(r)) {
+        Some(fields) => {
+            batch.template_reads += 1;
+            fields
         }
-        Ok::<_, JsonError>(())
-    })?;
+        None => {
+            let (fields, template) = read_record_in_full(r, batch.body)?;
+            if batch.templates {
+                batch.template = template;
+            }
+            fields
+        }
+    };
     let missing = |field| DecodeError::MissingField { index, field };
-    if !kinesis {
+    if !fields.kinesis {
         return Err(missing("kinesis"));
     }
-    let sequence_number = sequence_number.ok_or_else(|| missing("kinesis.sequenceNumber"))?;
-    let data = data.ok_or_else(|| missing("kinesis.data"))?;
-    let arn = event_source_arn.map(|s| s.value()).unwrap_or_default();
+    let sequence_number = fields
+        .sequence_number
+        .ok_or_else(|| missing("kinesis.sequenceNumber"))?;
+    let data = fields.data.ok_or_else(|| missing("kinesis.data"))?;
+    let arn = fields
+        .event_source_arn
+        .map(|s| s.value())
+        .unwrap_or_default();
     // Every record of a batch comes from one stream: reuse the previous record's stream name
     // instead of searching the same ARN again.
     let stream = match batch.records.last() {
@@ -243,14 +365,56 @@ fn read_record<'a>(
     batch.records.push(KinesisRecord {
         meta: RecordMeta {
             stream,
-            shard_id: shard_id(event_id.map(|s| s.value()).unwrap_or_default()),
+            shard_id: shard_id(fields.event_id.map(|s| s.value()).unwrap_or_default()),
             sequence_number: sequence_number.value(),
-            partition_key: partition_key.map(|s| s.value()).unwrap_or_default(),
-            arrival_ms: arrival.map_or(0, arrival_ms),
+            partition_key: fields.partition_key.map(|s| s.value()).unwrap_or_default(),
+            arrival_ms: fields.arrival.map_or(0, arrival_ms),
         },
         data,
     });
     Ok(())
+}
+
+/// Reads a record key by key, and the template of its text (see [`Template`]).
+fn read_record_in_full<'a>(
+    r: &mut Reader<'a>,
+    body: &'a str,
+) -> Result<(Fields<'a>, Option<Template<'a>>), JsonError> {
+    let mut fields = Fields::default();
+    let mut spans = [(Field::Data, 0, 0); FIELD_COUNT];
+    let mut seen = 0;
+    let mut read = |r: &mut Reader<'a>, fields: &mut Fields<'a>, field| {
+        let from = r.value_start();
+        fields.read(r, field)?;
+        if let Some(span) = spans.get_mut(seen) {
+            *span = (field, from, r.position());
+        }
+        seen += 1;
+        Ok::<_, JsonError>(())
+    };
+    let start = r.value_start();
+    r.object(|r, key| {
+        match &*key.value() {
+            "kinesis" => {
+                fields.kinesis = true;
+                r.object(|r, key| match &*key.value() {
+                    "partitionKey" => read(r, &mut fields, Field::PartitionKey),
+                    "sequenceNumber" => read(r, &mut fields, Field::SequenceNumber),
+                    "data" => read(r, &mut fields, Field::Data),
+                    "approximateArrivalTimestamp" => read(r, &mut fields, Field::Arrival),
+                    _ => r.skip(),
+                })?;
+            }
+            "eventID" => read(r, &mut fields, Field::EventId)?,
+            "eventSourceARN" => read(r, &mut fields, Field::EventSourceArn)?,
+            _ => r.skip()?,
+        }
+        Ok::<_, JsonError>(())
+    })?;
+    let template = (fields.kinesis && seen <= FIELD_COUNT)
+        .then(|| Template::learn(body, start, r.position(), &spans[..seen]))
+        .flatten();
+    Ok((fields, template))
 }
 
 /// `approximateArrivalTimestamp` (seconds, e.g. `1545084650.987`) in milliseconds. Plain
@@ -400,6 +564,93 @@ mod tests {
             matches!(r.meta.stream, Cow::Borrowed(_)),
             "strings are borrowed from the body"
         );
+    }
+
+    /// Decodes `body` with and without templates; both must agree, records or error.
+    fn decode_both_ways(body: &str) -> Result<(Vec<KinesisRecord<'_>>, usize), String> {
+        let fast = decode_event(body, true).map_err(|e| e.to_string());
+        let full = decode_event(body, false).map_err(|e| e.to_string());
+        assert_eq!(
+            fast.as_ref().map(|(records, _)| records),
+            full.as_ref().map(|(records, _)| records),
+            "{body}"
+        );
+        fast
+    }
+
+    /// Records of one batch in the shapes a template must tell apart: Lambda's own, the same
+    /// with other values, whitespace, another key order, escapes, duplicate and missing keys.
+    fn varied_records() -> Vec<String> {
+        let lambda = |seq: &str, pk: &str, data: &str, ts: &str| {
+            format!(
+                r#"{{"kinesis":{{"kinesisSchemaVersion":"1.0","partitionKey":"{pk}","sequenceNumber":"{seq}","data":"{data}","approximateArrivalTimestamp":{ts}}},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000001:{seq}","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::1:role/r","awsRegion":"us-east-1","eventSourceARN":"arn:aws:kinesis:us-east-1:1:stream/s"}}"#
+            )
+        };
+        vec![
+            lambda("1", "a", "eyJhIjoxfQ==", "1700000000.123"),
+            lambda("2", "bb", "e30=", "1700000001"),
+            lambda("3", "", "", "1.7e9"),
+            lambda("4", "a\\\"b\\u00e9", "bm90IGpzb24=", "1700000002.5"),
+            lambda("5", "k", "not base64!", "1700000003.25"),
+            lambda("6", "k", "e30=", "1700000003.25").replace(r#""awsRegion":"us-east-1""#, r#""awsRegion":"eu-west-1""#),
+            lambda("7", "k", "e30=", "1700000004").replace(',', ", ").replace(':', " : "),
+            lambda("8", "k", "e30=", "1700000004").replace(',', ", ").replace(':', " : "),
+            r#"{"eventSourceARN":"arn:aws:kinesis:r:1:stream/t","eventID":"shardId-2:9","kinesis":{"data":"e30=","sequenceNumber":"9"}}"#.into(),
+            r#"{"eventSourceARN":"arn:aws:kinesis:r:1:stream/t","eventID":"shardId-2:10","kinesis":{"data":"e30=","sequenceNumber":"10"}}"#.into(),
+            r#"{"kinesis":{"sequenceNumber":"11","data":"e30=","data":"eyJhIjoxfQ=="}}"#.into(),
+            r#"{"kinesis":{"sequenceNumber":"12","data":"e30=","data":"eyJhIjoxfQ=="}}"#.into(),
+            r#"{"kinesis":{"sequenceNumber":"13","d\u0061ta":"e30="},"eventID":"shardId-3:13"}"#.into(),
+            r#"{"kinesis":{"sequenceNumber":"14","d\u0061ta":"e30="},"eventID":"shardId-3:14"}"#.into(),
+            lambda("15", "k", "e30=", "1700000005"),
+            lambda("16", "k", "e30=", "1700000006"),
+        ]
+    }
+
+    #[test]
+    fn templates_read_what_a_full_read_does() {
+        let records = varied_records();
+        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        let (decoded, template_reads) = decode_both_ways(&body).unwrap();
+        assert_eq!(decoded.len(), records.len());
+        let seqs: Vec<&str> = decoded.iter().map(|r| &*r.meta.sequence_number).collect();
+        assert_eq!(seqs, (1..=16).map(|n| n.to_string()).collect::<Vec<_>>());
+        assert_eq!(decoded[3].meta.partition_key, "a\"bé");
+        assert_eq!(decoded[2].meta.arrival_ms, 1_700_000_000_000);
+        assert_eq!(decoded[11].data.as_deref().unwrap(), br#"{"a":1}"#);
+        assert_eq!(decoded[13].meta.shard_id, "shardId-3");
+        // Records 2-5, 8, 10, 14 and 16 have the shape of the record before them; 12 does too,
+        // but 11 repeats a key the template needs, so it leaves no template.
+        assert_eq!(template_reads, 8);
+    }
+
+    #[test]
+    fn templates_reject_what_a_full_read_rejects() {
+        // Every one-byte change, removal and insertion in the later records of a batch: the
+        // template path must accept and reject exactly what the full read does.
+        let records = varied_records();
+        let body = format!(
+            r#"{{"Records":[{},{}]}}"#,
+            records[0],
+            records[1..3].join(",")
+        );
+        let from = body.find(r#""sequenceNumber":"2""#).unwrap() - 40;
+        let mut rejected = 0;
+        for at in from..body.len() {
+            let mut variants: Vec<String> = b"\"\\ x1.e-}],:{\x01"
+                .iter()
+                .map(|b| {
+                    let mut v = body.clone().into_bytes();
+                    v[at] = *b;
+                    String::from_utf8(v).unwrap()
+                })
+                .collect();
+            variants.push(format!("{}{}", &body[..at], &body[at + 1..]));
+            variants.push(format!("{}0{}", &body[..at], &body[at..]));
+            for variant in &variants {
+                rejected += usize::from(decode_both_ways(variant).is_err());
+            }
+        }
+        assert!(rejected > 1000, "{rejected}");
     }
 
     #[test]

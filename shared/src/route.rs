@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::config::{ConfigError, Env};
-use crate::payload::{Extractor, JsonPointer, Payload};
+use crate::payload::{Extractor, JsonPointer, Payload, PayloadParser};
 use crate::record::KinesisRecord;
 
 /// Why a record has no table.
@@ -110,17 +110,17 @@ impl Router {
 }
 
 /// What both Kinesis functions do first with a record: its payload, validated and read through
-/// `extractor`, and its table. The error is the quarantine reason.
+/// the batch's `parser`, and its table. The error is the quarantine reason.
 pub fn route_record<'c, 'r>(
     router: &'c Router,
-    extractor: &Extractor,
+    parser: &mut PayloadParser<'_, 'r>,
     record: &'r KinesisRecord<'_>,
 ) -> Result<(&'c str, Payload<'r>), String> {
     let bytes = record
         .data
         .as_ref()
         .map_err(|_| "data is not valid base64".to_string())?;
-    let payload = extractor.parse(bytes).map_err(|e| e.to_string())?;
+    let payload = parser.parse(bytes).map_err(|e| e.to_string())?;
     let table = router.route(&payload).map_err(|e| e.to_string())?;
     Ok((table, payload))
 }

@@ -274,9 +274,10 @@ pub fn map_records<'r>(
 ) -> (BTreeMap<String, Vec<Candidate<'r>>>, Vec<Rejected<'r>>) {
     let mut by_table: BTreeMap<String, Vec<Candidate<'_>>> = BTreeMap::new();
     let mut rejected = Vec::new();
+    let mut parser = config.extractor.parser();
     for record in records {
         let mapped = (|| {
-            let (table, payload) = route_record(&config.router, &config.extractor, record)?;
+            let (table, payload) = route_record(&config.router, &mut parser, record)?;
             let mapping = config
                 .tables
                 .get(table)
