@@ -186,7 +186,17 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one value of any kind, validating it.
+    #[inline]
     pub fn skip(&mut self) -> Result<(), JsonError> {
+        // Strings are most of what is skipped and are read inline; the rest is a call.
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            _ => self.skip_other(),
+        }
+    }
+
+    #[inline(never)]
+    fn skip_other(&mut self) -> Result<(), JsonError> {
         match self.peek() {
             Some(b'"') => self.string().map(drop),
             Some(b'{') => self.object(|r, _| r.skip()),
@@ -264,46 +274,42 @@ impl<'a> Reader<'a> {
         self.skip_whitespace();
         let bytes = self.bytes();
         let start = self.pos;
-        let mut i = start;
-        let digits = |i: &mut usize| {
-            let from = *i;
-            while bytes.get(*i).is_some_and(u8::is_ascii_digit) {
-                *i += 1;
-            }
-            *i - from
-        };
-        if bytes.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match bytes.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                digits(&mut i);
-            }
-            _ => {
-                self.pos = i;
-                return self.error("invalid number");
-            }
-        }
-        if bytes.get(i) == Some(&b'.') {
-            i += 1;
-            if digits(&mut i) == 0 {
-                self.pos = i;
-                return self.error("invalid number");
-            }
-        }
-        if let Some(b'e' | b'E') = bytes.get(i) {
-            i += 1;
-            if let Some(b'+' | b'-') = bytes.get(i) {
+        let digits_from = |mut i: usize| {
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
                 i += 1;
             }
-            if digits(&mut i) == 0 {
-                self.pos = i;
-                return self.error("invalid number");
+            i
+        };
+        let mut i = start + usize::from(bytes.get(start) == Some(&b'-'));
+        i = match bytes.get(i) {
+            Some(b'0') => i + 1,
+            Some(b'1'..=b'9') => digits_from(i + 1),
+            _ => return self.invalid_number(i),
+        };
+        if bytes.get(i) == Some(&b'.') {
+            let end = digits_from(i + 1);
+            if end == i + 1 {
+                return self.invalid_number(end);
             }
+            i = end;
+        }
+        if let Some(b'e' | b'E') = bytes.get(i) {
+            i += 1 + usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+            let end = digits_from(i);
+            if end == i {
+                return self.invalid_number(end);
+            }
+            i = end;
         }
         self.pos = i;
-        Ok(&self.text[start..i])
+        // Only ASCII was read since `start`, which is on a character boundary.
+        Ok(self.text.get(start..i).unwrap_or_default())
+    }
+
+    #[cold]
+    fn invalid_number<T>(&mut self, at: usize) -> Result<T, JsonError> {
+        self.pos = at;
+        self.error("invalid number")
     }
 
     fn literal(&mut self, word: &'static str) -> Result<(), JsonError> {

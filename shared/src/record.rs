@@ -189,6 +189,8 @@ struct Decoding<'a> {
     /// The shape of the last record read in full.
     template: Option<Template<'a>>,
     template_reads: usize,
+    /// The last arrival time converted: its text and milliseconds.
+    last_arrival: Option<(&'a str, i64)>,
 }
 
 impl<'a> Decoding<'a> {
@@ -361,18 +363,40 @@ fn read_record<'a>(
         Some(prev) if prev_arn_matches(prev, &arn) => prev.meta.stream.clone(),
         _ => stream_name(arn),
     };
+    let event_id = fields.event_id.map(|s| s.value()).unwrap_or_default();
+    // Likewise the shard, and records put together often share an arrival time.
+    let shard_id = match batch.records.last() {
+        Some(prev) if is_shard_of(&prev.meta.shard_id, &event_id) => prev.meta.shard_id.clone(),
+        _ => shard_id(event_id),
+    };
+    let arrival_ms = match (fields.arrival, batch.last_arrival) {
+        (Some(text), Some((last, ms))) if text == last => ms,
+        (Some(text), _) => {
+            let ms = arrival_ms(text);
+            batch.last_arrival = Some((text, ms));
+            ms
+        }
+        (None, _) => 0,
+    };
     let data = batch.decode(data);
     batch.records.push(KinesisRecord {
         meta: RecordMeta {
             stream,
-            shard_id: shard_id(fields.event_id.map(|s| s.value()).unwrap_or_default()),
+            shard_id,
             sequence_number: sequence_number.value(),
             partition_key: fields.partition_key.map(|s| s.value()).unwrap_or_default(),
-            arrival_ms: fields.arrival.map_or(0, arrival_ms),
+            arrival_ms,
         },
         data,
     });
     Ok(())
+}
+
+/// Whether [`shard_id`] of `event_id` is `shard`, without searching `event_id` again.
+fn is_shard_of(shard: &str, event_id: &str) -> bool {
+    // A shard id never holds ':' (it is what comes before the first one), so `shard` followed
+    // by ':' is exactly where the search would stop.
+    event_id.as_bytes().get(shard.len()) == Some(&b':') && event_id.starts_with(shard)
 }
 
 /// Reads a record key by key, and the template of its text (see [`Template`]).
@@ -617,7 +641,20 @@ mod tests {
         assert_eq!(decoded[3].meta.partition_key, "a\"bé");
         assert_eq!(decoded[2].meta.arrival_ms, 1_700_000_000_000);
         assert_eq!(decoded[11].data.as_deref().unwrap(), br#"{"a":1}"#);
-        assert_eq!(decoded[13].meta.shard_id, "shardId-3");
+        let shards: Vec<&str> = decoded.iter().map(|r| &*r.meta.shard_id).collect();
+        let mut expected = vec!["shardId-000000000001"; 6];
+        // Records 7 and 8 have spaces around every ':', in values too.
+        expected.extend(["shardId-000000000001 "; 2]);
+        expected.extend(["shardId-2", "shardId-2", "unknown-shard", "unknown-shard"]);
+        expected.extend(["shardId-3", "shardId-3"]);
+        expected.extend(["shardId-000000000001"; 2]);
+        assert_eq!(shards, expected);
+        let arrivals: Vec<i64> = decoded.iter().map(|r| r.meta.arrival_ms).collect();
+        let base = 1_700_000_000_000;
+        let mut expected = vec![base + 123, base + 1000, base, base + 2500, base + 3250];
+        expected.extend([base + 3250, base + 4000, base + 4000, 0, 0, 0, 0, 0, 0]);
+        expected.extend([base + 5000, base + 6000]);
+        assert_eq!(arrivals, expected);
         // Records 2-5, 8, 10, 14 and 16 have the shape of the record before them; 12 does too,
         // but 11 repeats a key the template needs, so it leaves no template.
         assert_eq!(template_reads, 8);

@@ -127,7 +127,7 @@ impl CsvMapping {
         row: u64,
     ) {
         for slot in &self.slots {
-            push_field(out, payload.text_of(*slot).as_deref());
+            push_json_field(out, payload.value(*slot));
             out.push(b',');
         }
         lineage.push_source(out, meta);
@@ -226,6 +226,25 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// Bytes that force a field into quotes (besides surrounding spaces).
 const NEEDS_QUOTES: &[u8] = b",\"\n\r\\";
 
+/// Appends a value's JSON text as a field, as [`push_field`] does its text (see
+/// [`crate::payload::value_text`]): strings unescaped, null as `\N`, the rest as written.
+pub fn push_json_field(out: &mut Vec<u8>, json: Option<&str>) {
+    if let Some([b'"', inner @ .., b'"']) = json.map(str::as_bytes) {
+        // The text was validated as a string: without a backslash there is nothing to
+        // unescape, and the bytes between the quotes are the value.
+        let special = scan::find_byte(inner, 0, NEEDS_QUOTES);
+        if special == inner.len() && !needs_quotes_at_edges(inner) {
+            out.extend_from_slice(inner);
+            return;
+        }
+        if !inner[special..].contains(&b'\\') {
+            push_quoted(out, inner);
+            return;
+        }
+    }
+    push_field(out, json.and_then(crate::payload::value_text).as_deref());
+}
+
 /// Appends one field, quoted when it needs to be.
 pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     let Some(value) = value else {
@@ -233,14 +252,23 @@ pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
         return;
     };
     let bytes = value.as_bytes();
-    let needs_quotes = match (bytes.first(), bytes.last()) {
-        (Some(b' '), _) | (_, Some(b' ')) | (None, _) => true,
-        _ => scan::find_byte(bytes, 0, NEEDS_QUOTES) < bytes.len(),
-    };
-    if !needs_quotes {
+    if needs_quotes_at_edges(bytes) || scan::find_byte(bytes, 0, NEEDS_QUOTES) < bytes.len() {
+        push_quoted(out, bytes);
+    } else {
         out.extend_from_slice(bytes);
-        return;
     }
+}
+
+/// An empty field, or one with a space at either end, is quoted so it survives as written.
+fn needs_quotes_at_edges(bytes: &[u8]) -> bool {
+    matches!(
+        (bytes.first(), bytes.last()),
+        (Some(b' '), _) | (_, Some(b' ')) | (None, _)
+    )
+}
+
+/// Appends `bytes` between quotes, doubling the quotes in it.
+fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let mut start = 0;
     loop {
@@ -279,6 +307,40 @@ mod tests {
         assert_eq!(field(Some("ünïcödé ✓ 温度")), "ünïcödé ✓ 温度");
         assert_eq!(field(Some("\"")), "\"\"\"\"");
         assert_eq!(field(None), "\\N");
+    }
+
+    #[test]
+    fn json_values_are_written_as_their_text_is() {
+        for json in [
+            r#""plain""#,
+            r#""a,b""#,
+            r#""say \"hi\"""#,
+            r#""two\nlines""#,
+            r#""C:\\temp""#,
+            r#""" "#.trim(),
+            r#"" padded ""#,
+            r#""ünïcödé ✓ 温度""#,
+            r#""\u00e9\/""#,
+            r#""quote \" inside, with a comma""#,
+            "12.5",
+            "-0",
+            "true",
+            "null",
+            r#"{"a":[1,"x,y"]}"#,
+            r#"[" ", "\""]"#,
+        ] {
+            let (mut fast, mut plain) = (Vec::new(), Vec::new());
+            push_json_field(&mut fast, Some(json));
+            push_field(&mut plain, crate::payload::value_text(json).as_deref());
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(plain).unwrap(),
+                "{json}"
+            );
+        }
+        let mut none = Vec::new();
+        push_json_field(&mut none, None);
+        assert_eq!(none, b"\\N");
     }
 
     fn mapping() -> (CsvMapping, Extractor) {
