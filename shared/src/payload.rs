@@ -173,7 +173,7 @@ impl Extractor {
         bytes: &'a [u8],
         learn: &mut impl Learn,
     ) -> Result<Payload<'a>, PayloadError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
+        let text = crate::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
         let not_json = |e: JsonError| PayloadError::NotJson(e.to_string());
         let mut reader = Reader::new(text);
         if reader.peek() != Some(b'{') {
@@ -349,7 +349,13 @@ impl<'a> PayloadTemplate<'a> {
                         return None;
                     }
                     r.set_depth(step.depth);
-                    r.skip().ok()?;
+                    // Most values are strings and numbers: read inline, not through `skip`.
+                    let read = match r.peek() {
+                        Some(b'"') => r.str().map(drop),
+                        Some(b'-' | b'0'..=b'9') => r.number().map(drop),
+                        _ => r.skip(),
+                    };
+                    read.ok()?;
                     if let Some(slot) = slot {
                         found[slot] = Span {
                             start: at,
@@ -384,7 +390,7 @@ impl<'a> PayloadParser<'_, 'a> {
         }
         if let Some(template) = &self.template {
             // The bytes must be UTF-8 whichever way they are read.
-            let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
+            let text = crate::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
             if let Some(payload) = template.read(text, self.extractor.pointers.len()) {
                 self.template_reads += 1;
                 return Ok(payload);

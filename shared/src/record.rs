@@ -98,11 +98,25 @@ pub struct ArrivalFormatter {
     hour: Option<i64>,
     /// `YYYY-MM-DDTHH:` of `hour`.
     prefix: [u8; 14],
+    /// The last time written and its text: records put together share one.
+    last: Option<(i64, [u8; 24])>,
 }
 
 impl ArrivalFormatter {
     /// Appends `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`, as [`push_rfc3339_millis`].
     pub fn push(&mut self, out: &mut Vec<u8>, ms: i64) {
+        if let Some((last, text)) = &self.last {
+            if *last == ms {
+                out.extend_from_slice(text);
+                return;
+            }
+        }
+        let start = out.len();
+        self.push_new(out, ms);
+        self.last = out[start..].try_into().ok().map(|text| (ms, text));
+    }
+
+    fn push_new(&mut self, out: &mut Vec<u8>, ms: i64) {
         let hour = ms.div_euclid(3_600_000);
         if self.hour != Some(hour) {
             let mut text = Vec::with_capacity(24);
@@ -837,7 +851,7 @@ mod tests {
         let mut ms: i64 = -86_400_000 * 400;
         while ms < 4_102_444_800_000 {
             // Runs of nearby times, as in a batch, then a jump.
-            for step in [0, 1, 999, 59_000, 3_600_000] {
+            for step in [0, 0, 1, 1, 999, 59_000, 3_600_000, 3_600_000] {
                 let (mut plain, mut cached) = (Vec::new(), Vec::new());
                 push_rfc3339_millis(&mut plain, ms + step);
                 formatter.push(&mut cached, ms + step);

@@ -118,12 +118,12 @@ impl CsvMapping {
     }
 
     /// Appends the row of one record; `lineage` is the object's, `row` its 1-based number.
-    pub fn push_row(
+    pub fn push_row<'m>(
         &self,
         out: &mut Vec<u8>,
         payload: &Payload<'_>,
-        meta: &RecordMeta<'_>,
-        lineage: &mut RowLineage,
+        meta: &'m RecordMeta<'_>,
+        lineage: &mut RowLineage<'m>,
         row: u64,
     ) {
         for slot in &self.slots {
@@ -140,7 +140,7 @@ impl CsvMapping {
         out.push(b',');
         lineage.push_file(out);
         out.push(b',');
-        push_decimal(out, row);
+        lineage.push_row_number(out, row);
         out.push(b'\n');
     }
 }
@@ -206,21 +206,6 @@ impl CsvMappings {
     pub fn get(&self, table: &str) -> Option<&CsvMapping> {
         self.by_table.get(table).or(self.all.as_ref())
     }
-}
-
-/// Appends `n` in decimal without allocating.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// Bytes that force a field into quotes (besides surrounding spaces).

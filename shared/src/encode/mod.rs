@@ -197,18 +197,21 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// What the rows of one object share, prepared once per object: the object key already encoded
-/// as a field of the file's format, the arrival-time formatter, and the encoded stream and shard
-/// of the last row (a group's records share both).
+/// as a field of the file's format, the arrival-time formatter, the encoded stream and shard of
+/// the last row (a group's records share both) and the last row number written.
 #[derive(Debug, Clone)]
-pub struct RowLineage {
+pub struct RowLineage<'m> {
     format: Format,
     file_field: Vec<u8>,
     arrivals: ArrivalFormatter,
-    source: Option<(String, String)>,
+    /// The stream and shard `source_fields` holds, borrowed from the records so that the next
+    /// row's are usually recognised by address.
+    source: Option<(&'m str, &'m str)>,
     source_fields: Vec<u8>,
+    row: RowNumber,
 }
 
-impl RowLineage {
+impl<'m> RowLineage<'m> {
     pub fn new(format: Format, file: &str) -> Self {
         let mut file_field = Vec::with_capacity(file.len() + 2);
         match format {
@@ -221,6 +224,7 @@ impl RowLineage {
             arrivals: ArrivalFormatter::default(),
             source: None,
             source_fields: Vec::new(),
+            row: RowNumber::default(),
         }
     }
 
@@ -232,31 +236,94 @@ impl RowLineage {
         self.arrivals.push(out, ms);
     }
 
+    pub(crate) fn push_row_number(&mut self, out: &mut Vec<u8>, row: u64) {
+        self.row.push(out, row);
+    }
+
     /// Stream and shard: `stream,shard` in CSV, `{"stream":…,"shard_id":…` in NDJSON.
-    pub(crate) fn push_source(&mut self, out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
+    pub(crate) fn push_source(&mut self, out: &mut Vec<u8>, meta: &'m RecordMeta<'_>) {
+        let (stream, shard): (&'m str, &'m str) = (&meta.stream, &meta.shard_id);
+        let same_text = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
         let same = self
             .source
-            .as_ref()
-            .is_some_and(|(stream, shard)| *stream == meta.stream && *shard == meta.shard_id);
+            .is_some_and(|(s, h)| same_text(s, stream) && same_text(h, shard));
         if !same {
             self.source_fields.clear();
             let fields = &mut self.source_fields;
             match self.format {
                 Format::Csv => {
-                    csv::push_field(fields, Some(&meta.stream));
+                    csv::push_field(fields, Some(stream));
                     fields.push(b',');
-                    csv::push_field(fields, Some(&meta.shard_id));
+                    csv::push_field(fields, Some(shard));
                 }
                 Format::Ndjson => {
                     fields.extend_from_slice(b"{\"stream\":");
-                    push_json_str(fields, &meta.stream);
+                    push_json_str(fields, stream);
                     fields.extend_from_slice(b",\"shard_id\":");
-                    push_json_str(fields, &meta.shard_id);
+                    push_json_str(fields, shard);
                 }
             }
-            self.source = Some((meta.stream.to_string(), meta.shard_id.to_string()));
         }
+        // Kept even when equal: the newest address is the one the next row most likely shares.
+        self.source = Some((stream, shard));
         out.extend_from_slice(&self.source_fields);
+    }
+}
+
+/// Writes row numbers, which go up by one from row to row: the last one's digits are kept and
+/// incremented in place rather than formatted again.
+#[derive(Debug, Clone)]
+struct RowNumber {
+    last: u64,
+    /// The decimal digits of `last`, right-aligned from `start`.
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Default for RowNumber {
+    fn default() -> Self {
+        Self {
+            last: 0,
+            digits: [b'0'; 20],
+            start: 19,
+        }
+    }
+}
+
+impl RowNumber {
+    fn push(&mut self, out: &mut Vec<u8>, row: u64) {
+        if row == self.last.wrapping_add(1) && row != 0 {
+            self.increment();
+        } else {
+            self.format(row);
+        }
+        self.last = row;
+        out.extend_from_slice(&self.digits[self.start..]);
+    }
+
+    fn increment(&mut self) {
+        let mut i = self.digits.len() - 1;
+        while self.digits[i] == b'9' {
+            self.digits[i] = b'0';
+            // 20 digits hold every u64, so a carry out of the last one cannot happen.
+            i = i.saturating_sub(1);
+        }
+        self.digits[i] += 1;
+        self.start = self.start.min(i);
+    }
+
+    fn format(&mut self, mut n: u64) {
+        self.digits = [b'0'; 20];
+        let mut i = self.digits.len();
+        loop {
+            i -= 1;
+            self.digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.start = i;
     }
 }
 
@@ -301,5 +368,17 @@ mod tests {
             "COMPRESSION_LEVEL"
         );
         assert_eq!(e(&[("COMPRESSION", "lz4")]).unwrap_err().var, "COMPRESSION");
+    }
+
+    #[test]
+    fn row_numbers_are_written_in_decimal() {
+        let mut numbers = RowNumber::default();
+        let rows =
+            (1..=1_234u64).chain([9_999, 10_000, 10_001, 7, 8, 0, 1, u64::MAX - 1, u64::MAX]);
+        for row in rows {
+            let mut out = Vec::new();
+            numbers.push(&mut out, row);
+            assert_eq!(String::from_utf8(out).unwrap(), row.to_string());
+        }
     }
 }

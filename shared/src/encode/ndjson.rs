@@ -9,11 +9,11 @@ use crate::record::RecordMeta;
 use super::{push_json_str, RowLineage};
 
 /// Appends the line of one record; `lineage` is the object's, `row` its 1-based number.
-pub fn push_line(
+pub fn push_line<'m>(
     out: &mut Vec<u8>,
     payload: &Payload<'_>,
-    meta: &RecordMeta<'_>,
-    lineage: &mut RowLineage,
+    meta: &'m RecordMeta<'_>,
+    lineage: &mut RowLineage<'m>,
     row: u64,
 ) {
     out.extend_from_slice(b"{\"payload\":");
@@ -24,7 +24,7 @@ pub fn push_line(
     out.extend_from_slice(b",\"file\":");
     lineage.push_file(out);
     out.extend_from_slice(b",\"row\":");
-    super::csv::push_decimal(out, row);
+    lineage.push_row_number(out, row);
     out.extend_from_slice(b"}}\n");
 }
 
