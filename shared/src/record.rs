@@ -205,6 +205,8 @@ struct Decoding<'a> {
     template_reads: usize,
     /// The last arrival time converted: its text and milliseconds.
     last_arrival: Option<(&'a str, i64)>,
+    /// The last `eventSourceARN` and its stream name.
+    last_stream: Option<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 impl<'a> Decoding<'a> {
@@ -290,6 +292,8 @@ struct Template<'a> {
     slots: [(&'a str, Field); FIELD_COUNT],
     len: usize,
     tail: &'a str,
+    /// `eventSourceARN`, which is part of the compared text: one batch comes from one stream.
+    event_source_arn: Option<JsonStr<'a>>,
 }
 
 impl<'a> Template<'a> {
@@ -300,6 +304,7 @@ impl<'a> Template<'a> {
         let start = r.value_start();
         let mut fields = Fields {
             kinesis: true,
+            event_source_arn: self.event_source_arn,
             ..Fields::default()
         };
         let matched = self.slots[..self.len]
@@ -321,20 +326,26 @@ impl<'a> Template<'a> {
         start: usize,
         end: usize,
         spans: &[(Field, usize, usize)],
+        event_source_arn: Option<JsonStr<'a>>,
     ) -> Option<Self> {
         let mut slots = [("", Field::Data); FIELD_COUNT];
+        let mut len = 0;
         let mut at = start;
         for (i, (field, from, to)) in spans.iter().enumerate() {
             if spans[..i].iter().any(|(seen, ..)| seen == field) {
                 return None;
             }
-            slots[i] = (&body[at..*from], *field);
-            at = *to;
+            if *field != Field::EventSourceArn {
+                slots[len] = (&body[at..*from], *field);
+                len += 1;
+                at = *to;
+            }
         }
         Some(Self {
             slots,
-            len: spans.len(),
+            len,
             tail: &body[at..end],
+            event_source_arn,
         })
     }
 }
@@ -371,11 +382,15 @@ fn read_record<'a>(
         .event_source_arn
         .map(|s| s.value())
         .unwrap_or_default();
-    // Every record of a batch comes from one stream: reuse the previous record's stream name
-    // instead of searching the same ARN again.
-    let stream = match batch.records.last() {
-        Some(prev) if prev_arn_matches(prev, &arn) => prev.meta.stream.clone(),
-        _ => stream_name(arn),
+    // Every record of a batch comes from one stream: the name is found once per ARN, which a
+    // template passes on by address.
+    let stream = match &batch.last_stream {
+        Some((last, stream)) if std::ptr::eq(&**last, &*arn) || *last == arn => stream.clone(),
+        _ => {
+            let stream = stream_name(arn.clone());
+            batch.last_stream = Some((arn, stream.clone()));
+            stream
+        }
     };
     let event_id = fields.event_id.map(|s| s.value()).unwrap_or_default();
     // Likewise the shard, and records put together often share an arrival time.
@@ -450,7 +465,10 @@ fn read_record_in_full<'a>(
         Ok::<_, JsonError>(())
     })?;
     let template = (fields.kinesis && seen <= FIELD_COUNT)
-        .then(|| Template::learn(body, start, r.position(), &spans[..seen]))
+        .then(|| {
+            let end = r.position();
+            Template::learn(body, start, end, &spans[..seen], fields.event_source_arn)
+        })
         .flatten();
     Ok((fields, template))
 }
@@ -478,14 +496,6 @@ fn arrival_ms(seconds: &str) -> i64 {
     seconds
         .parse::<f64>()
         .map_or(0, |s| (s * 1000.0).round() as i64)
-}
-
-/// Whether `arn` names the stream `prev` came from (compared without re-parsing the ARN).
-fn prev_arn_matches(prev: &KinesisRecord<'_>, arn: &str) -> bool {
-    let name = prev.meta.stream.as_ref();
-    arn.len() > name.len() + 8
-        && arn.ends_with(name)
-        && arn[..arn.len() - name.len()].ends_with(":stream/")
 }
 
 /// `arn:aws:kinesis:us-east-1:123456789012:stream/NAME` (or `.../stream/NAME/consumer/C:1` for
