@@ -3,7 +3,7 @@
 
 use shared::config::Env;
 use shared::rawzone::{plan, RawZoneConfig};
-use shared::record::decode_kinesis_event;
+use shared::record::{decode_kinesis_event, PayloadBuffer};
 use shared::sample::{kinesis_event, order_event, Rng};
 
 fn main() {
@@ -27,7 +27,8 @@ fn main() {
         ),
     ];
     let config = RawZoneConfig::from_env(&Env::new(&vars)).expect("configuration");
-    let records = decode_kinesis_event(&event).expect("decodes");
+    let mut payloads = PayloadBuffer::default();
+    let records = decode_kinesis_event(&event, &mut payloads).expect("decodes");
     let plan = plan(&config, &records).expect("plans");
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm = status

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use shared::record::decode_kinesis_event;
+use shared::record::{decode_kinesis_event, PayloadBuffer};
 use shared::sample::{bench_batches, bench_config, run_bench_case};
 
 fn main() {
@@ -25,7 +25,13 @@ fn main() {
             let started = Instant::now();
             match &config {
                 Some(config) => drop(std::hint::black_box(run_bench_case(config, event))),
-                None => drop(std::hint::black_box(decode_kinesis_event(event))),
+                None => {
+                    let mut payloads = PayloadBuffer::default();
+                    drop(std::hint::black_box(decode_kinesis_event(
+                        event,
+                        &mut payloads,
+                    )))
+                }
             }
             started.elapsed().as_secs_f64()
         })

@@ -7,8 +7,6 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use bytes::Bytes;
-
 use base64::Engine as _;
 
 use crate::encode::ndjson::push_metadata;
@@ -35,7 +33,7 @@ pub enum RawData<'a> {
 }
 
 impl<'a> RawData<'a> {
-    pub fn from_record(data: &'a Result<Bytes, Cow<'a, str>>) -> Self {
+    pub fn from_record(data: &'a Result<&'a [u8], Cow<'a, str>>) -> Self {
         match data {
             Ok(bytes) => RawData::Bytes(bytes),
             Err(text) => RawData::Undecodable(text),

@@ -7,8 +7,6 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use bytes::Bytes;
-
 use crate::config::{ConfigError, Env};
 use crate::encode::csv::CsvMappings;
 use crate::encode::{ndjson, Compression, Format, RowLineage};
@@ -149,7 +147,7 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     let mut parser = config.extractor.parser();
 
     for record in records {
-        bytes_in += record.data.as_ref().map_or_else(|t| t.len(), Bytes::len);
+        bytes_in += record.data.as_ref().map_or_else(|t| t.len(), |b| b.len());
         match classify(config, &mut parser, record) {
             Ok((group, payload)) => {
                 let found = groups
@@ -315,7 +313,7 @@ fn encode_group(
 mod tests {
     use super::*;
     use crate::encode::decompress;
-    use crate::record::decode_kinesis_event;
+    use crate::record::{decode_kinesis_event, PayloadBuffer};
 
     fn config(vars: &[(&str, &str)]) -> RawZoneConfig {
         let mut all = vec![("RAW_BUCKET", "b")];
@@ -330,7 +328,8 @@ mod tests {
     #[test]
     fn sample_sensor_event_becomes_one_object_per_partition() {
         let body = include_str!("../../events/kinesis-sensors.json");
-        let records = decode_kinesis_event(body).unwrap();
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(body, &mut payloads).unwrap();
         let plan = plan(
             &config(&[
                 ("TABLE", "sensor_readings"),
@@ -375,7 +374,8 @@ mod tests {
     #[test]
     fn sample_bad_records_are_quarantined_with_reasons() {
         let body = include_str!("../../events/kinesis-bad-records.json");
-        let records = decode_kinesis_event(body).unwrap();
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(body, &mut payloads).unwrap();
         let plan = plan(&config(&[("TABLE", "sensor_readings")]), &records).unwrap();
         assert_eq!((plan.records, plan.quarantined), (6, 4));
         assert_eq!(plan.objects.len(), 1);
@@ -414,7 +414,8 @@ mod tests {
         let event = r#"{"Records":[
             {"kinesis":{"partitionKey":"a","sequenceNumber":"10","data":"eyJ4IjoxfQ==","approximateArrivalTimestamp":3599.5},"eventID":"shardId-1:10","eventSourceARN":"arn:aws:kinesis:r:1:stream/s"},
             {"kinesis":{"partitionKey":"a","sequenceNumber":"11","data":"eyJ4IjoyfQ==","approximateArrivalTimestamp":3600.5},"eventID":"shardId-1:11","eventSourceARN":"arn:aws:kinesis:r:1:stream/s"}]}"#;
-        let records = decode_kinesis_event(event).unwrap();
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(event, &mut payloads).unwrap();
         let plan = plan(
             &config(&[("TABLE", "t"), ("COMPRESSION", "none")]),
             &records,

@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::json::{JsonError, JsonStr, Reader};
@@ -147,31 +146,47 @@ impl ArrivalFormatter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KinesisRecord<'a> {
     pub meta: RecordMeta<'a>,
-    /// The base64-decoded payload (a view of the batch's shared buffer), or the undecodable
-    /// `data` text as it arrived.
-    pub data: Result<Bytes, Cow<'a, str>>,
+    /// The base64-decoded payload (in the batch's [`PayloadBuffer`]), or the undecodable `data`
+    /// text as it arrived.
+    pub data: Result<&'a [u8], Cow<'a, str>>,
 }
+
+/// The decoded payloads of one batch, in one allocation that the batch's records borrow
+/// rather than one per record (or a reference count touched by every record).
+#[derive(Debug, Default)]
+pub struct PayloadBuffer(Vec<u8>);
 
 /// Decodes the event body Lambda sends for a Kinesis batch.
 ///
 /// Each record is decoded as it is read, so the batch is never held twice. A record whose `data`
 /// is not base64 is still returned, so it can be quarantined with its metadata rather than
 /// failing the batch.
-pub fn decode_kinesis_event(body: &str) -> Result<Vec<KinesisRecord<'_>>, DecodeError> {
-    decode_event(body, true).map(|(records, _)| records)
+pub fn decode_kinesis_event<'a>(
+    body: &'a str,
+    payloads: &'a mut PayloadBuffer,
+) -> Result<Vec<KinesisRecord<'a>>, DecodeError> {
+    decode_event(body, payloads, true).map(|(records, _)| records)
 }
 
 /// [`decode_kinesis_event`], optionally without reading records through a [`Template`], so tests
 /// can compare the two ways; also returns how many records a template read.
-fn decode_event(
-    body: &str,
+fn decode_event<'a>(
+    body: &'a str,
+    payloads: &'a mut PayloadBuffer,
     templates: bool,
-) -> Result<(Vec<KinesisRecord<'_>>, usize), DecodeError> {
+) -> Result<(Vec<KinesisRecord<'a>>, usize), DecodeError> {
     let mut reader = Reader::new(body);
+    payloads.0.clear();
     let mut batch = Decoding {
         body,
+        records: Vec::new(),
+        payloads: &mut payloads.0,
+        spans: Vec::new(),
         templates,
-        ..Decoding::default()
+        template: None,
+        template_reads: 0,
+        last_arrival: None,
+        last_stream: None,
     };
     reader.object(|r, key| {
         if !key.eq_str("Records") {
@@ -191,11 +206,10 @@ fn decode_event(
 
 /// Records as they are read, their payloads decoded into one buffer: one allocation per batch
 /// rather than one per record, each record's bytes a view of the shared buffer.
-#[derive(Default)]
 struct Decoding<'a> {
     body: &'a str,
     records: Vec<KinesisRecord<'a>>,
-    payloads: Vec<u8>,
+    payloads: &'a mut Vec<u8>,
     /// Where each record's payload is in `payloads`.
     spans: Vec<(usize, usize)>,
     /// Whether to learn and use templates.
@@ -212,21 +226,22 @@ struct Decoding<'a> {
 impl<'a> Decoding<'a> {
     /// Decodes `data` onto the shared buffer: `Ok` with the record's payload still to be
     /// attached by [`Decoding::finish`], or the undecodable text.
-    fn decode(&mut self, data: JsonStr<'a>) -> Result<Bytes, Cow<'a, str>> {
+    fn decode(&mut self, data: JsonStr<'a>) -> Result<&'a [u8], Cow<'a, str>> {
         let text = data.value();
         let start = self.payloads.len();
         // SIMD base64: decoding was a third of the envelope's cost with the scalar decoder.
-        let decoded = base64_simd::STANDARD.decode_append(text.as_bytes(), &mut self.payloads);
+        let decoded = base64_simd::STANDARD.decode_append(text.as_bytes(), &mut *self.payloads);
         self.spans.push((start, self.payloads.len()));
-        decoded.map(|()| Bytes::new()).map_err(|_| text)
+        decoded.map(|()| &[][..]).map_err(|_| text)
     }
 
     fn finish(self) -> Vec<KinesisRecord<'a>> {
-        let payloads = Bytes::from(self.payloads);
+        // Written in full: from here on the buffer is only read, for as long as the records.
+        let payloads: &'a [u8] = self.payloads;
         let mut records = self.records;
         for (record, (start, end)) in records.iter_mut().zip(self.spans) {
             if let Ok(data) = &mut record.data {
-                *data = payloads.slice(start..end);
+                *data = &payloads[start..end];
             }
         }
         records
@@ -574,6 +589,18 @@ pub fn min_sequence_number<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes into a buffer of its own that lives as long as the test process.
+    fn decode_kinesis_event(body: &str) -> Result<Vec<KinesisRecord<'_>>, DecodeError> {
+        super::decode_kinesis_event(body, Box::leak(Box::default()))
+    }
+
+    fn decode_event(
+        body: &str,
+        templates: bool,
+    ) -> Result<(Vec<KinesisRecord<'_>>, usize), DecodeError> {
+        super::decode_event(body, Box::leak(Box::default()), templates)
+    }
 
     fn event(records: &[(&str, &str, &str, &str)]) -> String {
         let recs: Vec<String> = records

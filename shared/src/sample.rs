@@ -197,7 +197,9 @@ pub fn bench_config(
 
 /// The orchestrator's CPU path: event body → planned objects; returns the bytes out.
 pub fn run_bench_case(config: &crate::rawzone::RawZoneConfig, event: &str) -> usize {
-    let records = crate::record::decode_kinesis_event(event).expect("benchmark event decodes");
+    let mut payloads = crate::record::PayloadBuffer::default();
+    let records =
+        crate::record::decode_kinesis_event(event, &mut payloads).expect("benchmark event decodes");
     crate::rawzone::plan(config, &records)
         .expect("benchmark batch plans")
         .bytes_out()
@@ -234,7 +236,9 @@ mod tests {
             &[sensor_reading(&mut rng, 5)],
         );
         assert_eq!(
-            crate::record::decode_kinesis_event(&event).unwrap().len(),
+            crate::record::decode_kinesis_event(&event, &mut Default::default())
+                .unwrap()
+                .len(),
             1
         );
     }

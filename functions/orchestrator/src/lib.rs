@@ -13,7 +13,7 @@ use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use shared::config::{ConfigError, Env, ProcessEnv};
 use shared::rawzone::{plan, PlannedObject, RawZoneConfig};
-use shared::record::{decode_kinesis_event, DecodeError};
+use shared::record::{decode_kinesis_event, DecodeError, PayloadBuffer};
 
 /// Configuration, read once at init.
 #[derive(Debug, Clone)]
@@ -88,7 +88,8 @@ impl Orchestrator {
         body: &str,
     ) -> Result<(KinesisEventResponse, BatchOutcome), HandlerError> {
         let started = Instant::now();
-        let records = decode_kinesis_event(body)?;
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(body, &mut payloads)?;
         let plan = plan(&self.config.raw_zone, &records)?;
         let objects: Vec<&PlannedObject> = plan.objects.iter().chain(&plan.quarantine).collect();
         let failures = shared::s3::put_all(

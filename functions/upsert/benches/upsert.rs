@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use shared::config::Env;
-use shared::record::decode_kinesis_event;
+use shared::record::{decode_kinesis_event, PayloadBuffer};
 use shared::sample::{cdc_change, kinesis_event, sensor_reading, Rng};
 use shared::snowflake::SnowflakeClient;
 use upsert::{map_records, plan_table, Config};
@@ -38,7 +38,8 @@ fn config(table: &str, tables: &str) -> Config {
 
 /// Returns (statements, request body bytes).
 fn run(config: &Config, client: &SnowflakeClient, event: &str) -> (usize, usize) {
-    let records = decode_kinesis_event(event).expect("decodes");
+    let mut payloads = PayloadBuffer::default();
+    let records = decode_kinesis_event(event, &mut payloads).expect("decodes");
     let (by_table, _rejected) = map_records(config, &records);
     let mut statements = 0;
     let mut bytes = 0;

@@ -19,7 +19,9 @@ use shared::mapping::TableMappings;
 use shared::merge::{chunks, dedup, merge_sql, Candidate};
 use shared::payload::Extractor;
 use shared::quarantine::{RawData, Rejected};
-use shared::record::{decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord};
+use shared::record::{
+    decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord, PayloadBuffer,
+};
 use shared::route::{route_record, Router};
 use shared::snowflake::{
     request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
@@ -171,7 +173,8 @@ impl Upsert {
         deadline: Instant,
     ) -> Result<(KinesisEventResponse, BatchOutcome), HandlerError> {
         let started = Instant::now();
-        let records = decode_kinesis_event(body)?;
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(body, &mut payloads)?;
         let (by_table, rejected) = map_records(&self.config, &records);
 
         let mut failed: Vec<String> = Vec::new();
@@ -403,8 +406,12 @@ mod tests {
     #[test]
     fn sample_cdc_event_becomes_one_merge_of_the_newest_changes() {
         let config = config("orders", ORDERS);
-        let records =
-            decode_kinesis_event(include_str!("../../../events/kinesis-cdc-orders.json")).unwrap();
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(
+            include_str!("../../../events/kinesis-cdc-orders.json"),
+            &mut payloads,
+        )
+        .unwrap();
         let (by_table, rejected) = map_records(&config, &records);
         assert!(rejected.is_empty());
         let plan = plan_table(&config, "orders", by_table.into_values().next().unwrap());
@@ -442,8 +449,12 @@ mod tests {
     #[test]
     fn sample_sensor_event_repeats_keys_and_keeps_the_newest() {
         let config = config("sensor_readings", SENSORS);
-        let records =
-            decode_kinesis_event(include_str!("../../../events/kinesis-sensors.json")).unwrap();
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(
+            include_str!("../../../events/kinesis-sensors.json"),
+            &mut payloads,
+        )
+        .unwrap();
         let (by_table, _) = map_records(&config, &records);
         let plan = plan_table(
             &config,
@@ -475,8 +486,12 @@ mod tests {
     #[test]
     fn sample_bad_records_are_rejected_with_reasons() {
         let config = config("sensor_readings", SENSORS);
-        let records =
-            decode_kinesis_event(include_str!("../../../events/kinesis-bad-records.json")).unwrap();
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(
+            include_str!("../../../events/kinesis-bad-records.json"),
+            &mut payloads,
+        )
+        .unwrap();
         let (by_table, rejected) = map_records(&config, &records);
         assert_eq!(by_table["sensor_readings"].len(), 2);
         let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
