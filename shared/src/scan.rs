@@ -181,7 +181,7 @@ fn find_swar(bytes: &[u8], mut i: usize, set: &[u8], control: bool, non_ascii: b
         i += 8;
     }
     while let Some(&b) = bytes.get(i) {
-        if set.contains(&b) || (control && b < 0x20) || (non_ascii && b >= 0x80) {
+        if set.iter().any(|s| *s == b) || (control && b < 0x20) || (non_ascii && b >= 0x80) {
             return i;
         }
         i += 1;

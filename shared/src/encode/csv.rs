@@ -214,6 +214,19 @@ const NEEDS_QUOTES: &[u8] = b",\"\n\r\\";
 /// Appends a value's JSON text as a field, as [`push_field`] does its text (see
 /// [`crate::payload::value_text`]): strings unescaped, null as `\N`, the rest as written.
 pub fn push_json_field(out: &mut Vec<u8>, json: Option<&str>) {
+    match json.map(str::as_bytes) {
+        // A number's text is digits, signs, '.' and exponents, and true and false are plain
+        // words: nothing that needs quotes.
+        Some(number @ [b'-' | b'0'..=b'9' | b't' | b'f', ..]) => {
+            out.extend_from_slice(number);
+            return;
+        }
+        Some(b"null") | None => {
+            out.extend_from_slice(b"\\N");
+            return;
+        }
+        _ => {}
+    }
     if let Some([b'"', inner @ .., b'"']) = json.map(str::as_bytes) {
         // The text was validated as a string: without a backslash there is nothing to
         // unescape, and the bytes between the quotes are the value.
