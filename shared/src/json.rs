@@ -261,7 +261,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string value.
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self) -> Result<JsonStr<'a>, JsonError> {
         if self.peek() != Some(b'"') {
             return self.error("expected a string");

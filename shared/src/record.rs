@@ -564,20 +564,13 @@ fn significant_digits(s: &str) -> &str {
 
 /// The smallest and largest sequence numbers of an iterator, numerically; `None` when empty.
 pub fn sequence_bounds<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Option<(&'s str, &'s str)> {
+    // Records of a shard arrive in order, so the newest is usually the new maximum and the
+    // comparison with the minimum is skipped.
     seqs.into_iter().fold(None, |bounds, s| match bounds {
         None => Some((s, s)),
-        Some((lo, hi)) => Some((
-            if cmp_sequence_numbers(s, lo).is_lt() {
-                s
-            } else {
-                lo
-            },
-            if cmp_sequence_numbers(s, hi).is_gt() {
-                s
-            } else {
-                hi
-            },
-        )),
+        Some((lo, hi)) if cmp_sequence_numbers(s, hi).is_gt() => Some((lo, s)),
+        Some((lo, hi)) if cmp_sequence_numbers(s, lo).is_lt() => Some((s, hi)),
+        bounds => bounds,
     })
 }
 
