@@ -199,14 +199,20 @@ static NOTHING: Node = Node {
 
 /// Reads one value at `node`: records where it is when the node has a slot, descends into it
 /// when the node has children, and otherwise only validates it.
-fn walk(
+fn walk<L: Learn>(
     r: &mut Reader<'_>,
     node: &Node,
     spans: &mut [Span],
-    learn: &mut impl Learn,
+    learn: &mut L,
 ) -> Result<(), JsonError> {
     let start = r.value_start();
-    let descend = !node.children.is_empty() && matches!(r.peek(), Some(b'{' | b'['));
+    // Objects are also entered when learning a template, even without pointers below them: their
+    // keys then become text to compare, not text to scan.
+    let descend = match r.peek() {
+        Some(b'{') => !node.children.is_empty() || L::LEARNING,
+        Some(b'[') => !node.children.is_empty(),
+        _ => false,
+    };
     if !descend {
         // A scalar where an object was expected: the pointers below it are simply absent.
         r.skip()?;
@@ -244,17 +250,20 @@ fn walk(
 
 /// What a full read reports of a payload's shape, to make a template of it.
 trait Learn {
+    const LEARNING: bool;
     fn step(&mut self, step: Step);
 }
 
 struct NoLearning;
 
 impl Learn for NoLearning {
+    const LEARNING: bool = false;
     #[inline(always)]
     fn step(&mut self, _: Step) {}
 }
 
 impl Learn for Vec<Step> {
+    const LEARNING: bool = true;
     fn step(&mut self, step: Step) {
         self.push(step);
     }
@@ -384,10 +393,6 @@ pub struct PayloadParser<'x, 'a> {
 impl<'a> PayloadParser<'_, 'a> {
     /// As [`Extractor::parse`].
     pub fn parse(&mut self, bytes: &'a [u8]) -> Result<Payload<'a>, PayloadError> {
-        // Without pointers there is nothing to find, and a template would only re-validate.
-        if self.extractor.root.children.is_empty() {
-            return self.extractor.parse(bytes);
-        }
         if let Some(template) = &self.template {
             // The bytes must be UTF-8 whichever way they are read.
             let text = crate::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
@@ -668,7 +673,13 @@ mod tests {
 
     #[test]
     fn templates_reject_what_a_full_read_rejects() {
-        let (x, slots) = order_extractor();
+        // With pointers, and without (NDJSON of one table only validates).
+        for (x, slots) in [order_extractor(), (Extractor::new(), 0)] {
+            reject_like_a_full_read(&x, slots);
+        }
+    }
+
+    fn reject_like_a_full_read(x: &Extractor, slots: usize) {
         let mut rng = crate::sample::Rng::new(6);
         let first = crate::sample::order_event(&mut rng, 1).into_bytes();
         let second = crate::sample::order_event(&mut rng, 2).into_bytes();
@@ -686,7 +697,7 @@ mod tests {
             variants.push([&second[..at], b"0", &second[at..]].concat());
             for variant in variants {
                 rejected += usize::from(x.parse(&variant).is_err());
-                parse_both_ways(&x, slots, &[first.clone(), variant]);
+                parse_both_ways(x, slots, &[first.clone(), variant]);
             }
         }
         assert!(rejected > 1000, "{rejected}");
@@ -712,6 +723,15 @@ mod tests {
             slot + 1,
             &[nested(1), nested(126), nested(127), nested(126)],
         );
+    }
+
+    #[test]
+    fn payloads_are_read_through_templates_without_pointers_too() {
+        let mut rng = crate::sample::Rng::new(8);
+        let payloads: Vec<Vec<u8>> = (0..3)
+            .map(|_| crate::sample::sensor_reading(&mut rng, 50).into_bytes())
+            .collect();
+        assert_eq!(parse_both_ways(&Extractor::new(), 0, &payloads), 2);
     }
 
     #[test]
