@@ -181,7 +181,11 @@ fn find_swar(bytes: &[u8], mut i: usize, set: &[u8], control: bool, non_ascii: b
         i += 8;
     }
     while let Some(&b) = bytes.get(i) {
-        if set.iter().any(|s| *s == b) || (control && b < 0x20) || (non_ascii && b >= 0x80) {
+        // Not `contains`: for bytes that is a call to memchr, where the inlined set is one or
+        // two comparisons.
+        #[allow(clippy::manual_contains)]
+        let in_set = set.iter().any(|s| *s == b);
+        if in_set || (control && b < 0x20) || (non_ascii && b >= 0x80) {
             return i;
         }
         i += 1;
