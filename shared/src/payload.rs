@@ -315,9 +315,8 @@ enum Action {
 /// matching every key. A payload of another shape is read in full and becomes the template.
 #[derive(Debug)]
 struct PayloadTemplate<'a> {
-    text: &'a str,
-    steps: Vec<(std::ops::Range<usize>, Step)>,
-    tail: std::ops::Range<usize>,
+    steps: Vec<(&'a str, Step)>,
+    tail: &'a str,
 }
 
 impl<'a> PayloadTemplate<'a> {
@@ -326,15 +325,14 @@ impl<'a> PayloadTemplate<'a> {
         let steps = steps
             .iter()
             .map(|step| {
-                let before = at..step.at;
+                let before = &text[at..step.at];
                 at = step.end;
                 (before, *step)
             })
             .collect();
         Self {
-            text,
             steps,
-            tail: at..text.len(),
+            tail: &text[at..],
         }
     }
 
@@ -344,25 +342,22 @@ impl<'a> PayloadTemplate<'a> {
         let mut spans = Spans::new(slots);
         let found = spans.as_mut_slice();
         for (before, step) in &self.steps {
-            if !r.eat_text(&self.text[before.clone()]) {
+            if !r.eat_text(before) {
                 return None;
             }
-            // Where a value starts is after any whitespace the text has there.
-            let at = match step.action {
-                Action::End(_) => r.position(),
-                _ => r.value_start(),
-            } as u32;
             match step.action {
                 Action::Value { slot, scalar_only } => {
-                    if scalar_only && matches!(r.peek(), Some(b'{' | b'[')) {
-                        return None;
-                    }
-                    r.set_depth(step.depth);
+                    // Where a value starts is after any whitespace the text has there.
+                    let at = r.value_start() as u32;
                     // Most values are strings and numbers: read inline, not through `skip`.
                     let read = match r.peek() {
                         Some(b'"') => r.str().map(drop),
                         Some(b'-' | b'0'..=b'9') => r.number().map(drop),
-                        _ => r.skip(),
+                        Some(b'{' | b'[') if scalar_only => return None,
+                        _ => {
+                            r.set_depth(step.depth);
+                            r.skip()
+                        }
                     };
                     read.ok()?;
                     if let Some(slot) = slot {
@@ -372,12 +367,11 @@ impl<'a> PayloadTemplate<'a> {
                         };
                     }
                 }
-                Action::Start(slot) => found[slot].start = at,
-                Action::End(slot) => found[slot].end = at,
+                Action::Start(slot) => found[slot].start = r.value_start() as u32,
+                Action::End(slot) => found[slot].end = r.position() as u32,
             }
         }
-        (r.eat_text(&self.text[self.tail.clone()]) && r.end().is_ok())
-            .then_some(Payload { text, spans })
+        (r.eat_text(self.tail) && r.end().is_ok()).then_some(Payload { text, spans })
     }
 }
 
