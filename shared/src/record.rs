@@ -400,7 +400,7 @@ fn read_record<'a>(
     // Every record of a batch comes from one stream: the name is found once per ARN, which a
     // template passes on by address.
     let stream = match &batch.last_stream {
-        Some((last, stream)) if std::ptr::eq(&**last, &*arn) || *last == arn => share(stream),
+        Some((last, stream)) if crate::scan::same_text(last, &arn) => share(stream),
         _ => {
             let stream = stream_name(arn.clone());
             batch.last_stream = Some((arn, stream.clone()));
@@ -414,7 +414,7 @@ fn read_record<'a>(
         _ => shard_id(event_id),
     };
     let arrival_ms = match (fields.arrival, batch.last_arrival) {
-        (Some(text), Some((last, ms))) if text == last => ms,
+        (Some(text), Some((last, ms))) if crate::scan::same_text(text, last) => ms,
         (Some(text), _) => {
             let ms = arrival_ms(text);
             batch.last_arrival = Some((text, ms));
@@ -449,7 +449,8 @@ fn share<'a>(text: &Cow<'a, str>) -> Cow<'a, str> {
 fn is_shard_of(shard: &str, event_id: &str) -> bool {
     // A shard id never holds ':' (it is what comes before the first one), so `shard` followed
     // by ':' is exactly where the search would stop.
-    event_id.as_bytes().get(shard.len()) == Some(&b':') && event_id.starts_with(shard)
+    event_id.as_bytes().get(shard.len()) == Some(&b':')
+        && crate::scan::starts_with_at(event_id.as_bytes(), 0, shard.as_bytes())
 }
 
 /// Reads a record key by key, and the template of its text (see [`Template`]).

@@ -55,6 +55,13 @@ pub(crate) fn starts_with_at(bytes: &[u8], from: usize, prefix: &[u8]) -> bool {
     }
 }
 
+/// Whether `a` and `b` are the same text: by address first (strings shared between records),
+/// then compared as [`starts_with_at`] does.
+#[inline(always)]
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a, b) || starts_with_at(a.as_bytes(), 0, b.as_bytes()))
+}
+
 #[inline(always)]
 fn find(bytes: &[u8], from: usize, set: &[u8], control: bool, non_ascii: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
