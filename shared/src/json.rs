@@ -274,12 +274,7 @@ impl<'a> Reader<'a> {
         self.skip_whitespace();
         let bytes = self.bytes();
         let start = self.pos;
-        let digits_from = |mut i: usize| {
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            i
-        };
+        let digits_from = |i: usize| scan::skip_digits(bytes, i);
         let mut i = start + usize::from(bytes.get(start) == Some(&b'-'));
         i = match bytes.get(i) {
             Some(b'0') => i + 1,
