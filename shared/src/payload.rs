@@ -154,15 +154,15 @@ impl Extractor {
 
     /// Validates `bytes` as a UTF-8 JSON object and resolves every slot.
     pub fn parse<'a>(&self, bytes: &'a [u8]) -> Result<Payload<'a>, PayloadError> {
-        self.parse_learning(bytes, &mut NoLearning)
+        self.parse_learning(payload_text(bytes)?, &mut NoLearning)
     }
 
-    /// A parser for the payloads of one batch, which reads a payload shaped like the one before
-    /// it through a [`PayloadTemplate`].
+    /// A parser for the payloads of one batch, which reads a payload shaped like one before it
+    /// through a [`PayloadTemplate`].
     pub fn parser<'a>(&self) -> PayloadParser<'_, 'a> {
         PayloadParser {
             extractor: self,
-            template: None,
+            templates: Vec::new(),
             steps: Vec::new(),
             template_reads: 0,
         }
@@ -170,18 +170,14 @@ impl Extractor {
 
     fn parse_learning<'a>(
         &self,
-        bytes: &'a [u8],
+        text: &'a str,
         learn: &mut impl Learn,
     ) -> Result<Payload<'a>, PayloadError> {
-        let text = crate::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
         let not_json = |e: JsonError| PayloadError::NotJson(e.to_string());
         let mut reader = Reader::new(text);
         if reader.peek() != Some(b'{') {
             // Tell "valid JSON but not an object" apart from garbage, for the quarantine reason.
             return Err(json::validate(text).map_or_else(not_json, |()| PayloadError::NotAnObject));
-        }
-        if u32::try_from(text.len()).is_err() {
-            return Err(PayloadError::NotJson("payload larger than 4 GiB".into()));
         }
         let mut spans = Spans::new(self.pointers.len());
         walk(&mut reader, &self.root, spans.as_mut_slice(), learn)
@@ -189,6 +185,14 @@ impl Extractor {
             .map_err(not_json)?;
         Ok(Payload { text, spans })
     }
+}
+
+/// The payload as text: UTF-8, and short enough for the `u32` spans of its values.
+fn payload_text(bytes: &[u8]) -> Result<&str, PayloadError> {
+    if u32::try_from(bytes.len()).is_err() {
+        return Err(PayloadError::NotJson("payload larger than 4 GiB".into()));
+    }
+    crate::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)
 }
 
 /// A node with nothing below it, for values the extractor does not ask for.
@@ -375,10 +379,15 @@ impl<'a> PayloadTemplate<'a> {
     }
 }
 
+/// How many payload shapes a parser keeps templates of: streams that interleave a few shapes
+/// (event types) find each one's template; with more, the least recently used is replaced.
+const TEMPLATES: usize = 4;
+
 /// Parses the payloads of one batch with one extractor (see [`Extractor::parser`]).
 pub struct PayloadParser<'x, 'a> {
     extractor: &'x Extractor,
-    template: Option<PayloadTemplate<'a>>,
+    /// Most recently used first.
+    templates: Vec<PayloadTemplate<'a>>,
     /// Reused while learning a template.
     steps: Vec<Step>,
     template_reads: usize,
@@ -387,17 +396,20 @@ pub struct PayloadParser<'x, 'a> {
 impl<'a> PayloadParser<'_, 'a> {
     /// As [`Extractor::parse`].
     pub fn parse(&mut self, bytes: &'a [u8]) -> Result<Payload<'a>, PayloadError> {
-        if let Some(template) = &self.template {
-            // The bytes must be UTF-8 whichever way they are read.
-            let text = crate::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
-            if let Some(payload) = template.read(text, self.extractor.pointers.len()) {
+        let text = payload_text(bytes)?;
+        let slots = self.extractor.pointers.len();
+        for i in 0..self.templates.len() {
+            if let Some(payload) = self.templates[i].read(text, slots) {
+                self.templates[..=i].rotate_right(1);
                 self.template_reads += 1;
                 return Ok(payload);
             }
         }
         self.steps.clear();
-        let payload = self.extractor.parse_learning(bytes, &mut self.steps)?;
-        self.template = Some(PayloadTemplate::new(payload.text, &self.steps));
+        let payload = self.extractor.parse_learning(text, &mut self.steps)?;
+        self.templates.truncate(TEMPLATES - 1);
+        self.templates
+            .insert(0, PayloadTemplate::new(payload.text, &self.steps));
         Ok(payload)
     }
 
@@ -726,6 +738,19 @@ mod tests {
             .map(|_| crate::sample::sensor_reading(&mut rng, 50).into_bytes())
             .collect();
         assert_eq!(parse_both_ways(&Extractor::new(), 0, &payloads), 2);
+    }
+
+    #[test]
+    fn interleaved_shapes_each_keep_a_template() {
+        let (x, slots) = order_extractor();
+        let shape =
+            |k: usize, n: usize| format!(r#"{{"event_type":"t{k}","f{k}":{n}}}"#).into_bytes();
+        // Three shapes in turn: each is read in full once, then through its template.
+        let three: Vec<Vec<u8>> = (0..12).map(|n| shape(n % 3, n)).collect();
+        assert_eq!(parse_both_ways(&x, slots, &three), 9);
+        // More shapes in turn than templates kept: every one is read in full.
+        let five: Vec<Vec<u8>> = (0..15).map(|n| shape(n % 5, n)).collect();
+        assert_eq!(parse_both_ways(&x, slots, &five), 0);
     }
 
     #[test]
