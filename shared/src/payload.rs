@@ -218,7 +218,8 @@ fn walk<L: Learn>(
         _ => false,
     };
     if !descend {
-        // A scalar where an object was expected: the pointers below it are simply absent.
+        // A value read whole; when it is a scalar where an object was expected, the pointers
+        // below it are simply absent.
         r.skip()?;
         learn.step(Step {
             at: start,

@@ -243,7 +243,7 @@ impl<'m> RowLineage<'m> {
     /// Stream and shard: `stream,shard` in CSV, `{"stream":…,"shard_id":…` in NDJSON.
     pub(crate) fn push_source(&mut self, out: &mut Vec<u8>, meta: &'m RecordMeta<'_>) {
         let (stream, shard): (&'m str, &'m str) = (&meta.stream, &meta.shard_id);
-        let same_text = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
+        let same_text = crate::scan::same_text;
         let same = self
             .source
             .is_some_and(|(s, h)| same_text(s, stream) && same_text(h, shard));
