@@ -164,7 +164,9 @@ impl Extractor {
             extractor: self,
             templates: Vec::new(),
             steps: Vec::new(),
+            misses: 0,
             template_reads: 0,
+            templates_learned: 0,
         }
     }
 
@@ -384,6 +386,13 @@ impl<'a> PayloadTemplate<'a> {
 /// (event types) find each one's template; with more, the least recently used is replaced.
 const TEMPLATES: usize = 4;
 
+/// Payloads in a row that no template read before a parser stops trying: a stream with more
+/// shapes than templates kept pays for failed comparisons and new templates on every record
+/// (about a quarter more than reading plainly). It then reads plainly, and tries templates again
+/// every `RETRY`th payload in case the shapes settle; a payload a template reads resumes them.
+const GIVE_UP: usize = 16;
+const RETRY: usize = 64;
+
 /// Parses the payloads of one batch with one extractor (see [`Extractor::parser`]).
 pub struct PayloadParser<'x, 'a> {
     extractor: &'x Extractor,
@@ -391,26 +400,36 @@ pub struct PayloadParser<'x, 'a> {
     templates: Vec<PayloadTemplate<'a>>,
     /// Reused while learning a template.
     steps: Vec<Step>,
+    /// Payloads in a row that no template read (see [`GIVE_UP`]).
+    misses: usize,
     template_reads: usize,
+    templates_learned: usize,
 }
 
 impl<'a> PayloadParser<'_, 'a> {
     /// As [`Extractor::parse`].
     pub fn parse(&mut self, bytes: &'a [u8]) -> Result<Payload<'a>, PayloadError> {
         let text = payload_text(bytes)?;
+        if self.misses >= GIVE_UP && !self.misses.is_multiple_of(RETRY) {
+            self.misses += 1;
+            return self.extractor.parse_learning(text, &mut NoLearning);
+        }
         let slots = self.extractor.pointers.len();
         for i in 0..self.templates.len() {
             if let Some(payload) = self.templates[i].read(text, slots) {
                 self.templates[..=i].rotate_right(1);
+                self.misses = 0;
                 self.template_reads += 1;
                 return Ok(payload);
             }
         }
+        self.misses += 1;
         self.steps.clear();
         let payload = self.extractor.parse_learning(text, &mut self.steps)?;
         self.templates.truncate(TEMPLATES - 1);
         self.templates
             .insert(0, PayloadTemplate::new(payload.text, &self.steps));
+        self.templates_learned += 1;
         Ok(payload)
     }
 
@@ -418,6 +437,12 @@ impl<'a> PayloadParser<'_, 'a> {
     #[cfg(test)]
     fn template_reads(&self) -> usize {
         self.template_reads
+    }
+
+    /// How many templates were made, for tests.
+    #[cfg(test)]
+    fn templates_learned(&self) -> usize {
+        self.templates_learned
     }
 }
 
@@ -752,6 +777,38 @@ mod tests {
         // More shapes in turn than templates kept: every one is read in full.
         let five: Vec<Vec<u8>> = (0..15).map(|n| shape(n % 5, n)).collect();
         assert_eq!(parse_both_ways(&x, slots, &five), 0);
+    }
+
+    #[test]
+    fn too_many_shapes_stop_the_templates_until_they_settle() {
+        let (x, slots) = order_extractor();
+        let shape =
+            |k: usize, n: usize| format!(r#"{{"event_type":"t{k}","f{k}":{n}}}"#).into_bytes();
+        let mut parser = x.parser();
+        let view = |p: Payload<'_>| {
+            (0..slots)
+                .map(|s| p.value(s).map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+        let rotating: Vec<Vec<u8>> = (0..640).map(|n| shape(n % 5, n)).collect();
+        for bytes in &rotating {
+            assert_eq!(
+                view(parser.parse(bytes).unwrap()),
+                view(x.parse(bytes).unwrap())
+            );
+        }
+        // Without the pause every one of the 640 makes a template; with it, runs of 16 tries
+        // follow a retry that a stale template happens to read, a quarter of the payloads.
+        assert_eq!(parser.templates_learned(), 160);
+        // Once one shape settles, the next retry learns it and the rest go through it.
+        let settled: Vec<Vec<u8>> = (0..128).map(|n| shape(0, n)).collect();
+        for bytes in &settled {
+            assert_eq!(
+                view(parser.parse(bytes).unwrap()),
+                view(x.parse(bytes).unwrap())
+            );
+        }
+        assert!(parser.template_reads() >= 64, "{}", parser.template_reads());
     }
 
     #[test]
