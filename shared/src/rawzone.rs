@@ -146,26 +146,22 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
     let mut rejected = Vec::new();
     let mut bytes_in = 0;
     let mut parser = config.extractor.parser();
-    let mut previous: Option<GroupRef<'_>> = None;
 
     for record in records {
         bytes_in += record.data.as_ref().map_or_else(|t| t.len(), |b| b.len());
         match classify(config, &mut parser, record) {
             Ok((group, payload)) => {
-                if !previous.as_ref().is_some_and(|p| p.same_as(&group)) {
-                    let found = groups
-                        .get(last)
-                        .filter(|(g, _)| group.matches(g))
-                        .map(|_| last)
-                        .or_else(|| groups.iter().position(|(g, _)| group.matches(g)));
-                    last = found.unwrap_or_else(|| {
-                        groups.push((group.to_key(), Vec::new()));
-                        groups.len() - 1
-                    });
-                }
+                let found = groups
+                    .get(last)
+                    .filter(|(g, _)| group.matches(g))
+                    .map(|_| last)
+                    .or_else(|| groups.iter().position(|(g, _)| group.matches(g)));
+                last = found.unwrap_or_else(|| {
+                    groups.push((group.to_key(), Vec::new()));
+                    groups.len() - 1
+                });
                 groups[last].1.push(accepted.len() as u32);
                 accepted.push(Accepted { record, payload });
-                previous = Some(group);
             }
             Err(reason) => rejected.push(Rejected {
                 meta: record.meta.clone(),
@@ -214,24 +210,8 @@ impl GroupRef<'_> {
             _ => false,
         };
         self.hour == key.hour
-            && self.table == key.table
-            && self.shard_id == key.shard_id
-            && partition_matches
-    }
-
-    /// Whether `other` is the same group, usually known from shared addresses: records of one
-    /// shard share their table and shard strings.
-    fn same_as(&self, other: &GroupRef<'_>) -> bool {
-        let partition_matches = match (&self.partition, &other.partition) {
-            (None, None) => true,
-            (Some((name, value)), Some((other_name, other_value))) => {
-                same_text(name, other_name) && same_text(value, other_value)
-            }
-            _ => false,
-        };
-        self.hour == other.hour
-            && same_text(self.table, other.table)
-            && same_text(self.shard_id, other.shard_id)
+            && same_text(self.table, &key.table)
+            && same_text(self.shard_id, &key.shard_id)
             && partition_matches
     }
 
