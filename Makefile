@@ -112,10 +112,10 @@ test-arm64:
 	$(ARM64_ENV) $(CARGO) test --locked -p shared --lib --target aarch64-unknown-linux-gnu
 
 bench:
-	$(CARGO) bench -p shared --bench pipeline
+	$(CARGO) bench -p shared --features sample --bench pipeline
 	$(CARGO) bench -p upsert --bench upsert
 	@echo "peak memory of one ~5 MB batch (medium records → CSV + gzip-1):"
-	$(CARGO) run --quiet --profile bench -p shared --example peak_rss
+	$(CARGO) run --quiet --profile bench -p shared --features sample --example peak_rss
 
 # The demo and the tools talk to the local stack through the same variables a deployment uses.
 LOCAL_AWS := AWS_ENDPOINT_URL=$(MOTO_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1

@@ -2,8 +2,8 @@
 //! Run by `make bench`; Lambda bills memory by the configured size, so this sets the floor.
 
 use shared::config::Env;
+use shared::kinesis::record::{decode_kinesis_event, PayloadBuffer};
 use shared::rawzone::{plan, RawZoneConfig};
-use shared::record::{decode_kinesis_event, PayloadBuffer};
 use shared::sample::{kinesis_event, order_event, Rng};
 
 fn main() {

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use shared::record::{decode_kinesis_event, PayloadBuffer};
+use shared::kinesis::record::{decode_kinesis_event, PayloadBuffer};
 use shared::sample::{bench_batches, bench_config, run_bench_case};
 
 fn main() {

@@ -1,26 +1,18 @@
-//! The library every function of the Kinesis → S3 → Snowflake pipeline shares.
+//! The library every function of the Kinesis → S3 → Snowflake pipeline shares, in folders by the
+//! path they serve: `kinesis` (reading batches), `rawzone` (objects in S3), `upsert` (MERGE),
+//! `load` (COPY INTO) and `snowflake` (the SQL API client and set-up).
 //!
 //! Pure logic (decoding, routing, encoding, key layout, SQL text, de-duplication) lives apart
 //! from I/O (S3, Snowflake HTTP) so it can be tested with plain values.
 
 pub mod aws;
-pub mod batch;
-pub mod bootstrap;
 pub mod config;
-pub mod copy;
-pub mod encode;
-pub mod json;
-pub mod layout;
+pub mod kinesis;
+pub mod load;
 pub mod logging;
-pub mod mapping;
-pub mod merge;
-pub mod notify;
-pub mod payload;
-pub mod quarantine;
 pub mod rawzone;
-pub mod record;
-pub mod route;
-pub mod s3;
+/// Generated events for benchmarks, examples and the load generator; not part of the functions.
+#[cfg(any(test, feature = "sample"))]
 pub mod sample;
-mod scan;
 pub mod snowflake;
+pub mod upsert;

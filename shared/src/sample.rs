@@ -197,9 +197,9 @@ pub fn bench_config(
 
 /// The orchestrator's CPU path: event body → planned objects; returns the bytes out.
 pub fn run_bench_case(config: &crate::rawzone::RawZoneConfig, event: &str) -> usize {
-    let mut payloads = crate::record::PayloadBuffer::default();
-    let records =
-        crate::record::decode_kinesis_event(event, &mut payloads).expect("benchmark event decodes");
+    let mut payloads = crate::kinesis::record::PayloadBuffer::default();
+    let records = crate::kinesis::record::decode_kinesis_event(event, &mut payloads)
+        .expect("benchmark event decodes");
     crate::rawzone::plan(config, &records)
         .expect("benchmark batch plans")
         .bytes_out()
@@ -208,7 +208,7 @@ pub fn run_bench_case(config: &crate::rawzone::RawZoneConfig, event: &str) -> us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::Extractor;
+    use crate::kinesis::payload::Extractor;
 
     #[test]
     fn samples_are_json_objects_of_the_expected_size() {
@@ -236,7 +236,7 @@ mod tests {
             &[sensor_reading(&mut rng, 5)],
         );
         assert_eq!(
-            crate::record::decode_kinesis_event(&event, &mut Default::default())
+            crate::kinesis::record::decode_kinesis_event(&event, &mut Default::default())
                 .unwrap()
                 .len(),
             1

@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use loader::{Config, FileOutcome, Loader};
 use serde_json::{json, Value};
 use shared::config::Env;
-use shared::encode::Compression;
+use shared::rawzone::encode::Compression;
 
 use crate::support::{self, create_bucket, kinesis_event};
 

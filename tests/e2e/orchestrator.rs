@@ -2,7 +2,7 @@
 
 use orchestrator::{Config, Orchestrator};
 use shared::config::Env;
-use shared::encode::{decompress, Compression};
+use shared::rawzone::encode::{decompress, Compression};
 
 use crate::support::{self, create_bucket, get_bytes, get_object, kinesis_event, list_keys};
 

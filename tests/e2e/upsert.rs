@@ -395,7 +395,11 @@ async fn a_record_that_cannot_be_coerced_is_quarantined_and_the_rest_land() {
     );
     let body = support::get_bytes(&s3, &f.bucket, &keys[0]).await;
     let text = String::from_utf8(
-        shared::encode::decompress(shared::encode::Compression::Gzip { level: 0 }, &body).unwrap(),
+        shared::rawzone::encode::decompress(
+            shared::rawzone::encode::Compression::Gzip { level: 0 },
+            &body,
+        )
+        .unwrap(),
     )
     .unwrap();
     let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();

@@ -20,13 +20,13 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 use shared::config::{ConfigError, Env, ProcessEnv};
-use shared::copy::{
+use shared::load::copy::{
     self, check_name, file_results, match_path, plan_copies, CopyStatement, CopyTarget, FileStatus,
     Lineage, MetadataLineage, OnError, StagedFile, MAX_FILES_PER_COPY,
 };
-use shared::encode::Format;
-use shared::layout::Layout;
-use shared::notify::{parse_invocation, Notification, Trigger};
+use shared::load::notify::{parse_invocation, Notification, Trigger};
+use shared::rawzone::encode::Format;
+use shared::rawzone::layout::Layout;
 use shared::snowflake::{ident, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement};
 
 /// Configuration, read once at init.
@@ -254,8 +254,10 @@ impl Loader {
 
     /// The Lambda entry point: an `SqsBatchResponse` for SQS, the outcome otherwise.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
-        let deadline =
-            shared::batch::deadline_from(event.context.deadline, self.config.deadline_margin);
+        let deadline = shared::kinesis::batch::deadline_from(
+            event.context.deadline,
+            self.config.deadline_margin,
+        );
         let (response, _) = self.handle_value(&event.payload, deadline).await?;
         Ok(response)
     }

@@ -12,8 +12,8 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use shared::config::{ConfigError, Env, ProcessEnv};
+use shared::kinesis::record::{decode_kinesis_event, DecodeError, PayloadBuffer};
 use shared::rawzone::{plan, PlannedObject, RawZoneConfig};
-use shared::record::{decode_kinesis_event, DecodeError, PayloadBuffer};
 
 /// Configuration, read once at init.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ impl Orchestrator {
         let records = decode_kinesis_event(body, &mut payloads)?;
         let plan = plan(&self.config.raw_zone, &records)?;
         let objects: Vec<&PlannedObject> = plan.objects.iter().chain(&plan.quarantine).collect();
-        let failures = shared::s3::put_all(
+        let failures = shared::rawzone::s3::put_all(
             &self.s3,
             &self.config.raw_zone.bucket,
             objects,
@@ -102,7 +102,7 @@ impl Orchestrator {
         for (object, error) in &failures {
             tracing::error!(key = %object.key, records = object.records, error = %error, "put failed; Lambda will resend from the lowest failed sequence number");
         }
-        let response = shared::batch::kinesis_response(
+        let response = shared::kinesis::batch::kinesis_response(
             failures.iter().map(|(o, _)| o.min_sequence_number.as_str()),
         );
         let outcome = BatchOutcome {

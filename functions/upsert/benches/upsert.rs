@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use shared::config::Env;
-use shared::record::{decode_kinesis_event, PayloadBuffer};
+use shared::kinesis::record::{decode_kinesis_event, PayloadBuffer};
 use shared::sample::{cdc_change, kinesis_event, sensor_reading, Rng};
 use shared::snowflake::SnowflakeClient;
 use upsert::{map_records, plan_table, Config};

@@ -14,18 +14,18 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use shared::config::{ConfigError, Env, ProcessEnv};
-use shared::layout::Layout;
-use shared::mapping::TableMappings;
-use shared::merge::{chunks, dedup, merge_sql, Candidate};
-use shared::payload::Extractor;
-use shared::quarantine::{RawData, Rejected};
-use shared::record::{
+use shared::kinesis::payload::Extractor;
+use shared::kinesis::record::{
     decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord, PayloadBuffer,
 };
-use shared::route::{route_record, Router};
+use shared::kinesis::route::{route_record, Router};
+use shared::rawzone::layout::Layout;
+use shared::rawzone::quarantine::{RawData, Rejected};
 use shared::snowflake::{
     request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
 };
+use shared::upsert::mapping::TableMappings;
+use shared::upsert::merge::{chunks, dedup, merge_sql, Candidate};
 
 /// Configuration, read once at init.
 #[derive(Debug, Clone)]
@@ -159,8 +159,10 @@ impl Upsert {
         &self,
         event: LambdaEvent<Box<RawValue>>,
     ) -> Result<KinesisEventResponse, HandlerError> {
-        let deadline =
-            shared::batch::deadline_from(event.context.deadline, self.config.deadline_margin);
+        let deadline = shared::kinesis::batch::deadline_from(
+            event.context.deadline,
+            self.config.deadline_margin,
+        );
         self.handle_body(event.payload.get(), deadline)
             .await
             .map(|(response, _)| response)
@@ -178,9 +180,11 @@ impl Upsert {
         let (by_table, rejected) = map_records(&self.config, &records);
 
         let mut failed: Vec<String> = Vec::new();
-        if let Some(object) = shared::quarantine::object(&self.config.error_layout, &rejected)? {
+        if let Some(object) =
+            shared::rawzone::quarantine::object(&self.config.error_layout, &rejected)?
+        {
             if let Err(e) =
-                shared::s3::put_object(&self.s3, &self.config.error_bucket, &object).await
+                shared::rawzone::s3::put_object(&self.s3, &self.config.error_bucket, &object).await
             {
                 tracing::error!(error = %e, "quarantine put failed; Lambda will resend from the lowest rejected record");
                 failed.push(object.min_sequence_number.clone());
@@ -214,7 +218,7 @@ impl Upsert {
             outcome.tables.insert(table.to_string(), table_outcome);
         }
 
-        let response = shared::batch::kinesis_response(failed.iter().map(String::as_str));
+        let response = shared::kinesis::batch::kinesis_response(failed.iter().map(String::as_str));
         let merged: BTreeMap<&str, (u64, u64, u64)> = outcome
             .tables
             .iter()

@@ -151,11 +151,11 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let outcomes = shared::bootstrap::apply_dir(
+    let outcomes = shared::snowflake::bootstrap::apply_dir(
         &snowflake,
         &opts.sql_dir,
-        shared::bootstrap::Profile::Local,
-        &shared::bootstrap::with_defaults(&sql_vars),
+        shared::snowflake::bootstrap::Profile::Local,
+        &shared::snowflake::bootstrap::with_defaults(&sql_vars),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -571,9 +571,11 @@ async fn quarantined_in(
             .await
             .map_err(|e| e.to_string())?
             .into_bytes();
-        let text =
-            shared::encode::decompress(shared::encode::Compression::Gzip { level: 0 }, &body)
-                .map_err(|e| e.to_string())?;
+        let text = shared::rawzone::encode::decompress(
+            shared::rawzone::encode::Compression::Gzip { level: 0 },
+            &body,
+        )
+        .map_err(|e| e.to_string())?;
         records += text.iter().filter(|b| **b == b'\n').count();
     }
     Ok((keys.len(), records))

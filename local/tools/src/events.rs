@@ -96,8 +96,8 @@ mod tests {
                 arrival_secs: 1.5,
             }],
         );
-        let mut payloads = shared::record::PayloadBuffer::default();
-        let records = shared::record::decode_kinesis_event(&body, &mut payloads).unwrap();
+        let mut payloads = shared::kinesis::record::PayloadBuffer::default();
+        let records = shared::kinesis::record::decode_kinesis_event(&body, &mut payloads).unwrap();
         assert_eq!(records[0].meta.stream, "sensors");
         assert_eq!(records[0].meta.shard_id, "shardId-000000000001");
         assert_eq!(records[0].data.as_deref().unwrap(), b"{\"a\":1}");

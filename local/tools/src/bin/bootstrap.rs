@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shared::bootstrap::{self, Profile};
 use shared::config::{Env, ProcessEnv};
+use shared::snowflake::bootstrap::{self, Profile};
 use shared::snowflake::{SnowflakeClient, SnowflakeConfig};
 
 const USAGE: &str = "usage: bootstrap [--sql-dir DIR] [--profile local|aws] [--var NAME=VALUE]...";

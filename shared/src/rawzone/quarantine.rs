@@ -9,11 +9,11 @@ use std::io::Write;
 
 use base64::Engine as _;
 
-use crate::encode::ndjson::push_metadata;
-use crate::encode::{push_json_str, Compression};
-use crate::layout::{hour_of, Layout};
-use crate::rawzone::PlannedObject;
-use crate::record::{sequence_bounds, RecordMeta};
+use crate::kinesis::record::{sequence_bounds, RecordMeta};
+use crate::rawzone::encode::ndjson::push_metadata;
+use crate::rawzone::encode::{push_json_str, Compression};
+use crate::rawzone::layout::{hour_of, Layout};
+use crate::rawzone::object::PlannedObject;
 
 /// A record set aside, with why.
 #[derive(Debug, Clone)]
@@ -144,7 +144,7 @@ mod tests {
         ];
         let body = encode(&rejected).unwrap();
         let text = String::from_utf8(
-            crate::encode::decompress(Compression::Gzip { level: 0 }, &body).unwrap(),
+            crate::rawzone::encode::decompress(Compression::Gzip { level: 0 }, &body).unwrap(),
         )
         .unwrap();
         let lines: Vec<serde_json::Value> = text

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer};
 
-use crate::json::{self, JsonError, JsonStr, Reader};
+use crate::kinesis::json::{self, JsonError, JsonStr, Reader};
 
 /// Why a payload cannot be used as a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,7 +194,7 @@ fn payload_text(bytes: &[u8]) -> Result<&str, PayloadError> {
     if u32::try_from(bytes.len()).is_err() {
         return Err(PayloadError::NotJson("payload larger than 4 GiB".into()));
     }
-    crate::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)
+    crate::kinesis::scan::utf8(bytes).map_err(|_| PayloadError::NotUtf8)
 }
 
 /// A node with nothing below it, for values the extractor does not ask for.
@@ -524,7 +524,7 @@ impl<'a> Payload<'a> {
     /// tokens, so dropping CR and LF keeps it valid and makes it fit one NDJSON line.
     pub fn one_line(&self) -> Cow<'a, str> {
         let bytes = self.text.as_bytes();
-        if crate::scan::find_byte(bytes, 0, b"\n\r") < bytes.len() {
+        if crate::kinesis::scan::find_byte(bytes, 0, b"\n\r") < bytes.len() {
             Cow::Owned(
                 self.text
                     .chars()

@@ -3,8 +3,8 @@
 //! The payload is copied as it arrived (line breaks between tokens dropped), never re-serialised,
 //! so numbers keep their precision and keys their order.
 
-use crate::payload::Payload;
-use crate::record::RecordMeta;
+use crate::kinesis::payload::Payload;
+use crate::kinesis::record::RecordMeta;
 
 use super::{push_json_str, RowLineage};
 
@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn line_has_payload_and_lineage() {
-        let payload = crate::payload::Extractor::new()
+        let payload = crate::kinesis::payload::Extractor::new()
             .parse(b"{\"sensorId\": 6,\n \"big\": 12345678901234567890123}")
             .unwrap();
         let mut out = Vec::new();

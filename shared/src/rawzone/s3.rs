@@ -3,7 +3,7 @@
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use crate::rawzone::PlannedObject;
+use crate::rawzone::object::PlannedObject;
 
 /// An object that could not be written after the SDK's own retries.
 #[derive(Debug, thiserror::Error)]

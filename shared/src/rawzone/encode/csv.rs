@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Env};
-use crate::payload::{Extractor, JsonPointer, Payload};
-use crate::record::RecordMeta;
-use crate::scan;
+use crate::kinesis::payload::{Extractor, JsonPointer, Payload};
+use crate::kinesis::record::RecordMeta;
+use crate::kinesis::scan;
 
 use super::RowLineage;
 
@@ -212,7 +212,7 @@ impl CsvMappings {
 const NEEDS_QUOTES: &[u8] = b",\"\n\r\\";
 
 /// Appends a value's JSON text as a field, as [`push_field`] does its text (see
-/// [`crate::payload::value_text`]): strings unescaped, null as `\N`, the rest as written.
+/// [`crate::kinesis::payload::value_text`]): strings unescaped, null as `\N`, the rest as written.
 pub fn push_json_field(out: &mut Vec<u8>, json: Option<&str>) {
     match json.map(str::as_bytes) {
         // A number's text is digits, signs, '.' and exponents, and true and false are plain
@@ -240,7 +240,11 @@ pub fn push_json_field(out: &mut Vec<u8>, json: Option<&str>) {
             return;
         }
     }
-    push_field(out, json.and_then(crate::payload::value_text).as_deref());
+    push_field(
+        out,
+        json.and_then(crate::kinesis::payload::value_text)
+            .as_deref(),
+    );
 }
 
 /// Appends one field, quoted when it needs to be.
@@ -329,7 +333,10 @@ mod tests {
         ] {
             let (mut fast, mut plain) = (Vec::new(), Vec::new());
             push_json_field(&mut fast, Some(json));
-            push_field(&mut plain, crate::payload::value_text(json).as_deref());
+            push_field(
+                &mut plain,
+                crate::kinesis::payload::value_text(json).as_deref(),
+            );
             assert_eq!(
                 String::from_utf8(fast).unwrap(),
                 String::from_utf8(plain).unwrap(),
@@ -365,7 +372,7 @@ mod tests {
             partition_key: Cow::Borrowed("6"),
             arrival_ms: 0,
         };
-        let mut lineage = RowLineage::new(crate::encode::Format::Csv, "raw/t/f.csv.gz");
+        let mut lineage = RowLineage::new(crate::rawzone::encode::Format::Csv, "raw/t/f.csv.gz");
         m.push_row(&mut out, &p, &meta, &mut lineage, 1);
         let p2 = x.parse(br#"{"sensorId":"x"}"#).unwrap();
         m.push_row(&mut out, &p2, &meta, &mut lineage, 2);

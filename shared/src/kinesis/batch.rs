@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 
-use crate::record::min_sequence_number;
+use crate::kinesis::record::min_sequence_number;
 
 /// The response for a Kinesis batch: empty on success, or the lowest failed sequence number.
 /// Lambda resends the batch from that record, so one item is all it reads.

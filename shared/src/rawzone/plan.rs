@@ -8,14 +8,15 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use crate::config::{ConfigError, Env};
-use crate::encode::csv::CsvMappings;
-use crate::encode::{ndjson, Compression, Format, RowLineage};
-use crate::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
-use crate::payload::{Extractor, JsonPointer, Payload, PayloadParser};
-use crate::quarantine::{self, RawData, Rejected};
-use crate::record::{sequence_bounds, KinesisRecord};
-use crate::route::{route_record, Router};
-use crate::scan::same_text;
+use crate::kinesis::payload::{Extractor, JsonPointer, Payload, PayloadParser};
+use crate::kinesis::record::{sequence_bounds, KinesisRecord};
+use crate::kinesis::route::{route_record, Router};
+use crate::kinesis::scan::same_text;
+use crate::rawzone::encode::csv::CsvMappings;
+use crate::rawzone::encode::{ndjson, Compression, Format, RowLineage};
+use crate::rawzone::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
+use crate::rawzone::object::PlannedObject;
+use crate::rawzone::quarantine::{self, RawData, Rejected};
 
 /// Everything that decides what the orchestrator writes where.
 #[derive(Debug, Clone)]
@@ -95,19 +96,6 @@ impl RawZoneConfig {
             extractor,
         })
     }
-}
-
-/// One object to put.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedObject {
-    pub key: String,
-    pub body: bytes::Bytes,
-    pub content_type: &'static str,
-    pub content_encoding: Option<&'static str>,
-    pub table: Option<String>,
-    pub records: usize,
-    /// The lowest sequence number in the object: where Lambda must resend from if it fails.
-    pub min_sequence_number: String,
 }
 
 /// What one batch becomes.
@@ -313,8 +301,8 @@ fn encode_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::decompress;
-    use crate::record::{decode_kinesis_event, PayloadBuffer};
+    use crate::kinesis::record::{decode_kinesis_event, PayloadBuffer};
+    use crate::rawzone::encode::decompress;
 
     fn config(vars: &[(&str, &str)]) -> RawZoneConfig {
         let mut all = vec![("RAW_BUCKET", "b")];
@@ -328,7 +316,7 @@ mod tests {
 
     #[test]
     fn sample_sensor_event_becomes_one_object_per_partition() {
-        let body = include_str!("../../events/kinesis-sensors.json");
+        let body = include_str!("../../../events/kinesis-sensors.json");
         let mut payloads = PayloadBuffer::default();
         let records = decode_kinesis_event(body, &mut payloads).unwrap();
         let plan = plan(
@@ -374,7 +362,7 @@ mod tests {
 
     #[test]
     fn sample_bad_records_are_quarantined_with_reasons() {
-        let body = include_str!("../../events/kinesis-bad-records.json");
+        let body = include_str!("../../../events/kinesis-bad-records.json");
         let mut payloads = PayloadBuffer::default();
         let records = decode_kinesis_event(body, &mut payloads).unwrap();
         let plan = plan(&config(&[("TABLE", "sensor_readings")]), &records).unwrap();

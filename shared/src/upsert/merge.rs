@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::mapping::{push_row_json, Row, TableMapping, Version, LINEAGE};
-use crate::record::{cmp_sequence_numbers, RecordMeta};
+use crate::kinesis::record::{cmp_sequence_numbers, RecordMeta};
+use crate::upsert::mapping::{push_row_json, Row, TableMapping, Version, LINEAGE};
 
 /// One record mapped to a row of a table, with what lineage and the payload column need.
 #[derive(Debug, Clone)]
@@ -220,8 +220,8 @@ pub fn merge_sql(m: &TableMapping) -> String {
 mod tests {
     use super::*;
     use crate::config::Env;
-    use crate::mapping::TableMappings;
-    use crate::payload::Extractor;
+    use crate::kinesis::payload::Extractor;
+    use crate::upsert::mapping::TableMappings;
     use std::borrow::Cow;
 
     const SENSORS: &str = r#"{"sensor_readings":{"keys":["sensorid"],"columns":[

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::encode::{Compression, Format};
+use crate::rawzone::encode::{Compression, Format};
 
 /// Where an object's records belong: the group a batch is split into, one object per group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,7 +4,7 @@
 //! Both only need a few fields located and everything else checked and skipped. Through serde
 //! that cost about half of the orchestrator's time (visitor calls, keys compared through
 //! `Cow`s, every skipped number parsed into a float); here strings are scanned 16 bytes at a
-//! time (`crate::scan`), skipped numbers are only checked against the grammar, and a value is
+//! time (`crate::kinesis::scan`), skipped numbers are only checked against the grammar, and a value is
 //! handed back as the slice of text it occupies.
 //!
 //! What counts as valid is RFC 8259, as serde_json reads it: no trailing commas, no comments,
@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use crate::scan;
+use crate::kinesis::scan;
 
 /// Nesting depth allowed, as serde_json's default recursion limit.
 const MAX_DEPTH: usize = 128;

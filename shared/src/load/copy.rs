@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::encode::Format;
+use crate::rawzone::encode::Format;
 use crate::snowflake::{ident, request_id_for, QueryResult};
 
 /// Snowflake's limit on the `FILES` list of one COPY statement.

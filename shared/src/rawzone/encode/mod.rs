@@ -10,7 +10,7 @@ pub mod ndjson;
 use std::io::{self, Write};
 
 use crate::config::{ConfigError, Env};
-use crate::record::{ArrivalFormatter, RecordMeta};
+use crate::kinesis::record::{ArrivalFormatter, RecordMeta};
 
 /// The text format of a raw-zone file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,7 +186,7 @@ pub fn decompress(compression: Compression, bytes: &[u8]) -> io::Result<Vec<u8>>
 
 /// Appends `s` as a JSON string literal.
 pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    if crate::json::needs_no_escape(s) {
+    if crate::kinesis::json::needs_no_escape(s) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -243,7 +243,7 @@ impl<'m> RowLineage<'m> {
     /// Stream and shard: `stream,shard` in CSV, `{"stream":…,"shard_id":…` in NDJSON.
     pub(crate) fn push_source(&mut self, out: &mut Vec<u8>, meta: &'m RecordMeta<'_>) {
         let (stream, shard): (&'m str, &'m str) = (&meta.stream, &meta.shard_id);
-        let same_text = crate::scan::same_text;
+        let same_text = crate::kinesis::scan::same_text;
         let same = self
             .source
             .is_some_and(|(s, h)| same_text(s, stream) && same_text(h, shard));

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Env};
-use crate::payload::{value_text, Extractor, JsonPointer, Payload};
+use crate::kinesis::payload::{value_text, Extractor, JsonPointer, Payload};
 use crate::snowflake::ident;
 
 /// The Snowflake type a column's values are coerced to.

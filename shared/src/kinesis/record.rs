@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
-use crate::json::{JsonError, JsonStr, Reader};
+use crate::kinesis::json::{JsonError, JsonStr, Reader};
 
 /// The event body as a whole could not be read: nothing in it can be trusted to be a record.
 #[derive(Debug, thiserror::Error)]
@@ -400,7 +400,7 @@ fn read_record<'a>(
     // Every record of a batch comes from one stream: the name is found once per ARN, which a
     // template passes on by address.
     let stream = match &batch.last_stream {
-        Some((last, stream)) if crate::scan::same_text(last, &arn) => share(stream),
+        Some((last, stream)) if crate::kinesis::scan::same_text(last, &arn) => share(stream),
         _ => {
             let stream = stream_name(arn.clone());
             batch.last_stream = Some((arn, stream.clone()));
@@ -414,7 +414,7 @@ fn read_record<'a>(
         _ => shard_id(event_id),
     };
     let arrival_ms = match (fields.arrival, batch.last_arrival) {
-        (Some(text), Some((last, ms))) if crate::scan::same_text(text, last) => ms,
+        (Some(text), Some((last, ms))) if crate::kinesis::scan::same_text(text, last) => ms,
         (Some(text), _) => {
             let ms = arrival_ms(text);
             batch.last_arrival = Some((text, ms));
@@ -450,7 +450,7 @@ fn is_shard_of(shard: &str, event_id: &str) -> bool {
     // A shard id never holds ':' (it is what comes before the first one), so `shard` followed
     // by ':' is exactly where the search would stop.
     event_id.as_bytes().get(shard.len()) == Some(&b':')
-        && crate::scan::starts_with_at(event_id.as_bytes(), 0, shard.as_bytes())
+        && crate::kinesis::scan::starts_with_at(event_id.as_bytes(), 0, shard.as_bytes())
 }
 
 /// Reads a record key by key, and the template of its text (see [`Template`]).

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use crate::config::{ConfigError, Env};
-use crate::payload::{Extractor, JsonPointer, Payload, PayloadParser};
-use crate::record::KinesisRecord;
+use crate::kinesis::payload::{Extractor, JsonPointer, Payload, PayloadParser};
+use crate::kinesis::record::KinesisRecord;
 
 /// Why a record has no table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,9 @@
+//! Reading a Kinesis batch: the Lambda event envelope, KPL-free record payloads, routing a record
+//! to its table, and the batch response Lambda expects back.
+
+pub mod batch;
+pub mod json;
+pub mod payload;
+pub mod record;
+pub mod route;
+pub(crate) mod scan;

@@ -1,0 +1,4 @@
+//! The streaming path: records mapped to typed rows and merged into Snowflake tables.
+
+pub mod mapping;
+pub mod merge;
