@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A local stand-in for Snowflake's SQL API v2, executing SQL with fakesnow (DuckDB) in-process.
 
-Endpoints (see /work/shared/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
+Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   POST /api/v2/statements[?requestId=<uuid>&retry=true&async=true]
   GET  /api/v2/statements/<handle>[?partition=n]
   POST /api/v2/statements/<handle>/cancel
@@ -17,7 +17,7 @@ Environment (defaults in brackets):
   LOCAL_SF_ACCOUNT [LOCALTEST]  LOCAL_SF_USER [LOADER]
   LOCAL_SF_PUBLIC_KEY_FILE [local/keys/snowflake_test_key.pub]  LOCAL_SF_TOKEN [local-dev-token]
   LOCAL_SF_ASYNC_AFTER_MS [45000]  LOCAL_SF_PARTITION_ROWS [1000]  LOCAL_SF_VALIDATE [0]
-  LOCAL_SF_S3_ENDPOINT [127.0.0.1:4566]  LOCAL_SF_SPEC [../shared/specs/snowflake-sqlapi.yaml, searched]
+  LOCAL_SF_S3_ENDPOINT [127.0.0.1:4566]  LOCAL_SF_SPEC [local/specs/snowflake-sqlapi.yaml]
 """
 
 from __future__ import annotations
@@ -131,12 +131,11 @@ def now_ms() -> int:
 
 
 def find_spec() -> Path:
-    if env := os.environ.get("LOCAL_SF_SPEC"):
-        return Path(env)
-    for cand in (REPO / "shared/specs/snowflake-sqlapi.yaml", REPO.parent / "shared/specs/snowflake-sqlapi.yaml"):
-        if cand.exists():
-            return cand
-    raise FileNotFoundError("snowflake-sqlapi.yaml not found; set LOCAL_SF_SPEC")
+    """The vendored copy: nothing the project runs may read outside its own checkout."""
+    path = Path(os.environ.get("LOCAL_SF_SPEC") or HERE / "specs/snowflake-sqlapi.yaml")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found (LOCAL_SF_SPEC overrides the vendored local/specs copy)")
+    return path
 
 
 def openapi_to_jsonschema(node: Any, components: dict) -> Any:
