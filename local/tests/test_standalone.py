@@ -1,6 +1,6 @@
 """The repository stands alone: a copy of the tracked files, in a folder with no siblings, starts the
 local stack and answers a statement. Fails when anything the stack runs reads outside the checkout
-(as the OpenAPI description once did from ../shared/specs).
+(as the OpenAPI description once did from a sibling folder).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 def test_no_tracked_file_names_a_path_outside_the_checkout():
-    outside = re.compile(r"\.\./shared/|/work/")
+    outside = re.compile(r"\.\./" + "shared/|/" + "work/")
     offenders = []
     for rel in _tracked_files():
         if rel.startswith(("local/specs/", "target/")):
