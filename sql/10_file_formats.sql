@@ -9,8 +9,12 @@
 -- CSV_FMT.
 
 -- One JSON object per line: {"payload": {...}, "metadata": {...Kinesis lineage...}}.
+-- ALLOW_DUPLICATE = TRUE: a payload with a repeated object key keeps the last value, the same rule
+-- as the functions' own field extraction and the upsert's PARSE_JSON(?, 'd'); without it one such
+-- line fails the whole file (https://docs.snowflake.com/en/sql-reference/sql/create-file-format).
 CREATE FILE FORMAT IF NOT EXISTS ${DATABASE}.${SCHEMA}.NDJSON_FMT
   TYPE = JSON
+  ALLOW_DUPLICATE = TRUE
   COMPRESSION = AUTO;
 
 -- CSV as the orchestrator writes it: a header line, \N for NULL, a field containing , " CR LF \
@@ -29,10 +33,12 @@ CREATE FILE FORMAT IF NOT EXISTS ${DATABASE}.${SCHEMA}.CSV_FMT
 -- Explicit-compression variants (same options).
 CREATE FILE FORMAT IF NOT EXISTS ${DATABASE}.${SCHEMA}.NDJSON_GZ_FMT
   TYPE = JSON
+  ALLOW_DUPLICATE = TRUE
   COMPRESSION = GZIP;
 
 CREATE FILE FORMAT IF NOT EXISTS ${DATABASE}.${SCHEMA}.NDJSON_ZSTD_FMT
   TYPE = JSON
+  ALLOW_DUPLICATE = TRUE
   COMPRESSION = ZSTD;
 
 CREATE FILE FORMAT IF NOT EXISTS ${DATABASE}.${SCHEMA}.CSV_GZ_FMT

@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Env};
 use crate::kinesis::payload::{value_text, Extractor, JsonPointer, Payload};
 use crate::snowflake::ident;
+use crate::upsert::number::{canonical_number, cmp_canonical, Rounding};
 
 /// The Snowflake type a column's values are coerced to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +92,17 @@ pub struct CoerceError {
 }
 
 /// Coerces one JSON value to `ty`, returning the JSON text to embed in the row document
-/// (`null` for SQL NULL). Numbers travel as strings so no precision is lost to floats.
-pub fn coerce(ty: ColumnType, value: Option<&str>) -> Result<String, String> {
+/// (`null` for SQL NULL). Numbers travel as strings so no precision is lost to floats. The text
+/// is canonical: two values Snowflake casts to the same value get the same text, so keys compare
+/// as Snowflake compares them. A value Snowflake's cast would refuse (out of NUMBER(p,s) range, a
+/// year outside 1–9999) is an error here, so its record is quarantined alone instead of failing
+/// the MERGE. `rounding` says whether a NUMBER may be rounded to its scale (values, as Snowflake
+/// does) or must be exact (keys, where rounding would merge distinct keys).
+pub(crate) fn coerce(
+    ty: ColumnType,
+    value: Option<&str>,
+    rounding: Rounding,
+) -> Result<String, String> {
     let Some(raw) = value else {
         return Ok("null".into());
     };
@@ -105,18 +115,12 @@ pub fn coerce(ty: ColumnType, value: Option<&str>) -> Result<String, String> {
     match ty {
         ColumnType::Variant => Ok(raw.to_string()),
         ColumnType::Text => Ok(quoted(&text)),
-        ColumnType::Number { scale, .. } => {
+        ColumnType::Number { precision, scale } => {
             if matches!(first, b'{' | b'[' | b't' | b'f') {
                 return Err(format!("expected a number, got {}", short(raw)));
             }
             let t = text.trim();
-            if !is_decimal(t) {
-                return Err(format!("expected a number, got {}", short(raw)));
-            }
-            if scale == 0 && t.contains(['.', 'e', 'E']) && !is_integral(t) {
-                return Err(format!("expected an integer, got {t}"));
-            }
-            Ok(quoted(t))
+            canonical_number(t, precision, scale, rounding).map(|n| quoted(&n))
         }
         ColumnType::Float => {
             if matches!(first, b'{' | b'[' | b't' | b'f') {
@@ -129,7 +133,7 @@ pub fn coerce(ty: ColumnType, value: Option<&str>) -> Result<String, String> {
             if !f.is_finite() {
                 return Err(format!("expected a finite number, got {}", short(raw)));
             }
-            Ok(quoted(text.trim()))
+            Ok(quoted(&canonical_float(f)))
         }
         ColumnType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok("true".into()),
@@ -139,6 +143,7 @@ pub fn coerce(ty: ColumnType, value: Option<&str>) -> Result<String, String> {
         ColumnType::TimestampNtz => {
             let ts = parse_timestamp(first, &text)
                 .ok_or_else(|| format!("expected a timestamp, got {}", short(raw)))?;
+            in_snowflake_years(ts.date(), raw)?;
             Ok(quoted(&ts.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
         }
         ColumnType::Date => {
@@ -146,6 +151,7 @@ pub fn coerce(ty: ColumnType, value: Option<&str>) -> Result<String, String> {
                 .ok()
                 .or_else(|| parse_timestamp(first, &text).map(|t| t.date()))
                 .ok_or_else(|| format!("expected a date, got {}", short(raw)))?;
+            in_snowflake_years(d, raw)?;
             Ok(quoted(&d.format("%Y-%m-%d").to_string()))
         }
     }
@@ -159,28 +165,26 @@ fn short(raw: &str) -> String {
     s
 }
 
-fn is_decimal(t: &str) -> bool {
-    let t = t.strip_prefix(['-', '+']).unwrap_or(t);
-    let (mantissa, exp) = match t.find(['e', 'E']) {
-        Some(i) => (&t[..i], Some(&t[i + 1..])),
-        None => (t, None),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    !(int.is_empty() && frac.is_empty())
-        && digits(int)
-        && digits(frac)
-        && exp.is_none_or(|e| {
-            let e = e.strip_prefix(['-', '+']).unwrap_or(e);
-            !e.is_empty() && digits(e)
-        })
+/// The shortest text that parses back to `f`, one per value (`6.0` and `6e0` are both `6`;
+/// negative zero is zero, as Snowflake compares it).
+fn canonical_float(f: f64) -> String {
+    let f = if f == 0.0 { 0.0 } else { f };
+    let plain = f.to_string();
+    if plain.len() <= 24 {
+        plain
+    } else {
+        format!("{f:e}")
+    }
 }
 
-fn is_integral(t: &str) -> bool {
-    t.parse::<f64>().is_ok_and(|f| f.fract() == 0.0)
-        && !t.contains(['e', 'E'])
-        && t.split_once('.')
-            .is_none_or(|(_, f)| f.bytes().all(|b| b == b'0'))
+/// Snowflake's dates and timestamps span the years 1 to 9999; a value outside fails its cast:
+/// <https://docs.snowflake.com/en/sql-reference/data-types-datetime#date>.
+fn in_snowflake_years(date: NaiveDate, raw: &str) -> Result<(), String> {
+    if (1..=9999).contains(&date.year()) {
+        Ok(())
+    } else {
+        Err(format!("{} is outside the years 1 to 9999", short(raw)))
+    }
 }
 
 /// RFC 3339 (any offset, converted to UTC), ISO without offset, or epoch seconds / milliseconds.
@@ -305,7 +309,12 @@ impl TableMapping {
         for (i, c) in self.columns.iter().enumerate() {
             let is_key = self.keys.contains(&i);
             let raw = payload.value(c.slot);
-            match coerce(c.ty, raw) {
+            let rounding = if is_key {
+                Rounding::Exact
+            } else {
+                Rounding::HalfAwayFromZero
+            };
+            match coerce(c.ty, raw, rounding) {
                 Ok(v) if is_key && v == "null" => {
                     return Err(CoerceError {
                         column: c.ident.clone(),
@@ -336,6 +345,35 @@ impl TableMapping {
     /// The key of a row, for de-duplication.
     pub fn key_of<'r>(&self, row: &'r Row) -> Vec<&'r str> {
         self.keys.iter().map(|&i| row.values[i].as_str()).collect()
+    }
+
+    /// Orders two rows' version columns as Snowflake orders the typed values; `None` when the
+    /// version is the sequence number, or when either row has none (a delete may carry only its
+    /// key), and the caller falls back on the sequence number.
+    pub fn cmp_versions(&self, a: &Row, b: &Row) -> Option<std::cmp::Ordering> {
+        let Version::Column(i) = self.version else {
+            return None;
+        };
+        let (a, b) = (a.values[i].as_str(), b.values[i].as_str());
+        if a == "null" || b == "null" {
+            return None;
+        }
+        // Values are canonical JSON strings (or true/false): compare what they hold.
+        let text = |v: &str| serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_string());
+        Some(match self.columns[i].ty {
+            ColumnType::Number { .. } => cmp_canonical(&text(a), &text(b)),
+            ColumnType::Float => {
+                let f = |v: &str| text(v).parse::<f64>().unwrap_or(f64::NAN);
+                f(a).total_cmp(&f(b))
+            }
+            // Canonical `YYYY-MM-DD[ HH:MM:SS[.fff…]]` (years 1–9999), and false < true, order
+            // as text; TEXT compares as Snowflake's default (binary) collation does.
+            ColumnType::TimestampNtz
+            | ColumnType::Date
+            | ColumnType::Boolean
+            | ColumnType::Text
+            | ColumnType::Variant => text(a).cmp(&text(b)),
+        })
     }
 }
 
@@ -488,7 +526,7 @@ mod tests {
     use super::*;
 
     fn c(ty: &str, v: &str) -> Result<String, String> {
-        coerce(ty.parse().unwrap(), Some(v))
+        coerce(ty.parse().unwrap(), Some(v), Rounding::HalfAwayFromZero)
     }
 
     #[test]
@@ -502,14 +540,23 @@ mod tests {
             c("NUMBER", "123456789012345678901234567890").unwrap(),
             r#""123456789012345678901234567890""#
         );
-        assert_eq!(c("NUMBER(12,2)", "12.5").unwrap(), r#""12.5""#);
-        assert_eq!(c("NUMBER", "12.0").unwrap(), r#""12.0""#);
-        assert!(c("NUMBER", "12.5").unwrap_err().contains("integer"));
+        assert_eq!(c("NUMBER(12,2)", "12.5").unwrap(), r#""12.50""#);
+        assert_eq!(c("NUMBER", "12.0").unwrap(), r#""12""#);
+        assert_eq!(c("NUMBER", "12.5").unwrap(), r#""13""#);
+        assert_eq!(c("NUMBER", r#""0006""#).unwrap(), r#""6""#);
+        assert_eq!(c("NUMBER", "6e0").unwrap(), r#""6""#);
+        assert!(c("NUMBER(4,2)", "123.45")
+            .unwrap_err()
+            .contains("out of range for NUMBER(4,2)"));
+        assert!(c("NUMBER", "1e38").unwrap_err().contains("out of range"));
         assert!(c("NUMBER", r#""hot""#)
             .unwrap_err()
             .contains("expected a number"));
         assert!(c("NUMBER", "true").is_err());
         assert_eq!(c("FLOAT", "64.25").unwrap(), r#""64.25""#);
+        assert_eq!(c("FLOAT", "6.0").unwrap(), r#""6""#);
+        assert_eq!(c("FLOAT", "-0.0").unwrap(), r#""0""#);
+        assert_eq!(c("FLOAT", "1e300").unwrap(), r#""1e300""#);
         assert!(c("FLOAT", r#""NaN""#).is_err());
         assert_eq!(c("BOOLEAN", "true").unwrap(), "true");
         assert_eq!(c("BOOLEAN", r#""FALSE""#).unwrap(), "false");
@@ -531,12 +578,28 @@ mod tests {
             r#""2024-11-21 15:01:02.123""#
         );
         assert!(c("TIMESTAMP_NTZ", r#""yesterday""#).is_err());
+        assert!(c("TIMESTAMP_NTZ", r#""0000-06-01T00:00:00Z""#)
+            .unwrap_err()
+            .contains("years 1 to 9999"));
+        assert!(c("TIMESTAMP_NTZ", "300000000000000")
+            .unwrap_err()
+            .contains("years 1 to 9999"));
+        assert_eq!(
+            c("TIMESTAMP_NTZ", r#""9999-12-31T23:59:59Z""#).unwrap(),
+            r#""9999-12-31 23:59:59""#
+        );
+        assert!(c("DATE", r#""0000-12-31""#)
+            .unwrap_err()
+            .contains("years 1 to 9999"));
         assert_eq!(c("DATE", r#""2024-11-21""#).unwrap(), r#""2024-11-21""#);
         assert_eq!(
             c("VARIANT", r#"{"a": [1, 2]}"#).unwrap(),
             r#"{"a": [1, 2]}"#
         );
-        assert_eq!(coerce(ColumnType::Text, None).unwrap(), "null");
+        assert_eq!(
+            coerce(ColumnType::Text, None, Rounding::Exact).unwrap(),
+            "null"
+        );
         assert_eq!(c("NUMBER", "null").unwrap(), "null");
     }
 

@@ -20,9 +20,12 @@ pub struct Candidate<'a> {
     pub payload: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Keeps the newest candidate (highest sequence number) per key, in sequence order. Snowflake
-/// rejects a MERGE whose source has two rows for one target row, so this is not optional.
-/// Returns the survivors and how many were collapsed.
+/// Keeps the newest candidate per key, in sequence order: the highest version when the mapping
+/// has a version column (the sequence number breaks ties, and decides alone when a delete
+/// carries no version), else the highest sequence number. This is the order the MERGE applies
+/// across batches, so one batch ends as two would. Snowflake rejects a MERGE whose source has
+/// two rows for one target row (100090), so this is not optional. Returns the survivors and how
+/// many were collapsed.
 pub fn dedup<'a>(
     mapping: &TableMapping,
     candidates: Vec<Candidate<'a>>,
@@ -36,12 +39,7 @@ pub fn dedup<'a>(
             .map(str::to_owned)
             .collect();
         match newest.get(&key) {
-            Some(&j)
-                if cmp_sequence_numbers(
-                    &candidates[j].meta.sequence_number,
-                    &c.meta.sequence_number,
-                )
-                .is_ge() => {}
+            Some(&j) if !is_newer(mapping, c, &candidates[j]) => {}
             _ => {
                 newest.insert(key, i);
             }
@@ -58,6 +56,16 @@ pub fn dedup<'a>(
     let survivors: Vec<Candidate<'a>> = keep.into_iter().filter_map(|i| slots[i].take()).collect();
     let collapsed = total - survivors.len();
     (survivors, collapsed)
+}
+
+/// Whether `a` replaces `b` as the state of their key.
+fn is_newer(mapping: &TableMapping, a: &Candidate<'_>, b: &Candidate<'_>) -> bool {
+    match mapping.cmp_versions(&a.row, &b.row) {
+        Some(std::cmp::Ordering::Equal) | None => {
+            cmp_sequence_numbers(&a.meta.sequence_number, &b.meta.sequence_number).is_gt()
+        }
+        Some(order) => order.is_gt(),
+    }
 }
 
 /// A part of a table's rows sent as one statement.
@@ -131,8 +139,10 @@ pub fn chunks(
     out
 }
 
+/// Sequence numbers compared as numbers: left-padded to the longest Kinesis allows (129 digits,
+/// pattern `0|([1-9]\d{0,128})` in the Kinesis API reference), since LPAD truncates longer text.
 fn lpad_seq(alias: &str) -> String {
-    format!("LPAD({alias}.\"KINESIS_SEQUENCE_NUMBER\", 64, '0')")
+    format!("LPAD({alias}.\"KINESIS_SEQUENCE_NUMBER\", 129, '0')")
 }
 
 /// The MERGE for a table: newer rows win, deletes delete, older replays change nothing.
@@ -148,7 +158,7 @@ pub fn merge_sql(m: &TableMapping) -> String {
     if m.lineage {
         sql.push_str("value:\"h\"::VARCHAR AS \"KINESIS_SHARD_ID\", value:\"s\"::VARCHAR AS \"KINESIS_SEQUENCE_NUMBER\", value:\"a\"::TIMESTAMP_NTZ AS \"KINESIS_ARRIVAL_TIME\", ");
     }
-    sql.push_str("value:\"d\"::BOOLEAN AS \"__DELETE\" FROM (SELECT PARSE_JSON(?) AS J) AS SRC, LATERAL FLATTEN(INPUT => SRC.J)) AS s ON ");
+    sql.push_str("value:\"d\"::BOOLEAN AS \"__DELETE\" FROM (SELECT PARSE_JSON(?, 'd') AS J) AS SRC, LATERAL FLATTEN(INPUT => SRC.J)) AS s ON ");
     let on: Vec<String> = m
         .keys
         .iter()
@@ -162,7 +172,7 @@ pub fn merge_sql(m: &TableMapping) -> String {
         lpad_seq("t")
     );
     let newer = match m.version {
-        Version::Sequence => seq_newer,
+        Version::Sequence => seq_newer.clone(),
         Version::Column(i) => {
             let v = &m.columns[i].ident;
             let tie = if m.lineage {
@@ -172,6 +182,12 @@ pub fn merge_sql(m: &TableMapping) -> String {
             };
             format!("(t.{v} IS NULL OR s.{v} > t.{v}{tie})")
         }
+    };
+    // A delete may carry only its key: without a version it wins, as it would have in arrival
+    // order (a NULL comparison would silently delete nothing).
+    let delete_newer = match m.version {
+        Version::Sequence => seq_newer,
+        Version::Column(i) => format!("(s.{} IS NULL OR {newer})", m.columns[i].ident),
     };
 
     // Every column the source provides, and what `LOADED_AT` is set to.
@@ -190,7 +206,7 @@ pub fn merge_sql(m: &TableMapping) -> String {
     if m.has_delete_marker() {
         let _ = write!(
             sql,
-            " WHEN MATCHED AND s.\"__DELETE\" AND {newer} THEN DELETE"
+            " WHEN MATCHED AND s.\"__DELETE\" AND {delete_newer} THEN DELETE"
         );
     }
     let updates: Vec<String> = targets
@@ -300,6 +316,86 @@ mod tests {
         assert_eq!(kept[1].row.values[1], r#""66""#);
     }
 
+    const ORDERS: &str = r#"{"orders":{"keys":["order_id"],"columns":[
+        {"name":"order_id","path":"/id","type":"NUMBER"},{"name":"status","path":"/status"},
+        {"name":"updated_at","path":"/at","type":"TIMESTAMP_NTZ"}],
+        "version":"updated_at","delete":{"path":"/op","value":"d"}}}"#;
+
+    #[test]
+    fn newest_version_survives_even_when_it_arrived_first() {
+        let (m, x) = mapping(ORDERS, "orders");
+        let rows = vec![
+            candidate(
+                &m,
+                &x,
+                "1",
+                r#"{"id":1,"status":"SHIPPED","at":"2024-01-01T10:00:00Z"}"#,
+            ),
+            // an older change that arrived later: it must not overwrite the newer one
+            candidate(
+                &m,
+                &x,
+                "2",
+                r#"{"id":1,"status":"NEW","at":"2024-01-01T09:00:00Z"}"#,
+            ),
+            // same version: the sequence number decides
+            candidate(
+                &m,
+                &x,
+                "3",
+                r#"{"id":2,"status":"A","at":"2024-01-01T09:00:00Z"}"#,
+            ),
+            candidate(
+                &m,
+                &x,
+                "4",
+                r#"{"id":2,"status":"B","at":"2024-01-01T09:00:00Z"}"#,
+            ),
+            // a delete with only its key is ordered by arrival
+            candidate(
+                &m,
+                &x,
+                "5",
+                r#"{"id":3,"status":"C","at":"2024-01-01T09:00:00Z"}"#,
+            ),
+            candidate(&m, &x, "6", r#"{"id":3,"op":"d"}"#),
+            // spellings of one NUMBER key are one key
+            candidate(
+                &m,
+                &x,
+                "7",
+                r#"{"id":"0004","status":"X","at":"2024-01-01T09:00:00Z"}"#,
+            ),
+            candidate(
+                &m,
+                &x,
+                "8",
+                r#"{"id":4.0,"status":"Y","at":"2024-01-01T09:00:01Z"}"#,
+            ),
+            candidate(
+                &m,
+                &x,
+                "9",
+                r#"{"id":4e0,"status":"Z","at":"2024-01-01T08:00:00Z"}"#,
+            ),
+        ];
+        let (kept, collapsed) = dedup(&m, rows);
+        assert_eq!(collapsed, 5);
+        let summary: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|c| (c.meta.sequence_number.as_ref(), c.row.values[1].as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("1", r#""SHIPPED""#),
+                ("4", r#""B""#),
+                ("6", "null"),
+                ("8", r#""Y""#)
+            ]
+        );
+    }
+
     #[test]
     fn chunks_split_by_rows_and_bytes() {
         let (m, x) = mapping(SENSORS, "sensor_readings");
@@ -342,8 +438,8 @@ mod tests {
             concat!(
                 r#"MERGE INTO "DB"."S"."SENSOR_READINGS" AS t USING (SELECT value:"c0"::NUMBER(38,0) AS "SENSORID", value:"c1"::FLOAT AS "CURRENTTEMPERATURE", value:"c2"::VARCHAR AS "STATUS", "#,
                 r#"value:"h"::VARCHAR AS "KINESIS_SHARD_ID", value:"s"::VARCHAR AS "KINESIS_SEQUENCE_NUMBER", value:"a"::TIMESTAMP_NTZ AS "KINESIS_ARRIVAL_TIME", value:"d"::BOOLEAN AS "__DELETE" "#,
-                r#"FROM (SELECT PARSE_JSON(?) AS J) AS SRC, LATERAL FLATTEN(INPUT => SRC.J)) AS s ON t."SENSORID" = s."SENSORID" "#,
-                r#"WHEN MATCHED AND NOT s."__DELETE" AND (t."KINESIS_SEQUENCE_NUMBER" IS NULL OR LPAD(s."KINESIS_SEQUENCE_NUMBER", 64, '0') > LPAD(t."KINESIS_SEQUENCE_NUMBER", 64, '0')) "#,
+                r#"FROM (SELECT PARSE_JSON(?, 'd') AS J) AS SRC, LATERAL FLATTEN(INPUT => SRC.J)) AS s ON t."SENSORID" = s."SENSORID" "#,
+                r#"WHEN MATCHED AND NOT s."__DELETE" AND (t."KINESIS_SEQUENCE_NUMBER" IS NULL OR LPAD(s."KINESIS_SEQUENCE_NUMBER", 129, '0') > LPAD(t."KINESIS_SEQUENCE_NUMBER", 129, '0')) "#,
                 r#"THEN UPDATE SET t."CURRENTTEMPERATURE" = s."CURRENTTEMPERATURE", t."STATUS" = s."STATUS", t."KINESIS_SHARD_ID" = s."KINESIS_SHARD_ID", t."KINESIS_SEQUENCE_NUMBER" = s."KINESIS_SEQUENCE_NUMBER", t."KINESIS_ARRIVAL_TIME" = s."KINESIS_ARRIVAL_TIME", t."LOADED_AT" = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ "#,
                 r#"WHEN NOT MATCHED AND NOT s."__DELETE" THEN INSERT ("SENSORID", "CURRENTTEMPERATURE", "STATUS", "KINESIS_SHARD_ID", "KINESIS_SEQUENCE_NUMBER", "KINESIS_ARRIVAL_TIME", "LOADED_AT") "#,
                 r#"VALUES (s."SENSORID", s."CURRENTTEMPERATURE", s."STATUS", s."KINESIS_SHARD_ID", s."KINESIS_SEQUENCE_NUMBER", s."KINESIS_ARRIVAL_TIME", CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)"#
@@ -360,7 +456,7 @@ mod tests {
         );
         let sql = merge_sql(&m);
         assert!(sql.contains(r#"value:"p" AS "PAYLOAD""#));
-        assert!(sql.contains(r#" WHEN MATCHED AND s."__DELETE" AND (t."UPDATED_AT" IS NULL OR s."UPDATED_AT" > t."UPDATED_AT" OR (s."UPDATED_AT" = t."UPDATED_AT" AND (t."KINESIS_SEQUENCE_NUMBER" IS NULL OR "#), "{sql}");
+        assert!(sql.contains(r#" WHEN MATCHED AND s."__DELETE" AND (s."UPDATED_AT" IS NULL OR (t."UPDATED_AT" IS NULL OR s."UPDATED_AT" > t."UPDATED_AT" OR (s."UPDATED_AT" = t."UPDATED_AT" AND (t."KINESIS_SEQUENCE_NUMBER" IS NULL OR "#), "{sql}");
         assert!(sql.contains(r#"THEN DELETE WHEN MATCHED AND NOT s."__DELETE""#));
         assert_eq!(
             sql.matches('?').count(),
