@@ -576,3 +576,247 @@ fn configuration_errors_name_the_variable() {
         "MAX_ROWS_PER_STATEMENT"
     );
 }
+
+// ---- judged by the strict local Snowflake (issue: strict referee) ----------------------------
+
+fn order(id: &str, status: &str, at: &str) -> Vec<u8> {
+    format!(r#"{{"op":"u","order_id":{id},"status":"{status}","amount":1,"customer":"c","updated_at":"{at}"}}"#)
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn an_older_change_later_in_the_batch_does_not_overwrite_the_newer_one() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_VERORD",
+        &[("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)],
+    )
+    .await;
+    let (newer, older) = (
+        order("1", "SHIPPED", "2024-11-21T10:00:00Z"),
+        order("1", "NEW", "2024-11-21T09:00:00Z"),
+    );
+    let event = kinesis_event(
+        "orders",
+        SHARD,
+        &[("1", "1", &newer), ("2", "1", &older)],
+        ARRIVAL,
+    );
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.tables["orders"].duplicates, 1);
+    // as two separate batches would: the newer version stays
+    assert_eq!(
+        order_rows(&f).await,
+        vec![r(&["1", "SHIPPED", "1.00", "c", "1"])]
+    );
+}
+
+#[tokio::test]
+async fn spellings_of_one_number_key_are_one_row() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_NUMKEY",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    let records: Vec<(String, Vec<u8>)> = [r#"6"#, r#"6.0"#, r#"6e0"#, r#""6""#, r#""0006""#]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let body =
+                format!(r#"{{"sensorId": {id}, "currentTemperature": {i}, "status": "S{i}"}}"#);
+            ((i + 1).to_string(), body.into_bytes())
+        })
+        .collect();
+    let refs: Vec<(&str, &str, &[u8])> = records
+        .iter()
+        .map(|(seq, body)| (seq.as_str(), "6", body.as_slice()))
+        .collect();
+    let event = kinesis_event("sensors", SHARD, &refs, ARRIVAL);
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    // in Snowflake, five source rows for one key would fail the MERGE (100090) or insert five
+    assert_eq!(sensor_rows(&f).await, vec![r(&["6", "4.0", "S4", "5"])]);
+}
+
+#[tokio::test]
+async fn a_delete_without_the_version_column_deletes_the_row() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_DELNOVER",
+        &[("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)],
+    )
+    .await;
+    let create = order("7", "NEW", "2024-11-21T10:00:00Z");
+    let first = kinesis_event("orders", SHARD, &[("1", "7", &create)], ARRIVAL);
+    f.upsert.handle_body(&first, soon()).await.unwrap();
+    assert_eq!(order_rows(&f).await.len(), 1);
+    let delete = br#"{"op":"d","order_id":7}"#;
+    let second = kinesis_event("orders", SHARD, &[("2", "7", delete)], ARRIVAL);
+    let (response, outcome) = f.upsert.handle_body(&second, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.quarantined, 0);
+    assert_eq!(outcome.tables["orders"].deleted, 1);
+    assert!(order_rows(&f).await.is_empty());
+}
+
+#[tokio::test]
+async fn values_snowflake_cannot_cast_are_quarantined_before_the_merge() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_RANGE",
+        &[("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)],
+    )
+    .await;
+    let big = br#"{"op":"u","order_id":1,"status":"X","amount":12345678901.5,"customer":"c","updated_at":"2024-11-21T10:00:00Z"}"#;
+    let far = br#"{"op":"u","order_id":2,"status":"X","amount":1,"customer":"c","updated_at":"0000-06-01T00:00:00Z"}"#;
+    let fine = order("3", "OK", "2024-11-21T10:00:00Z");
+    let event = kinesis_event(
+        "orders",
+        SHARD,
+        &[("1", "1", big), ("2", "2", far), ("3", "3", &fine)],
+        ARRIVAL,
+    );
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.quarantined, 2);
+    assert_eq!(
+        order_rows(&f).await,
+        vec![r(&["3", "OK", "1.00", "c", "3"])]
+    );
+}
+
+#[tokio::test]
+async fn duplicate_object_keys_in_a_payload_keep_the_last_value() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_DUPKEY",
+        &[("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)],
+    )
+    .await;
+    let dup = br#"{"op":"u","order_id":4,"status":"FIRST","status":"LAST","amount":1,"customer":"c","updated_at":"2024-11-21T10:00:00Z"}"#;
+    let event = kinesis_event("orders", SHARD, &[("1", "4", dup)], ARRIVAL);
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    let client = support::snowflake_client(&f.db, "S").await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT STATUS, PAYLOAD:status::VARCHAR FROM ORDERS"
+        )
+        .await,
+        vec![r(&["LAST", "LAST"])]
+    );
+}
+
+#[tokio::test]
+async fn a_row_snowflake_refuses_is_isolated_and_quarantined_and_the_rest_land() {
+    let _g = support::snowflake_shared().await;
+    // The mapping says TEXT but the table says NUMBER: Rust cannot know, Snowflake refuses the
+    // cast of one value (100038, SQL state 22018) and would refuse it on every retry.
+    let tables = r#"{"poison":{"table":"POISON","keys":["id"],"columns":[
+        {"name":"id","path":"/id","type":"NUMBER"},{"name":"qty","path":"/qty","type":"TEXT"}]}}"#;
+    let f = fixture(
+        "UPS_POISON",
+        &[("TABLE", "poison"), ("UPSERT_TABLES", tables)],
+    )
+    .await;
+    let client = support::snowflake_client(&f.db, "S").await;
+    support::sql(
+        &client,
+        "CREATE TABLE POISON (ID NUMBER(38,0), QTY NUMBER(38,0), KINESIS_SHARD_ID VARCHAR, \
+         KINESIS_SEQUENCE_NUMBER VARCHAR, KINESIS_ARRIVAL_TIME TIMESTAMP_NTZ, LOADED_AT TIMESTAMP_NTZ)",
+    )
+    .await;
+    let bodies: Vec<(String, Vec<u8>)> = (1..=8)
+        .map(|i| {
+            let qty = if i == 6 {
+                r#""six""#.to_string()
+            } else {
+                i.to_string()
+            };
+            (
+                i.to_string(),
+                format!(r#"{{"id": {i}, "qty": {qty}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str, &[u8])> = bodies
+        .iter()
+        .map(|(seq, b)| (seq.as_str(), seq.as_str(), b.as_slice()))
+        .collect();
+    let event = kinesis_event("poison", SHARD, &refs, ARRIVAL);
+    let (response, outcome) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    let t = &outcome.tables["poison"];
+    assert_eq!(
+        (t.refused, t.inserted, outcome.quarantined),
+        (1, 7, 1),
+        "{t:?}"
+    );
+    assert_eq!(
+        rows(&client, "SELECT ID, QTY FROM POISON ORDER BY ID").await,
+        [1, 2, 3, 4, 5, 7, 8]
+            .iter()
+            .map(|i| r(&[&i.to_string(), &i.to_string()]))
+            .collect::<Vec<_>>()
+    );
+    let s3 = support::s3().await;
+    let keys = support::list_keys(&s3, &f.bucket).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let body = support::get_bytes(&s3, &f.bucket, &keys[0]).await;
+    let text = String::from_utf8(
+        shared::rawzone::encode::decompress(
+            shared::rawzone::encode::Compression::Gzip { level: 0 },
+            &body,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(
+        line["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Snowflake refused the row: 100038 (22018)"),
+        "{line}"
+    );
+    assert_eq!(line["payload"], r#"{"id": 6, "qty": "six"}"#);
+    assert_eq!(line["metadata"]["sequence_number"], "6");
+    // the same batch again: the same statements (request ids), the same outcome, no new rows
+    let (again, _) = f.upsert.handle_body(&event, soon()).await.unwrap();
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(
+        rows(&client, "SELECT COUNT(*) FROM POISON").await,
+        vec![r(&["7"])]
+    );
+}
+
+#[tokio::test]
+async fn sequence_numbers_longer_than_64_digits_still_order() {
+    let _g = support::snowflake_shared().await;
+    let f = fixture(
+        "UPS_LONGSEQ",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    // equal in their first 64 digits: a 64-digit LPAD would see them as equal
+    let older = format!("1{}1", "0".repeat(64));
+    let newer = format!("1{}2", "0".repeat(64));
+    let first = kinesis_event(
+        "sensors",
+        SHARD,
+        &[(&older, "6", &sensor(6, 1.0, "OLD"))],
+        ARRIVAL,
+    );
+    let second = kinesis_event(
+        "sensors",
+        SHARD,
+        &[(&newer, "6", &sensor(6, 2.0, "NEW"))],
+        ARRIVAL,
+    );
+    f.upsert.handle_body(&first, soon()).await.unwrap();
+    f.upsert.handle_body(&second, soon()).await.unwrap();
+    assert_eq!(sensor_rows(&f).await, vec![r(&["6", "2.0", "NEW", &newer])]);
+}

@@ -44,7 +44,7 @@ fn run(config: &Config, client: &SnowflakeClient, event: &str) -> (usize, usize)
     let mut statements = 0;
     let mut bytes = 0;
     for (table, candidates) in by_table {
-        for statement in plan_table(config, &table, candidates).statements {
+        for statement in plan_table(config, &table, candidates).statements() {
             statements += 1;
             bytes += serde_json::to_vec(&client.request_body(&statement))
                 .expect("serialises")

@@ -7,7 +7,7 @@
 //! shard and sequence range, so retries and replays leave the table as if each record had been
 //! applied once, in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -24,8 +24,8 @@ use shared::rawzone::quarantine::{RawData, Rejected};
 use shared::snowflake::{
     request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
 };
-use shared::upsert::mapping::TableMappings;
-use shared::upsert::merge::{chunks, dedup, merge_sql, Candidate};
+use shared::upsert::mapping::{TableMapping, TableMappings};
+use shared::upsert::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
 
 /// Configuration, read once at init.
 #[derive(Debug, Clone)]
@@ -39,7 +39,9 @@ pub struct Config {
     pub snowflake: SnowflakeConfig,
     /// Rows per MERGE statement (`MAX_ROWS_PER_STATEMENT`, default 5,000).
     pub max_rows: usize,
-    /// Approximate bytes of row JSON per statement (`MAX_BYTES_PER_STATEMENT`, default 4 MB).
+    /// Approximate bytes of row JSON per statement (`MAX_BYTES_PER_STATEMENT`, default 1 MB:
+    /// Snowflake advises keeping a statement with its binds near 1 MB,
+    /// https://docs.snowflake.com/en/developer-guide/sql-api/submitting-requests#using-bind-variables-in-a-statement).
     pub max_bytes: usize,
     /// Time kept back from Lambda's deadline to report a partial failure (`DEADLINE_MARGIN_MS`).
     pub deadline_margin: Duration,
@@ -71,7 +73,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        let max_bytes = env.parse_or("MAX_BYTES_PER_STATEMENT", 4_000_000usize)?;
+        let max_bytes = env.parse_or("MAX_BYTES_PER_STATEMENT", 1_000_000usize)?;
         let deadline_margin = Duration::from_millis(env.parse_or("DEADLINE_MARGIN_MS", 3_000u64)?);
         Ok(Self {
             router,
@@ -117,6 +119,8 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 pub struct TableOutcome {
     pub rows: usize,
     pub duplicates: usize,
+    /// Rows Snowflake refused (a data error isolated by splitting the statement), quarantined.
+    pub refused: usize,
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
@@ -177,20 +181,9 @@ impl Upsert {
         let started = Instant::now();
         let mut payloads = PayloadBuffer::default();
         let records = decode_kinesis_event(body, &mut payloads)?;
-        let (by_table, rejected) = map_records(&self.config, &records);
+        let (by_table, mut rejected) = map_records(&self.config, &records);
 
         let mut failed: Vec<String> = Vec::new();
-        if let Some(object) =
-            shared::rawzone::quarantine::object(&self.config.error_layout, &rejected)?
-        {
-            if let Err(e) =
-                shared::rawzone::s3::put_object(&self.s3, &self.config.error_bucket, &object).await
-            {
-                tracing::error!(error = %e, "quarantine put failed; Lambda will resend from the lowest rejected record");
-                failed.push(object.min_sequence_number.clone());
-            }
-        }
-
         let merges = by_table.into_iter().map(|(table, candidates)| async move {
             let lowest =
                 min_sequence_number(candidates.iter().map(|c| c.meta.sequence_number.as_ref()))
@@ -200,12 +193,15 @@ impl Upsert {
         });
         let mut outcome = BatchOutcome {
             records: records.len(),
-            quarantined: rejected.len(),
             tables: BTreeMap::new(),
+            ..BatchOutcome::default()
         };
         for (table, lowest, result) in futures_util::future::join_all(merges).await {
             let table_outcome = match result {
-                Ok(t) => t,
+                Ok((t, refused)) => {
+                    rejected.extend(refused);
+                    t
+                }
                 Err(TableFailure::Fatal(e)) => {
                     tracing::error!(table = %table, error = %e, "Snowflake refused the credentials or configuration; failing the invocation");
                     return Err(HandlerError::Snowflake(e));
@@ -216,6 +212,19 @@ impl Upsert {
                 }
             };
             outcome.tables.insert(table.to_string(), table_outcome);
+        }
+
+        // After the MERGEs, so rows Snowflake refused go into the batch's one quarantine object.
+        outcome.quarantined = rejected.len();
+        if let Some(object) =
+            shared::rawzone::quarantine::object(&self.config.error_layout, &rejected)?
+        {
+            if let Err(e) =
+                shared::rawzone::s3::put_object(&self.s3, &self.config.error_bucket, &object).await
+            {
+                tracing::error!(error = %e, "quarantine put failed; Lambda will resend from the lowest rejected record");
+                failed.push(object.min_sequence_number.clone());
+            }
         }
 
         let response = shared::kinesis::batch::kinesis_response(failed.iter().map(String::as_str));
@@ -239,19 +248,27 @@ impl Upsert {
         Ok((response, outcome))
     }
 
-    async fn merge_table(
+    /// Runs a table's MERGEs in order. A statement Snowflake refuses for its data is split in
+    /// halves until the refused rows stand alone; they are returned for the quarantine and the
+    /// rest lands, so one bad value cannot block a table on every retry.
+    async fn merge_table<'r>(
         &self,
         table: &str,
-        candidates: Vec<Candidate<'_>>,
+        candidates: Vec<Candidate<'r>>,
         deadline: Instant,
-    ) -> Result<TableOutcome, TableFailure> {
-        let plan = plan_table(&self.config, table, candidates);
+    ) -> Result<(TableOutcome, Vec<Rejected<'r>>), TableFailure> {
+        let mut plan = plan_table(&self.config, table, candidates);
         let mut outcome = TableOutcome {
-            rows: plan.rows,
+            rows: plan.rows.len(),
             duplicates: plan.duplicates,
             ..TableOutcome::default()
         };
-        for statement in plan.statements {
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        let mut pending: VecDeque<Chunk> = std::mem::take(&mut plan.chunks).into();
+        while let Some(chunk) = pending.pop_front() {
+            let (start, rows, first) =
+                (chunk.start, chunk.rows, chunk.first_sequence_number.clone());
+            let statement = plan.statement(chunk);
             match self.snowflake.execute(&statement, deadline).await {
                 Ok(result) => {
                     outcome.statements += 1;
@@ -263,6 +280,19 @@ impl Upsert {
                     }
                 }
                 Err(e) if is_fatal(&e) => return Err(TableFailure::Fatal(e)),
+                Err(e) if e.is_data_error() && rows == 1 => {
+                    outcome.statements += 1;
+                    tracing::warn!(table, error = %e, sequence_number = %first, "Snowflake refused a row; quarantining it");
+                    refused.push((start, refusal_reason(&e)));
+                    outcome.refused += 1;
+                }
+                Err(e) if e.is_data_error() => {
+                    outcome.statements += 1;
+                    tracing::warn!(table, rows, error = %e, "Snowflake refused the data of a MERGE; splitting it to isolate the rows");
+                    for half in plan.halves(start, rows).into_iter().rev() {
+                        pending.push_front(half);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(table, error = %e, "MERGE failed; Lambda will resend from this table's lowest sequence number");
                     outcome.error = Some(e.to_string());
@@ -270,7 +300,19 @@ impl Upsert {
                 }
             }
         }
-        Ok(outcome)
+        let mut slots: Vec<Option<Candidate<'r>>> = plan.rows.into_iter().map(Some).collect();
+        let rejected = refused
+            .into_iter()
+            .filter_map(|(i, reason)| {
+                let c = slots[i].take()?;
+                Some(Rejected {
+                    meta: c.meta,
+                    reason,
+                    raw: c.raw,
+                })
+            })
+            .collect();
+        Ok((outcome, rejected))
     }
 }
 
@@ -297,6 +339,7 @@ pub fn map_records<'r>(
                     row,
                     meta: record.meta.clone(),
                     payload,
+                    raw: RawData::from_record(&record.data),
                 },
             ))
         })();
@@ -315,43 +358,91 @@ pub fn map_records<'r>(
     (by_table, rejected)
 }
 
-/// The statements for one table's rows: de-duplicated, chunked, each with the request id of its
-/// table, shard and sequence range.
-pub struct TablePlan {
-    pub rows: usize,
+/// One table's rows, de-duplicated and cut into statements.
+pub struct TablePlan<'r, 'c> {
+    mapping: &'c TableMapping,
+    logical: &'c str,
+    pub rows: Vec<Candidate<'r>>,
     pub duplicates: usize,
-    pub statements: Vec<Statement>,
+    pub chunks: Vec<Chunk>,
+    sql: String,
 }
 
-pub fn plan_table(config: &Config, table: &str, candidates: Vec<Candidate<'_>>) -> TablePlan {
+pub fn plan_table<'r, 'c>(
+    config: &'c Config,
+    table: &'c str,
+    candidates: Vec<Candidate<'r>>,
+) -> TablePlan<'r, 'c> {
     let mapping = config
         .tables
         .get(table)
         .expect("candidates only exist for mapped tables");
     let (rows, duplicates) = dedup(mapping, candidates);
-    let sql = merge_sql(mapping);
-    let shard = rows.first().map(|r| r.meta.shard_id.as_ref()).unwrap_or("");
-    let statements = chunks(mapping, &rows, config.max_rows, config.max_bytes)
-        .into_iter()
-        .map(|chunk| {
-            let request_id = request_id_for(&[
-                "upsert",
-                &mapping.target,
-                shard,
-                &chunk.first_sequence_number,
-                &chunk.last_sequence_number,
-                &chunk.rows.to_string(),
-            ]);
-            Statement::new(sql.clone())
-                .bind(Binding::text(chunk.rows_json))
-                .with_request_id(request_id)
-                .with_query_tag(format!("kinesis-snowflake/upsert/{table}"))
-        })
-        .collect();
+    let chunks = chunks(mapping, &rows, config.max_rows, config.max_bytes);
     TablePlan {
-        rows: rows.len(),
+        mapping,
+        logical: table,
+        rows,
         duplicates,
-        statements,
+        chunks,
+        sql: merge_sql(mapping),
+    }
+}
+
+impl TablePlan<'_, '_> {
+    /// The MERGE of one chunk, with the request id of its stream, table, shard and sequence
+    /// range: a retried batch re-sends identical statements, which Snowflake runs once.
+    pub fn statement(&self, chunk: Chunk) -> Statement {
+        let meta = &self.rows[chunk.start].meta;
+        let request_id = request_id_for(&[
+            "upsert",
+            &meta.stream,
+            &self.mapping.target,
+            &meta.shard_id,
+            &chunk.first_sequence_number,
+            &chunk.last_sequence_number,
+            &chunk.rows.to_string(),
+        ]);
+        Statement::new(self.sql.clone())
+            .bind(Binding::text(chunk.rows_json))
+            .with_request_id(request_id)
+            .with_query_tag(format!("kinesis-snowflake/upsert/{}", self.logical))
+    }
+
+    /// Every chunk's statement, in order.
+    pub fn statements(mut self) -> Vec<Statement> {
+        let chunks = std::mem::take(&mut self.chunks);
+        chunks.into_iter().map(|c| self.statement(c)).collect()
+    }
+
+    /// The rows `start..start + rows` as two chunks (the first half, then the second).
+    fn halves(&self, start: usize, rows: usize) -> Vec<Chunk> {
+        let mid = start + rows / 2;
+        [start..mid, mid..start + rows]
+            .into_iter()
+            .flat_map(|range| {
+                let offset = range.start;
+                chunks(self.mapping, &self.rows[range], usize::MAX, usize::MAX)
+                    .into_iter()
+                    .map(move |mut c| {
+                        c.start += offset;
+                        c
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The quarantine reason of a row Snowflake refused.
+fn refusal_reason(error: &SnowflakeError) -> String {
+    match error {
+        SnowflakeError::Sql {
+            code,
+            sql_state,
+            message,
+            ..
+        } => format!("Snowflake refused the row: {code} ({sql_state}): {message}"),
+        other => format!("Snowflake refused the row: {other}"),
     }
 }
 
@@ -419,11 +510,10 @@ mod tests {
         let (by_table, rejected) = map_records(&config, &records);
         assert!(rejected.is_empty());
         let plan = plan_table(&config, "orders", by_table.into_values().next().unwrap());
-        assert_eq!(
-            (plan.rows, plan.duplicates, plan.statements.len()),
-            (3, 3, 1)
-        );
-        let rows = rows_of(&plan.statements[0]);
+        assert_eq!((plan.rows.len(), plan.duplicates), (3, 3));
+        let statements = plan.statements();
+        assert_eq!(statements.len(), 1);
+        let rows = rows_of(&statements[0]);
         let summary: Vec<(String, String, bool)> = rows
             .as_array()
             .unwrap()
@@ -444,10 +534,10 @@ mod tests {
                 ("1001".into(), "SHIPPED".into(), false)
             ]
         );
-        assert!(plan.statements[0]
+        assert!(statements[0]
             .sql
             .starts_with(r#"MERGE INTO "DB"."S"."ORDERS""#));
-        assert!(plan.statements[0].request_id.is_some());
+        assert!(statements[0].request_id.is_some());
     }
 
     #[test]
@@ -465,8 +555,9 @@ mod tests {
             "sensor_readings",
             by_table.into_values().next().unwrap(),
         );
-        assert_eq!((plan.rows, plan.duplicates), (3, 3));
-        let rows = rows_of(&plan.statements[0]);
+        assert_eq!((plan.rows.len(), plan.duplicates), (3, 3));
+        let statements = plan.statements();
+        let rows = rows_of(&statements[0]);
         let temps: Vec<(&str, &str)> = rows
             .as_array()
             .unwrap()
@@ -481,10 +572,7 @@ mod tests {
             "sensor_readings",
             again.into_values().next().unwrap(),
         );
-        assert_eq!(
-            replan.statements[0].request_id,
-            plan.statements[0].request_id
-        );
+        assert_eq!(replan.statements()[0].request_id, statements[0].request_id);
     }
 
     #[test]

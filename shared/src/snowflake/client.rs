@@ -258,7 +258,33 @@ impl SnowflakeClient {
     /// past `deadline`: each HTTP attempt's timeout is bounded by it, and when it passes while
     /// the statement is still running, the statement is canceled (best effort) and
     /// [`SnowflakeError::DeadlineExceeded`] returned.
+    ///
+    /// A statement aborted by lock contention (000625: more than 20 statements queued on one
+    /// table) is submitted again with backoff until the deadline, as Snowflake advises for
+    /// concurrent DML on one table.
     pub async fn execute(
+        &self,
+        statement: &Statement,
+        deadline: Instant,
+    ) -> Result<QueryResult, SnowflakeError> {
+        let policy = &self.inner.config.retry;
+        let mut aborted = 0u32;
+        loop {
+            match self.execute_once(statement, deadline).await {
+                Err(e) if e.is_lock_contention() => {
+                    tracing::warn!(error = %e, aborted, "statement aborted by lock contention; submitting it again after a backoff");
+                    let delay = backoff_delay(policy, aborted, rand::random::<f64>());
+                    aborted += 1;
+                    if !sleep_before(delay, deadline).await {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute_once(
         &self,
         statement: &Statement,
         deadline: Instant,

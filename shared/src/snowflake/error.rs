@@ -70,13 +70,29 @@ impl SnowflakeError {
     /// True when sending the same request again later may succeed: throttling (429), server
     /// errors (500/502/503/504), transport failures, and an exceeded deadline (the statement may
     /// still finish; re-sending the same deterministic requestId picks up its outcome).
-    /// SQL errors, auth failures, statement timeouts and configuration errors are permanent.
+    /// A statement aborted by lock contention is retryable too. Other SQL errors, auth
+    /// failures, statement timeouts and configuration errors are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
             SnowflakeError::Http { status, .. } => is_retryable_status(*status),
             SnowflakeError::Transport(_) | SnowflakeError::DeadlineExceeded { .. } => true,
-            _ => false,
+            _ => self.is_lock_contention(),
         }
+    }
+
+    /// Snowflake aborted the statement because too many statements were already queued on the
+    /// table's lock (`000625 (57014)`: "the number of waiters for this lock exceeds the 20
+    /// statements limit"; https://docs.snowflake.com/en/sql-reference/transactions#resource-locking).
+    /// Nothing ran; the same statement succeeds once the queue drains.
+    pub fn is_lock_contention(&self) -> bool {
+        matches!(self, SnowflakeError::Sql { code, .. } if code == "000625")
+    }
+
+    /// The statement failed on the values it was given (SQL state class 22, "data exception":
+    /// a cast out of range, unparseable JSON, a duplicate row in a MERGE source): every retry of
+    /// the same rows fails the same way, and only splitting the statement isolates the rows.
+    pub fn is_data_error(&self) -> bool {
+        matches!(self, SnowflakeError::Sql { sql_state, .. } if sql_state.starts_with("22"))
     }
 
     /// The Snowflake error code of a SQL error, e.g. `"002003"` for an object that does not exist.
@@ -132,7 +148,22 @@ mod tests {
             statement_handle: Some("h".into()),
         };
         assert!(!sql.is_retryable());
+        assert!(!sql.is_data_error());
         assert_eq!(sql.sql_code(), Some("002003"));
+        let lock = SnowflakeError::Sql {
+            code: "000625".into(),
+            sql_state: "57014".into(),
+            message: "the number of waiters for this lock exceeds the 20 statements limit".into(),
+            statement_handle: None,
+        };
+        assert!(lock.is_retryable() && lock.is_lock_contention() && !lock.is_data_error());
+        let out_of_range = SnowflakeError::Sql {
+            code: "100039".into(),
+            sql_state: "22003".into(),
+            message: "Numeric value '123.45' is out of range".into(),
+            statement_handle: None,
+        };
+        assert!(out_of_range.is_data_error() && !out_of_range.is_retryable());
         assert!(!SnowflakeError::Unauthorized("x".into()).is_retryable());
         assert!(!SnowflakeError::StatementTimeout {
             message: "t".into(),

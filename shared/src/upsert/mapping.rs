@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, Env};
 use crate::kinesis::payload::{value_text, Extractor, JsonPointer, Payload};
 use crate::snowflake::ident;
-use crate::upsert::number::{canonical_number, cmp_canonical, Rounding};
+use crate::upsert::number::{canonical_number, cmp_canonical, NumberError, Rounding};
 
 /// The Snowflake type a column's values are coerced to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,19 @@ pub(crate) fn coerce(
                 return Err(format!("expected a number, got {}", short(raw)));
             }
             let t = text.trim();
-            canonical_number(t, precision, scale, rounding).map(|n| quoted(&n))
+            canonical_number(t, precision, scale, rounding)
+                .map(|n| quoted(&n))
+                .map_err(|e| match e {
+                    NumberError::NotANumber => format!("expected a number, got {}", short(raw)),
+                    NumberError::OutOfRange => format!(
+                        "numeric value {} is out of range for NUMBER({precision},{scale})",
+                        short(raw)
+                    ),
+                    NumberError::Inexact => format!(
+                        "key value {} has more than {scale} decimal places (NUMBER({precision},{scale}) would round it into another key)",
+                        short(raw)
+                    ),
+                })
         }
         ColumnType::Float => {
             if matches!(first, b'{' | b'[' | b't' | b'f') {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::kinesis::record::{cmp_sequence_numbers, RecordMeta};
+use crate::rawzone::quarantine::RawData;
 use crate::upsert::mapping::{push_row_json, Row, TableMapping, Version, LINEAGE};
 
 /// One record mapped to a row of a table, with what lineage and the payload column need.
@@ -18,6 +19,8 @@ pub struct Candidate<'a> {
     pub meta: RecordMeta<'a>,
     /// The payload on one line, when the table keeps it in a VARIANT column.
     pub payload: Option<std::borrow::Cow<'a, str>>,
+    /// The record as it arrived, quarantined if Snowflake refuses the row.
+    pub raw: RawData<'a>,
 }
 
 /// Keeps the newest candidate per key, in sequence order: the highest version when the mapping
@@ -73,6 +76,8 @@ fn is_newer(mapping: &TableMapping, a: &Candidate<'_>, b: &Candidate<'_>) -> boo
 pub struct Chunk {
     /// The JSON array bound to the statement's only placeholder.
     pub rows_json: String,
+    /// Index of the chunk's first row in the rows it was cut from.
+    pub start: usize,
     pub rows: usize,
     pub first_sequence_number: String,
     pub last_sequence_number: String,
@@ -92,7 +97,8 @@ pub fn chunks(
     let mut count = 0;
     let mut first: Option<&str> = None;
     let mut last = "";
-    for c in rows {
+    let mut start = 0;
+    for (i, c) in rows.iter().enumerate() {
         let before = json.len();
         json.push(if count == 0 { '[' } else { ',' });
         let arrival = c.meta.arrival_rfc3339();
@@ -108,10 +114,12 @@ pub fn chunks(
             json.push(']');
             out.push(Chunk {
                 rows_json: std::mem::take(&mut json),
+                start,
                 rows: count,
                 first_sequence_number: first.unwrap_or("").into(),
                 last_sequence_number: last.into(),
             });
+            start = i;
             count = 0;
             first = None;
             json.push('[');
@@ -131,6 +139,7 @@ pub fn chunks(
         json.push(']');
         out.push(Chunk {
             rows_json: json,
+            start,
             rows: count,
             first_sequence_number: first.unwrap_or("").into(),
             last_sequence_number: last.into(),
@@ -270,6 +279,7 @@ mod tests {
             row,
             meta,
             payload: None,
+            raw: RawData::Bytes(json.as_bytes()),
         }
     }
 
@@ -413,6 +423,7 @@ mod tests {
             .collect();
         let parts = chunks(&m, &rows, 2, 1 << 20);
         assert_eq!(parts.iter().map(|c| c.rows).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!(parts.iter().map(|c| c.start).collect::<Vec<_>>(), [0, 2, 4]);
         assert_eq!(
             (
                 parts[1].first_sequence_number.as_str(),
