@@ -665,3 +665,43 @@ async fn direct_s3_and_eventbridge_events_each_load_their_file() {
     );
     let _ = &stack.db;
 }
+
+/// The duplicate-key rule end to end: the raw zone keeps the record as it arrived, and COPY keeps
+/// the last value of a repeated key (the JSON file format has ALLOW_DUPLICATE = TRUE), as the
+/// upsert does. Without it, Snowflake fails the whole file on that one line.
+#[tokio::test]
+async fn a_payload_with_a_repeated_key_loads_with_the_last_value() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-dupkey").await;
+    let key = "raw/sensor_readings/2024/03/05/07/dup.ndjson.gz";
+    let line = format!(
+        r#"{{"payload": {{"sensorId": 31, "status": "FIRST", "status": "LAST"}}, "metadata": {{"file": "{key}", "row": 1}}}}"#
+    );
+    put(
+        &stack,
+        key,
+        gzip(&format!("{line}\n{}\n", ndjson_line(32, key, 2))),
+    )
+    .await;
+    let event = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put", "userIdentity": {"principalId": "x"},
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": stack.bucket, "arn": format!("arn:aws:s3:::{}", stack.bucket)},
+               "object": {"key": key, "size": 100}}}]});
+    let (_, outcome) = stack
+        .loader
+        .handle_body(&event.to_string(), deadline())
+        .await
+        .unwrap();
+    assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2), "{outcome:?}");
+    assert_eq!(
+        support::rows(
+            &stack.sf,
+            "SELECT RECORD:payload:sensorId::STRING, RECORD:payload:status::STRING FROM SENSOR_READINGS_RAW ORDER BY 1",
+        )
+        .await,
+        vec![
+            vec![Some("31".to_string()), Some("LAST".to_string())],
+            vec![Some("32".to_string()), Some("OK".to_string())]
+        ]
+    );
+}

@@ -576,6 +576,31 @@ mod tests {
     }
 
     #[test]
+    fn request_ids_name_the_stream() {
+        let config = config("sensor_readings", SENSORS);
+        let body = include_str!("../../../events/kinesis-sensors.json");
+        let other_stream = body.replace(":stream/", ":stream/other-");
+        assert_ne!(
+            body, other_stream,
+            "the fixture names its stream in eventSourceARN"
+        );
+        let ids = |event: &str| {
+            let mut payloads = PayloadBuffer::default();
+            let records = decode_kinesis_event(event, &mut payloads).unwrap();
+            let (by_table, _) = map_records(&config, &records);
+            let candidates = by_table.into_values().next().unwrap();
+            plan_table(&config, "sensor_readings", candidates)
+                .statements()
+                .into_iter()
+                .map(|s| s.request_id)
+                .collect::<Vec<_>>()
+        };
+        // two streams with the same shard ids and sequence numbers are different statements
+        assert_ne!(ids(body), ids(&other_stream));
+        assert_eq!(ids(body), ids(body));
+    }
+
+    #[test]
     fn sample_bad_records_are_rejected_with_reasons() {
         let config = config("sensor_readings", SENSORS);
         let mut payloads = PayloadBuffer::default();
