@@ -99,6 +99,11 @@ def _without_hive_partitioning(read_expression: Any) -> Any:
 for _reader in (_copy_into.ReadCSV, _copy_into.ReadJSON, _copy_into.ReadParquet):
     _reader.read_expression = _without_hive_partitioning(_reader.read_expression)
 
+# Snowflake's data refusals that DuckDB does not make, as Snowflake words them: local/strict_sql.py.
+import strict_sql  # noqa: E402
+
+strict_sql.install()
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -460,6 +465,8 @@ class Statement:
 
 
 def map_exception(e: BaseException) -> tuple[str, str, str]:
+    if (strict := strict_sql.map_error(e)) is not None:
+        return strict
     if isinstance(e, sf_errors.Error):
         errno = e.errno if isinstance(e.errno, int) and e.errno > 0 else 603
         # the connector's msg may carry an "002003 (42S02): " prefix; the SQL API message does not

@@ -1,0 +1,394 @@
+"""Snowflake's data refusals that fakesnow (DuckDB) does not make, for local/snowflake_service.py.
+
+The local service referees the project's end-to-end tests, so it must refuse at least what
+Snowflake refuses, with Snowflake's error codes, SQL states and message shapes:
+
+- PARSE_JSON(s) / PARSE_JSON(s, 's') on a repeated object key or invalid JSON text: 100069 (22P02)
+  "Error parsing JSON: ..."; PARSE_JSON(s, 'd') keeps the last value of a repeated key.
+- COPY of JSON files: a line with a repeated key fails the file unless the file format says
+  ALLOW_DUPLICATE = TRUE, which keeps the last value.
+
+install() patches fakesnow once; map_error() is the service's hook. The
+refusals raised inside DuckDB travel as error('SFSTRICT[code/state]...') messages that map_error()
+turns back into (code, sqlState, message).
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import re
+import uuid
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import snowflake.connector.errors as sf_errors
+import sqlglot
+from sqlglot import exp
+
+import fakesnow.copy_into as _copy_into
+import fakesnow.transforms as _fs_transforms
+from fakesnow.cursor import FakeSnowflakeCursor
+from fakesnow.transforms.file_format import lookup_file_format
+from fakesnow.transforms.options import parse_options
+
+# Documentation each refusal follows.
+DOC_PARSE_JSON = "https://docs.snowflake.com/en/sql-reference/functions/parse_json"
+DOC_FILE_FORMAT = "https://docs.snowflake.com/en/sql-reference/sql/create-file-format"  # ALLOW_DUPLICATE
+
+MARK = "SFSTRICT"
+_MARK_RE = re.compile(r"SFSTRICT\[(\d{6})/([0-9A-Z]{5})\]([A-Z]*):(.*)", re.S)
+SEP = "\x1f"  # separates the fields of a marker payload; valid JSON text never holds it raw
+
+
+class StrictError(sf_errors.ProgrammingError):
+    """A Snowflake data error raised by the local service's own checks."""
+
+    def __init__(self, code: str, sqlstate: str, message: str):
+        super().__init__(msg=message, errno=int(code), sqlstate=sqlstate)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON text: Snowflake's PARSE_JSON rules (DOC_PARSE_JSON)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Duplicate(Exception):
+    pass
+
+
+class _RawNumber(str):
+    """A JSON number kept as written, so a re-serialized document changes no digit."""
+
+
+def _pairs_unique(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Duplicate
+    return obj
+
+
+_TOKEN_RE = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|([{}\[\],:])|([^\s{}\[\],:"]+))', re.S)
+
+
+def first_duplicate(text: str) -> tuple[str, int] | None:
+    """The first repeated key of an object in valid JSON text, and the offset just past it.
+
+    Snowflake reports `duplicate object attribute "a", pos 31` for `{ "a" : "123", "b" : "456",
+    "a": "789"}` (DOC_PARSE_JSON): 31 is the offset just past the repeated key's closing quote.
+    """
+    stack: list[set | None] = []
+    key_next = False
+    for m in _TOKEN_RE.finditer(text):
+        string, punct = m.group(1), m.group(2)
+        if punct == "{":
+            stack.append(set())
+            key_next = True
+        elif punct == "[":
+            stack.append(None)
+            key_next = False
+        elif punct in ("}", "]"):
+            stack.pop()
+            key_next = False
+        elif punct == ",":
+            key_next = bool(stack) and stack[-1] is not None
+        elif punct == ":":
+            key_next = False
+        elif string is not None and key_next and stack and (keys := stack[-1]) is not None:
+            key = json.loads(string)
+            if key in keys:
+                return key, m.end(1)
+            keys.add(key)
+            key_next = False
+    return None
+
+
+def _dump(value: Any) -> str:
+    if isinstance(value, _RawNumber):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_dump(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_error_reason(e: json.JSONDecodeError) -> str:
+    # Snowflake's own wording per case is not documented; the prefix, code and state are.
+    msg = e.msg
+    if msg.startswith("Unterminated string"):
+        return "unfinished string"
+    if msg.startswith("Expecting value"):
+        return "unknown keyword" if e.pos < len(e.doc) and e.doc[e.pos].isalpha() else "invalid value"
+    if msg.startswith("Expecting property name"):
+        return "invalid object attribute name"
+    if msg.startswith("Expecting ':'"):
+        return "missing colon"
+    if msg.startswith("Expecting ','"):
+        return "missing comma"
+    if msg.startswith("Extra data"):
+        return "extra data after the JSON value"
+    return msg[:1].lower() + msg[1:]
+
+
+def duplicate_message(key: str, pos: int) -> str:
+    return f"Error parsing JSON: duplicate object attribute {json.dumps(key, ensure_ascii=False)}, pos {pos}"
+
+
+def normalize_json(text: str, allow_duplicate: bool) -> str | None:
+    """PARSE_JSON's reading of `text`: None for SQL NULL, else the text DuckDB should store.
+
+    The text comes back unchanged unless a repeated key is allowed, in which case the document is
+    re-serialized with the last value of each repeated key. Raises StrictError (100069, 22P02)
+    for invalid JSON and, unless allowed, for a repeated key.
+    """
+    if not text.strip(" \t\n\r"):
+        return None  # DOC_PARSE_JSON: an empty or whitespace-only string gives NULL, not an error
+    try:
+        json.loads(text, object_pairs_hook=_pairs_unique)
+        return text
+    except _Duplicate:
+        if not allow_duplicate:
+            key, pos = first_duplicate(text) or ("?", 0)
+            raise StrictError("100069", "22P02", duplicate_message(key, pos)) from None
+        # a plain dict keeps the last value of a repeated key
+        return _dump(json.loads(text, parse_int=_RawNumber, parse_float=_RawNumber))
+    except json.JSONDecodeError as e:
+        raise StrictError("100069", "22P02", f"Error parsing JSON: {_json_error_reason(e)}, pos {e.pos}") from None
+    except RecursionError:
+        raise StrictError("100069", "22P02", "Error parsing JSON: document is nested too deeply") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Statement rewrites, applied to each statement fakesnow is about to run
+# ---------------------------------------------------------------------------------------------
+
+
+def _placeholder_order(expression: exp.Expression) -> dict[int, int]:
+    """id(placeholder node) -> its index among the `?` of the SQL text DuckDB will run."""
+    nodes = list(expression.find_all(exp.Placeholder))
+    if len(nodes) <= 1:
+        return {id(n): 0 for n in nodes}
+    saved = [n.args.get("this") for n in nodes]
+    try:
+        for i, n in enumerate(nodes):
+            n.set("this", f"sfph{i}x")
+        text = expression.sql(dialect="duckdb")
+    finally:
+        for n, this in zip(nodes, saved, strict=True):
+            n.set("this", this)
+    order = [int(m) for m in re.findall(r"sfph(\d+)x", text)]
+    return {id(nodes[dfs]): pos for pos, dfs in enumerate(order)}
+
+
+def _has_placeholder(node: exp.Expression) -> bool:
+    return node.find(exp.Placeholder) is not None
+
+
+def _parse_json_mode_allows_duplicates(node: exp.ParseJSON) -> bool:
+    mode = node.args.get("expression")
+    return isinstance(mode, exp.Literal) and mode.is_string and mode.this.lower() == "d"
+
+
+_JSON_DUP_KEY_SQL = (
+    "(SELECT first(__sf_jt.key) FROM json_tree({arg}) AS __sf_jt WHERE __sf_jt.parent IS NOT NULL "
+    "GROUP BY __sf_jt.parent, __sf_jt.key HAVING count(*) > 1 LIMIT 1)"
+)
+
+
+def _strict_parse_json(transformed: exp.Expression, params: list | None) -> None:
+    """PARSE_JSON per DOC_PARSE_JSON: bound and literal texts are read here, in Python, before the
+    statement runs (so a refused MERGE writes nothing); other arguments are checked in SQL."""
+    nodes = [n for n in transformed.find_all(exp.ParseJSON)]
+    if not nodes:
+        return
+    order: dict[int, int] | None = None
+    for node in nodes:
+        arg = node.this
+        allow = _parse_json_mode_allows_duplicates(node)
+        safe = bool(node.args.get("safe"))
+        if isinstance(arg, exp.Placeholder) and params is not None:
+            if order is None:
+                order = _placeholder_order(transformed)
+            idx = order.get(id(arg))
+            if idx is None or idx >= len(params) or not isinstance(params[idx], str):
+                continue
+            try:
+                params[idx] = normalize_json(params[idx], allow)
+            except StrictError:
+                if not safe:
+                    raise
+                params[idx] = None
+        elif isinstance(arg, exp.Literal) and arg.is_string:
+            try:
+                out = normalize_json(arg.this, allow)
+            except StrictError:
+                if not safe:
+                    raise
+                out = None
+            arg.replace(exp.Null() if out is None else exp.Literal.string(out))
+        elif not safe and not isinstance(arg, exp.Null) and not _has_placeholder(arg):
+            # An expression (a column, ...): blank text is NULL; a repeated key fails the row. DuckDB
+            # keeps every copy of a repeated key, so PARSE_JSON(<expression>, 'd') cannot keep the last
+            # value here: it refuses instead of silently answering with the first one.
+            text = f"NULLIF(TRIM(CAST({arg.sql(dialect='duckdb')} AS VARCHAR), ' \t\n\r'), '')"
+            dup = _JSON_DUP_KEY_SQL.format(arg=text)
+            fail = (
+                f"error('{MARK}[002040/0A000]:PARSE_JSON(<expression>, ''d'') of an object with a repeated key "
+                "is not supported by the local stack (DuckDB keeps the first value)')"
+                if allow
+                else f"error('{MARK}[100069/22P02]PJDUP:' || CAST({text} AS VARCHAR))"
+            )
+            node.replace(
+                sqlglot.parse_one(
+                    f"SELECT CASE WHEN {dup} IS NOT NULL THEN {fail} ELSE JSON({text}) END", read="duckdb"
+                ).selects[0]
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# COPY of JSON files: ALLOW_DUPLICATE (DOC_FILE_FORMAT)
+# ---------------------------------------------------------------------------------------------
+
+
+def _copy_file_format_options(expr: exp.Copy, duck_conn: Any, database: str | None, schema: str | None) -> dict:
+    for param in expr.args.get("params", []):
+        if isinstance(param.this, exp.Var) and param.this.name.upper() == "FILE_FORMAT":
+            options = parse_options(param.expressions)
+            if name := options.pop("FORMAT_NAME", None):
+                options = {**lookup_file_format(duck_conn, str(name), database, schema), **options}
+            return options
+    return {}
+
+
+class StrictReadJSON(_copy_into.ReadJSON):
+    """NDJSON lines as Snowflake reads them: a repeated key fails the file unless ALLOW_DUPLICATE."""
+
+    def __init__(self, allow_duplicate: bool, duck_conn: Any):
+        super().__init__()
+        self.allow_duplicate = allow_duplicate
+        self.duck_conn = duck_conn
+
+    def read_expression(self, url: str) -> exp.Expression:
+        base = super().read_expression(url)
+        base_sql = base.sql(dialect="duckdb")
+        if not self.allow_duplicate:
+            # checked as the file is loaded, so the refusal is this file's
+            dup = _JSON_DUP_KEY_SQL.format(arg="__sf_r.json")
+            where = url.replace("'", "''")
+            fail = (
+                f"error('{MARK}[100069/22P02]COPYDUP:{where}' || chr(31) || CAST(__sf_r.__sf_line AS VARCHAR) "
+                "|| chr(31) || CAST(__sf_r.json AS VARCHAR))"
+            )
+            sql = (
+                f"(SELECT CASE WHEN {dup} IS NULL THEN __sf_r.json ELSE {fail} END AS json FROM "
+                f"(SELECT row_number() OVER () AS __sf_line, json FROM {base_sql}) AS __sf_r)"
+            )
+            return sqlglot.parse_one(sql, read="duckdb")
+        # ALLOW_DUPLICATE = TRUE keeps the last value, which DuckDB cannot do in SQL: a file with a
+        # repeated key is read here and its lines re-serialized; any other file loads as it is.
+        try:
+            found = self.duck_conn.execute(
+                f"SELECT 1 FROM {base_sql} AS __sf_r WHERE {_JSON_DUP_KEY_SQL.format(arg='__sf_r.json')} "
+                "IS NOT NULL LIMIT 1"
+            ).fetchone()
+        except duckdb.Error:
+            return base  # the load itself reports what is wrong with the file
+        if not found:
+            return base
+        lines = self.duck_conn.execute(f"SELECT json FROM {base_sql}").fetch_arrow_table().column(0).to_pylist()
+        fixed = [None if line is None else normalize_json(line, True) for line in lines]
+        name = f"__sf_json_{uuid.uuid4().hex}"
+        self.duck_conn.register(name, pa.table({"json": pa.array(fixed, pa.string())}))
+        return sqlglot.parse_one(f"(SELECT CAST(json AS JSON) AS json FROM {name})", read="duckdb")
+
+
+_orig_copy_params = _copy_into._params  # noqa: SLF001
+
+
+def _copy_params_strict(
+    expr: exp.Copy,
+    params: Any = None,
+    duck_conn: Any = None,
+    current_database: str | None = None,
+    current_schema: str | None = None,
+) -> Any:
+    cparams = _orig_copy_params(
+        expr, params, duck_conn=duck_conn, current_database=current_database, current_schema=current_schema
+    )
+    if type(cparams.file_format) is _copy_into.ReadJSON and duck_conn is not None:
+        options = _copy_file_format_options(expr, duck_conn, current_database, current_schema)
+        allow = str(options.get("ALLOW_DUPLICATE", False)).upper() in ("TRUE", "1")
+        cparams.file_format = StrictReadJSON(allow, duck_conn)
+    return cparams
+
+
+# ---------------------------------------------------------------------------------------------
+# The hooks
+# ---------------------------------------------------------------------------------------------
+
+_installed = False
+
+
+def install() -> None:
+    """Patch fakesnow (once): statement rewrites, strict JSON files."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    prev_execute = FakeSnowflakeCursor._execute  # noqa: SLF001
+
+    def _execute_strict(self: Any, transformed: Any, params: Any = None) -> Any:
+        if isinstance(transformed, exp.Describe):
+            return prev_execute(self, transformed, params)  # re-runs a statement already checked
+        if isinstance(params, tuple):
+            params = list(params)
+        _strict_parse_json(transformed, params)
+        return prev_execute(self, transformed, params)
+
+    FakeSnowflakeCursor._execute = _execute_strict  # noqa: SLF001
+    _copy_into._params = _copy_params_strict  # noqa: SLF001
+
+
+_MALFORMED_JSON_RE = re.compile(
+    r'Malformed JSON(?: in file "(?P<file>.*?)")?,? at byte (?P<byte>\d+)(?: of input)?(?: in line (?P<line>\d+))?:'
+    r"\s*(?P<reason>[^.]*)"
+)
+
+
+def _copy_duplicate_message(payload: str) -> str:
+    file, _, rest = payload.partition(SEP)
+    line, _, text = rest.partition(SEP)
+    key, pos = first_duplicate(text) or ("?", 0)
+    return (
+        f"{duplicate_message(key, pos)}\n  File '{file}', line {line}, character {pos + 1}\n"
+        f"  Row {line} starts at line {line}, column $1\n"
+        "  If you would like to continue loading when an error is encountered, use other values such as "
+        "'SKIP_FILE' or 'CONTINUE' for the ON_ERROR option. For more information on loading options, "
+        "please run 'info loading_data' in a SQL client."
+    )
+
+
+def map_error(e: BaseException) -> tuple[str, str, str] | None:
+    """Snowflake's (code, sqlState, message) for an error this module raised or a DuckDB data error
+    that has a Snowflake counterpart; None to let the service map it."""
+    if isinstance(e, StrictError):
+        # the connector's msg carries an "100090 (42P18): " prefix; the SQL API message does not
+        return f"{e.errno:06d}", e.sqlstate or "22000", re.sub(r"^\d{6} \([0-9A-Z]{5}\): ", "", str(e.msg))
+    text = str(e.msg or "") if isinstance(e, sf_errors.Error) else str(e)
+    if m := _MARK_RE.search(text):
+        code, state, kind, payload = m.groups()
+        if kind == "PJDUP":
+            key, pos = first_duplicate(payload) or ("?", 0)
+            return code, state, duplicate_message(key, pos)
+        if kind == "COPYDUP":
+            return code, state, _copy_duplicate_message(payload)
+        return code, state, payload.split("\n\nLINE ")[0]
+    first = text.split("\n")[0]
+    if isinstance(e, (duckdb.InvalidInputException, sf_errors.Error)) and (m := _MALFORMED_JSON_RE.search(first)):
+        message = f"Error parsing JSON: {m['reason'].strip()}, pos {m['byte']}"
+        if m["file"]:
+            message += f"\n  File '{m['file']}', line {m['line'] or '?'}, character {int(m['byte']) + 1}"
+        return "100069", "22P02", message
+    return None

@@ -1,0 +1,127 @@
+"""The local Snowflake refuses what Snowflake refuses (local/strict_sql.py), over the SQL API.
+
+Each refusal is asserted as the HTTP 422 body Snowflake's SQL API answers: its `code`, `sqlState`
+and message; each has a positive twin showing that valid statements still run.
+Run: .venv/bin/python -m pytest local/tests/test_strict_sql.py -q
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+# the stack, client and per-test database of the service's own tests (imported, not duplicated)
+from test_snowflake_service import (  # noqa: F401
+    Client,
+    _reset,
+    _setup_stage,
+    bucket,
+    client,
+    db,
+    spec,
+    stack,
+)
+
+
+def refused(client: Client, statement: str, code: str, sql_state: str, message: str, **kw) -> str:
+    """Submits `statement`, asserts Snowflake's refusal and returns the message."""
+    r = client.submit(statement, **kw)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert (body["code"], body["sqlState"]) == (code, sql_state), body
+    assert body["message"].startswith(message), body["message"]
+    return body["message"]
+
+
+def text(value: str) -> dict:
+    return {"1": {"type": "TEXT", "value": value}}
+
+
+def rows(client: Client, sql: str, **kw) -> list[list]:
+    return client.run(sql, **kw)["data"]
+
+
+# ------------------------------------------------------------------------------------------------
+# PARSE_JSON
+
+
+def test_parse_json_refuses_a_repeated_key_by_default(client, db):
+    # the example of https://docs.snowflake.com/en/sql-reference/functions/parse_json
+    message = refused(client, """SELECT PARSE_JSON('{ "a" : "123", "b" : "456", "a": "789"} ')""",
+                      "100069", "22P02", "Error parsing JSON: duplicate object attribute", **db)
+    assert message == 'Error parsing JSON: duplicate object attribute "a", pos 31'
+    # 's' (strict) is the default; nested objects, inside arrays, and bound text too
+    refused(client, """SELECT PARSE_JSON('{"a": {"b": 1, "b": 2}}', 's')""", "100069", "22P02",
+            'Error parsing JSON: duplicate object attribute "b"', **db)
+    refused(client, "SELECT PARSE_JSON(?)", "100069", "22P02", 'Error parsing JSON: duplicate object attribute "q"',
+            bindings=text('[{"q": 1}, {"q": 1, "q": 2}]'), **db)
+    # an INSERT that refuses writes nothing
+    client.run("CREATE TABLE V (ID NUMBER, J VARIANT)", **db)
+    refused(client, "INSERT INTO V SELECT 1, PARSE_JSON(?)", "100069", "22P02", "Error parsing JSON:",
+            bindings=text('{"x": 1, "x": 1}'), **db)
+    assert rows(client, "SELECT COUNT(*) FROM V", **db) == [["0"]]
+
+
+def test_parse_json_refuses_invalid_text(client, db):
+    refused(client, "SELECT PARSE_JSON('{bad')", "100069", "22P02", "Error parsing JSON: ", **db)
+    refused(client, "SELECT PARSE_JSON(?)", "100069", "22P02", "Error parsing JSON: ", bindings=text('{"a": '), **db)
+    client.run("CREATE TABLE S (T VARCHAR)", **db)
+    client.run("""INSERT INTO S VALUES ('{"ok": 1}'), ('[1, 2')""", **db)
+    refused(client, "SELECT PARSE_JSON(T) FROM S", "100069", "22P02", "Error parsing JSON: ", **db)
+
+
+def test_parse_json_d_keeps_the_last_value_of_a_repeated_key(client, db):
+    out = rows(client, """SELECT PARSE_JSON('{"a": 1, "b": {"c": 1, "c": 2}, "a": 3}', 'd') AS J""", **db)
+    assert json.loads(out[0][0]) == {"a": 3, "b": {"c": 2}}
+    out = rows(client, "SELECT PARSE_JSON(?, 'd'):x::NUMBER(10,2) AS X", bindings=text('{"x": 1, "x": 12.345}'), **db)
+    assert out == [["12.35"]]
+    # valid text without repeated keys reads the same either way; blank text is NULL
+    out = rows(client, """SELECT PARSE_JSON('{"a": [1, 2.50]}'), PARSE_JSON('{"a": [1, 2.50]}', 'd'), """
+                       "PARSE_JSON(' ')", **db)
+    assert out[0][0] == out[0][1] and out[0][2] is None
+    # TRY_PARSE_JSON answers NULL where PARSE_JSON refuses
+    assert rows(client, """SELECT TRY_PARSE_JSON('{"a": 1, "a": 2}')""", **db) == [[None]]
+
+
+def test_parse_json_of_a_column_refuses_a_repeated_key(client, db):
+    client.run("CREATE TABLE S (T VARCHAR)", **db)
+    client.run("""INSERT INTO S VALUES ('{"ok": 1}'), ('{"n": {"k": 1, "k": 2}}')""", **db)
+    refused(client, "SELECT PARSE_JSON(T) FROM S", "100069", "22P02",
+            'Error parsing JSON: duplicate object attribute "k", pos 18', **db)
+    assert rows(client, "SELECT PARSE_JSON(T):ok FROM S WHERE T LIKE '%ok%'", **db) == [["1"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# COPY of JSON files: ALLOW_DUPLICATE
+
+
+def test_copy_json_with_a_repeated_key_fails_unless_allow_duplicate(client, db, bucket):
+    s3, name = bucket
+    _setup_stage(client, db, name)  # NDJSON_FMT: TYPE = JSON, ALLOW_DUPLICATE left at FALSE
+    client.run("CREATE FILE FORMAT NDJSON_DUP_FMT TYPE = JSON ALLOW_DUPLICATE = TRUE COMPRESSION = AUTO", **db)
+    client.run("CREATE TABLE RAW_EVENTS (PAYLOAD VARIANT)", **db)
+    s3.put_object(Bucket=name, Key="raw/d/good.ndjson.gz", Body=gzip.compress(b'{"id": 1}\n'))
+    s3.put_object(Bucket=name, Key="raw/d/dup.ndjson.gz",
+                  Body=gzip.compress(b'{"id": 2, "p": {"t": 1}}\n{"id": 3, "p": {"t": 1, "t": 2}, "id": 4}\n'))
+    copy = ("COPY INTO RAW_EVENTS FROM @RAW_STAGE/d/ FILES = ('good.ndjson.gz', 'dup.ndjson.gz') "
+            "FILE_FORMAT = (FORMAT_NAME = '{fmt}') ON_ERROR = ABORT_STATEMENT")
+    message = refused(client, copy.format(fmt="NDJSON_FMT"), "100069", "22P02",
+                      'Error parsing JSON: duplicate object attribute "t", pos 27', **db)
+    assert f"File 's3://{name}/raw/d/dup.ndjson.gz', line 2" in message
+    assert rows(client, "SELECT COUNT(*) FROM RAW_EVENTS", **db) == [["0"]]  # the statement loaded nothing
+    out = client.run(copy.format(fmt="NDJSON_DUP_FMT"), **db)
+    assert [(r[1], r[3]) for r in out["data"]] == [("LOADED", "1"), ("LOADED", "2")]
+    got = [json.loads(r[0]) for r in rows(client, "SELECT PAYLOAD FROM RAW_EVENTS", **db)]
+    assert sorted(got, key=lambda p: p["id"]) == [{"id": 1}, {"id": 2, "p": {"t": 1}}, {"id": 4, "p": {"t": 2}}]
+
+
+def test_copy_allow_duplicate_given_in_the_copy_statement(client, db, bucket):
+    s3, name = bucket
+    _setup_stage(client, db, name)
+    client.run("CREATE TABLE RAW_EVENTS (PAYLOAD VARIANT)", **db)
+    s3.put_object(Bucket=name, Key="raw/e/dup.ndjson.gz", Body=gzip.compress(b'{"a": 1, "a": 2}\n'))
+    client.run("COPY INTO RAW_EVENTS FROM @RAW_STAGE/e/ FILES = ('dup.ndjson.gz') "
+               "FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT' ALLOW_DUPLICATE = TRUE) ON_ERROR = ABORT_STATEMENT", **db)
+    assert [json.loads(r[0]) for r in rows(client, "SELECT PAYLOAD FROM RAW_EVENTS", **db)] == [{"a": 2}]
