@@ -3,6 +3,9 @@
 The local service referees the project's end-to-end tests, so it must refuse at least what
 Snowflake refuses, with Snowflake's error codes, SQL states and message shapes:
 
+- MERGE whose target row joins several source rows that would update it (or update and delete it):
+  100090 (42P18) "Duplicate row detected during DML action\\nRow Values: [...]", checked inside the
+  statement before anything is written (ERROR_ON_NONDETERMINISTIC_MERGE defaults to TRUE).
 - PARSE_JSON(s) / PARSE_JSON(s, 's') on a repeated object key or invalid JSON text: 100069 (22P02)
   "Error parsing JSON: ..."; PARSE_JSON(s, 'd') keeps the last value of a repeated key.
 - COPY of JSON files: a line with a repeated key fails the file unless the file format says
@@ -31,9 +34,11 @@ import fakesnow.copy_into as _copy_into
 import fakesnow.transforms as _fs_transforms
 from fakesnow.cursor import FakeSnowflakeCursor
 from fakesnow.transforms.file_format import lookup_file_format
+from fakesnow.transforms.merge import operations as merge_operations
 from fakesnow.transforms.options import parse_options
 
 # Documentation each refusal follows.
+DOC_MERGE = "https://docs.snowflake.com/en/sql-reference/sql/merge"  # "Duplicate join behavior"
 DOC_PARSE_JSON = "https://docs.snowflake.com/en/sql-reference/functions/parse_json"
 DOC_FILE_FORMAT = "https://docs.snowflake.com/en/sql-reference/sql/create-file-format"  # ALLOW_DUPLICATE
 
@@ -248,6 +253,79 @@ def _strict_parse_json(transformed: exp.Expression, params: list | None) -> None
 
 
 # ---------------------------------------------------------------------------------------------
+# MERGE: duplicate join behavior (DOC_MERGE)
+# ---------------------------------------------------------------------------------------------
+
+CHECK_KEY = "strict_merge_check"
+
+
+def _with_merge_check(merge: exp.Merge, statements: list[exp.Expression]) -> list[exp.Expression]:
+    """fakesnow's MERGE statements with a check after CREATE merge_candidates, before any write.
+
+    DOC_MERGE, "Duplicate join behavior": with ERROR_ON_NONDETERMINISTIC_MERGE = TRUE (the default)
+    a MERGE fails when a target row joins several source rows that would update it, or one that
+    would update it and another that would delete it. Source rows that only delete a target row are
+    deterministic, and so are source rows that match no target row (each one is inserted).
+
+    merge_candidates holds one row per joined (target, source) pair with the WHEN clause it takes
+    (the first whose condition holds, as in the MERGE); it gains the target's rowid, and the check
+    counts the clauses per target row there, without evaluating the source a second time."""
+    ops = merge_operations(merge)
+    create, target = statements[0], merge.this
+    select = create.expression if isinstance(create, exp.Create) else None
+    if not ops["updated"] or not isinstance(select, exp.Select) or not isinstance(target, exp.Table):
+        return statements  # without an UPDATE clause every duplicate join is deterministic
+    ref = target.alias or target.name
+    select.select(f"{ref}.rowid AS __sf_target_rowid", copy=False)
+    updates = ", ".join(map(str, ops["updated"]))
+    deletes = ", ".join(map(str, ops["deleted"])) or "NULL"
+    check = sqlglot.parse_one(
+        f"""
+        SELECT {ref}.* FROM {target} WHERE {ref}.rowid IN (
+            SELECT __sf_target_rowid FROM merge_candidates WHERE __sf_target_rowid IS NOT NULL
+            GROUP BY __sf_target_rowid
+            HAVING COUNT_IF(merge_op IN ({updates})) > 1
+                OR (COUNT_IF(merge_op IN ({updates})) > 0 AND COUNT_IF(merge_op IN ({deletes})) > 0)
+        ) LIMIT 1
+        """
+    )
+    check.set(CHECK_KEY, True)
+    return [create, check, *statements[1:]]
+
+
+def _render_value(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, decimal.Decimal)):
+        return str(v)
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def _run_merge_check(cur: Any, transformed: exp.Expression) -> None:
+    duck = cur._duck_conn  # noqa: SLF001
+    duck.execute(transformed.sql(dialect="duckdb"))
+    row = duck.fetchone()
+    if row is not None:
+        raise StrictError(
+            "100090",
+            "42P18",
+            "Duplicate row detected during DML action\nRow Values: [" + ", ".join(map(_render_value, row)) + "]",
+        )
+
+
+_orig_merge = _fs_transforms.merge
+
+
+def _merge_with_check(expression: exp.Expression) -> list[exp.Expression]:
+    out = _orig_merge(expression)
+    if len(out) > 1 and isinstance(expression, exp.Merge):
+        return _with_merge_check(expression, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # COPY of JSON files: ALLOW_DUPLICATE (DOC_FILE_FORMAT)
 # ---------------------------------------------------------------------------------------------
 
@@ -332,7 +410,7 @@ _installed = False
 
 
 def install() -> None:
-    """Patch fakesnow (once): statement rewrites, strict JSON files."""
+    """Patch fakesnow (once): statement rewrites, the MERGE check, strict JSON files."""
     global _installed
     if _installed:
         return
@@ -345,9 +423,12 @@ def install() -> None:
         if isinstance(params, tuple):
             params = list(params)
         _strict_parse_json(transformed, params)
+        if transformed.args.get(CHECK_KEY):
+            return _run_merge_check(self, transformed)
         return prev_execute(self, transformed, params)
 
     FakeSnowflakeCursor._execute = _execute_strict  # noqa: SLF001
+    _fs_transforms.merge = _merge_with_check
     _copy_into._params = _copy_params_strict  # noqa: SLF001
 
 

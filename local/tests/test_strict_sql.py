@@ -44,6 +44,81 @@ def rows(client: Client, sql: str, **kw) -> list[list]:
 
 
 # ------------------------------------------------------------------------------------------------
+# MERGE: duplicate join behavior
+
+
+def merge_sql(table: str = "M") -> str:
+    """The shape of the upsert's MERGE (shared/src/upsert/merge.rs): rows as one bound JSON array."""
+    return (
+        f'MERGE INTO {table} AS t USING (SELECT value:"k"::NUMBER(38,0) AS "K", value:"v"::VARCHAR AS "V", '
+        'value:"d"::BOOLEAN AS "__DELETE" FROM (SELECT PARSE_JSON(?, \'d\') AS J) AS SRC, '
+        'LATERAL FLATTEN(INPUT => SRC.J)) AS s ON t."K" = s."K" '
+        'WHEN MATCHED AND s."__DELETE" THEN DELETE '
+        'WHEN MATCHED AND NOT s."__DELETE" AND s."V" <> \'skip\' THEN UPDATE SET t."V" = s."V" '
+        'WHEN NOT MATCHED AND NOT s."__DELETE" THEN INSERT ("K", "V") VALUES (s."K", s."V")'
+    )
+
+
+@pytest.fixture()
+def merge_table(client, db):
+    client.run('CREATE TABLE M ("K" NUMBER(38,0), "V" VARCHAR)', **db)
+    client.run("INSERT INTO M VALUES (1, 'one'), (2, 'two')", **db)
+    return db
+
+
+def source(*rows_: tuple) -> dict:
+    return text(json.dumps([{"k": k, "v": v, "d": d} for k, v, d in rows_]))
+
+
+def test_merge_two_source_rows_updating_one_target_row_is_refused_and_changes_nothing(client, merge_table):
+    db = merge_table
+    before = rows(client, "SELECT K, V FROM M ORDER BY K", **db)
+    message = refused(
+        client, merge_sql(), "100090", "42P18", "Duplicate row detected during DML action\nRow Values: [",
+        bindings=source((1, "a", False), (1, "b", False), (3, "new", False)), **db,
+    )
+    assert message == 'Duplicate row detected during DML action\nRow Values: [1, "one"]'
+    # atomic: neither the update of 1 nor the insert of 3 happened
+    assert rows(client, "SELECT K, V FROM M ORDER BY K", **db) == before
+
+
+def test_merge_one_source_row_updating_and_another_deleting_is_refused(client, merge_table):
+    db = merge_table
+    refused(client, merge_sql(), "100090", "42P18", "Duplicate row detected during DML action",
+            bindings=source((2, "x", True), (2, "y", False)), **db)
+    assert rows(client, "SELECT K, V FROM M ORDER BY K", **db) == [["1", "one"], ["2", "two"]]
+
+
+def test_merge_duplicates_that_are_deterministic_succeed(client, merge_table):
+    db = merge_table
+    # two source rows with the same NEW key: each is inserted
+    out = client.run(merge_sql(), bindings=source((7, "a", False), (7, "b", False)), **db)
+    assert out["stats"]["numRowsInserted"] == 2
+    assert sorted(rows(client, "SELECT V FROM M WHERE K = 7", **db)) == [["a"], ["b"]]
+    # two source rows that only delete one target row
+    client.run(merge_sql(), bindings=source((1, "x", True), (1, "y", True)), **db)
+    assert rows(client, "SELECT COUNT(*) FROM M WHERE K = 1", **db) == [["0"]]
+    # two source rows joining one target row, only one of which takes a WHEN MATCHED clause
+    out = client.run(merge_sql(), bindings=source((2, "skip", False), (2, "kept", False)), **db)
+    assert out["stats"]["numRowsUpdated"] == 1
+    assert rows(client, "SELECT V FROM M WHERE K = 2", **db) == [["kept"]]
+    # one source row joining two target rows (the target has a repeated key) updates both
+    out = client.run(merge_sql(), bindings=source((7, "both", False)), **db)
+    assert out["stats"]["numRowsUpdated"] == 2
+    assert rows(client, "SELECT V FROM M WHERE K = 7", **db) == [["both"], ["both"]]
+
+
+def test_merge_of_a_thousand_rows_with_one_duplicate_key_is_refused(client, merge_table):
+    db = merge_table
+    batch = [(k, f"v{k}", False) for k in range(1, 1001)]
+    client.run(merge_sql(), bindings=source(*batch), **db)
+    assert rows(client, "SELECT COUNT(*) FROM M", **db) == [["1000"]]
+    refused(client, merge_sql(), "100090", "42P18", "Duplicate row detected during DML action",
+            bindings=source(*batch, (500, "again", False)), **db)
+    assert rows(client, "SELECT V FROM M WHERE K = 500", **db) == [["v500"]]
+
+
+# ------------------------------------------------------------------------------------------------
 # PARSE_JSON
 
 
