@@ -10,6 +10,8 @@ Snowflake refuses, with Snowflake's error codes, SQL states and message shapes:
   "Error parsing JSON: ..."; PARSE_JSON(s, 'd') keeps the last value of a repeated key.
 - COPY of JSON files: a line with a repeated key fails the file unless the file format says
   ALLOW_DUPLICATE = TRUE, which keeps the last value.
+- NUMBER(p,s) out of range: 100039 (22003) for text, 100046 (22003) for numbers; NUMBER and the
+  integer types hold 38 digits (fakesnow made them BIGINT).
 
 install() patches fakesnow once; map_error() is the service's hook. The
 refusals raised inside DuckDB travel as error('SFSTRICT[code/state]...') messages that map_error()
@@ -41,6 +43,8 @@ from fakesnow.transforms.options import parse_options
 DOC_MERGE = "https://docs.snowflake.com/en/sql-reference/sql/merge"  # "Duplicate join behavior"
 DOC_PARSE_JSON = "https://docs.snowflake.com/en/sql-reference/functions/parse_json"
 DOC_FILE_FORMAT = "https://docs.snowflake.com/en/sql-reference/sql/create-file-format"  # ALLOW_DUPLICATE
+DOC_NUMERIC = "https://docs.snowflake.com/en/sql-reference/data-types-numeric"
+DOC_TO_DECIMAL = "https://docs.snowflake.com/en/sql-reference/functions/to_decimal"
 
 MARK = "SFSTRICT"
 _MARK_RE = re.compile(r"SFSTRICT\[(\d{6})/([0-9A-Z]{5})\]([A-Z]*):(.*)", re.S)
@@ -403,6 +407,26 @@ def _copy_params_strict(
 
 
 # ---------------------------------------------------------------------------------------------
+# NUMBER: 38 digits for NUMBER and the integer types (DOC_NUMERIC)
+# ---------------------------------------------------------------------------------------------
+
+_NUMBER_38_0 = exp.DataType.build("DECIMAL(38, 0)")
+
+
+def _integer_precision_38(expression: exp.Expression) -> exp.Expression:
+    """NUMBER, NUMBER(38,0), INT, INTEGER, SMALLINT and TINYINT are NUMBER(38,0): all integers of up to
+    38 digits (DOC_NUMERIC). fakesnow made them BIGINT, which refused values of 19 to 38 digits. An
+    explicit BIGINT stays one: fakesnow's own rewrites cast to BIGINT where DuckDB needs an integer."""
+    if isinstance(expression, exp.DataType) and (
+        (expression.this == exp.DataType.Type.DECIMAL
+         and (not expression.expressions or [e.sql() for e in expression.expressions] == ["38", "0"]))
+        or expression.this in (exp.DataType.Type.INT, exp.DataType.Type.SMALLINT, exp.DataType.Type.TINYINT)
+    ):
+        return _NUMBER_38_0.copy()
+    return expression
+
+
+# ---------------------------------------------------------------------------------------------
 # The hooks
 # ---------------------------------------------------------------------------------------------
 
@@ -430,12 +454,42 @@ def install() -> None:
     FakeSnowflakeCursor._execute = _execute_strict  # noqa: SLF001
     _fs_transforms.merge = _merge_with_check
     _copy_into._params = _copy_params_strict  # noqa: SLF001
+    _fs_transforms.integer_precision = _integer_precision_38
 
 
+_NUM_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_STRING_TO_NUMBER_RE = re.compile(
+    r"Could not convert string (['\"])(.*?)\1 to "
+    r"(DECIMAL\(\d+,\s*\d+\)|U?(?:INT\d*|BIGINT|HUGEINT|INTEGER|SMALLINT|TINYINT))"
+)
+_NUMBER_OUT_OF_RANGE_RES = (
+    re.compile(r'Casting value "(.*?)" to type DECIMAL\((\d+),\s*(\d+)\) failed: value is out of range'),
+    re.compile(r"Could not cast value (\S+) to DECIMAL\((\d+),\s*(\d+)\)"),
+    re.compile(r"Type \w+ with value (\S+) can't be cast because the value is out of range for the destination type "
+               r"(INT\d+|DECIMAL\((\d+),\s*(\d+)\))"),
+)
 _MALFORMED_JSON_RE = re.compile(
     r'Malformed JSON(?: in file "(?P<file>.*?)")?,? at byte (?P<byte>\d+)(?: of input)?(?: in line (?P<line>\d+))?:'
     r"\s*(?P<reason>[^.]*)"
 )
+
+
+def _plain_number(text: str) -> str:
+    try:
+        d = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        return text
+    out = format(d, "f")
+    return out.rstrip("0").rstrip(".") if "." in out else out
+
+
+def _storage_bytes(value: str, scale: int) -> int:
+    # Snowflake names the width of the scaled integer: FIXED[SB2](4,2) for 123.45
+    try:
+        n = abs(int(decimal.Decimal(value).scaleb(scale).to_integral_value()))
+    except (decimal.InvalidOperation, ValueError):
+        return 16
+    return next((b for b in (1, 2, 4, 8) if n < 2 ** (8 * b - 1)), 16)
 
 
 def _copy_duplicate_message(payload: str) -> str:
@@ -467,6 +521,24 @@ def map_error(e: BaseException) -> tuple[str, str, str] | None:
             return code, state, _copy_duplicate_message(payload)
         return code, state, payload.split("\n\nLINE ")[0]
     first = text.split("\n")[0]
+    if m := _STRING_TO_NUMBER_RE.search(first):
+        value = m.group(2)
+        if _NUM_RE.fullmatch(value.strip()):
+            # text cast to a NUMBER too narrow for it (DOC_TO_DECIMAL: "Numeric value '345.123' is out of range")
+            return "100039", "22003", f"Numeric value '{value}' is out of range"
+        return "100038", "22018", f"Numeric value '{value}' is not recognized"
+    for pattern in _NUMBER_OUT_OF_RANGE_RES:
+        if m := pattern.search(first):
+            value = _plain_number(m.group(1))
+            if len(m.groups()) >= 4 and m.group(2).startswith("INT"):
+                precision, scale = 38, 0  # fakesnow's BIGINT stands for NUMBER(38,0)
+            else:
+                precision, scale = int(m.group(m.lastindex - 1)), int(m.group(m.lastindex))
+            # a number cast to a NUMBER too narrow for it; Snowflake is known to answer 100046 (22003)
+            # "Number out of representable range: type FIXED[SB2](4,2){...}, value 123.45"
+            sb = _storage_bytes(value, scale)
+            message = f"Number out of representable range: type FIXED[SB{sb}]({precision},{scale}), value {value}"
+            return "100046", "22003", message
     if isinstance(e, (duckdb.InvalidInputException, sf_errors.Error)) and (m := _MALFORMED_JSON_RE.search(first)):
         message = f"Error parsing JSON: {m['reason'].strip()}, pos {m['byte']}"
         if m["file"]:

@@ -200,3 +200,55 @@ def test_copy_allow_duplicate_given_in_the_copy_statement(client, db, bucket):
     client.run("COPY INTO RAW_EVENTS FROM @RAW_STAGE/e/ FILES = ('dup.ndjson.gz') "
                "FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT' ALLOW_DUPLICATE = TRUE) ON_ERROR = ABORT_STATEMENT", **db)
     assert [json.loads(r[0]) for r in rows(client, "SELECT PAYLOAD FROM RAW_EVENTS", **db)] == [{"a": 2}]
+
+
+# ------------------------------------------------------------------------------------------------
+# NUMBER(p,s)
+
+
+def test_number_out_of_range_is_refused(client, db):
+    refused(client, "SELECT '123.45'::NUMBER(4,2)", "100039", "22003", "Numeric value '123.45' is out of range", **db)
+    refused(client, "SELECT '100000000000000000000000000000000000000'::NUMBER(38,0)", "100039", "22003",
+            "Numeric value '100000000000000000000000000000000000000' is out of range", **db)
+    # a number (not text) too wide for its target
+    refused(client, "SELECT 123.45::NUMBER(4,2)", "100046", "22003",
+            "Number out of representable range: type FIXED[SB2](4,2), value 123.45", **db)
+    refused(client, "SELECT 100000000000000000000000000000000000000::NUMBER", "100046", "22003",
+            "Number out of representable range: type FIXED[SB16](38,0)", **db)
+    # rounding past the precision: 99.999 rounds to 100.00
+    refused(client, "SELECT '99.999'::NUMBER(4,2)", "100039", "22003", "Numeric value '99.999' is out of range", **db)
+    # text that is no number at all
+    refused(client, "SELECT 'abc'::NUMBER(4,2)", "100038", "22018", "Numeric value 'abc' is not recognized", **db)
+    # into a column, bound
+    client.run("CREATE TABLE N (A NUMBER(4,2))", **db)
+    refused(client, "INSERT INTO N VALUES (?)", "100046", "22003", "Number out of representable range",
+            bindings={"1": {"type": "FIXED", "value": "123.45"}}, **db)
+    assert rows(client, "SELECT COUNT(*) FROM N", **db) == [["0"]]
+
+
+def test_number_out_of_range_in_a_merge_source_changes_nothing(client, db):
+    client.run("CREATE TABLE P (K NUMBER, AMOUNT NUMBER(10,2))", **db)
+    client.run("INSERT INTO P VALUES (1, 1.50)", **db)
+    merge = ('MERGE INTO P AS t USING (SELECT value:"c0"::NUMBER(38,0) AS K, value:"c1"::NUMBER(10,2) AS AMOUNT '
+             "FROM (SELECT PARSE_JSON(?) AS J) AS SRC, LATERAL FLATTEN(INPUT => SRC.J)) AS s ON t.K = s.K "
+             "WHEN MATCHED THEN UPDATE SET t.AMOUNT = s.AMOUNT "
+             "WHEN NOT MATCHED THEN INSERT (K, AMOUNT) VALUES (s.K, s.AMOUNT)")
+    refused(client, merge, "100039", "22003", "Numeric value '123456789012.5' is out of range",
+            bindings=text('[{"c0": 1, "c1": 2.5}, {"c0": 2, "c1": 123456789012.5}]'), **db)
+    assert rows(client, "SELECT K, AMOUNT FROM P", **db) == [["1", "1.50"]]
+    client.run(merge, bindings=text('[{"c0": 1, "c1": 2.555}, {"c0": 2, "c1": 99999999.99}]'), **db)
+    assert rows(client, "SELECT K, AMOUNT FROM P ORDER BY K", **db) == [["1", "2.56"], ["2", "99999999.99"]]
+
+
+def test_numbers_in_range_still_load(client, db):
+    out = rows(client, "SELECT '12.345'::NUMBER(4,2), '-99.99'::NUMBER(4,2), "
+                       "'99999999999999999999999999999999999999'::NUMBER(38,0)", **db)
+    assert out == [["12.35", "-99.99", "99999999999999999999999999999999999999"]]
+    # NUMBER and INT are NUMBER(38,0): 38 digits, not DuckDB's BIGINT
+    client.run("CREATE TABLE W (ID NUMBER, I INT)", **db)
+    client.run("INSERT INTO W VALUES (?, ?)", bindings={"1": {"type": "FIXED", "value": "12345678901234567890123"},
+                                                      "2": {"type": "FIXED", "value": "-" + "9" * 38}}, **db)
+    out = client.run("SELECT ID, I, ID + 1 FROM W", **db)
+    assert out["data"] == [["12345678901234567890123", "-" + "9" * 38, "12345678901234567890124"]]
+    assert [(c["type"], c["precision"], c["scale"]) for c in out["resultSetMetaData"]["rowType"][:2]] == [
+        ("FIXED", 38, 0), ("FIXED", 38, 0)]
