@@ -320,6 +320,8 @@ def convert_binding(pos: str, b: Any) -> Any:
                 dt = dt.replace(tzinfo=None)
             return dt
     except (ValueError, ArithmeticError) as e:
+        if (refused := strict_sql.binding_error(typ, value)) is not None:
+            raise refused from e  # a date out of range is a SQL error, as in Snowflake
         raise BindingError(f"Binding {pos}: invalid {typ} value.") from e
     raise BindingError(f"Binding {pos}: unsupported type {typ}.")
 
@@ -865,6 +867,8 @@ class Handler(BaseHTTPRequestHandler):
             convert_bindings(body.get("bindings"))
         except BindingError as e:
             return self._send(400, {"code": "390400", "message": str(e)})
+        except strict_sql.StrictError:
+            pass  # a well-formed value Snowflake refuses when the statement runs: answered as its SQL error
         retry = q.get("retry", "").lower() == "true"
         is_async = q.get("async", "").lower() == "true"
         st, _new = eng.submit(body, request_id, retry)

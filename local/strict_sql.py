@@ -12,8 +12,9 @@ Snowflake refuses, with Snowflake's error codes, SQL states and message shapes:
   ALLOW_DUPLICATE = TRUE, which keeps the last value.
 - NUMBER(p,s) out of range: 100039 (22003) for text, 100046 (22003) for numbers; NUMBER and the
   integer types hold 38 digits (fakesnow made them BIGINT).
+- DATE / TIMESTAMP outside the years 1..9999: 100040 / 100035 (22007) "... is not recognized".
 
-install() patches fakesnow once; map_error() is the service's hook. The
+install() patches fakesnow once; map_error() and binding_error() are the service's hooks. The
 refusals raised inside DuckDB travel as error('SFSTRICT[code/state]...') messages that map_error()
 turns back into (code, sqlState, message).
 """
@@ -45,6 +46,7 @@ DOC_PARSE_JSON = "https://docs.snowflake.com/en/sql-reference/functions/parse_js
 DOC_FILE_FORMAT = "https://docs.snowflake.com/en/sql-reference/sql/create-file-format"  # ALLOW_DUPLICATE
 DOC_NUMERIC = "https://docs.snowflake.com/en/sql-reference/data-types-numeric"
 DOC_TO_DECIMAL = "https://docs.snowflake.com/en/sql-reference/functions/to_decimal"
+DOC_DATETIME = "https://docs.snowflake.com/en/sql-reference/data-types-datetime"
 
 MARK = "SFSTRICT"
 _MARK_RE = re.compile(r"SFSTRICT\[(\d{6})/([0-9A-Z]{5})\]([A-Z]*):(.*)", re.S)
@@ -256,6 +258,83 @@ def _strict_parse_json(transformed: exp.Expression, params: list | None) -> None
             )
 
 
+_DATETIME_TYPES: dict[exp.DataType.Type, tuple[str, str, str, str]] = {
+    # type -> (code, noun, lowest, highest) per DOC_DATETIME: years 1..9999
+    exp.DataType.Type.DATE: ("100040", "Date", "0001-01-01", "9999-12-31"),
+    exp.DataType.Type.TIMESTAMP: ("100035", "Timestamp", "0001-01-01", "9999-12-31 23:59:59.999999"),
+    exp.DataType.Type.TIMESTAMPNTZ: ("100035", "Timestamp", "0001-01-01", "9999-12-31 23:59:59.999999"),
+    exp.DataType.Type.DATETIME: ("100035", "Timestamp", "0001-01-01", "9999-12-31 23:59:59.999999"),
+    exp.DataType.Type.TIMESTAMPTZ: ("100035", "Timestamp", "0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00"),
+    exp.DataType.Type.TIMESTAMPLTZ: (
+        "100035", "Timestamp", "0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00",
+    ),
+    exp.DataType.Type.TIMESTAMP_S: ("100035", "Timestamp", "0001-01-01", "9999-12-31 23:59:59"),
+    exp.DataType.Type.TIMESTAMP_MS: ("100035", "Timestamp", "0001-01-01", "9999-12-31 23:59:59.999"),
+}
+
+
+def _checked_datetime(node: exp.Expression) -> exp.Expression:
+    """`node` (a CAST to a date/timestamp type, or fakesnow's _fs_to_timestamp(x, scale) that stands
+    for a cast to TIMESTAMP_NTZ and for TO_TIMESTAMP) failing outside the years 1..9999 (TRY_CAST:
+    NULL instead). DuckDB itself accepts years up to 294247. The input is evaluated once (a list
+    lambda), so a bound `?` stays a single placeholder."""
+    if isinstance(node, exp.Cast):
+        to = node.to
+        try_ = isinstance(node, exp.TryCast)
+        typ = to.sql(dialect="duckdb")
+        code, noun, low, high = _DATETIME_TYPES[to.this]
+        convert = f"{'TRY_CAST' if try_ else 'CAST'}(__sf_s AS {typ})"
+    else:  # _fs_to_timestamp(x, scale): a TIMESTAMP
+        try_ = False
+        typ = "TIMESTAMP"
+        code, noun, low, high = _DATETIME_TYPES[exp.DataType.Type.TIMESTAMP]
+        convert = f"_fs_to_timestamp(__sf_s, {node.expressions[1].sql(dialect='duckdb')})"
+    # the input as Snowflake echoes it: a VARIANT string without its quotes
+    shown = "TRIM(CAST(__sf_s AS VARCHAR), '\"')"
+    quote = "'''"
+    otherwise = (
+        "NULL" if try_ else f"error('{MARK}[{code}/22007]:{noun} {quote} || {shown} || {quote} is not recognized')"
+    )
+    template = (
+        f"SELECT LIST_TRANSFORM([__sf_x], __sf_s -> LIST_TRANSFORM([{convert}], __sf_v -> "
+        f"CASE WHEN __sf_v IS NULL OR __sf_v BETWEEN CAST('{low}' AS {typ}) AND CAST('{high}' AS {typ}) "
+        f"THEN __sf_v ELSE {otherwise} END)[1])[1]"
+    )
+    checked = sqlglot.parse_one(template, read="duckdb").selects[0]
+    marker = next(c for c in checked.find_all(exp.Column) if c.name == "__sf_x")
+    marker.replace(node.this if isinstance(node, exp.Cast) else node.expressions[0])
+    return checked
+
+
+def _is_datetime_conversion(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Cast):
+        return isinstance(node.to, exp.DataType) and node.to.this in _DATETIME_TYPES
+    return (
+        isinstance(node, exp.Anonymous)
+        and node.name.upper() == "_FS_TO_TIMESTAMP"
+        and len(node.expressions) == 2
+        and not _has_placeholder(node.expressions[1])
+    )
+
+
+def _strict_datetime_casts(transformed: exp.Expression) -> None:
+    nodes = [
+        n
+        for n in transformed.find_all(exp.Cast, exp.Anonymous)
+        if _is_datetime_conversion(n) and not n.find_ancestor(exp.ColumnDef)
+    ]
+    for node in nodes:
+        name = None
+        if isinstance(node.parent, exp.Select) and node.arg_key == "expressions":
+            # keep the column name DuckDB gives the unaliased expression
+            try:
+                name = duckdb.SQLExpression(node.sql(dialect="duckdb")).get_name()
+            except Exception:  # noqa: BLE001 - no name is better than no check
+                name = None
+        checked = _checked_datetime(node)
+        node.replace(exp.alias_(checked, name, quoted=True) if name else checked)
+
+
 # ---------------------------------------------------------------------------------------------
 # MERGE: duplicate join behavior (DOC_MERGE)
 # ---------------------------------------------------------------------------------------------
@@ -447,6 +526,7 @@ def install() -> None:
         if isinstance(params, tuple):
             params = list(params)
         _strict_parse_json(transformed, params)
+        _strict_datetime_casts(transformed)
         if transformed.args.get(CHECK_KEY):
             return _run_merge_check(self, transformed)
         return prev_execute(self, transformed, params)
@@ -455,6 +535,20 @@ def install() -> None:
     _fs_transforms.merge = _merge_with_check
     _copy_into._params = _copy_params_strict  # noqa: SLF001
     _fs_transforms.integer_precision = _integer_precision_38
+
+
+def binding_error(typ: str, value: str) -> StrictError | None:
+    """The SQL error for a bound DATE/TIMESTAMP value outside the years 1..9999 (DOC_DATETIME), which
+    Python cannot even represent; None for a value that is malformed rather than out of range."""
+    typ = typ.upper()
+    if typ not in ("DATE", "TIMESTAMP", "TIMESTAMP_NTZ", "TIMESTAMP_LTZ", "TIMESTAMP_TZ"):
+        return None
+    shown = value.strip()
+    if not (re.fullmatch(r"-?\d+(\s+\d+)?", shown) or re.match(r"[+-]?\d{5,}-|-\d{4}-|0000-", shown)):
+        return None
+    if typ == "DATE":
+        return StrictError("100040", "22007", f"Date '{shown}' is not recognized")
+    return StrictError("100035", "22007", f"Timestamp '{shown}' is not recognized")
 
 
 _NUM_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

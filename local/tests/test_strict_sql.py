@@ -252,3 +252,48 @@ def test_numbers_in_range_still_load(client, db):
     assert out["data"] == [["12345678901234567890123", "-" + "9" * 38, "12345678901234567890124"]]
     assert [(c["type"], c["precision"], c["scale"]) for c in out["resultSetMetaData"]["rowType"][:2]] == [
         ("FIXED", 38, 0), ("FIXED", 38, 0)]
+
+
+# ------------------------------------------------------------------------------------------------
+# DATE / TIMESTAMP: years 1..9999
+
+
+def test_dates_and_timestamps_outside_years_1_to_9999_are_refused(client, db):
+    refused(client, "SELECT '10000-01-01'::TIMESTAMP_NTZ", "100035", "22007",
+            "Timestamp '10000-01-01' is not recognized", **db)
+    refused(client, "SELECT '10000-01-01 00:00:00'::TIMESTAMP_TZ", "100035", "22007", "Timestamp '10000-01-01", **db)
+    refused(client, "SELECT '10000-01-01'::DATE", "100040", "22007", "Date '10000-01-01' is not recognized", **db)
+    refused(client, "SELECT TO_DATE('0000-12-31')", "100040", "22007", "Date '0000-12-31' is not recognized", **db)
+    refused(client, "SELECT CAST(? AS TIMESTAMP_NTZ)", "100035", "22007", "Timestamp '12024-01-01' is not recognized",
+            bindings=text("12024-01-01"), **db)
+    # a bound TIMESTAMP / DATE value (nanoseconds / milliseconds since the epoch) out of range
+    refused(client, "SELECT ?", "100035", "22007", "Timestamp '253402300800000000000' is not recognized",
+            bindings={"1": {"type": "TIMESTAMP_NTZ", "value": "253402300800000000000"}}, **db)
+    refused(client, "SELECT ?", "100040", "22007", "Date '253402300800000' is not recognized",
+            bindings={"1": {"type": "DATE", "value": "253402300800000"}}, **db)
+    # TRY_CAST answers NULL instead
+    assert rows(client, "SELECT TRY_CAST('10000-01-01' AS DATE)", **db) == [[None]]
+
+
+def test_timestamp_out_of_range_in_a_merge_source_changes_nothing(client, db):
+    client.run("CREATE TABLE E (K NUMBER, TS TIMESTAMP_NTZ)", **db)
+    merge = ('MERGE INTO E AS t USING (SELECT value:"k"::NUMBER AS K, value:"a"::TIMESTAMP_NTZ AS TS '
+             "FROM (SELECT PARSE_JSON(?, 'd') AS J) AS SRC, LATERAL FLATTEN(INPUT => SRC.J)) AS s ON t.K = s.K "
+             "WHEN MATCHED THEN UPDATE SET t.TS = s.TS WHEN NOT MATCHED THEN INSERT (K, TS) VALUES (s.K, s.TS)")
+    refused(client, merge, "100035", "22007", "Timestamp '10000-01-01T00:00:00' is not recognized",
+            bindings=text('[{"k": 1, "a": "2024-01-02T03:04:05Z"}, {"k": 2, "a": "10000-01-01T00:00:00"}]'), **db)
+    assert rows(client, "SELECT COUNT(*) FROM E", **db) == [["0"]]
+    client.run(merge, bindings=text('[{"k": 1, "a": "9999-12-31T23:59:59.999Z"}, {"k": 2, "a": "0001-01-01"}]'), **db)
+    assert rows(client, "SELECT K, TS FROM E ORDER BY K", **db) == [
+        ["1", "253402300799.999000000"], ["2", "-62135596800.000000000"]]
+
+
+def test_dates_and_timestamps_in_range_still_work(client, db):
+    out = client.run("SELECT '9999-12-31 23:59:59.999999'::TIMESTAMP_NTZ, '0001-01-01'::DATE, "
+                     "'2024-01-02'::DATE AS D, TO_TIMESTAMP('2024-01-02 03:04:05'), CAST(NULL AS DATE)", **db)
+    assert out["data"] == [["253402300799.999999000", "-719162", "19724", "1704164645.000000000", None]]
+    assert [c["type"] for c in out["resultSetMetaData"]["rowType"]] == [
+        "TIMESTAMP_NTZ", "DATE", "DATE", "TIMESTAMP_NTZ", "DATE"]
+    out = rows(client, "SELECT ?, ?", bindings={"1": {"type": "TIMESTAMP_NTZ", "value": "1700000000123456000"},
+                                                "2": {"type": "DATE", "value": "1704153600000"}}, **db)
+    assert out == [["1700000000.123456000", "19724"]]
