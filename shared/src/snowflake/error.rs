@@ -88,11 +88,13 @@ impl SnowflakeError {
         matches!(self, SnowflakeError::Sql { code, .. } if code == "000625")
     }
 
-    /// The statement failed on the values it was given (SQL state class 22, "data exception":
-    /// a cast out of range, unparseable JSON, a duplicate row in a MERGE source): every retry of
-    /// the same rows fails the same way, and only splitting the statement isolates the rows.
+    /// The statement failed on the values it was given (SQL state class 22, "data exception": a
+    /// cast out of range, unparseable JSON; or 100090, a target row joined by several source rows
+    /// of a MERGE, reported as 42P18): every retry of the same rows fails the same way, and only
+    /// splitting the statement isolates the rows.
     pub fn is_data_error(&self) -> bool {
-        matches!(self, SnowflakeError::Sql { sql_state, .. } if sql_state.starts_with("22"))
+        matches!(self, SnowflakeError::Sql { sql_state, code, .. }
+            if sql_state.starts_with("22") || code == "100090")
     }
 
     /// The Snowflake error code of a SQL error, e.g. `"002003"` for an object that does not exist.
