@@ -273,11 +273,11 @@ def test_each_role_has_what_its_function_needs_and_no_more(t):
     assert {"kinesis:GetRecords", "kinesis:GetShardIterator", "s3:PutObject", "sqs:SendMessage"} <= orchestrator
     assert not any(a.startswith("secretsmanager:") for a in orchestrator)
     assert sorted(_put_object_resources(t, "OrchestratorFunction")) == [
-        "${RawBucket.Arn}/${ErrorPrefix}/*", "${RawBucket.Arn}/${RawPrefix}/*"]
+        "${RawBucket.Arn}/${ErrorPrefix}/orchestrator/*", "${RawBucket.Arn}/${RawPrefix}/*"]
 
     upsert = _actions(t, "UpsertFunction")
     assert {"kinesis:GetRecords", "secretsmanager:GetSecretValue", "s3:PutObject", "sqs:SendMessage"} <= upsert
-    assert _put_object_resources(t, "UpsertFunction") == ["${RawBucket.Arn}/${ErrorPrefix}/*"]
+    assert _put_object_resources(t, "UpsertFunction") == ["${RawBucket.Arn}/${ErrorPrefix}/upsert/*"]
 
     loader = _actions(t, "LoaderFunction")
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
@@ -339,6 +339,25 @@ def test_every_environment_variable_is_read_by_the_code(t):
          if name != "RUST_LOG" and f'"{name}"' not in sources}
     )
     assert not unread, f"set in template.yaml but not read by shared/ or functions/: {unread}"
+
+
+def test_kinesis_functions_quarantine_under_distinct_keys(t):
+    """Both Kinesis functions get the same ERROR_PREFIX; the code writes below the function's
+    own name (shared/src/rawzone/layout.rs, `Writer`), and each role may write only there, so one
+    function can never overwrite the other's quarantine object for the same batch."""
+    prefixes = {props(t, f)["Environment"]["Variables"]["ERROR_PREFIX"]["Ref"] for f in KINESIS_FUNCTIONS}
+    assert prefixes == {"ErrorPrefix"}
+    quarantine = {
+        f: [r for r in _put_object_resources(t, f) if r.startswith("${RawBucket.Arn}/${ErrorPrefix}/")]
+        for f in KINESIS_FUNCTIONS
+    }
+    assert quarantine == {
+        "OrchestratorFunction": ["${RawBucket.Arn}/${ErrorPrefix}/orchestrator/*"],
+        "UpsertFunction": ["${RawBucket.Arn}/${ErrorPrefix}/upsert/*"],
+    }
+    layout = (ROOT / "shared/src/rawzone/layout.rs").read_text()
+    for segment in ("orchestrator", "upsert"):
+        assert f'=> "{segment}"' in layout, segment
 
 
 def test_upsert_tables_default_is_valid_json_for_the_default_table(t):

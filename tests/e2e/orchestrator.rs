@@ -221,7 +221,7 @@ async fn bad_records_are_quarantined_while_good_ones_land() {
     assert_eq!((outcome.records, outcome.quarantined), (5, 4));
 
     let keys = list_keys(&s3, &bucket).await;
-    let quarantine_key = "errors/2024/03/05/07/shardId-000000000000-1-5.ndjson.gz";
+    let quarantine_key = "errors/orchestrator/2024/03/05/07/shardId-000000000000-1-5.ndjson.gz";
     assert_eq!(
         keys,
         vec![

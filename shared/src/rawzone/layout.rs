@@ -3,6 +3,11 @@
 //! Keys are a pure function of the records they hold, so a retried batch overwrites the objects
 //! it wrote before instead of adding new ones:
 //! `{prefix}/{table}/{yyyy}/{mm}/{dd}/{hh}/[{name}={value}/]{shard}-{firstSeq}-{lastSeq}.{format}[.{gz|zst}]`
+//!
+//! Quarantine objects carry the function that wrote them, because the orchestrator and the upsert
+//! function read the same stream and may share one error prefix: without it both would write the
+//! same key for the same batch and one would overwrite the other's rejected records:
+//! `{error_prefix}/{writer}/{yyyy}/{mm}/{dd}/{hh}/{shard}-{firstSeq}-{lastSeq}.ndjson.gz`
 
 use std::borrow::Cow;
 
@@ -19,6 +24,23 @@ pub struct GroupKey {
     /// Hours since the epoch of the records' arrival time.
     pub hour: i64,
     pub shard_id: String,
+}
+
+/// The function that writes a quarantine object: its own key segment under the error prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Orchestrator,
+    Upsert,
+}
+
+impl Writer {
+    /// The key segment, also the function's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writer::Orchestrator => "orchestrator",
+            Writer::Upsert => "upsert",
+        }
+    }
 }
 
 /// The prefixes and the naming scheme of the raw zone.
@@ -70,9 +92,11 @@ impl Layout {
         key
     }
 
-    /// One quarantine object per batch and shard, holding every rejected record of it.
+    /// One quarantine object per writing function, batch and shard, holding every record of it
+    /// that function rejected.
     pub fn quarantine_key(
         &self,
+        writer: Writer,
         shard_id: &str,
         hour: i64,
         first_seq: &str,
@@ -80,6 +104,7 @@ impl Layout {
     ) -> String {
         let mut key = String::with_capacity(96);
         push_segment(&mut key, &self.error_prefix);
+        push_segment(&mut key, writer.as_str());
         push_hour(&mut key, hour);
         key.push_str(&format!(
             "{}-{}-{}.ndjson.gz",
@@ -262,11 +287,15 @@ mod tests {
     }
 
     #[test]
-    fn quarantine_keys() {
+    fn quarantine_keys_name_the_writing_function() {
         let layout = Layout::new("raw", "/errors/x/");
         assert_eq!(
-            layout.quarantine_key("shardId-1", hour_of(0), "5", "7"),
-            "errors/x/1970/01/01/00/shardId-1-5-7.ndjson.gz"
+            layout.quarantine_key(Writer::Orchestrator, "shardId-1", hour_of(0), "5", "7"),
+            "errors/x/orchestrator/1970/01/01/00/shardId-1-5-7.ndjson.gz"
+        );
+        assert_eq!(
+            layout.quarantine_key(Writer::Upsert, "shardId-1", hour_of(0), "5", "7"),
+            "errors/x/upsert/1970/01/01/00/shardId-1-5-7.ndjson.gz"
         );
     }
 

@@ -14,7 +14,7 @@ use crate::kinesis::route::{route_record, Router};
 use crate::kinesis::scan::same_text;
 use crate::rawzone::encode::csv::CsvMappings;
 use crate::rawzone::encode::{ndjson, Compression, Format, RowLineage};
-use crate::rawzone::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
+use crate::rawzone::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout, Writer};
 use crate::rawzone::object::PlannedObject;
 use crate::rawzone::quarantine::{self, RawData, Rejected};
 
@@ -166,7 +166,7 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
             members.iter().map(|i| &accepted[*i as usize]).collect();
         objects.push(encode_group(config, &group, &members)?);
     }
-    let quarantine = quarantine::object(&config.layout, &rejected)?;
+    let quarantine = quarantine::object(&config.layout, Writer::Orchestrator, &rejected)?;
     Ok(Plan {
         objects,
         quarantine,
@@ -376,7 +376,7 @@ mod tests {
         );
         assert!(q
             .key
-            .starts_with("errors/2024/11/21/14/shardId-000000000000-"));
+            .starts_with("errors/orchestrator/2024/11/21/14/shardId-000000000000-"));
         let reasons: Vec<String> = text(q, Compression::Gzip { level: 0 })
             .lines()
             .map(|l| {
