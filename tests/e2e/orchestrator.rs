@@ -130,6 +130,70 @@ async fn same_batch_twice_leaves_exactly_the_same_objects() {
 }
 
 #[tokio::test]
+async fn empty_partition_values_land_in_one_object() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-empty-part");
+    create_bucket(&s3, &bucket).await;
+    let o = orchestrator(
+        &bucket,
+        &[("TABLE", "visits"), ("PARTITION_FIELD", "/city")],
+    )
+    .await;
+    let event = kinesis_event(
+        "visits",
+        SHARD,
+        &[
+            ("11", "k", br#"{"city": "", "n": 1}"#),
+            ("12", "k", br#"{"city": "Oslo", "n": 2}"#),
+            ("13", "k", br#"{"city": "", "n": 3}"#),
+            ("14", "k", br#"{"n": 4}"#),
+            ("15", "k", br#"{"city": "", "n": 5}"#),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        (
+            outcome.records,
+            outcome.quarantined,
+            outcome.objects_written
+        ),
+        (5, 1, 3)
+    );
+    let empty_key = "raw/visits/2024/03/05/07/city=_empty/shardId-000000000000-11-15.ndjson.gz";
+    let oslo_key = "raw/visits/2024/03/05/07/city=Oslo/shardId-000000000000-12-12.ndjson.gz";
+    let quarantine_key = "errors/orchestrator/2024/03/05/07/shardId-000000000000-14-14.ndjson.gz";
+    assert_eq!(
+        list_keys(&s3, &bucket).await,
+        vec![
+            quarantine_key.to_string(),
+            oslo_key.to_string(),
+            empty_key.to_string()
+        ]
+    );
+    let count = |rows: &[serde_json::Value]| {
+        rows.iter()
+            .map(|r| r["payload"]["n"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let gz = Compression::Gzip { level: 0 };
+    assert_eq!(
+        count(&lines(&get_bytes(&s3, &bucket, empty_key).await, gz)),
+        [1, 3, 5]
+    );
+    assert_eq!(
+        count(&lines(&get_bytes(&s3, &bucket, oslo_key).await, gz)),
+        [2]
+    );
+    let rejected = lines(&get_bytes(&s3, &bucket, quarantine_key).await, gz);
+    assert_eq!(
+        rejected[0]["reason"],
+        "partition field /city is missing or null"
+    );
+}
+
+#[tokio::test]
 async fn csv_routes_by_field_and_quotes_hostile_values() {
     let s3 = support::s3().await;
     let bucket = support::unique("orch-csv");
