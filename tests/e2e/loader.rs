@@ -252,16 +252,19 @@ async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
         })
         .collect();
     let (r, _) = sensors
-        .handle_body(&kinesis_event(
-            "sensors",
-            SHARD,
-            &[
-                ("101", "6", &readings[0]),
-                ("102", "7", &readings[1]),
-                ("103", "6", &readings[2]),
-            ],
-            ARRIVAL,
-        ))
+        .handle_body(
+            &kinesis_event(
+                "sensors",
+                SHARD,
+                &[
+                    ("101", "6", &readings[0]),
+                    ("102", "7", &readings[1]),
+                    ("103", "6", &readings[2]),
+                ],
+                ARRIVAL,
+            ),
+            deadline(),
+        )
         .await
         .unwrap();
     assert!(r.batch_item_failures.is_empty());
@@ -281,12 +284,15 @@ async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
     let o1 = br#"{"event_id":"o-1","event_type":"order_created","event_timestamp":"2024-03-05T07:29:00Z","customer":{"id":"c9","name":"O'Brien, \"Bob\"","city":"Z\u00fcrich"},"order":{"total":12.5,"currency":"CHF","items":[{"sku":"a","qty":2}]}}"#;
     let o2 = br#"{"event_id":"o-2","event_type":"order_paid","customer":{"id":"c9"},"order":{"total":3}}"#;
     let (r, _) = orders
-        .handle_body(&kinesis_event(
-            "orders",
-            "shardId-000000000001",
-            &[("7", "c9", o1), ("8", "c9", o2)],
-            ARRIVAL,
-        ))
+        .handle_body(
+            &kinesis_event(
+                "orders",
+                "shardId-000000000001",
+                &[("7", "c9", o1), ("8", "c9", o2)],
+                ARRIVAL,
+            ),
+            deadline(),
+        )
         .await
         .unwrap();
     assert!(r.batch_item_failures.is_empty());
@@ -391,12 +397,10 @@ async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
     // Snowflake's load metadata skips the file loaded before
     let more = br#"{"sensorId": 8, "currentTemperature": 70, "status": "OK"}"#;
     sensors
-        .handle_body(&kinesis_event(
-            "sensors",
-            SHARD,
-            &[("104", "8", more)],
-            ARRIVAL,
-        ))
+        .handle_body(
+            &kinesis_event("sensors", SHARD, &[("104", "8", more)], ARRIVAL),
+            deadline(),
+        )
         .await
         .unwrap();
     let new_key = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-104-104.ndjson.gz";

@@ -56,7 +56,10 @@ async fn orchestrator_and_upsert_keep_separate_quarantine_objects_for_the_same_b
         orchestrator::Config::from_env(&Env::new(&orchestrator_vars)).unwrap(),
         s3.clone(),
     );
-    let (response, outcome) = orchestrator.handle_body(&event).await.unwrap();
+    let (response, outcome) = orchestrator
+        .handle_body(&event, Instant::now() + Duration::from_secs(30))
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!((outcome.records, outcome.quarantined), (2, 1));
 

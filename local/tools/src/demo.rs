@@ -232,7 +232,7 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         Arc::new(move |body: String| {
             let o = o.clone();
             Box::pin(async move {
-                o.handle_body(&body)
+                o.handle_body(&body, deadline())
                     .await
                     .map(|(r, _)| r)
                     .map_err(|e| e.to_string())
