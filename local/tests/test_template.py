@@ -176,6 +176,29 @@ def test_both_kinesis_functions_read_the_same_stream_with_safe_failure_handling(
     assert res(t, stream)["Type"] == "AWS::Kinesis::Stream"
 
 
+def _default(t, value):
+    """A literal, or the default of the parameter a `!Ref` names."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return t["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
+def test_record_age_is_below_the_stream_retention_in_every_mapping(t):
+    """A record older than the stream's retention has expired: a mapping still retrying it then
+    loses it without sending it to the on-failure queue. So every Kinesis mapping gives up (record
+    age) before the retention, and -1 (no age limit) cannot be configured."""
+    for f in KINESIS_FUNCTIONS:
+        (e,) = events(t, f, "Kinesis")
+        stream = props(t, getatt_target(e["Stream"]))
+        retention_secs = int(_default(t, stream["RetentionPeriodHours"])) * 3600
+        age = e["MaximumRecordAgeInSeconds"]
+        assert 60 <= int(_default(t, age)) < retention_secs, (f, _default(t, age), retention_secs)
+        if isinstance(age, dict):
+            param = t["Parameters"][age["Ref"]]
+            assert int(param["MinValue"]) >= 60, (f, "-1 would mean no age limit")
+            assert int(param["Default"]) <= retention_secs - 3600, (f, "at least an hour of margin")
+
+
 def test_stream_mode_and_encryption(t):
     p = props(t, "Stream")
     assert p["StreamModeDetails"]["StreamMode"] == {"Ref": "StreamMode"}
