@@ -296,6 +296,48 @@ async fn expect_unauthorized(auth: AuthConfig) -> String {
 }
 
 #[tokio::test]
+async fn lower_case_context_names_reach_a_database_created_unquoted() {
+    let _g = support::snowflake_shared().await;
+    // created as `CREATE DATABASE lower_…` without quotes: stored upper-cased
+    let db = format!("lower_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let boot = SnowflakeClient::new(config(None, "PUBLIC"), None)
+        .await
+        .expect("client");
+    run(&boot, &format!("CREATE DATABASE IF NOT EXISTS {db}")).await;
+    run(&boot, &format!("CREATE SCHEMA IF NOT EXISTS {db}.landing")).await;
+
+    // configured the way an operator writes it in SQL: lower case, unquoted
+    let vars = support::snowflake_vars(&db, "landing");
+    let config = SnowflakeConfig::from_env(&Env::new(&support::as_pairs(&vars))).unwrap();
+    let client = SnowflakeClient::new(config, None).await.expect("client");
+    let body = client.request_body(&Statement::new("SELECT 1"));
+    assert_eq!(body["database"], json!(db.to_uppercase()));
+    assert_eq!(body["schema"], json!("LANDING"));
+
+    // unqualified names resolve in that context ...
+    run(&client, "CREATE TABLE readings (v TEXT)").await;
+    client
+        .execute(
+            &Statement::new("INSERT INTO readings (v) VALUES (?)").bind(Binding::text("x")),
+            soon(),
+        )
+        .await
+        .unwrap();
+    // ... to the database and schema created unquoted, also as the functions qualify them
+    let qualified = shared::snowflake::ident::qualified(&[&db, "landing", "readings"]).unwrap();
+    assert_eq!(
+        qualified,
+        format!("\"{}\".\"LANDING\".\"READINGS\"", db.to_uppercase())
+    );
+    for sql in [
+        format!("SELECT v FROM {}.LANDING.READINGS", db.to_uppercase()),
+        format!("SELECT v FROM {qualified}"),
+    ] {
+        assert_eq!(column(&run(&boot, &sql).await, "V"), vec![Some("x".into())]);
+    }
+}
+
+#[tokio::test]
 async fn wrong_key_is_unauthorized() {
     let _g = support::snowflake_shared().await;
     let msg = expect_unauthorized(AuthConfig::KeyPair {
