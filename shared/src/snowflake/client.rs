@@ -259,7 +259,9 @@ impl SnowflakeClient {
     ///
     /// Throttling (429), server errors (500/502/503/504) and connection failures are retried with
     /// full-jitter exponential backoff, re-sending the same requestId with `retry=true`; a 401 is
-    /// retried once with a new token; a 202 is followed by polling the statement. Nothing runs
+    /// retried once with a new token, signed with the key read again when it comes from Secrets
+    /// Manager or a file (so a rotated key takes effect); a 202 is followed by polling the
+    /// statement. Nothing runs
     /// past `deadline`: each HTTP attempt's timeout is bounded by it, and when it passes while
     /// the statement is still running, the statement is canceled (best effort) and
     /// [`SnowflakeError::DeadlineExceeded`] returned.
@@ -306,7 +308,7 @@ impl SnowflakeClient {
                     401 if !auth_retried => {
                         auth_retried = true;
                         retry = true;
-                        self.inner.auth.invalidate(&token).await;
+                        self.inner.auth.renew_after_401(&token).await?;
                         ctx.note(format!("HTTP 401: {}", error_message(&body)));
                         continue;
                     }
@@ -447,7 +449,7 @@ impl SnowflakeClient {
                     200 | 202 => return Ok((status, parse_body(&inflate(body)?)?)),
                     401 if !auth_retried => {
                         auth_retried = true;
-                        self.inner.auth.invalidate(&token).await;
+                        self.inner.auth.renew_after_401(&token).await?;
                         continue;
                     }
                     s if is_retryable_status(s) => {
