@@ -176,6 +176,29 @@ def test_both_kinesis_functions_read_the_same_stream_with_safe_failure_handling(
     assert res(t, stream)["Type"] == "AWS::Kinesis::Stream"
 
 
+def _default(t, value):
+    """A literal, or the default of the parameter a `!Ref` names."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return t["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
+def test_record_age_is_below_the_stream_retention_in_every_mapping(t):
+    """A record older than the stream's retention has expired: a mapping still retrying it then
+    loses it without sending it to the on-failure queue. So every Kinesis mapping gives up (record
+    age) before the retention, and -1 (no age limit) cannot be configured."""
+    for f in KINESIS_FUNCTIONS:
+        (e,) = events(t, f, "Kinesis")
+        stream = props(t, getatt_target(e["Stream"]))
+        retention_secs = int(_default(t, stream["RetentionPeriodHours"])) * 3600
+        age = e["MaximumRecordAgeInSeconds"]
+        assert 60 <= int(_default(t, age)) < retention_secs, (f, _default(t, age), retention_secs)
+        if isinstance(age, dict):
+            param = t["Parameters"][age["Ref"]]
+            assert int(param["MinValue"]) >= 60, (f, "-1 would mean no age limit")
+            assert int(param["Default"]) <= retention_secs - 3600, (f, "at least an hour of margin")
+
+
 def test_stream_mode_and_encryption(t):
     p = props(t, "Stream")
     assert p["StreamModeDetails"]["StreamMode"] == {"Ref": "StreamMode"}
@@ -273,11 +296,11 @@ def test_each_role_has_what_its_function_needs_and_no_more(t):
     assert {"kinesis:GetRecords", "kinesis:GetShardIterator", "s3:PutObject", "sqs:SendMessage"} <= orchestrator
     assert not any(a.startswith("secretsmanager:") for a in orchestrator)
     assert sorted(_put_object_resources(t, "OrchestratorFunction")) == [
-        "${RawBucket.Arn}/${ErrorPrefix}/*", "${RawBucket.Arn}/${RawPrefix}/*"]
+        "${RawBucket.Arn}/${ErrorPrefix}/orchestrator/*", "${RawBucket.Arn}/${RawPrefix}/*"]
 
     upsert = _actions(t, "UpsertFunction")
     assert {"kinesis:GetRecords", "secretsmanager:GetSecretValue", "s3:PutObject", "sqs:SendMessage"} <= upsert
-    assert _put_object_resources(t, "UpsertFunction") == ["${RawBucket.Arn}/${ErrorPrefix}/*"]
+    assert _put_object_resources(t, "UpsertFunction") == ["${RawBucket.Arn}/${ErrorPrefix}/upsert/*"]
 
     loader = _actions(t, "LoaderFunction")
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
@@ -339,6 +362,25 @@ def test_every_environment_variable_is_read_by_the_code(t):
          if name != "RUST_LOG" and f'"{name}"' not in sources}
     )
     assert not unread, f"set in template.yaml but not read by shared/ or functions/: {unread}"
+
+
+def test_kinesis_functions_quarantine_under_distinct_keys(t):
+    """Both Kinesis functions get the same ERROR_PREFIX; the code writes below the function's
+    own name (shared/src/rawzone/layout.rs, `Writer`), and each role may write only there, so one
+    function can never overwrite the other's quarantine object for the same batch."""
+    prefixes = {props(t, f)["Environment"]["Variables"]["ERROR_PREFIX"]["Ref"] for f in KINESIS_FUNCTIONS}
+    assert prefixes == {"ErrorPrefix"}
+    quarantine = {
+        f: [r for r in _put_object_resources(t, f) if r.startswith("${RawBucket.Arn}/${ErrorPrefix}/")]
+        for f in KINESIS_FUNCTIONS
+    }
+    assert quarantine == {
+        "OrchestratorFunction": ["${RawBucket.Arn}/${ErrorPrefix}/orchestrator/*"],
+        "UpsertFunction": ["${RawBucket.Arn}/${ErrorPrefix}/upsert/*"],
+    }
+    layout = (ROOT / "shared/src/rawzone/layout.rs").read_text()
+    for segment in ("orchestrator", "upsert"):
+        assert f'=> "{segment}"' in layout, segment
 
 
 def test_upsert_tables_default_is_valid_json_for_the_default_table(t):

@@ -38,7 +38,7 @@ async fn generated_events_flow_through_all_three_handlers() {
         s3.clone(),
     );
     let (response, outcome) = orchestrator
-        .handle_body(&generated("kinesis-get-records.json"))
+        .handle_body(&generated("kinesis-get-records.json"), deadline())
         .await
         .unwrap();
     assert!(response.batch_item_failures.is_empty());
@@ -50,7 +50,7 @@ async fn generated_events_flow_through_all_three_handlers() {
 
     // A non-JSON payload from the tool's default event is quarantined, not a failure.
     let (response, outcome) = orchestrator
-        .handle_body(&generated("kinesis-get-records-default.json"))
+        .handle_body(&generated("kinesis-get-records-default.json"), deadline())
         .await
         .unwrap();
     assert!(response.batch_item_failures.is_empty());

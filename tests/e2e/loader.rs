@@ -252,16 +252,19 @@ async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
         })
         .collect();
     let (r, _) = sensors
-        .handle_body(&kinesis_event(
-            "sensors",
-            SHARD,
-            &[
-                ("101", "6", &readings[0]),
-                ("102", "7", &readings[1]),
-                ("103", "6", &readings[2]),
-            ],
-            ARRIVAL,
-        ))
+        .handle_body(
+            &kinesis_event(
+                "sensors",
+                SHARD,
+                &[
+                    ("101", "6", &readings[0]),
+                    ("102", "7", &readings[1]),
+                    ("103", "6", &readings[2]),
+                ],
+                ARRIVAL,
+            ),
+            deadline(),
+        )
         .await
         .unwrap();
     assert!(r.batch_item_failures.is_empty());
@@ -281,12 +284,15 @@ async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
     let o1 = br#"{"event_id":"o-1","event_type":"order_created","event_timestamp":"2024-03-05T07:29:00Z","customer":{"id":"c9","name":"O'Brien, \"Bob\"","city":"Z\u00fcrich"},"order":{"total":12.5,"currency":"CHF","items":[{"sku":"a","qty":2}]}}"#;
     let o2 = br#"{"event_id":"o-2","event_type":"order_paid","customer":{"id":"c9"},"order":{"total":3}}"#;
     let (r, _) = orders
-        .handle_body(&kinesis_event(
-            "orders",
-            "shardId-000000000001",
-            &[("7", "c9", o1), ("8", "c9", o2)],
-            ARRIVAL,
-        ))
+        .handle_body(
+            &kinesis_event(
+                "orders",
+                "shardId-000000000001",
+                &[("7", "c9", o1), ("8", "c9", o2)],
+                ARRIVAL,
+            ),
+            deadline(),
+        )
         .await
         .unwrap();
     assert!(r.batch_item_failures.is_empty());
@@ -391,12 +397,10 @@ async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
     // Snowflake's load metadata skips the file loaded before
     let more = br#"{"sensorId": 8, "currentTemperature": 70, "status": "OK"}"#;
     sensors
-        .handle_body(&kinesis_event(
-            "sensors",
-            SHARD,
-            &[("104", "8", more)],
-            ARRIVAL,
-        ))
+        .handle_body(
+            &kinesis_event("sensors", SHARD, &[("104", "8", more)], ARRIVAL),
+            deadline(),
+        )
         .await
         .unwrap();
     let new_key = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-104-104.ndjson.gz";
@@ -704,4 +708,285 @@ async fn a_payload_with_a_repeated_key_loads_with_the_last_value() {
             vec![Some("32".to_string()), Some("OK".to_string())]
         ]
     );
+}
+
+/// An SQS event of one message per key, each carrying the S3 notification of its object.
+fn sqs_notifications(bucket: &str, keys: &[&str]) -> String {
+    let records: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let body = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                       "object": {"key": key, "size": 100}}}]});
+            json!({"messageId": format!("m{i}"), "receiptHandle": "rh", "body": body.to_string(),
+                "attributes": {}, "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"})
+        })
+        .collect();
+    sqs_event(&records)
+}
+
+/// Snowflake's semantics: a file loaded before is left out of COPY's result, and the loader
+/// finds its load in LOAD_HISTORY. Needs a local service that leaves such files out and accepts
+/// LOAD_UNCERTAIN_FILES (as Snowflake does); the service in this tree answers LOAD_SKIPPED rows
+/// instead and rejects the option.
+#[tokio::test]
+async fn a_file_copy_leaves_out_counts_as_loaded_through_its_load_history() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-history").await;
+    let old = "raw/sensor_readings/2024/03/05/07/old.ndjson.gz";
+    let new = "raw/sensor_readings/2024/03/05/07/new.ndjson.gz";
+    put(&stack, old, gzip(&format!("{}\n", ndjson_line(31, old, 1)))).await;
+    put(&stack, new, gzip(&format!("{}\n", ndjson_line(32, new, 1)))).await;
+
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[old]), deadline())
+        .await
+        .unwrap();
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!((outcome.loaded, outcome.history_queries), (1, 0));
+
+    // Both files in one COPY: the new one is loaded, the old one is left out of the result,
+    // and LOAD_HISTORY shows its earlier load.
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[old, new]), deadline())
+        .await
+        .unwrap();
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    assert_eq!(
+        (
+            outcome.loaded,
+            outcome.already_loaded,
+            outcome.failed,
+            outcome.history_queries
+        ),
+        (1, 1, 0, 1)
+    );
+    assert_eq!(outcome.file_outcomes[old], FileOutcome::AlreadyLoaded);
+    assert_eq!(
+        sensor_rows(&stack).await,
+        owned(&[("32", new, "1"), ("31", old, "1")])
+    );
+}
+
+#[tokio::test]
+async fn a_notified_file_that_is_not_in_the_bucket_fails_its_message() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-missing").await;
+    let here = "raw/sensor_readings/2024/03/05/07/here.ndjson.gz";
+    let gone = "raw/sensor_readings/2024/03/05/07/gone.ndjson.gz";
+    put(
+        &stack,
+        here,
+        gzip(&format!("{}\n", ndjson_line(41, here, 1))),
+    )
+    .await;
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[here, gone]), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), vec!["m1".to_string()]);
+    assert!(matches!(
+        outcome.file_outcomes[gone],
+        FileOutcome::Failed { .. }
+    ));
+    assert_eq!(outcome.file_outcomes[here], FileOutcome::Loaded { rows: 1 });
+    assert_eq!(sensor_rows(&stack).await, owned(&[("41", here, "1")]));
+}
+
+/// A scripted SQL API for answers the local service cannot give on demand: `reply(statement)`
+/// answers each POST; returns the base URL and the statements received.
+fn scripted_snowflake(
+    reply: impl Fn(&str) -> (u16, Value) + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let (seen2, reply) = (seen.clone(), std::sync::Arc::new(reply));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (seen, reply) = (seen2.clone(), reply.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let statement = request["statement"].as_str().unwrap_or("").to_string();
+                    seen.lock().unwrap().push(statement.clone());
+                    let (status, answer) = reply(&statement);
+                    let answer = answer.to_string();
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if std::io::Write::write_all(&mut out, head.as_bytes())
+                        .and_then(|_| std::io::Write::write_all(&mut out, answer.as_bytes()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A 200 result set as the SQL API sends it.
+fn result_set(columns: &[&str], rows: Vec<Vec<Value>>) -> (u16, Value) {
+    let row_type: Vec<Value> = columns
+        .iter()
+        .map(|c| json!({"name": c, "type": "TEXT"}))
+        .collect();
+    (
+        200,
+        json!({"statementHandle": "01b2c3d4-0000-4000-8000-000000000001",
+            "resultSetMetaData": {"numRows": rows.len(), "rowType": row_type,
+                                  "partitionInfo": [{"rowCount": rows.len()}]},
+            "data": rows}),
+    )
+}
+
+async fn scripted_loader(url: &str) -> Loader {
+    let vars = [
+        ("RAW_BUCKET", "b"),
+        ("SNOWFLAKE_ACCOUNT", "localtest"),
+        ("SNOWFLAKE_URL", url),
+        ("SNOWFLAKE_AUTH", "pat"),
+        ("SNOWFLAKE_TOKEN", "t"),
+        ("SNOWFLAKE_DATABASE", "DB"),
+        ("SNOWFLAKE_SCHEMA", "S"),
+    ];
+    let mut config = Config::from_env(&Env::new(&vars)).unwrap();
+    config.snowflake.retry = support::fast_retries();
+    let client = shared::snowflake::SnowflakeClient::new(config.snowflake.clone(), None)
+        .await
+        .unwrap();
+    Loader::new(config, client)
+}
+
+const A: &str = "raw/t/2024/03/05/07/a.csv";
+const B: &str = "raw/t/2024/03/05/07/b.csv";
+
+#[tokio::test]
+async fn zero_files_processed_is_loaded_only_for_files_the_history_shows() {
+    let (url, seen) = scripted_snowflake(|sql| {
+        if sql.starts_with("COPY INTO") {
+            result_set(
+                &["status"],
+                vec![vec![json!("Copy executed with 0 files processed.")]],
+            )
+        } else {
+            // a was loaded (and failed once before that); b never was
+            result_set(
+                &["FILE_NAME", "STATUS"],
+                vec![
+                    vec![
+                        json!("s3://b/raw/t/2024/03/05/07/a.csv"),
+                        json!("LOAD FAILED"),
+                    ],
+                    vec![json!("s3://b/raw/t/2024/03/05/07/a.csv"), json!("LOADED")],
+                ],
+            )
+        }
+    });
+    let loader = scripted_loader(&url).await;
+    let (response, outcome) = loader
+        .handle_body(&sqs_notifications("b", &[A, B]), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), vec!["m1".to_string()]);
+    assert_eq!(outcome.file_outcomes[A], FileOutcome::AlreadyLoaded);
+    assert!(
+        matches!(&outcome.file_outcomes[B], FileOutcome::Failed { error } if error.contains("LOAD_HISTORY shows no load")),
+        "{:?}",
+        outcome.file_outcomes[B]
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0].ends_with("ON_ERROR = ABORT_STATEMENT LOAD_UNCERTAIN_FILES = TRUE"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[1].starts_with("SELECT FILE_NAME, STATUS FROM \"DB\".INFORMATION_SCHEMA.LOAD_HISTORY"),
+        "{}",
+        seen[1]
+    );
+}
+
+#[tokio::test]
+async fn a_left_out_file_fails_when_the_history_cannot_be_read_or_the_result_is_not_understood() {
+    // a loaded, b left out, and the history query fails: b is not assumed loaded
+    let (url, _) = scripted_snowflake(|sql| {
+        if sql.starts_with("COPY INTO") {
+            result_set(
+                &["file", "status", "rows_parsed", "rows_loaded"],
+                vec![vec![
+                    json!("s3://b/raw/t/2024/03/05/07/a.csv"),
+                    json!("LOADED"),
+                    json!("2"),
+                    json!("2"),
+                ]],
+            )
+        } else {
+            (
+                422,
+                json!({"code": "002003", "sqlState": "42S02", "message": "does not exist or not authorized",
+                       "statementHandle": "01b2c3d4-0000-4000-8000-000000000002"}),
+            )
+        }
+    });
+    let loader = scripted_loader(&url).await;
+    let (response, outcome) = loader
+        .handle_body(&sqs_notifications("b", &[A, B]), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), vec!["m1".to_string()]);
+    assert_eq!(outcome.file_outcomes[A], FileOutcome::Loaded { rows: 2 });
+    assert!(
+        matches!(&outcome.file_outcomes[B], FileOutcome::Failed { error } if error.contains("could not be read")),
+        "{:?}",
+        outcome.file_outcomes[B]
+    );
+
+    // a result of neither known shape: nothing is concluded, every file fails
+    let (url, seen) = scripted_snowflake(|_| result_set(&["rows_loaded"], vec![vec![json!("3")]]));
+    let loader = scripted_loader(&url).await;
+    let (response, outcome) = loader
+        .handle_body(&sqs_notifications("b", &[A, B]), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        failed_ids(&response),
+        vec!["m0".to_string(), "m1".to_string()]
+    );
+    assert_eq!(outcome.failed, 2);
+    assert_eq!(seen.lock().unwrap().len(), 1, "no history query");
 }

@@ -10,5 +10,6 @@ mod generated_events;
 mod loader;
 mod orchestrator;
 mod pipeline;
+mod quarantine;
 mod snowflake_client;
 mod upsert;

@@ -1,5 +1,7 @@
 //! The orchestrator handler against moto S3: exact keys and decompressed contents.
 
+use std::time::{Duration, Instant};
+
 use orchestrator::{Config, Orchestrator};
 use shared::config::Env;
 use shared::rawzone::encode::{decompress, Compression};
@@ -15,6 +17,11 @@ async fn orchestrator(bucket: &str, vars: &[(&str, &str)]) -> Orchestrator {
     all.extend_from_slice(vars);
     let config = Config::from_env(&Env::new(&all)).expect("valid configuration");
     Orchestrator::new(config, support::s3().await)
+}
+
+/// A deadline no test reaches.
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(60)
 }
 
 fn lines(bytes: &[u8], compression: Compression) -> Vec<serde_json::Value> {
@@ -47,7 +54,7 @@ async fn ndjson_gzip_batch_lands_under_deterministic_keys() {
         &[("101", "6", &a), ("102", "7", &b), ("103", "6", &c)],
         ARRIVAL,
     );
-    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    let (response, outcome) = o.handle_body(&event, soon()).await.unwrap();
 
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(
@@ -98,7 +105,7 @@ async fn same_batch_twice_leaves_exactly_the_same_objects() {
     let (a, b) = (sensor(6, 64, "OK"), sensor(7, 90, "WARN"));
     let event = kinesis_event("sensors", SHARD, &[("5", "6", &a), ("6", "7", &b)], ARRIVAL);
 
-    o.handle_body(&event).await.unwrap();
+    o.handle_body(&event, soon()).await.unwrap();
     let first: Vec<(String, Vec<u8>)> = {
         let mut v = Vec::new();
         for k in list_keys(&s3, &bucket).await {
@@ -107,7 +114,7 @@ async fn same_batch_twice_leaves_exactly_the_same_objects() {
         }
         v
     };
-    o.handle_body(&event).await.unwrap();
+    o.handle_body(&event, soon()).await.unwrap();
     let keys = list_keys(&s3, &bucket).await;
     assert_eq!(
         keys,
@@ -127,6 +134,70 @@ async fn same_batch_twice_leaves_exactly_the_same_objects() {
     }
     let rows = lines(&first[1].1, Compression::Zstd { level: 0 });
     assert_eq!(rows[0]["payload"]["sensorId"], 7);
+}
+
+#[tokio::test]
+async fn empty_partition_values_land_in_one_object() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-empty-part");
+    create_bucket(&s3, &bucket).await;
+    let o = orchestrator(
+        &bucket,
+        &[("TABLE", "visits"), ("PARTITION_FIELD", "/city")],
+    )
+    .await;
+    let event = kinesis_event(
+        "visits",
+        SHARD,
+        &[
+            ("11", "k", br#"{"city": "", "n": 1}"#),
+            ("12", "k", br#"{"city": "Oslo", "n": 2}"#),
+            ("13", "k", br#"{"city": "", "n": 3}"#),
+            ("14", "k", br#"{"n": 4}"#),
+            ("15", "k", br#"{"city": "", "n": 5}"#),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = o.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        (
+            outcome.records,
+            outcome.quarantined,
+            outcome.objects_written
+        ),
+        (5, 1, 3)
+    );
+    let empty_key = "raw/visits/2024/03/05/07/city=_empty/shardId-000000000000-11-15.ndjson.gz";
+    let oslo_key = "raw/visits/2024/03/05/07/city=Oslo/shardId-000000000000-12-12.ndjson.gz";
+    let quarantine_key = "errors/orchestrator/2024/03/05/07/shardId-000000000000-14-14.ndjson.gz";
+    assert_eq!(
+        list_keys(&s3, &bucket).await,
+        vec![
+            quarantine_key.to_string(),
+            oslo_key.to_string(),
+            empty_key.to_string()
+        ]
+    );
+    let count = |rows: &[serde_json::Value]| {
+        rows.iter()
+            .map(|r| r["payload"]["n"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let gz = Compression::Gzip { level: 0 };
+    assert_eq!(
+        count(&lines(&get_bytes(&s3, &bucket, empty_key).await, gz)),
+        [1, 3, 5]
+    );
+    assert_eq!(
+        count(&lines(&get_bytes(&s3, &bucket, oslo_key).await, gz)),
+        [2]
+    );
+    let rejected = lines(&get_bytes(&s3, &bucket, quarantine_key).await, gz);
+    assert_eq!(
+        rejected[0]["reason"],
+        "partition field /city is missing or null"
+    );
 }
 
 #[tokio::test]
@@ -157,7 +228,7 @@ async fn csv_routes_by_field_and_quotes_hostile_values() {
         &[("10", "a", order), ("11", "b", click)],
         ARRIVAL,
     );
-    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    let (response, outcome) = o.handle_body(&event, soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(outcome.objects_written, 2);
 
@@ -213,7 +284,7 @@ async fn bad_records_are_quarantined_while_good_ones_land() {
         ],
         ARRIVAL,
     );
-    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    let (response, outcome) = o.handle_body(&event, soon()).await.unwrap();
     assert!(
         response.batch_item_failures.is_empty(),
         "bad records never fail the batch"
@@ -221,7 +292,7 @@ async fn bad_records_are_quarantined_while_good_ones_land() {
     assert_eq!((outcome.records, outcome.quarantined), (5, 4));
 
     let keys = list_keys(&s3, &bucket).await;
-    let quarantine_key = "errors/2024/03/05/07/shardId-000000000000-1-5.ndjson.gz";
+    let quarantine_key = "errors/orchestrator/2024/03/05/07/shardId-000000000000-1-5.ndjson.gz";
     assert_eq!(
         keys,
         vec![
@@ -294,7 +365,7 @@ async fn missing_bucket_reports_the_lowest_failed_sequence_number() {
         ],
         ARRIVAL,
     );
-    let (response, outcome) = o.handle_body(&event).await.unwrap();
+    let (response, outcome) = o.handle_body(&event, soon()).await.unwrap();
     assert_eq!(outcome.objects_failed, 2);
     let failures: Vec<_> = response
         .batch_item_failures
@@ -321,11 +392,152 @@ async fn unreachable_s3_reports_a_batch_item_failure() {
         &[("7", "k", br#"{"x":1}"#), ("8", "k", br#"{"x":2}"#)],
         ARRIVAL,
     );
-    let (response, _) = o.handle_body(&event).await.unwrap();
+    let (response, _) = o.handle_body(&event, soon()).await.unwrap();
     assert_eq!(
         response.batch_item_failures[0].item_identifier.as_deref(),
         Some("7")
     );
+}
+
+#[tokio::test]
+async fn a_passed_deadline_reports_the_lowest_sequence_number_and_the_retry_writes_the_same_keys() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-deadline");
+    create_bucket(&s3, &bucket).await;
+    let o = orchestrator(
+        &bucket,
+        &[
+            ("ROUTE_FIELD", "/kind"),
+            ("ROUTE_MAP", r#"{"a":"table_a","b":"table_b"}"#),
+        ],
+    )
+    .await;
+    let event = kinesis_event(
+        "s",
+        SHARD,
+        &[
+            ("900", "k", br#"{"kind":"b"}"#),
+            ("901", "k", br#"{"kind":"a"}"#),
+            ("950", "k", b"not json"),
+            ("1000", "k", br#"{"kind":"b"}"#),
+        ],
+        ARRIVAL,
+    );
+
+    // The invocation's deadline (less the margin) has passed: nothing is put, nothing waits, and
+    // Lambda is told to resend from the lowest sequence number of the unconfirmed objects.
+    let started = Instant::now();
+    let (response, outcome) = o.handle_body(&event, Instant::now()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let failures: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failures, vec!["900".to_string()]);
+    assert_eq!(
+        (
+            outcome.objects_written,
+            outcome.objects_failed,
+            outcome.objects_unconfirmed
+        ),
+        (0, 3, 3)
+    );
+    assert!(list_keys(&s3, &bucket).await.is_empty());
+
+    // Lambda resends the batch from 900, i.e. all of it: the same keys as any other run.
+    let (response, outcome) = o.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((outcome.objects_written, outcome.objects_failed), (3, 0));
+    let expected = vec![
+        "errors/orchestrator/2024/03/05/07/shardId-000000000000-950-950.ndjson.gz".to_string(),
+        "raw/table_a/2024/03/05/07/shardId-000000000000-901-901.ndjson.gz".to_string(),
+        "raw/table_b/2024/03/05/07/shardId-000000000000-900-1000.ndjson.gz".to_string(),
+    ];
+    assert_eq!(list_keys(&s3, &bucket).await, expected);
+    let rows = lines(
+        &get_bytes(&s3, &bucket, &expected[2]).await,
+        Compression::Gzip { level: 0 },
+    );
+    assert_eq!(rows.len(), 2);
+}
+
+#[tokio::test]
+async fn puts_that_hang_are_abandoned_at_the_deadline_and_reported() {
+    // An S3 endpoint that accepts connections and never answers: without the deadline the puts
+    // would wait for the SDK's timeouts and the invocation would run into Lambda's.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    support::aws_env();
+    let config = aws_sdk_s3::config::Builder::from(&support::sdk_config().await)
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let env = [
+        ("RAW_BUCKET", "hanging"),
+        ("ROUTE_FIELD", "/kind"),
+        ("ROUTE_MAP", r#"{"a":"table_a","b":"table_b"}"#),
+        ("PUT_CONCURRENCY", "1"),
+    ];
+    let o = Orchestrator::new(Config::from_env(&Env::new(&env)).unwrap(), s3);
+    let event = kinesis_event(
+        "s",
+        SHARD,
+        &[
+            ("31", "k", br#"{"kind":"b"}"#),
+            ("30", "k", br#"{"kind":"a"}"#),
+        ],
+        ARRIVAL,
+    );
+    let started = Instant::now();
+    let (response, outcome) = o
+        .handle_body(&event, started + Duration::from_millis(500))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    // one put hung in flight, the other never started: both unconfirmed, 30 the lowest
+    assert_eq!(
+        (outcome.objects_failed, outcome.objects_unconfirmed),
+        (2, 2)
+    );
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some("30")
+    );
+}
+
+#[tokio::test]
+async fn lambda_context_deadline_is_used_less_the_margin() {
+    // DEADLINE_MARGIN_MS larger than the time left: the handler Lambda calls reports the batch
+    // instead of putting anything.
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-ctx-deadline");
+    create_bucket(&s3, &bucket).await;
+    let o = orchestrator(&bucket, &[("TABLE", "t"), ("DEADLINE_MARGIN_MS", "60000")]).await;
+    let body = kinesis_event("s", SHARD, &[("5", "k", br#"{"x":1}"#)], ARRIVAL);
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (chrono::Utc::now().timestamp_millis() + 30_000) as u64;
+    let payload = serde_json::value::RawValue::from_string(body).unwrap();
+    let response = o
+        .handle(lambda_runtime::LambdaEvent::new(payload, context))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some("5")
+    );
+    assert!(list_keys(&s3, &bucket).await.is_empty());
 }
 
 #[test]
@@ -344,6 +556,14 @@ fn configuration_errors_name_the_variable() {
             ("PUT_CONCURRENCY", "0")
         ]),
         "PUT_CONCURRENCY"
+    );
+    assert_eq!(
+        err(&[
+            ("RAW_BUCKET", "b"),
+            ("TABLE", "t"),
+            ("DEADLINE_MARGIN_MS", "2s")
+        ]),
+        "DEADLINE_MARGIN_MS"
     );
     assert_eq!(
         err(&[

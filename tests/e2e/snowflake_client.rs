@@ -296,6 +296,48 @@ async fn expect_unauthorized(auth: AuthConfig) -> String {
 }
 
 #[tokio::test]
+async fn lower_case_context_names_reach_a_database_created_unquoted() {
+    let _g = support::snowflake_shared().await;
+    // created as `CREATE DATABASE lower_…` without quotes: stored upper-cased
+    let db = format!("lower_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let boot = SnowflakeClient::new(config(None, "PUBLIC"), None)
+        .await
+        .expect("client");
+    run(&boot, &format!("CREATE DATABASE IF NOT EXISTS {db}")).await;
+    run(&boot, &format!("CREATE SCHEMA IF NOT EXISTS {db}.landing")).await;
+
+    // configured the way an operator writes it in SQL: lower case, unquoted
+    let vars = support::snowflake_vars(&db, "landing");
+    let config = SnowflakeConfig::from_env(&Env::new(&support::as_pairs(&vars))).unwrap();
+    let client = SnowflakeClient::new(config, None).await.expect("client");
+    let body = client.request_body(&Statement::new("SELECT 1"));
+    assert_eq!(body["database"], json!(db.to_uppercase()));
+    assert_eq!(body["schema"], json!("LANDING"));
+
+    // unqualified names resolve in that context ...
+    run(&client, "CREATE TABLE readings (v TEXT)").await;
+    client
+        .execute(
+            &Statement::new("INSERT INTO readings (v) VALUES (?)").bind(Binding::text("x")),
+            soon(),
+        )
+        .await
+        .unwrap();
+    // ... to the database and schema created unquoted, also as the functions qualify them
+    let qualified = shared::snowflake::ident::qualified(&[&db, "landing", "readings"]).unwrap();
+    assert_eq!(
+        qualified,
+        format!("\"{}\".\"LANDING\".\"READINGS\"", db.to_uppercase())
+    );
+    for sql in [
+        format!("SELECT v FROM {}.LANDING.READINGS", db.to_uppercase()),
+        format!("SELECT v FROM {qualified}"),
+    ] {
+        assert_eq!(column(&run(&boot, &sql).await, "V"), vec![Some("x".into())]);
+    }
+}
+
+#[tokio::test]
 async fn wrong_key_is_unauthorized() {
     let _g = support::snowflake_shared().await;
     let msg = expect_unauthorized(AuthConfig::KeyPair {
@@ -596,6 +638,61 @@ async fn create_secret(value: &str) -> String {
         .await
         .expect("CreateSecret response");
     resp["ARN"].as_str().expect("ARN").to_string()
+}
+
+/// A new version of a secret on moto (what a rotation writes).
+async fn put_secret_value(arn: &str, value: &str) {
+    let resp = reqwest::Client::new()
+        .post(support::moto_url())
+        .header("X-Amz-Target", "secretsmanager.PutSecretValue")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .json(&json!({"SecretId": arn, "SecretString": value}))
+        .send()
+        .await
+        .expect("put secret value on moto");
+    assert!(resp.status().is_success(), "{}", resp.status());
+}
+
+#[tokio::test]
+async fn a_key_rotated_in_secrets_manager_is_used_after_a_401_without_a_new_client() {
+    let _g = support::snowflake_shared().await;
+    let sdk = support::sdk_config().await;
+    let url = support::snowflake_url();
+    // The client starts with a key the service does not trust (the old key, say) ...
+    let arn = create_secret(&json!({"private_key": OTHER_KEY}).to_string()).await;
+    let vars = [
+        ("SNOWFLAKE_ACCOUNT", "localtest"),
+        ("SNOWFLAKE_USER", "loader"),
+        ("SNOWFLAKE_URL", url.as_str()),
+        ("SNOWFLAKE_SCHEMA", "PUBLIC"),
+        ("SNOWFLAKE_PRIVATE_KEY_SECRET_ARN", arn.as_str()),
+    ];
+    let client = SnowflakeClient::new(
+        SnowflakeConfig::from_env(&Env::new(&vars)).unwrap(),
+        Some(&sdk),
+    )
+    .await
+    .unwrap();
+    let err = client
+        .execute(&Statement::new("SELECT 1"), soon())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SnowflakeError::Unauthorized(_)), "{err:?}");
+
+    // ... then the secret is rotated to the registered key: the same client's next statement
+    // is rejected once, reads the secret again and succeeds.
+    put_secret_value(&arn, &json!({"private_key": key_pem()}).to_string()).await;
+    let rotated = run(&client, "SELECT 1 AS one").await;
+    assert_eq!(rotated.value(0, "ONE"), Some("1"));
+    assert_eq!(
+        rotated.http_requests, 2,
+        "one 401, one retry with the key read again"
+    );
+    assert_eq!(run(&client, "SELECT 2 AS two").await.http_requests, 1);
 }
 
 #[tokio::test]

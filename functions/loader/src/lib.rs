@@ -11,6 +11,10 @@
 //! When a multi-file COPY fails with a SQL error (ON_ERROR = ABORT_STATEMENT aborts the whole
 //! statement for one bad file), each file of that chunk is copied on its own to find exactly the
 //! files that fail; files loaded meanwhile come back as already loaded, so this is safe.
+//!
+//! A requested file COPY's result does not name (Snowflake leaves out files its load metadata
+//! says were loaded before) counts as already loaded only when `LOAD_HISTORY` shows its load;
+//! otherwise it fails and is retried (see `shared::load::copy::history_statement`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -21,8 +25,9 @@ use serde::Serialize;
 use serde_json::Value;
 use shared::config::{ConfigError, Env, ProcessEnv};
 use shared::load::copy::{
-    self, check_name, file_results, match_path, plan_copies, CopyStatement, CopyTarget, FileStatus,
-    Lineage, MetadataLineage, OnError, StagedFile, MAX_FILES_PER_COPY,
+    self, check_name, copy_report, history_statement, loaded_before, match_path, plan_copies,
+    unreported, CopyStatement, CopyTarget, FileStatus, Lineage, MetadataLineage, OnError,
+    StagedFile, MAX_FILES_PER_COPY,
 };
 use shared::load::notify::{parse_invocation, Notification, Trigger};
 use shared::rawzone::encode::Format;
@@ -216,6 +221,8 @@ pub struct Outcome {
     /// Objects outside the bucket/prefix or with keys the layout cannot read.
     pub skipped: usize,
     pub statements: usize,
+    /// `LOAD_HISTORY` queries about files a COPY did not report.
+    pub history_queries: usize,
     pub rows_loaded: u64,
     /// Rows loaded per (quoted) table.
     pub rows_by_table: BTreeMap<String, u64>,
@@ -457,6 +464,7 @@ impl Loader {
             failed = out.failed,
             skipped = out.skipped,
             statements = out.statements,
+            history_queries = out.history_queries,
             rows_loaded = out.rows_loaded,
             rows_by_table = %serde_json::to_string(&out.rows_by_table).unwrap_or_default(),
             ms = started.elapsed().as_millis() as u64,
@@ -507,7 +515,7 @@ impl Loader {
             staged.iter().map(|f| (f.path.as_str(), f)).collect();
         let mut results = Vec::with_capacity(files.len());
         for stmt in statements {
-            match self.run(&stmt, deadline, out).await {
+            match self.run(target, &stmt, deadline, out).await {
                 Ok(r) => results.extend(r),
                 Err(e) if stmt.files.len() > 1 && isolatable(&e) => {
                     tracing::warn!(table = %target.table, files = stmt.files.len(), error = %e, "loader: COPY failed; copying each file on its own to find the failing ones");
@@ -530,7 +538,7 @@ impl Loader {
                                 continue;
                             }
                         };
-                        match self.run(&single, deadline, out).await {
+                        match self.run(target, &single, deadline, out).await {
                             Ok(r) => results.extend(r),
                             Err(e) => results.push((
                                 path.clone(),
@@ -557,10 +565,12 @@ impl Loader {
         results
     }
 
-    /// Runs one COPY and maps its result rows to the statement's files. A file without a result
-    /// row was skipped by Snowflake's load metadata (loaded before).
+    /// Runs one COPY and maps its result to the statement's files: a file the result names has
+    /// its status; a file it leaves out is already loaded if `LOAD_HISTORY` shows its load into
+    /// `target`, and failed (to be retried) otherwise.
     async fn run(
         &self,
+        target: &CopyTarget,
         stmt: &CopyStatement,
         deadline: Instant,
         out: &mut Outcome,
@@ -574,8 +584,15 @@ impl Loader {
             )
             .await?;
         let paths: Vec<&str> = stmt.files.iter().map(String::as_str).collect();
+        let report = match copy_report(&result) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(table = %target.table, error = %e, "loader: COPY result not understood; its files are reported as failed");
+                return Ok(failed_all(&stmt.files, &e.to_string()));
+            }
+        };
         let mut outcomes: BTreeMap<&str, FileOutcome> = BTreeMap::new();
-        for r in file_results(&result) {
+        for r in report.files() {
             let Some(path) = match_path(&r.file, &paths) else {
                 tracing::warn!(file = %r.file, status = %r.raw_status, "loader: COPY reported a file that was not requested");
                 continue;
@@ -603,16 +620,92 @@ impl Loader {
             };
             outcomes.insert(path, outcome);
         }
+        let missing = unreported(&paths, &report);
+        if !missing.is_empty() {
+            for (path, outcome) in self
+                .verify_unreported(target, &missing, deadline, out)
+                .await
+            {
+                outcomes.insert(path, outcome);
+            }
+        }
         Ok(paths
             .iter()
             .map(|p| {
-                (
-                    p.to_string(),
-                    outcomes.remove(p).unwrap_or(FileOutcome::AlreadyLoaded),
-                )
+                let outcome = outcomes.remove(p).unwrap_or_else(|| FileOutcome::Failed {
+                    error: "no outcome for the file".into(),
+                });
+                (p.to_string(), outcome)
             })
             .collect())
     }
+
+    /// Files a COPY left out: already loaded when `LOAD_HISTORY` shows a load into `target`,
+    /// failed otherwise, and failed when the history cannot be read (never assumed loaded).
+    async fn verify_unreported<'p>(
+        &self,
+        target: &CopyTarget,
+        missing: &[&'p str],
+        deadline: Instant,
+        out: &mut Outcome,
+    ) -> Vec<(&'p str, FileOutcome)> {
+        let statement = match history_statement(&target.table, missing) {
+            Ok(s) => s,
+            Err(e) => {
+                return failed_all(
+                    missing,
+                    &format!(
+                        "COPY did not report the file, and its load history cannot be asked: {e}"
+                    ),
+                )
+            }
+        };
+        out.history_queries += 1;
+        let history = match self.client.execute(&statement, deadline).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(table = %target.table, files = missing.len(), error = %e, "loader: files COPY did not report, and LOAD_HISTORY could not be read; reported as failed");
+                return failed_all(
+                    missing,
+                    &format!(
+                        "COPY did not report the file, and its load history could not be read: {e}"
+                    ),
+                );
+            }
+        };
+        let loaded = loaded_before(&history, missing);
+        missing
+            .iter()
+            .map(|p| {
+                let outcome = if loaded.contains(p) {
+                    FileOutcome::AlreadyLoaded
+                } else {
+                    FileOutcome::Failed {
+                        error: format!(
+                            "COPY did not report the file and LOAD_HISTORY shows no load of it into {} (last 14 days): not loaded; retried",
+                            target.table
+                        ),
+                    }
+                };
+                (*p, outcome)
+            })
+            .collect()
+    }
+}
+
+/// Every path failed with the same error.
+fn failed_all<P: Clone>(paths: &[P], error: &str) -> Vec<(P, FileOutcome)> {
+    paths
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                FileOutcome::Failed {
+                    error: error.to_string(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// A SQL error that may come from one file's contents (worth copying each file on its own), as

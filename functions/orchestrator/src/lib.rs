@@ -3,16 +3,18 @@
 //! Records are grouped by (table, field partition, arrival hour, shard), one object per group,
 //! under keys that depend only on the records, so a retried batch overwrites what it wrote
 //! before. Unusable records go to one quarantine object with their reasons. When a put fails
-//! after the SDK's retries, the lowest sequence number of the failed objects is reported to
-//! Lambda, which resends the batch from there.
+//! after the SDK's retries, or is not confirmed by the invocation's deadline less a margin, the
+//! lowest sequence number of those objects is reported to Lambda, which resends the batch from
+//! there; the invocation itself never runs into Lambda's time-out.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use shared::config::{ConfigError, Env, ProcessEnv};
 use shared::kinesis::record::{decode_kinesis_event, DecodeError, PayloadBuffer};
+use shared::rawzone::s3::PutError;
 use shared::rawzone::{plan, PlannedObject, RawZoneConfig};
 
 /// Configuration, read once at init.
@@ -21,6 +23,10 @@ pub struct Config {
     pub raw_zone: RawZoneConfig,
     /// How many objects are put at once (`PUT_CONCURRENCY`, default 8).
     pub put_concurrency: usize,
+    /// Time kept back from Lambda's deadline (`DEADLINE_MARGIN_MS`, default 2000): no put starts
+    /// or is waited for after it, so the response reporting the unconfirmed objects still
+    /// reaches Lambda.
+    pub deadline_margin: Duration,
 }
 
 impl Config {
@@ -29,9 +35,11 @@ impl Config {
         if put_concurrency == 0 {
             return Err(ConfigError::new("PUT_CONCURRENCY", "must be at least 1"));
         }
+        let deadline_margin = Duration::from_millis(env.parse_or("DEADLINE_MARGIN_MS", 2_000u64)?);
         Ok(Self {
             raw_zone: RawZoneConfig::from_env(env)?,
             put_concurrency,
+            deadline_margin,
         })
     }
 }
@@ -57,7 +65,10 @@ pub struct BatchOutcome {
     pub records: usize,
     pub quarantined: usize,
     pub objects_written: usize,
+    /// Objects not written: refused by S3, or not confirmed before the deadline.
     pub objects_failed: usize,
+    /// Of those, the ones not confirmed before the deadline.
+    pub objects_unconfirmed: usize,
     pub bytes_in: usize,
     pub bytes_out: usize,
 }
@@ -77,15 +88,21 @@ impl Orchestrator {
         &self,
         event: LambdaEvent<Box<RawValue>>,
     ) -> Result<KinesisEventResponse, HandlerError> {
-        self.handle_body(event.payload.get())
+        let deadline = shared::kinesis::batch::deadline_from(
+            event.context.deadline,
+            self.config.deadline_margin,
+        );
+        self.handle_body(event.payload.get(), deadline)
             .await
             .map(|(response, _)| response)
     }
 
-    /// Processes the event body as Lambda sends it.
+    /// Processes the event body as Lambda sends it; no put is started or waited for after
+    /// `deadline`.
     pub async fn handle_body(
         &self,
         body: &str,
+        deadline: Instant,
     ) -> Result<(KinesisEventResponse, BatchOutcome), HandlerError> {
         let started = Instant::now();
         let mut payloads = PayloadBuffer::default();
@@ -97,11 +114,16 @@ impl Orchestrator {
             &self.config.raw_zone.bucket,
             objects,
             self.config.put_concurrency,
+            deadline,
         )
         .await;
         for (object, error) in &failures {
-            tracing::error!(key = %object.key, records = object.records, error = %error, "put failed; Lambda will resend from the lowest failed sequence number");
+            tracing::error!(key = %object.key, records = object.records, error = %error, "put not confirmed; Lambda will resend from the lowest sequence number of the unconfirmed objects");
         }
+        let unconfirmed = failures
+            .iter()
+            .filter(|(_, e)| matches!(e, PutError::Deadline { .. }))
+            .count();
         let response = shared::kinesis::batch::kinesis_response(
             failures.iter().map(|(o, _)| o.min_sequence_number.as_str()),
         );
@@ -111,6 +133,7 @@ impl Orchestrator {
             objects_written: plan.objects.len() + usize::from(plan.quarantine.is_some())
                 - failures.len(),
             objects_failed: failures.len(),
+            objects_unconfirmed: unconfirmed,
             bytes_in: plan.bytes_in,
             bytes_out: plan.bytes_out(),
         };
@@ -119,6 +142,7 @@ impl Orchestrator {
             quarantined = outcome.quarantined,
             objects_written = outcome.objects_written,
             objects_failed = outcome.objects_failed,
+            objects_unconfirmed = outcome.objects_unconfirmed,
             bytes_in = outcome.bytes_in,
             bytes_out = outcome.bytes_out,
             retry_from = response

@@ -19,7 +19,7 @@ use shared::kinesis::record::{
     decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord, PayloadBuffer,
 };
 use shared::kinesis::route::{route_record, Router};
-use shared::rawzone::layout::Layout;
+use shared::rawzone::layout::{Layout, Writer};
 use shared::rawzone::quarantine::{RawData, Rejected};
 use shared::snowflake::{
     request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
@@ -33,7 +33,8 @@ pub struct Config {
     pub router: Router,
     pub tables: TableMappings,
     pub extractor: Extractor,
-    /// Where rejected records go (`ERROR_BUCKET`, `ERROR_PREFIX` default `errors/upsert`).
+    /// Where rejected records go (`ERROR_BUCKET`, `ERROR_PREFIX` default `errors`; keys continue
+    /// with `upsert/`, see [`Writer`]).
     pub error_bucket: String,
     pub error_layout: Layout,
     pub snowflake: SnowflakeConfig,
@@ -64,7 +65,7 @@ impl Config {
         let error_layout = Layout::new(
             "",
             &env.optional("ERROR_PREFIX")
-                .unwrap_or_else(|| "errors/upsert".into()),
+                .unwrap_or_else(|| "errors".into()),
         );
         let max_rows = env.parse_or("MAX_ROWS_PER_STATEMENT", 5_000usize)?;
         if max_rows == 0 {
@@ -216,9 +217,11 @@ impl Upsert {
 
         // After the MERGEs, so rows Snowflake refused go into the batch's one quarantine object.
         outcome.quarantined = rejected.len();
-        if let Some(object) =
-            shared::rawzone::quarantine::object(&self.config.error_layout, &rejected)?
-        {
+        if let Some(object) = shared::rawzone::quarantine::object(
+            &self.config.error_layout,
+            Writer::Upsert,
+            &rejected,
+        )? {
             if let Err(e) =
                 shared::rawzone::s3::put_object(&self.s3, &self.config.error_bucket, &object).await
             {

@@ -232,7 +232,7 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         Arc::new(move |body: String| {
             let o = o.clone();
             Box::pin(async move {
-                o.handle_body(&body)
+                o.handle_body(&body, deadline())
                     .await
                     .map(|(r, _)| r)
                     .map_err(|e| e.to_string())
@@ -373,7 +373,7 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     }
     // The loader is done when every raw-zone object has been loaded (or reported).
     let objects = count_objects(&s3, &bucket, "raw/").await?;
-    let orchestrator_rejected = quarantined_in(&s3, &bucket, "errors/", Some("errors/upsert/"))
+    let orchestrator_rejected = quarantined_in(&s3, &bucket, "errors/orchestrator/")
         .await?
         .1 as u64;
     let expected_rows = opts.sensors + opts.bad_records + opts.orders - orchestrator_rejected;
@@ -430,10 +430,9 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     let sensors_total = count(&snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS").await?;
     println!("\nstreaming table vs raw table: {matching} of {sensors_total} sensors hold exactly the newest raw reading");
 
-    let (objects_o, rejected_o) =
-        quarantined_in(&s3, &bucket, "errors/", Some("errors/upsert/")).await?;
-    let (objects_u, rejected_u) = quarantined_in(&s3, &bucket, "errors/upsert/", None).await?;
-    println!("quarantined records: orchestrator {rejected_o} (in {objects_o} object(s) under errors/), upsert {rejected_u} (in {objects_u} under errors/upsert/), each with its reason");
+    let (objects_o, rejected_o) = quarantined_in(&s3, &bucket, "errors/orchestrator/").await?;
+    let (objects_u, rejected_u) = quarantined_in(&s3, &bucket, "errors/upsert/").await?;
+    println!("quarantined records: orchestrator {rejected_o} (in {objects_o} object(s) under errors/orchestrator/), upsert {rejected_u} (in {objects_u} under errors/upsert/), each with its reason");
     println!(
         "raw-zone objects: {objects}; loader invocations: {}, messages retried: {}",
         loader_counters.invocations.load(Ordering::SeqCst),
@@ -550,13 +549,8 @@ async fn quarantined_in(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-    except: Option<&str>,
 ) -> Result<(usize, usize), String> {
-    let keys: Vec<String> = list(s3, bucket, prefix)
-        .await?
-        .into_iter()
-        .filter(|k| except.is_none_or(|e| !k.starts_with(e)))
-        .collect();
+    let keys: Vec<String> = list(s3, bucket, prefix).await?;
     let mut records = 0;
     for key in &keys {
         let body = s3

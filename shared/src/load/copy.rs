@@ -6,7 +6,14 @@
 //! COPY INTO "DB"."S"."SENSOR_READINGS_RAW" FROM @RAW_STAGE/
 //!   FILES = ('sensor_readings/2024/03/05/07/shardId-000000000000-1-9.ndjson.gz', ...)
 //!   FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = ABORT_STATEMENT
+//!   LOAD_UNCERTAIN_FILES = TRUE
 //! ```
+//!
+//! COPY's result names each file it processed; a requested file it skipped because its load
+//! metadata says it was loaded before is left out (or, when that is every file, the result is
+//! the single row "Copy executed with 0 files processed."). A file left out is not taken for
+//! loaded on that alone: [`unreported`] lists them and [`history_statement`] asks
+//! `LOAD_HISTORY` about them (see there for why).
 //!
 //! File paths are string literals; a path containing `'`, `\` or a control character is refused
 //! (never escaped), so no object key can change the statement. Identifiers are quoted with
@@ -19,7 +26,7 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::rawzone::encode::Format;
-use crate::snowflake::{ident, request_id_for, QueryResult};
+use crate::snowflake::{ident, request_id_for, Binding, QueryResult, Statement};
 
 /// Snowflake's limit on the `FILES` list of one COPY statement.
 pub const MAX_FILES_PER_COPY: usize = 1000;
@@ -243,7 +250,7 @@ pub fn copy_sql(
                 format!(" ({})", columns.join(", "))
             };
             return Ok(format!(
-                "COPY INTO {}{} FROM (SELECT {} FROM @{stage}/) FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error}",
+                "COPY INTO {}{} FROM (SELECT {} FROM @{stage}/) FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error} {LOAD_UNCERTAIN}",
                 target.table,
                 into_columns,
                 select.join(", "),
@@ -253,12 +260,22 @@ pub fn copy_sql(
         }
     };
     Ok(format!(
-        "COPY INTO {} FROM {source} FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error}",
+        "COPY INTO {} FROM {source} FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error} {LOAD_UNCERTAIN}",
         target.table,
         literals.join(", "),
         target.file_format,
     ))
 }
+
+/// Every COPY loads files whose load status is unknown. By default COPY silently skips a file
+/// whose LAST_MODIFIED date is older than 64 days when the table's load metadata (kept 64 days)
+/// cannot say whether it was loaded; the loader names exactly the files it was notified about
+/// (a notification replayed from the DLQ or an archive can be that old), so skipping them would
+/// lose them. The cost: a file loaded more than 64 days ago and notified again is loaded again;
+/// rows carry their file and row number, and the curated layer de-duplicates on them.
+/// https://docs.snowflake.com/en/sql-reference/sql/copy-into-table#copy-options-copyoptions
+/// https://docs.snowflake.com/en/user-guide/data-load-considerations-load#loading-older-files
+const LOAD_UNCERTAIN: &str = "LOAD_UNCERTAIN_FILES = TRUE";
 
 /// The statements loading `files` into `target`: files sorted and de-duplicated, in chunks of at
 /// most `chunk` (≤ [`MAX_FILES_PER_COPY`]) files.
@@ -326,9 +343,59 @@ pub struct FileResult {
     pub first_error_line: Option<u64>,
 }
 
-/// The per-file rows of a COPY result. A result without a `file` column ("Copy executed with 0
-/// files processed.": every file was loaded before) has none.
-pub fn file_results(result: &QueryResult) -> Vec<FileResult> {
+/// What a COPY result says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyReport {
+    /// One row per file COPY processed (loaded, failed, skipped for errors, ...).
+    Files(Vec<FileResult>),
+    /// The single row "Copy executed with 0 files processed.": COPY processed none of the
+    /// requested files, i.e. skipped every one of them.
+    NoFilesProcessed,
+}
+
+impl CopyReport {
+    pub fn files(&self) -> &[FileResult] {
+        match self {
+            CopyReport::Files(f) => f,
+            CopyReport::NoFilesProcessed => &[],
+        }
+    }
+}
+
+/// A COPY result of neither known shape: nothing can be concluded about any file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected COPY result (columns {columns:?}, {rows} row(s)): no per-file results and not \"0 files processed\"")]
+pub struct UnexpectedReport {
+    pub columns: Vec<String>,
+    pub rows: usize,
+}
+
+/// Reads a COPY result: per-file rows (a `file` column), or the one-row "0 files processed"
+/// status.
+pub fn copy_report(result: &QueryResult) -> Result<CopyReport, UnexpectedReport> {
+    if result.column("file").is_some() {
+        return Ok(CopyReport::Files(file_results(result)));
+    }
+    let status = result.column("status");
+    match (&result.rows[..], status) {
+        ([row], Some(i))
+            if row.get(i).cloned().flatten().is_some_and(|s| {
+                s.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("copy executed with 0 files processed")
+            }) =>
+        {
+            Ok(CopyReport::NoFilesProcessed)
+        }
+        _ => Err(UnexpectedReport {
+            columns: result.columns.iter().map(|c| c.name.clone()).collect(),
+            rows: result.rows.len(),
+        }),
+    }
+}
+
+/// The per-file rows of a COPY result (none without a `file` column).
+fn file_results(result: &QueryResult) -> Vec<FileResult> {
     let Some(file_col) = result.column("file") else {
         return Vec::new();
     };
@@ -399,6 +466,126 @@ pub fn match_path<'p>(file: &str, paths: &[&'p str]) -> Option<&'p str> {
         .max_by_key(|p| p.len())
 }
 
+/// The requested `paths` no row of `report` names, in request order: the files COPY skipped
+/// without a word.
+pub fn unreported<'p>(paths: &[&'p str], report: &CopyReport) -> Vec<&'p str> {
+    let named: std::collections::BTreeSet<&str> = report
+        .files()
+        .iter()
+        .filter_map(|r| match_path(&r.file, paths))
+        .collect();
+    paths
+        .iter()
+        .copied()
+        .filter(|p| !named.contains(p))
+        .collect()
+}
+
+/// The query asking `LOAD_HISTORY` which of `paths` (files COPY did not report) were loaded into
+/// `table` (as [`table_name`] quotes it).
+///
+/// Why ask: COPY leaves out a file its load metadata says was loaded before, which is what makes
+/// a redelivered notification harmless, but an omission is not proof of a load, and counting a
+/// file that was never loaded as "already loaded" would drop it silently (load-uncertain files
+/// were one such case before [`LOAD_UNCERTAIN`]; anything else Snowflake may skip without a row
+/// would be another). So an omitted file counts as loaded only when the history shows a load
+/// into this table; otherwise it fails and its notification is retried, and after the queue's
+/// receive limit it lands in the DLQ with its alarm: loud, never lost. FORCE = TRUE instead would
+/// load every redelivered file twice. The query runs only for statements that left files out
+/// (redeliveries, overwritten identical objects), so a normal load costs nothing more.
+///
+/// `LOAD_HISTORY` (information schema) covers the last 14 days and returns at most 10,000 rows,
+/// which the filter on table and file names keeps far away; a file loaded longer ago is retried
+/// and reaches the DLQ rather than being assumed loaded.
+/// https://docs.snowflake.com/en/sql-reference/info-schema/load_history
+///
+/// File names are matched with `LIKE '%<path>'`, whether the history holds the full stage URL
+/// or the path alone (`_` and `%` in a path only widen the match), and exactly again, at a `/`,
+/// by [`loaded_before`].
+pub fn history_statement(table: &str, paths: &[&str]) -> Result<Statement, CopyError> {
+    if paths.is_empty() {
+        return Err(CopyError::NoFiles);
+    }
+    for p in paths {
+        file_literal(p)?;
+    }
+    let parts = split_quoted(table).ok_or_else(|| CopyError::Name {
+        what: "table",
+        name: table.to_string(),
+    })?;
+    let (view, schema, name) = match &parts[..] {
+        [db, schema, name] => (
+            format!(
+                "{}.INFORMATION_SCHEMA.LOAD_HISTORY",
+                ident::quote(&format!("\"{db}\""))?
+            ),
+            Some(*schema),
+            *name,
+        ),
+        [schema, name] => (
+            "INFORMATION_SCHEMA.LOAD_HISTORY".to_string(),
+            Some(*schema),
+            *name,
+        ),
+        [name] => ("INFORMATION_SCHEMA.LOAD_HISTORY".to_string(), None, *name),
+        _ => {
+            return Err(CopyError::Name {
+                what: "table",
+                name: table.to_string(),
+            })
+        }
+    };
+    let mut sql = format!("SELECT FILE_NAME, STATUS FROM {view} WHERE TABLE_NAME = ?");
+    let mut statement_bindings = vec![Binding::text(name)];
+    if let Some(schema) = schema {
+        sql.push_str(" AND SCHEMA_NAME = ?");
+        statement_bindings.push(Binding::text(schema));
+    }
+    let likes = vec!["FILE_NAME LIKE ?"; paths.len()].join(" OR ");
+    sql.push_str(&format!(" AND ({likes})"));
+    statement_bindings.extend(paths.iter().map(|p| Binding::text(format!("%{p}"))));
+    let mut statement = Statement::new(sql);
+    for b in statement_bindings {
+        statement = statement.bind(b);
+    }
+    Ok(statement)
+}
+
+/// Of `paths`, those the [`history_statement`] result shows loaded (fully or partly: either way
+/// the load metadata keeps COPY from loading them again).
+pub fn loaded_before<'p>(
+    history: &QueryResult,
+    paths: &[&'p str],
+) -> std::collections::BTreeSet<&'p str> {
+    let (Some(file), Some(status)) = (history.column("FILE_NAME"), history.column("STATUS")) else {
+        return Default::default();
+    };
+    history
+        .rows
+        .iter()
+        .filter(|row| {
+            row.get(status)
+                .cloned()
+                .flatten()
+                .map(|s| s.trim().to_ascii_uppercase().replace(' ', "_"))
+                .is_some_and(|s| s == "LOADED" || s == "PARTIALLY_LOADED")
+        })
+        .filter_map(|row| row.get(file).cloned().flatten())
+        .filter_map(|f| match_path(&f, paths))
+        .collect()
+}
+
+/// `"DB"."S"."T"` → `["DB", "S", "T"]`; `None` for anything [`table_name`] does not make.
+/// Quoted parts never contain `"` (see [`ident`]), so splitting at `"."` is exact.
+fn split_quoted(table: &str) -> Option<Vec<&str>> {
+    let inner = table.strip_prefix('"')?.strip_suffix('"')?;
+    let parts: Vec<&str> = inner.split("\".\"").collect();
+    parts
+        .iter()
+        .all(|p| !p.is_empty() && !p.contains('"'))
+        .then_some(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,7 +624,7 @@ mod tests {
             sql,
             "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" FROM @RAW_STAGE/ FILES = \
              ('sensor_readings/2024/03/05/07/a b é.ndjson.gz', 'sensor_readings/x.ndjson') \
-             FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = ABORT_STATEMENT"
+             FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = ABORT_STATEMENT LOAD_UNCERTAIN_FILES = TRUE"
         );
     }
 
@@ -599,7 +786,8 @@ mod tests {
             sql,
             "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" (\"RECORD\", \"SOURCE_FILE\", \"SOURCE_ROW\", \"LOADED_AT\") \
              FROM (SELECT $1, METADATA$FILENAME, METADATA$FILE_ROW_NUMBER, METADATA$START_SCAN_TIME FROM @RAW_STAGE/) \
-             FILES = ('sensor_readings/a.ndjson.gz') FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = 'SKIP_FILE_5%'"
+             FILES = ('sensor_readings/a.ndjson.gz') FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') ON_ERROR = 'SKIP_FILE_5%' \
+             LOAD_UNCERTAIN_FILES = TRUE"
         );
         let mut csv = target(Format::Csv);
         csv.file_format = "CSV_FMT".into();
@@ -620,7 +808,7 @@ mod tests {
             sql,
             "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" FROM (SELECT $1, $2, $3, METADATA$FILENAME, \
              METADATA$FILE_ROW_NUMBER FROM @DB.S.STG/) FILES = ('o/a.csv.gz') \
-             FILE_FORMAT = (FORMAT_NAME = 'CSV_FMT') ON_ERROR = CONTINUE"
+             FILE_FORMAT = (FORMAT_NAME = 'CSV_FMT') ON_ERROR = CONTINUE LOAD_UNCERTAIN_FILES = TRUE"
         );
     }
 
@@ -715,7 +903,8 @@ mod tests {
                 ],
             ],
         );
-        let files = file_results(&r);
+        let report = copy_report(&r).unwrap();
+        let files = report.files();
         let statuses: Vec<FileStatus> = files.iter().map(|f| f.status).collect();
         assert_eq!(
             statuses,
@@ -734,7 +923,101 @@ mod tests {
             &["status"],
             vec![vec![Some("Copy executed with 0 files processed.")]],
         );
-        assert!(file_results(&none).is_empty());
+        assert_eq!(copy_report(&none).unwrap(), CopyReport::NoFilesProcessed);
+        // any other shape is not read as "nothing to do"
+        for odd in [
+            result(&["status"], vec![vec![Some("Something else.")]]),
+            result(&["status"], vec![]),
+            result(&["rows_loaded"], vec![vec![Some("3")]]),
+        ] {
+            assert!(copy_report(&odd).is_err(), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn files_copy_leaves_out_are_unreported_until_the_history_shows_a_load() {
+        let paths = ["t/a.csv", "t/b.csv", "t/c.csv", "t/d.csv"];
+        let report = copy_report(&result(
+            &["file", "status", "rows_parsed", "rows_loaded"],
+            vec![vec![
+                Some("s3://b/raw/t/b.csv"),
+                Some("LOADED"),
+                Some("1"),
+                Some("1"),
+            ]],
+        ))
+        .unwrap();
+        assert_eq!(
+            unreported(&paths, &report),
+            ["t/a.csv", "t/c.csv", "t/d.csv"]
+        );
+        assert_eq!(
+            unreported(&paths, &CopyReport::NoFilesProcessed),
+            paths.to_vec()
+        );
+        let missing = ["t/a.csv", "t/c.csv", "t/d.csv", "t/e.csv"];
+        let history = result(
+            &["FILE_NAME", "STATUS"],
+            vec![
+                vec![Some("s3://b/raw/t/a.csv"), Some("LOADED")],
+                vec![Some("s3://b/raw/t/c.csv"), Some("LOAD FAILED")],
+                vec![Some("s3://b/raw/t/d.csv"), Some("PARTIALLY LOADED")],
+                // LIKE '%t/a.csv' also matches a longer path: matched exactly here
+                vec![Some("s3://b/raw/xt/a.csv"), Some("LOADED")],
+                // the path alone, as a history may hold it
+                vec![Some("t/e.csv"), Some("LOADED")],
+                vec![Some("s3://b/raw/t/zzz.csv"), Some("LOADED")],
+            ],
+        );
+        assert_eq!(
+            loaded_before(&history, &missing)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["t/a.csv", "t/d.csv", "t/e.csv"]
+        );
+        assert!(loaded_before(&result(&["X"], vec![]), &missing).is_empty());
+    }
+
+    #[test]
+    fn history_query_text_and_bindings() {
+        let st = history_statement(
+            "\"DB\".\"S\".\"SENSOR_READINGS_RAW\"",
+            &[
+                "sensor_readings/a_1.ndjson.gz",
+                "sensor_readings/b.ndjson.gz",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            st.sql,
+            "SELECT FILE_NAME, STATUS FROM \"DB\".INFORMATION_SCHEMA.LOAD_HISTORY WHERE TABLE_NAME = ? \
+             AND SCHEMA_NAME = ? AND (FILE_NAME LIKE ? OR FILE_NAME LIKE ?)"
+        );
+        let values: Vec<String> = st
+            .bindings
+            .iter()
+            .map(|b| match b {
+                Binding::Text(Some(v)) => v.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "SENSOR_READINGS_RAW",
+                "S",
+                "%sensor_readings/a_1.ndjson.gz",
+                "%sensor_readings/b.ndjson.gz"
+            ]
+        );
+        let st = history_statement("\"S\".\"T\"", &["t/a.csv"]).unwrap();
+        assert!(st
+            .sql
+            .starts_with("SELECT FILE_NAME, STATUS FROM INFORMATION_SCHEMA.LOAD_HISTORY WHERE"));
+        assert_eq!(st.bindings.len(), 3);
+        assert!(history_statement("\"S\".\"T\"", &[]).is_err());
+        assert!(history_statement("S.T", &["t/a.csv"]).is_err());
+        assert!(history_statement("\"T\"", &["t/a'.csv"]).is_err());
     }
 
     #[test]

@@ -3,6 +3,16 @@
 //! Keys are a pure function of the records they hold, so a retried batch overwrites the objects
 //! it wrote before instead of adding new ones:
 //! `{prefix}/{table}/{yyyy}/{mm}/{dd}/{hh}/[{name}={value}/]{shard}-{firstSeq}-{lastSeq}.{format}[.{gz|zst}]`
+//!
+//! A field partition's value is [`sanitize`]d into one key segment. The empty string is a value
+//! like any other and gets the segment [`EMPTY_VALUE`] (`{name}=_empty`), so all records of a
+//! (table, hour, shard) whose field is `""` share one object; a missing or null field is not a
+//! value at all and sends the record to quarantine instead (see the planner).
+//!
+//! Quarantine objects carry the function that wrote them, because the orchestrator and the upsert
+//! function read the same stream and may share one error prefix: without it both would write the
+//! same key for the same batch and one would overwrite the other's rejected records:
+//! `{error_prefix}/{writer}/{yyyy}/{mm}/{dd}/{hh}/{shard}-{firstSeq}-{lastSeq}.ndjson.gz`
 
 use std::borrow::Cow;
 
@@ -19,6 +29,23 @@ pub struct GroupKey {
     /// Hours since the epoch of the records' arrival time.
     pub hour: i64,
     pub shard_id: String,
+}
+
+/// The function that writes a quarantine object: its own key segment under the error prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Orchestrator,
+    Upsert,
+}
+
+impl Writer {
+    /// The key segment, also the function's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writer::Orchestrator => "orchestrator",
+            Writer::Upsert => "upsert",
+        }
+    }
 }
 
 /// The prefixes and the naming scheme of the raw zone.
@@ -70,9 +97,11 @@ impl Layout {
         key
     }
 
-    /// One quarantine object per batch and shard, holding every rejected record of it.
+    /// One quarantine object per writing function, batch and shard, holding every record of it
+    /// that function rejected.
     pub fn quarantine_key(
         &self,
+        writer: Writer,
         shard_id: &str,
         hour: i64,
         first_seq: &str,
@@ -80,6 +109,7 @@ impl Layout {
     ) -> String {
         let mut key = String::with_capacity(96);
         push_segment(&mut key, &self.error_prefix);
+        push_segment(&mut key, writer.as_str());
         push_hour(&mut key, hour);
         key.push_str(&format!(
             "{}-{}-{}.ndjson.gz",
@@ -90,8 +120,10 @@ impl Layout {
         key
     }
 
-    /// Reads back what the loader needs from a key this layout wrote: table, format, compression
-    /// and the path below the prefix. `None` for keys outside the prefix or of another shape.
+    /// Reads back what the loader needs from a key this layout wrote: table, format, compression,
+    /// the field partition and the path below the prefix. `None` for keys outside the prefix or
+    /// of another shape; a key of another producer under the prefix is read too, without a
+    /// partition unless it has this layout's hour directories and `name=value` segment.
     pub fn parse_key<'k>(&self, key: &'k str) -> Option<ParsedKey<'k>> {
         let rest = if self.prefix.is_empty() {
             key
@@ -121,6 +153,7 @@ impl Layout {
             table,
             format,
             compression,
+            partition: parse_partition(rest),
             path: rest,
         })
     }
@@ -132,8 +165,39 @@ pub struct ParsedKey<'k> {
     pub table: &'k str,
     pub format: Format,
     pub compression: Compression,
+    /// The `name=value` segment of a field partition, if the key has one.
+    pub partition: Option<Partition<'k>>,
     /// The key below the layout's prefix.
     pub path: &'k str,
+}
+
+/// A field partition segment read back from a key: both parts as written (sanitised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition<'k> {
+    pub name: &'k str,
+    pub value: &'k str,
+}
+
+impl Partition<'_> {
+    /// True for the segment the empty string is written as ([`EMPTY_VALUE`]). Sanitising is
+    /// lossy, so a value that was literally `_empty` reads back the same way.
+    pub fn is_empty_value(&self) -> bool {
+        self.value == EMPTY_VALUE
+    }
+}
+
+/// `table/yyyy/mm/dd/hh/name=value/file` → the partition; any other shape has none.
+fn parse_partition(path: &str) -> Option<Partition<'_>> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let [_, yyyy, mm, dd, hh, partition, _file] = segments[..] else {
+        return None;
+    };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(yyyy, 4) && digits(mm, 2) && digits(dd, 2) && digits(hh, 2)) {
+        return None;
+    }
+    let (name, value) = partition.split_once('=')?;
+    (!name.is_empty() && !value.is_empty()).then_some(Partition { name, value })
 }
 
 /// Hours since the epoch for an arrival time in milliseconds.
@@ -168,24 +232,36 @@ fn clean_prefix(prefix: &str) -> String {
         .join("/")
 }
 
-/// Makes a field value safe as one key segment and inside COPY's quoted `FILES` list: letters,
-/// digits, `-`, `_` and `.` stay; everything else becomes `_`; never empty, never a dot segment,
-/// at most 100 bytes.
-pub fn sanitize(value: &str) -> Cow<'_, str> {
-    let clean = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if !value.is_empty()
+/// The key segment value of the empty string: a key segment cannot be empty, and S3 and COPY
+/// paths are clearer without `name=/`. It is made of characters [`sanitize`] keeps, so it reads
+/// back unchanged.
+pub const EMPTY_VALUE: &str = "_empty";
+
+fn is_clean_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// True when [`sanitize`] returns `value` unchanged.
+fn is_clean(value: &str) -> bool {
+    !value.is_empty()
         && value.len() <= 100
-        && value.chars().all(clean)
+        && value.chars().all(is_clean_char)
         && !value.starts_with('.')
-    {
+}
+
+/// Makes a field value safe as one key segment and inside COPY's quoted `FILES` list: letters,
+/// digits, `-`, `_` and `.` stay; everything else becomes `_`; never a dot segment, at most 100
+/// bytes; the empty string becomes [`EMPTY_VALUE`].
+pub fn sanitize(value: &str) -> Cow<'_, str> {
+    if is_clean(value) {
         return Cow::Borrowed(value);
     }
     if value.is_empty() {
-        return Cow::Borrowed("_empty");
+        return Cow::Borrowed(EMPTY_VALUE);
     }
     let mut out: String = value
         .chars()
-        .map(|c| if clean(c) { c } else { '_' })
+        .map(|c| if is_clean_char(c) { c } else { '_' })
         .collect();
     if out.starts_with('.') {
         out.replace_range(0..1, "_");
@@ -198,6 +274,15 @@ pub fn sanitize(value: &str) -> Cow<'_, str> {
         out.truncate(cut);
     }
     Cow::Owned(out)
+}
+
+/// [`sanitize`] for a value held as a `Cow`: the same `Cow` (no copy) when it is already clean.
+pub fn sanitize_cow(value: Cow<'_, str>) -> Cow<'_, str> {
+    if is_clean(&value) {
+        value
+    } else {
+        Cow::Owned(sanitize(&value).into_owned())
+    }
 }
 
 /// `name=value` for a field partition.
@@ -262,11 +347,15 @@ mod tests {
     }
 
     #[test]
-    fn quarantine_keys() {
+    fn quarantine_keys_name_the_writing_function() {
         let layout = Layout::new("raw", "/errors/x/");
         assert_eq!(
-            layout.quarantine_key("shardId-1", hour_of(0), "5", "7"),
-            "errors/x/1970/01/01/00/shardId-1-5-7.ndjson.gz"
+            layout.quarantine_key(Writer::Orchestrator, "shardId-1", hour_of(0), "5", "7"),
+            "errors/x/orchestrator/1970/01/01/00/shardId-1-5-7.ndjson.gz"
+        );
+        assert_eq!(
+            layout.quarantine_key(Writer::Upsert, "shardId-1", hour_of(0), "5", "7"),
+            "errors/x/upsert/1970/01/01/00/shardId-1-5-7.ndjson.gz"
         );
     }
 
@@ -280,6 +369,45 @@ mod tests {
         assert_eq!(partition_segment("c", ""), "c=_empty");
         assert_eq!(partition_segment("c", ".."), "c=_.");
         assert_eq!(sanitize(&"x".repeat(300)).len(), 100);
+    }
+
+    #[test]
+    fn the_empty_value_has_its_own_segment_and_reads_back() {
+        assert_eq!(sanitize(""), EMPTY_VALUE);
+        assert_eq!(partition_segment("city", ""), "city=_empty");
+        assert_eq!(sanitize_cow(Cow::Borrowed("")), EMPTY_VALUE);
+        assert!(matches!(
+            sanitize_cow(Cow::Borrowed("ok")),
+            Cow::Borrowed("ok")
+        ));
+        assert_eq!(sanitize_cow(Cow::Borrowed("a b")), "a_b");
+        let layout = Layout::new("raw", "errors");
+        let key = layout.object_key(
+            &group(Some(&partition_segment("city", ""))),
+            "1",
+            "9",
+            Format::Ndjson,
+            Compression::None,
+        );
+        assert_eq!(
+            key,
+            "raw/sensor_readings/2023/11/14/22/city=_empty/shardId-000000000006-1-9.ndjson"
+        );
+        let parsed = layout.parse_key(&key).unwrap();
+        let partition = parsed.partition.unwrap();
+        assert_eq!((partition.name, partition.value), ("city", "_empty"));
+        assert!(partition.is_empty_value());
+        // no partition: none read back, and another producer's layout is not mistaken for one
+        let key = layout.object_key(&group(None), "1", "9", Format::Csv, Compression::None);
+        assert_eq!(layout.parse_key(&key).unwrap().partition, None);
+        assert_eq!(
+            layout
+                .parse_key("raw/t/x/y/z/w/a=b/f.csv")
+                .unwrap()
+                .partition,
+            None
+        );
+        assert_eq!(layout.parse_key("raw/t/a=b/f.csv").unwrap().partition, None);
     }
 
     #[test]
@@ -299,6 +427,13 @@ mod tests {
         assert_eq!(
             parsed.path,
             "sensor_readings/2023/11/14/22/sensorId=6/shardId-000000000006-1-9.csv.zst"
+        );
+        assert_eq!(
+            parsed.partition,
+            Some(Partition {
+                name: "sensorId",
+                value: "6"
+            })
         );
         assert!(layout.parse_key("rawx/t/a.csv").is_none());
         assert!(layout.parse_key("other/t/a.csv").is_none());

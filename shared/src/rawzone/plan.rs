@@ -14,7 +14,9 @@ use crate::kinesis::route::{route_record, Router};
 use crate::kinesis::scan::same_text;
 use crate::rawzone::encode::csv::CsvMappings;
 use crate::rawzone::encode::{ndjson, Compression, Format, RowLineage};
-use crate::rawzone::layout::{hour_of, partition_segment, sanitize, GroupKey, Layout};
+use crate::rawzone::layout::{
+    hour_of, partition_segment, sanitize, sanitize_cow, GroupKey, Layout, Writer,
+};
 use crate::rawzone::object::PlannedObject;
 use crate::rawzone::quarantine::{self, RawData, Rejected};
 
@@ -166,7 +168,7 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
             members.iter().map(|i| &accepted[*i as usize]).collect();
         objects.push(encode_group(config, &group, &members)?);
     }
-    let quarantine = quarantine::object(&config.layout, &rejected)?;
+    let quarantine = quarantine::object(&config.layout, Writer::Orchestrator, &rejected)?;
     Ok(Plan {
         objects,
         quarantine,
@@ -225,14 +227,13 @@ fn classify<'a, 'r>(
     let partition = match &config.partition {
         None => None,
         Some(p) => {
+            // Missing or null is not a value: quarantined. The empty string is one, and like
+            // every value it is compared in its sanitised form (`_empty`), so all of a group's
+            // empty values share one object.
             let value = payload
                 .text_of(p.slot)
                 .ok_or_else(|| format!("partition field {} is missing or null", p.path))?;
-            let value = match sanitize(&value) {
-                Cow::Borrowed(_) => value,
-                Cow::Owned(clean) => Cow::Owned(clean),
-            };
-            Some((p.name.as_str(), value))
+            Some((p.name.as_str(), sanitize_cow(value)))
         }
     };
     if let Some(mapping) = config.csv.as_ref().and_then(|m| m.get(table)) {
@@ -376,7 +377,7 @@ mod tests {
         );
         assert!(q
             .key
-            .starts_with("errors/2024/11/21/14/shardId-000000000000-"));
+            .starts_with("errors/orchestrator/2024/11/21/14/shardId-000000000000-"));
         let reasons: Vec<String> = text(q, Compression::Gzip { level: 0 })
             .lines()
             .map(|l| {
@@ -395,6 +396,68 @@ mod tests {
                 "payload is JSON but not an object",
                 "data is not valid base64"
             ]
+        );
+    }
+
+    #[test]
+    fn empty_partition_values_share_one_object_per_table_hour_and_shard() {
+        // "" three times between other values, and a record without the field
+        let payloads = [
+            r#"{"city":"","n":1}"#,
+            r#"{"city":"Oslo","n":2}"#,
+            r#"{"city":"","n":3}"#,
+            r#"{"n":4}"#,
+            r#"{"city":"","n":5}"#,
+        ];
+        let records: Vec<String> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                use base64::Engine as _;
+                format!(
+                    r#"{{"kinesis":{{"partitionKey":"a","sequenceNumber":"{}","data":"{}","approximateArrivalTimestamp":0.5}},"eventID":"shardId-1:{}","eventSourceARN":"arn:aws:kinesis:r:1:stream/s"}}"#,
+                    i + 1,
+                    base64::engine::general_purpose::STANDARD.encode(p),
+                    i + 1
+                )
+            })
+            .collect();
+        let event = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        let mut buffer = PayloadBuffer::default();
+        let records = decode_kinesis_event(&event, &mut buffer).unwrap();
+        let plan = plan(
+            &config(&[
+                ("TABLE", "t"),
+                ("PARTITION_FIELD", "/city"),
+                ("COMPRESSION", "none"),
+            ]),
+            &records,
+        )
+        .unwrap();
+        let objects: Vec<(&str, usize)> = plan
+            .objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.records))
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                ("raw/t/1970/01/01/00/city=Oslo/shardId-1-2-2.ndjson", 1),
+                ("raw/t/1970/01/01/00/city=_empty/shardId-1-1-5.ndjson", 3),
+            ]
+        );
+        let ns: Vec<i64> = text(&plan.objects[1], Compression::None)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"]["n"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ns, [1, 3, 5]);
+        assert_eq!(
+            plan.quarantined, 1,
+            "a missing field is not the empty value"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Records that cannot be used are written aside with the reason, never dropped.
 //!
-//! One gzip NDJSON object per batch under the error prefix, one line per record:
+//! One gzip NDJSON object per batch and writing function under the error prefix (see
+//! [`Layout::quarantine_key`]), one line per record:
 //! `{"reason": "...", "metadata": {...}, "payload": "<text>"}`, or `"payload_base64"` when the
 //! bytes are not UTF-8, so the original can always be recovered exactly and replayed.
 
@@ -12,7 +13,7 @@ use base64::Engine as _;
 use crate::kinesis::record::{sequence_bounds, RecordMeta};
 use crate::rawzone::encode::ndjson::push_metadata;
 use crate::rawzone::encode::{push_json_str, Compression};
-use crate::rawzone::layout::{hour_of, Layout};
+use crate::rawzone::layout::{hour_of, Layout, Writer};
 use crate::rawzone::object::PlannedObject;
 
 /// A record set aside, with why.
@@ -81,10 +82,11 @@ pub fn encode(rejected: &[Rejected<'_>]) -> std::io::Result<Vec<u8>> {
     w.finish()
 }
 
-/// The one quarantine object of a batch, keyed by its shard, hour and sequence range, or `None`
-/// when nothing was rejected.
+/// The one quarantine object `writer` makes of a batch, keyed by its shard, hour and sequence
+/// range, or `None` when nothing was rejected.
 pub fn object(
     layout: &Layout,
+    writer: Writer,
     rejected: &[Rejected<'_>],
 ) -> std::io::Result<Option<PlannedObject>> {
     let Some(first) = rejected.first() else {
@@ -94,6 +96,7 @@ pub fn object(
         .unwrap_or(("0", "0"));
     Ok(Some(PlannedObject {
         key: layout.quarantine_key(
+            writer,
             &first.meta.shard_id,
             hour_of(first.meta.arrival_ms),
             min,
@@ -157,5 +160,31 @@ mod tests {
         assert_eq!(lines[0]["metadata"]["sequence_number"], "3");
         assert_eq!(lines[1]["payload_base64"], "/wAQ");
         assert_eq!(lines[2]["data_field"], "%%%");
+    }
+
+    #[test]
+    fn the_two_functions_never_write_the_same_key_for_the_same_batch() {
+        // Both functions read the same stream and, as template.yaml deploys them, share one
+        // error prefix: the same rejected records must still land in two objects.
+        let layout = Layout::new("raw", "errors");
+        let rejected = [Rejected {
+            meta: meta(),
+            reason: "payload is not valid JSON".into(),
+            raw: RawData::Bytes(b"{"),
+        }];
+        let orchestrator = object(&layout, Writer::Orchestrator, &rejected)
+            .unwrap()
+            .unwrap();
+        let upsert = object(&layout, Writer::Upsert, &rejected).unwrap().unwrap();
+        assert_eq!(
+            orchestrator.key,
+            "errors/orchestrator/1970/01/01/00/shardId-1-3-3.ndjson.gz"
+        );
+        assert_eq!(
+            upsert.key,
+            "errors/upsert/1970/01/01/00/shardId-1-3-3.ndjson.gz"
+        );
+        assert_eq!(orchestrator.body, upsert.body);
+        assert!(object(&layout, Writer::Upsert, &[]).unwrap().is_none());
     }
 }

@@ -171,10 +171,78 @@ pub(crate) struct Authenticator {
 
 enum Source {
     Static(SecretString),
-    Jwt {
-        signer: JwtSigner,
-        cache: Mutex<Option<(SecretString, i64)>>,
-    },
+    Jwt(Box<Jwt>),
+}
+
+/// Key-pair authentication: where the key comes from, and the signer and token made from it.
+struct Jwt {
+    key: KeyLoader,
+    /// One lock for both, so a renewal after a 401 and the requests waiting for a token see the
+    /// same key.
+    state: Mutex<JwtState>,
+}
+
+struct JwtState {
+    signer: JwtSigner,
+    cached: Option<(SecretString, i64)>,
+}
+
+/// Reads the private key, at start-up and again after a 401: a key rotated in Secrets Manager
+/// (or replaced in its file) then takes effect without waiting for a cold start.
+struct KeyLoader {
+    source: KeySource,
+    account: String,
+    user: String,
+    /// Built once, when the key is in Secrets Manager.
+    secrets: Option<aws_sdk_secretsmanager::Client>,
+}
+
+impl KeyLoader {
+    async fn new(
+        source: &KeySource,
+        account: &str,
+        user: &str,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Self {
+        let secrets = match source {
+            KeySource::SecretArn(_) => Some(match aws {
+                Some(sdk) => aws_sdk_secretsmanager::Client::new(sdk),
+                None => aws_sdk_secretsmanager::Client::new(&crate::aws::load_config().await),
+            }),
+            KeySource::File(_) | KeySource::Pem(_) => None,
+        };
+        Self {
+            source: source.clone(),
+            account: account.to_string(),
+            user: user.to_string(),
+            secrets,
+        }
+    }
+
+    /// True when reading again may give another key (a PEM in the configuration cannot change).
+    fn rereadable(&self) -> bool {
+        !matches!(self.source, KeySource::Pem(_))
+    }
+
+    async fn load(&self) -> Result<JwtSigner, SnowflakeError> {
+        let pem = match &self.source {
+            KeySource::Pem(p) => p.clone(),
+            KeySource::File(path) => {
+                SecretString::new(std::fs::read_to_string(path).map_err(|e| {
+                    SnowflakeError::Key(format!(
+                        "cannot read the private key file {}: {}",
+                        path.display(),
+                        e.kind()
+                    ))
+                })?)
+            }
+            KeySource::SecretArn(arn) => SecretString::new(secret_field(
+                read_secret(self.secrets.as_ref(), arn).await?,
+                &["private_key", "privateKey"],
+            )),
+        };
+        JwtSigner::from_pem(pem.expose(), &self.account, &self.user)
+    }
 }
 
 impl fmt::Debug for Authenticator {
@@ -186,7 +254,7 @@ impl fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Reads the key or token (from Secrets Manager, a file or the configuration) once.
+    /// Reads the key or token (from Secrets Manager, a file or the configuration).
     pub(crate) async fn resolve(
         auth: &AuthConfig,
         account: &str,
@@ -194,38 +262,36 @@ impl Authenticator {
     ) -> Result<Self, SnowflakeError> {
         match auth {
             AuthConfig::KeyPair { user, key } => {
-                let pem = match key {
-                    KeySource::Pem(p) => p.clone(),
-                    KeySource::File(path) => {
-                        SecretString::new(std::fs::read_to_string(path).map_err(|e| {
-                            SnowflakeError::Key(format!(
-                                "cannot read the private key file {}: {}",
-                                path.display(),
-                                e.kind()
-                            ))
-                        })?)
-                    }
-                    KeySource::SecretArn(arn) => SecretString::new(secret_field(
-                        read_secret(aws, arn).await?,
-                        &["private_key", "privateKey"],
-                    )),
-                };
-                let signer = JwtSigner::from_pem(pem.expose(), account, user)?;
+                let key = KeyLoader::new(key, account, user, aws).await;
+                let signer = key.load().await?;
                 Ok(Self {
                     kind: TokenType::KeypairJwt,
-                    source: Source::Jwt {
-                        signer,
-                        cache: Mutex::new(None),
-                    },
+                    source: Source::Jwt(Box::new(Jwt {
+                        key,
+                        state: Mutex::new(JwtState {
+                            signer,
+                            cached: None,
+                        }),
+                    })),
                 })
             }
             AuthConfig::Token { kind, source } => {
                 let token = match source {
                     TokenSource::Value(t) => t.clone(),
-                    TokenSource::SecretArn(arn) => SecretString::new(secret_field(
-                        read_secret(aws, arn).await?,
-                        &["token", "access_token"],
-                    )),
+                    TokenSource::SecretArn(arn) => {
+                        let loaded;
+                        let client = match aws {
+                            Some(sdk) => aws_sdk_secretsmanager::Client::new(sdk),
+                            None => {
+                                loaded = crate::aws::load_config().await;
+                                aws_sdk_secretsmanager::Client::new(&loaded)
+                            }
+                        };
+                        SecretString::new(secret_field(
+                            read_secret(Some(&client), arn).await?,
+                            &["token", "access_token"],
+                        ))
+                    }
                 };
                 if token.expose().trim().is_empty() {
                     return Err(SnowflakeError::Key("the token is empty".into()));
@@ -246,30 +312,51 @@ impl Authenticator {
     pub(crate) async fn token(&self) -> Result<SecretString, SnowflakeError> {
         match &self.source {
             Source::Static(t) => Ok(t.clone()),
-            Source::Jwt { signer, cache } => {
-                let mut cached = cache.lock().await;
-                if let Some((tok, exp)) = cached.as_ref() {
+            Source::Jwt(jwt) => {
+                let mut state = jwt.state.lock().await;
+                if let Some((tok, exp)) = state.cached.as_ref() {
                     if unix_now() + (RENEW_BEFORE.as_secs() as i64) < *exp {
                         return Ok(tok.clone());
                     }
                 }
-                let (tok, exp) = signer.token_now()?;
+                let (tok, exp) = state.signer.token_now()?;
                 let tok = SecretString::new(tok);
-                *cached = Some((tok.clone(), exp));
+                state.cached = Some((tok.clone(), exp));
                 Ok(tok)
             }
         }
     }
 
-    /// After a 401: forget `rejected` so the next [`token`](Self::token) makes a new JWT (unless
-    /// another request already replaced it). Static tokens cannot be renewed.
-    pub(crate) async fn invalidate(&self, rejected: &SecretString) {
-        if let Source::Jwt { cache, .. } = &self.source {
-            let mut cached = cache.lock().await;
-            if cached.as_ref().is_some_and(|(t, _)| t == rejected) {
-                *cached = None;
-            }
+    /// After a 401 for `rejected`: forgets the token, and reads the key again when it comes
+    /// from Secrets Manager or a file, so the next [`token`](Self::token) is signed with the
+    /// current key (a rotation takes effect without a cold start). Done once per rejected token:
+    /// concurrent requests rejected with the same token find it already replaced. Static tokens
+    /// cannot be renewed.
+    pub(crate) async fn renew_after_401(
+        &self,
+        rejected: &SecretString,
+    ) -> Result<(), SnowflakeError> {
+        let Source::Jwt(jwt) = &self.source else {
+            return Ok(());
+        };
+        let mut state = jwt.state.lock().await;
+        if !state.cached.as_ref().is_some_and(|(t, _)| t == rejected) {
+            return Ok(());
         }
+        state.cached = None;
+        if jwt.key.rereadable() {
+            // Holding the lock: requests waiting for a token get one signed with the key read here.
+            let signer = jwt.key.load().await?;
+            if signer.fingerprint() != state.signer.fingerprint() {
+                tracing::info!(
+                    fingerprint = signer.fingerprint(),
+                    previous = state.signer.fingerprint(),
+                    "snowflake: private key re-read after a 401; a rotated key is now in use"
+                );
+            }
+            state.signer = signer;
+        }
+        Ok(())
     }
 }
 
@@ -289,18 +376,15 @@ fn secret_field(secret: SecretString, fields: &[&str]) -> String {
 }
 
 async fn read_secret(
-    aws: Option<&aws_config::SdkConfig>,
+    client: Option<&aws_sdk_secretsmanager::Client>,
     arn: &str,
 ) -> Result<SecretString, SnowflakeError> {
-    let loaded;
-    let sdk = match aws {
-        Some(c) => c,
-        None => {
-            loaded = crate::aws::load_config().await;
-            &loaded
-        }
+    let Some(client) = client else {
+        return Err(SnowflakeError::Secret {
+            arn: arn.to_string(),
+            message: "no Secrets Manager client".into(),
+        });
     };
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
     let out = client
         .get_secret_value()
         .secret_id(arn)
@@ -431,15 +515,14 @@ mod tests {
         let a = auth.token().await.unwrap();
         let b = auth.token().await.unwrap();
         assert_eq!(a, b, "cached");
-        auth.invalidate(&a).await;
+        auth.renew_after_401(&a).await.unwrap();
         // a new token is signed; same second → same claims and so the same RS256 signature, so
         // compare the cache state instead of the text
-        if let Source::Jwt { cache, .. } = &auth.source {
-            assert!(cache.lock().await.is_none());
-        }
+        let Source::Jwt(jwt) = &auth.source else {
+            panic!("key pair")
+        };
+        assert!(jwt.state.lock().await.cached.is_none());
         let _ = auth.token().await.unwrap();
-        if let Source::Jwt { cache, .. } = &auth.source {
-            assert!(cache.lock().await.is_some());
-        }
+        assert!(jwt.state.lock().await.cached.is_some());
     }
 }

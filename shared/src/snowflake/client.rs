@@ -13,7 +13,7 @@ use reqwest::{Method, Url};
 use uuid::Uuid;
 
 use super::auth::Authenticator;
-use super::config::{RetryPolicy, SnowflakeConfig};
+use super::config::{Context, RetryPolicy, SnowflakeConfig};
 use super::error::{is_retryable_status, SnowflakeError};
 use super::types::{
     cells, Bindings, Parameters, QueryResult, RequestBody, ResponseBody, Statement,
@@ -62,6 +62,8 @@ pub struct SnowflakeClient {
 
 struct Inner {
     config: SnowflakeConfig,
+    /// The config's context names, resolved once.
+    context: Context,
     http: reqwest::Client,
     auth: Authenticator,
     base: Url,
@@ -207,6 +209,7 @@ impl SnowflakeClient {
             .map_err(|_| SnowflakeError::Protocol("the base URL cannot have a path".into()))?
             .pop_if_empty()
             .extend(["api", "v2", "statements"]);
+        let context = Context::of(&config)?;
         let auth = Authenticator::resolve(&config.auth, &config.account, aws).await?;
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
@@ -217,6 +220,7 @@ impl SnowflakeClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                context,
                 http,
                 auth,
                 base,
@@ -236,14 +240,15 @@ impl SnowflakeClient {
 
     fn body_bytes(&self, st: &Statement) -> Vec<u8> {
         let c = &self.inner.config;
+        let context = &self.inner.context;
         let query_tag = st.query_tag.as_deref().or(c.query_tag.as_deref());
         let body = RequestBody {
             statement: &st.sql,
             timeout: Some(c.statement_timeout.as_secs()),
-            database: c.database.as_deref(),
-            schema: Some(c.schema.as_str()),
-            warehouse: c.warehouse.as_deref(),
-            role: c.role.as_deref(),
+            database: context.database.as_deref(),
+            schema: Some(context.schema.as_str()),
+            warehouse: context.warehouse.as_deref(),
+            role: context.role.as_deref(),
             bindings: (!st.bindings.is_empty()).then_some(Bindings(&st.bindings)),
             parameters: query_tag.map(|t| Parameters { query_tag: Some(t) }),
         };
@@ -254,7 +259,9 @@ impl SnowflakeClient {
     ///
     /// Throttling (429), server errors (500/502/503/504) and connection failures are retried with
     /// full-jitter exponential backoff, re-sending the same requestId with `retry=true`; a 401 is
-    /// retried once with a new token; a 202 is followed by polling the statement. Nothing runs
+    /// retried once with a new token, signed with the key read again when it comes from Secrets
+    /// Manager or a file (so a rotated key takes effect); a 202 is followed by polling the
+    /// statement. Nothing runs
     /// past `deadline`: each HTTP attempt's timeout is bounded by it, and when it passes while
     /// the statement is still running, the statement is canceled (best effort) and
     /// [`SnowflakeError::DeadlineExceeded`] returned.
@@ -327,7 +334,7 @@ impl SnowflakeClient {
                     401 if !auth_retried => {
                         auth_retried = true;
                         retry = true;
-                        self.inner.auth.invalidate(&token).await;
+                        self.inner.auth.renew_after_401(&token).await?;
                         ctx.note(format!("HTTP 401: {}", error_message(&body)));
                         continue;
                     }
@@ -468,7 +475,7 @@ impl SnowflakeClient {
                     200 | 202 => return Ok((status, parse_body(&inflate(body)?)?)),
                     401 if !auth_retried => {
                         auth_retried = true;
-                        self.inner.auth.invalidate(&token).await;
+                        self.inner.auth.renew_after_401(&token).await?;
                         continue;
                     }
                     s if is_retryable_status(s) => {
@@ -604,7 +611,9 @@ impl SnowflakeClient {
 mod tests {
     use super::*;
     use crate::snowflake::config::{AuthConfig, SecretString, TokenSource, TokenType};
+    use crate::snowflake::ident::IdentError;
     use crate::snowflake::types::Binding;
+    use serde_json::json;
 
     fn config(url: &str) -> SnowflakeConfig {
         SnowflakeConfig {
@@ -695,6 +704,25 @@ mod tests {
         assert!(body.get("bindings").is_none());
         assert!(body.get("warehouse").is_none());
         assert_eq!(body["parameters"], serde_json::json!({"query_tag": "own"}));
+        // context names go out as Snowflake resolves them
+        let mut c = config("http://127.0.0.1:9");
+        c.database = Some("ingest".into());
+        c.schema = "\"Raw Zone\"".into();
+        c.warehouse = Some("wh".into());
+        let body = SnowflakeClient::new(c, None)
+            .await
+            .unwrap()
+            .request_body(&Statement::new("SELECT 1"));
+        assert_eq!(
+            (&body["database"], &body["schema"], &body["warehouse"]),
+            (&json!("INGEST"), &json!("Raw Zone"), &json!("WH"))
+        );
+        let mut c = config("http://127.0.0.1:9");
+        c.schema = "my-schema".into();
+        assert!(matches!(
+            SnowflakeClient::new(c, None).await,
+            Err(SnowflakeError::Ident(IdentError::NotUnquoted(_)))
+        ));
         let mut c = config("http://127.0.0.1:9");
         c.query_tag = None;
         let client = SnowflakeClient::new(c, None).await.unwrap();

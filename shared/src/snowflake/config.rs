@@ -122,6 +122,9 @@ pub struct SnowflakeConfig {
     pub account: String,
     /// `https://<account>.snowflakecomputing.com` unless overridden; no trailing slash.
     pub base_url: String,
+    /// The statement context, as configured: identifiers in SQL syntax (`ingest` is `INGEST`,
+    /// `"Mixed"` is `Mixed`). [`ident`](super::ident) quotes them that way in qualified names,
+    /// and the client sends them resolved (see [`Context`]).
     pub database: Option<String>,
     pub schema: String,
     pub warehouse: Option<String>,
@@ -192,7 +195,36 @@ fn reject_any(env: &Env<'_>, vars: &[&str], why: &str) -> Result<(), ConfigError
 }
 
 fn check_name(var: &str, value: &str) -> Result<(), ConfigError> {
-    super::ident::validate(value).map_err(|e| ConfigError::new(var, e.to_string()))
+    super::ident::resolve(value)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(var, e.to_string()))
+}
+
+/// The `database`, `schema`, `warehouse` and `role` fields of a request, resolved as Snowflake
+/// resolves the identifiers: the SQL API compares these fields case-sensitively with the stored
+/// names ("The values in these fields are case-sensitive and must match the case of the field
+/// returned by a SQL SHOW command",
+/// https://docs.snowflake.com/en/developer-guide/sql-api/submitting-requests), so `ingest` must
+/// be sent as `INGEST`, and `"Mixed"` as `Mixed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Context {
+    pub database: Option<String>,
+    pub schema: String,
+    pub warehouse: Option<String>,
+    pub role: Option<String>,
+}
+
+impl Context {
+    pub(crate) fn of(config: &SnowflakeConfig) -> Result<Self, super::ident::IdentError> {
+        use super::ident::resolve;
+        let optional = |v: &Option<String>| v.as_deref().map(resolve).transpose();
+        Ok(Self {
+            database: optional(&config.database)?,
+            schema: resolve(&config.schema)?,
+            warehouse: optional(&config.warehouse)?,
+            role: optional(&config.role)?,
+        })
+    }
 }
 
 impl SnowflakeConfig {
@@ -208,7 +240,8 @@ impl SnowflakeConfig {
     /// - `SNOWFLAKE_ACCOUNT` (required), `SNOWFLAKE_URL` (optional, default
     ///   `https://<account>.snowflakecomputing.com`; the local service is `http://127.0.0.1:8787`),
     /// - `SNOWFLAKE_SCHEMA` (required), `SNOWFLAKE_DATABASE`, `SNOWFLAKE_WAREHOUSE`,
-    ///   `SNOWFLAKE_ROLE` (optional; sent as given, the API treats them case-sensitively),
+    ///   `SNOWFLAKE_ROLE` (optional): identifiers as written in SQL, unquoted (`ingest`, resolved
+    ///   to `INGEST`) or double-quoted (`"Mixed Case"`, kept as written),
     /// - `SNOWFLAKE_AUTH` = `keypair` (default) | `pat` | `oauth`,
     /// - key pair: `SNOWFLAKE_USER` (required) and exactly one of
     ///   `SNOWFLAKE_PRIVATE_KEY_SECRET_ARN`, `SNOWFLAKE_PRIVATE_KEY_FILE`, `SNOWFLAKE_PRIVATE_KEY`,
@@ -474,6 +507,45 @@ mod tests {
             ("SNOWFLAKE_PRIVATE_KEY_FILE", "/k"),
         ];
         assert_eq!(cfg(&env).unwrap_err().var, "SNOWFLAKE_PRIVATE_KEY_FILE");
+    }
+
+    #[test]
+    fn context_names_resolve_like_snowflake_identifiers() {
+        let mut env = BASE.to_vec();
+        env.push(("SNOWFLAKE_PRIVATE_KEY_FILE", "/k"));
+        env.extend([
+            ("SNOWFLAKE_DATABASE", "ingest"),
+            ("SNOWFLAKE_WAREHOUSE", "compute_wh"),
+            ("SNOWFLAKE_ROLE", "\"Loader Role\""),
+        ]);
+        env[1] = ("SNOWFLAKE_SCHEMA", "raw");
+        let c = cfg(&env).unwrap();
+        // kept as configured, for qualified names in SQL ...
+        assert_eq!(c.database.as_deref(), Some("ingest"));
+        // ... and resolved for the request fields
+        assert_eq!(
+            Context::of(&c).unwrap(),
+            Context {
+                database: Some("INGEST".into()),
+                schema: "RAW".into(),
+                warehouse: Some("COMPUTE_WH".into()),
+                role: Some("Loader Role".into()),
+            }
+        );
+        for var in [
+            "SNOWFLAKE_DATABASE",
+            "SNOWFLAKE_SCHEMA",
+            "SNOWFLAKE_WAREHOUSE",
+            "SNOWFLAKE_ROLE",
+        ] {
+            for bad in ["my-db", "\"a\"b\"", "\"\"", "a b"] {
+                let mut env = BASE.to_vec();
+                env.push(("SNOWFLAKE_PRIVATE_KEY_FILE", "/k"));
+                env.retain(|(k, _)| *k != var);
+                env.push((var, bad));
+                assert_eq!(cfg(&env).unwrap_err().var, var, "{var}={bad}");
+            }
+        }
     }
 
     #[test]

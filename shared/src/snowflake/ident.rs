@@ -10,7 +10,13 @@
 //!   `quote("sensor_readings") == "\"SENSOR_READINGS\""` names the same table as
 //!   `sensor_readings` written without quotes;
 //! - any other name (spaces, dashes, dots, non-ASCII letters, ...) is quoted verbatim and is
-//!   therefore case-sensitive, exactly as written.
+//!   therefore case-sensitive, exactly as written;
+//! - a name written in double quotes (`"Mixed Case"`, as in SQL) is taken as written between
+//!   them, case included, so `"ingest"` names a database created as `CREATE DATABASE "ingest"`
+//!   while `ingest` names `INGEST`. The name inside follows the rules above (no `"` in it).
+//!
+//! [`resolve`] is the strict form for names configured by an operator, such as the statement
+//! context: an unquoted name must be a valid unquoted identifier, as in Snowflake.
 
 /// Maximum identifier length in Snowflake.
 pub const MAX_LEN: usize = 255;
@@ -30,6 +36,13 @@ pub enum IdentError {
     DoubleQuote(String),
     #[error("qualified name needs 1 to 3 parts, got {0}")]
     Parts(usize),
+    #[error("{0:?} is not a valid unquoted identifier ([A-Za-z_][A-Za-z0-9_$]*); write it in double quotes if the name is case-sensitive or has other characters")]
+    NotUnquoted(String),
+}
+
+/// The name between the quotes of a double-quoted name (`"x"` → `x`), or `None`.
+fn quoted_inner(name: &str) -> Option<&str> {
+    name.strip_prefix('"')?.strip_suffix('"')
 }
 
 fn is_invisible(c: char) -> bool {
@@ -52,6 +65,7 @@ pub fn is_unquoted_style(name: &str) -> bool {
 
 /// Validates `name` without quoting it.
 pub fn validate(name: &str) -> Result<(), IdentError> {
+    let name = quoted_inner(name).unwrap_or(name);
     if name.is_empty() {
         return Err(IdentError::Empty);
     }
@@ -73,10 +87,13 @@ pub fn validate(name: &str) -> Result<(), IdentError> {
     Ok(())
 }
 
-/// The identifier, validated and double-quoted; unquoted-style names are upper-cased first.
+/// The identifier, validated and double-quoted; unquoted-style names are upper-cased first, a
+/// double-quoted name is kept as written.
 pub fn quote(name: &str) -> Result<String, IdentError> {
     validate(name)?;
-    if is_unquoted_style(name) {
+    if let Some(inner) = quoted_inner(name) {
+        Ok(format!("\"{inner}\""))
+    } else if is_unquoted_style(name) {
         Ok(format!("\"{}\"", name.to_ascii_uppercase()))
     } else {
         Ok(format!("\"{name}\""))
@@ -101,11 +118,28 @@ pub fn qualified(parts: &[&str]) -> Result<String, IdentError> {
 /// comparing with `information_schema` contents.
 pub fn normalize(name: &str) -> Result<String, IdentError> {
     validate(name)?;
-    Ok(if is_unquoted_style(name) {
+    Ok(if let Some(inner) = quoted_inner(name) {
+        inner.to_string()
+    } else if is_unquoted_style(name) {
         name.to_ascii_uppercase()
     } else {
         name.to_string()
     })
+}
+
+/// The name as Snowflake resolves it, strictly: an unquoted name must be a valid unquoted
+/// identifier and is upper-cased (`ingest` → `INGEST`); a double-quoted one is taken as written
+/// between the quotes (`"My Db"` → `My Db`). For names an operator configures, where `my-db`
+/// is more likely a mistake than a case-sensitive name.
+pub fn resolve(name: &str) -> Result<String, IdentError> {
+    validate(name)?;
+    if let Some(inner) = quoted_inner(name) {
+        Ok(inner.to_string())
+    } else if is_unquoted_style(name) {
+        Ok(name.to_ascii_uppercase())
+    } else {
+        Err(IdentError::NotUnquoted(name.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +199,51 @@ mod tests {
         ));
         // characters, not bytes
         assert!(quote(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn double_quoted_names_are_kept_as_written() {
+        assert_eq!(quote("\"ingest\"").unwrap(), "\"ingest\"");
+        assert_eq!(quote("\"My Db\"").unwrap(), "\"My Db\"");
+        assert_eq!(normalize("\"ingest\"").unwrap(), "ingest");
+        assert_eq!(
+            qualified(&["\"lower_db\"", "raw", "t"]).unwrap(),
+            "\"lower_db\".\"RAW\".\"T\""
+        );
+        assert_eq!(quote("\"\""), Err(IdentError::Empty));
+        assert!(matches!(quote("\""), Err(IdentError::DoubleQuote(_))));
+        assert!(matches!(quote("\"a\"b\""), Err(IdentError::DoubleQuote(_))));
+        assert!(matches!(
+            quote("\"a\" OR \"b\""),
+            Err(IdentError::DoubleQuote(_))
+        ));
+        assert!(matches!(quote("\" a\""), Err(IdentError::Whitespace(_))));
+        assert!(matches!(
+            quote("\"a\nb\""),
+            Err(IdentError::ControlCharacter(_))
+        ));
+    }
+
+    #[test]
+    fn resolve_is_how_snowflake_resolves_a_configured_name() {
+        assert_eq!(resolve("ingest").unwrap(), "INGEST");
+        assert_eq!(resolve("Compute_WH$1").unwrap(), "COMPUTE_WH$1");
+        assert_eq!(resolve("\"ingest\"").unwrap(), "ingest");
+        assert_eq!(resolve("\"My Db\"").unwrap(), "My Db");
+        assert_eq!(resolve("\"INGEST\"").unwrap(), "INGEST");
+        for bad in ["my-db", "1abc", "a b", "a.b", "température"] {
+            assert_eq!(
+                resolve(bad),
+                Err(IdentError::NotUnquoted(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(resolve(""), Err(IdentError::Empty));
+        assert!(matches!(
+            resolve("\"a\"b\""),
+            Err(IdentError::DoubleQuote(_))
+        ));
+        assert!(matches!(resolve("\"x"), Err(IdentError::DoubleQuote(_))));
     }
 
     #[test]

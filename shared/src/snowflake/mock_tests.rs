@@ -342,6 +342,136 @@ async fn a_401_gets_one_new_jwt_then_unauthorized() {
     assert!(!format!("{err:?} {client:?}").contains("eyJ"));
 }
 
+fn key_fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../local/keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The `iss` claim of the bearer JWT a request carries (read, not verified).
+fn issuer(req: &Req) -> String {
+    use base64::Engine as _;
+    let token = req
+        .header("authorization")
+        .unwrap()
+        .trim_start_matches("Bearer ");
+    let claims = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["iss"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_401_reads_a_rotated_key_again_once() {
+    // The service trusts only the fixture key; the client starts with another one in its file.
+    let trusted = key_fixture("FINGERPRINT").trim().to_string();
+    let accepts = {
+        let trusted = trusted.clone();
+        move |req: &Req, _: usize| {
+            if issuer(req).ends_with(&trusted) {
+                json_reply(200, json!({"statementHandle": H, "data": [["1"]]}))
+            } else {
+                json_reply(
+                    401,
+                    json!({"code": "390144", "message": "JWT token is invalid."}),
+                )
+            }
+        }
+    };
+    let file = std::env::temp_dir().join(format!("sf-key-{}.p8", uuid::Uuid::new_v4()));
+    std::fs::write(&file, key_fixture("untrusted_test_key.p8")).unwrap();
+    let keypair = AuthConfig::KeyPair {
+        user: "loader".into(),
+        key: KeySource::File(file.clone()),
+    };
+    let mock = Mock::start(accepts.clone());
+    let client = SnowflakeClient::new(config(&mock.url, keypair.clone()), None)
+        .await
+        .unwrap();
+
+    // Not rotated yet: the 401 makes the client read the file again, sign with what it finds
+    // (the same key) and retry once; then it gives up.
+    let err = client
+        .execute(&Statement::new("SELECT 1"), soon())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SnowflakeError::Unauthorized(_)), "{err:?}");
+    assert_eq!(mock.requests().len(), 2);
+
+    // The key is rotated in place: the next 401 picks it up, without a new client.
+    std::fs::write(&file, key_fixture("snowflake_test_key.p8")).unwrap();
+    let result = client
+        .execute(&Statement::new("SELECT 1"), soon())
+        .await
+        .unwrap();
+    assert_eq!(result.rows, vec![vec![Some("1".to_string())]]);
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 4);
+    assert!(
+        !issuer(&reqs[2]).ends_with(&trusted),
+        "signed with the old key first"
+    );
+    assert!(
+        issuer(&reqs[3]).ends_with(&trusted),
+        "then with the rotated one"
+    );
+    assert_eq!(reqs[3].query("retry").as_deref(), Some("true"));
+    // and it stays in use: no more 401s
+    client
+        .execute(&Statement::new("SELECT 1"), soon())
+        .await
+        .unwrap();
+    assert_eq!(mock.requests().len(), 5);
+
+    // A key given in the configuration cannot change: no re-read, the same two attempts.
+    let mock = Mock::start(accepts);
+    let client = SnowflakeClient::new(
+        config(
+            &mock.url,
+            AuthConfig::KeyPair {
+                user: "loader".into(),
+                key: KeySource::Pem(SecretString::new(key_fixture("untrusted_test_key.p8"))),
+            },
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(client
+        .execute(&Statement::new("SELECT 1"), soon())
+        .await
+        .is_err());
+    assert_eq!(mock.requests().len(), 2);
+
+    // A key file that has become unreadable is reported as such.
+    let mock = Mock::start(|_, _| {
+        json_reply(
+            401,
+            json!({"code": "390144", "message": "JWT token is invalid."}),
+        )
+    });
+    let client = SnowflakeClient::new(config(&mock.url, keypair), None)
+        .await
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let err = client
+        .execute(&Statement::new("SELECT 1"), soon())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SnowflakeError::Key(m) if m.contains("cannot read")),
+        "{err:?}"
+    );
+    assert_eq!(mock.requests().len(), 1);
+}
+
 #[tokio::test]
 async fn a_status_url_on_another_host_is_not_followed() {
     let mock = Mock::start(|req, _| match req.method.as_str() {
