@@ -12,12 +12,17 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   POST /admin/reset    clears faults, counters and config overrides
   GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions}}
 
+Snowflake behaviours kept in their own modules:
+  local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
+
 Environment (defaults in brackets):
   LOCAL_SF_HOST [127.0.0.1]  LOCAL_SF_PORT [8787]
   LOCAL_SF_ACCOUNT [LOCALTEST]  LOCAL_SF_USER [LOADER]
   LOCAL_SF_PUBLIC_KEY_FILE [local/keys/snowflake_test_key.pub]  LOCAL_SF_TOKEN [local-dev-token]
   LOCAL_SF_ASYNC_AFTER_MS [45000]  LOCAL_SF_PARTITION_ROWS [1000]  LOCAL_SF_VALIDATE [0]
   LOCAL_SF_S3_ENDPOINT [127.0.0.1:4566]  LOCAL_SF_SPEC [local/specs/snowflake-sqlapi.yaml]
+  LOCAL_SF_WAREHOUSES [COMPUTE_WH,WH,LOCAL_WH]  LOCAL_SF_DEFAULT_WAREHOUSE [COMPUTE_WH]
+  LOCAL_SF_ROLES [LOADER_ROLE,PUBLIC]  (names as SHOW returns them; the request fields are case-sensitive)
 """
 
 from __future__ import annotations
@@ -98,6 +103,9 @@ def _without_hive_partitioning(read_expression: Any) -> Any:
 
 for _reader in (_copy_into.ReadCSV, _copy_into.ReadJSON, _copy_into.ReadParquet):
     _reader.read_expression = _without_hive_partitioning(_reader.read_expression)
+
+# Snowflake's stateful behaviours, each in its own module.
+import session_context  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -586,13 +594,14 @@ class Engine:
     def _execute(self, st: Statement) -> None:
         sql: str = st.body["statement"]
         params = convert_bindings(st.body.get("bindings"))
+        database, schema = session_context.open_session(self.fs.duck_conn, st.body, sql)
         if NOP_RE.match(sql):
             log(f"statement {st.handle}: STREAM/TASK/PIPE statement skipped (not supported by fakesnow): {sql[:80]!r}")
             st.row_type, st.rows = result_from_cursor_nop()
             st.state = "success"
             return
         self._check_single_statement(st, sql)
-        conn = self.fs.connect(database=st.body.get("database"), schema=st.body.get("schema"), paramstyle="qmark")
+        conn = self.fs.connect(database=database, schema=schema, paramstyle="qmark")
         duck = conn._duck_conn  # noqa: SLF001
         st.duck_conn = duck
         is_dml = bool(TX_RE.match(sql))
