@@ -8,12 +8,17 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   GET  /healthz
   POST /admin/faults   {"status": 429|500|503|504, "count": N} | {"delay_ms": D, "count": N}
                        | {"drop_connection": true, "count": N} | {"async_after_ms": X}
-  POST /admin/config   {"partition_rows": N, "async_after_ms": X}
-  POST /admin/reset    clears faults, counters and config overrides
-  GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions}}
+  POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D}
+                       clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
+                       uncertainty; see local/load_history.py)
+  POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata stays:
+                       it belongs to the tables)
+  GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
+                        "clock_offset_days": D}
 
 Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
+  local/load_history.py     COPY load metadata by (path, checksum), 64 days, FORCE, LOAD_UNCERTAIN_FILES
 
 Environment (defaults in brackets):
   LOCAL_SF_HOST [127.0.0.1]  LOCAL_SF_PORT [8787]
@@ -104,8 +109,12 @@ def _without_hive_partitioning(read_expression: Any) -> Any:
 for _reader in (_copy_into.ReadCSV, _copy_into.ReadJSON, _copy_into.ReadParquet):
     _reader.read_expression = _without_hive_partitioning(_reader.read_expression)
 
-# Snowflake's stateful behaviours, each in its own module.
+# Snowflake's stateful behaviours, each in its own module: case-sensitive request context, COPY load metadata
+# by (path, checksum) for 64 days.
+import load_history  # noqa: E402
 import session_context  # noqa: E402
+
+load_history.install()
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -507,6 +516,7 @@ class Engine:
             self.exec_by_request_id: dict[str, int] = {}
             self.partition_rows = int(os.environ.get("LOCAL_SF_PARTITION_ROWS", "1000"))
             self.async_after_ms = int(os.environ.get("LOCAL_SF_ASYNC_AFTER_MS", "45000"))
+            load_history.set_clock_offset_days(0)
 
     def _init_s3(self) -> None:
         ext_dir = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
@@ -594,6 +604,7 @@ class Engine:
     def _execute(self, st: Statement) -> None:
         sql: str = st.body["statement"]
         params = convert_bindings(st.body.get("bindings"))
+        load_history.begin()
         database, schema = session_context.open_session(self.fs.duck_conn, st.body, sql)
         if NOP_RE.match(sql):
             log(f"statement {st.handle}: STREAM/TASK/PIPE statement skipped (not supported by fakesnow): {sql[:80]!r}")
@@ -615,6 +626,7 @@ class Engine:
             if getattr(cur, "_local_in_tx", False):
                 cur._local_in_tx = False  # type: ignore[attr-defined]
                 duck.commit()
+            load_history.statement_succeeded(duck, sql, database, schema)
             st.state = "success"
         finally:
             if getattr(cur, "_local_in_tx", False):
@@ -893,6 +905,7 @@ class Handler(BaseHTTPRequestHandler):
                         "partition_rows": eng.partition_rows,
                         "async_after_ms": eng.async_after_ms,
                         "validate": SERVICE.validate,  # type: ignore[union-attr]
+                        "clock_offset_days": load_history.clock_offset_days(),
                     },
                 )
         if method != "POST":
@@ -909,6 +922,8 @@ class Handler(BaseHTTPRequestHandler):
                     eng.faults["delay"] = {"delay_ms": int(body["delay_ms"]), "count": count}
                 if body.get("drop_connection"):
                     eng.faults["drop"] = {"count": count}
+                if "clock_offset_days" in body:
+                    load_history.set_clock_offset_days(float(body["clock_offset_days"]))
                 if "async_after_ms" in body:
                     eng.async_after_ms = int(body["async_after_ms"])
                 if "partition_rows" in body:

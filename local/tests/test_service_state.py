@@ -1,5 +1,5 @@
 """Snowflake's stateful behaviours in the local SQL API service, over HTTP: case-sensitive request context
-(local/session_context.py).
+(local/session_context.py) and COPY load metadata by path and checksum (local/load_history.py).
 
 Starts its own stack on free ports unless LOCAL_SF_URL (and MOTO_URL) name one: a stack found on the default
 ports may run other code than this checkout's.
@@ -8,6 +8,8 @@ Run: .venv/bin/python -m pytest local/tests/test_service_state.py -q
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +29,8 @@ from test_snowflake_service import (  # noqa: E402,F401 - fixtures are used by n
     Client,
     _free_port,
     _reset,
+    _setup_stage,
+    bucket,
     client,
     db,
     spec,
@@ -159,3 +163,156 @@ def test_role_is_case_sensitive(client, db):
     for role in ("LOADER_ROLE", "PUBLIC"):
         assert raw(client, {**base, "role": role}).status_code == 200
     assert raw(client, base).status_code == 200  # the user's default role
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. COPY load metadata: (path, checksum) per table, 64 days, FORCE, LOAD_UNCERTAIN_FILES
+
+ZERO_FILES = [["Copy executed with 0 files processed."]]
+
+
+def _ndjson(*ids: int) -> bytes:
+    return gzip.compress("".join(json.dumps({"id": i}) + "\n" for i in ids).encode())
+
+
+def _copy(table: str, stage: str, files: list[str], extra: str = "") -> str:
+    # the form the loader sends by default (shared/src/load/copy.rs, LINEAGE=in_file)
+    names = ", ".join(f"'{f}'" for f in files)
+    return (f"COPY INTO {table} FROM @{stage}/ FILES = ({names}) FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') "
+            f"ON_ERROR = ABORT_STATEMENT{extra}")
+
+
+def _loaded(out: dict) -> list[tuple[str, str, str]]:
+    names = [c["name"].lower() for c in out["resultSetMetaData"]["rowType"]]
+    if names == ["status"]:
+        assert out["data"] == ZERO_FILES
+        return []
+    f, st, n = names.index("file"), names.index("status"), names.index("rows_loaded")
+    return sorted((r[f].rsplit("/", 1)[-1], r[st], r[n]) for r in out["data"])
+
+
+@pytest.fixture()
+def loads(client, db, bucket):
+    s3, name = bucket
+    _setup_stage(client, db, name)
+    d, s = db["database"], db["schema"]
+    table = f'"{d}"."{s}"."EVENTS_RAW"'
+    client.run(f"CREATE TABLE {table} (RECORD VARIANT)", **db)
+
+    def copy(files: list[str], extra: str = "") -> list[tuple[str, str, str]]:
+        return _loaded(client.run(_copy(table, "RAW_STAGE", files, extra), **db))
+
+    def count() -> int:
+        return int(client.run(f"SELECT COUNT(*) FROM {table}", **db)["data"][0][0])
+
+    def put(key: str, body: bytes) -> None:
+        s3.put_object(Bucket=name, Key=f"raw/{key}", Body=body)
+
+    return copy, count, put, table
+
+
+def test_copy_skips_loaded_files_by_path_and_checksum(client, db, loads):
+    copy, count, put, table = loads
+    put("e/a.ndjson.gz", _ndjson(1, 2, 3))
+    put("e/b.ndjson.gz", _ndjson(4))
+    assert copy(["e/a.ndjson.gz", "e/b.ndjson.gz"]) == [("a.ndjson.gz", "LOADED", "3"), ("b.ndjson.gz", "LOADED", "1")]
+    assert count() == 4
+    # the same files again: nothing loaded, and Snowflake's result is the single `status` row
+    out = client.run(_copy(table, "RAW_STAGE", ["e/a.ndjson.gz", "e/b.ndjson.gz"]), **db)
+    assert [c["name"] for c in out["resultSetMetaData"]["rowType"]] == ["status"]
+    assert out["data"] == ZERO_FILES and "stats" not in out
+    assert count() == 4
+    # a new file next to a loaded one: the loaded one is left out of the result
+    put("e/c.ndjson.gz", _ndjson(5, 6))
+    assert copy(["e/a.ndjson.gz", "e/c.ndjson.gz"]) == [("c.ndjson.gz", "LOADED", "2")]
+    # the same path with new content (new ETag) loads again
+    put("e/a.ndjson.gz", _ndjson(7, 8))
+    assert copy(["e/a.ndjson.gz", "e/b.ndjson.gz", "e/c.ndjson.gz"]) == [("a.ndjson.gz", "LOADED", "2")]
+    assert count() == 8
+    # FORCE = FALSE is the default; FORCE = TRUE loads regardless of the metadata
+    assert copy(["e/a.ndjson.gz", "e/b.ndjson.gz"], " FORCE = FALSE") == []
+    assert copy(["e/a.ndjson.gz", "e/b.ndjson.gz"], " FORCE = TRUE") == [
+        ("a.ndjson.gz", "LOADED", "2"), ("b.ndjson.gz", "LOADED", "1")]
+    assert count() == 11
+    got = client.run(f"SELECT RECORD FROM {table}", **db)["data"]
+    assert sorted(json.loads(r[0])["id"] for r in got) == [1, 2, 3, 4, 4, 5, 6, 7, 7, 8, 8]
+    # without FILES (every file under the prefix) the same metadata applies
+    prefix_copy = f"COPY INTO {table} FROM @RAW_STAGE/e/ FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT')"
+    assert _loaded(client.run(prefix_copy, **db)) == []
+    put("e/d.ndjson.gz", _ndjson(10))
+    assert _loaded(client.run(prefix_copy, **db)) == [("d.ndjson.gz", "LOADED", "1")]
+    assert count() == 12
+
+
+def test_load_metadata_belongs_to_the_table(client, db, loads):
+    copy, count, put, table = loads
+    put("t/a.ndjson.gz", _ndjson(1, 2))
+    assert copy(["t/a.ndjson.gz"]) == [("a.ndjson.gz", "LOADED", "2")]
+    assert copy(["t/a.ndjson.gz"]) == []
+    # ALTER TABLE keeps it (same table) ...
+    client.run(f"ALTER TABLE {table} ADD COLUMN EXTRA TEXT", **db)
+    client.run(f"ALTER TABLE {table} DROP COLUMN EXTRA", **db)
+    assert copy(["t/a.ndjson.gz"]) == []
+    # ... DELETE too: deleting rows does not forget which files were loaded
+    client.run(f"DELETE FROM {table}", **db)
+    assert copy(["t/a.ndjson.gz"]) == []
+    assert count() == 0
+    # TRUNCATE TABLE deletes the load metadata
+    client.run(f"INSERT INTO {table} SELECT PARSE_JSON('{{}}')", **db)
+    client.run(f"TRUNCATE TABLE {table}", **db)
+    assert copy(["t/a.ndjson.gz"]) == [("a.ndjson.gz", "LOADED", "2")]
+    # a table created again has none
+    client.run(f"CREATE OR REPLACE TABLE {table} (RECORD VARIANT)", **db)
+    assert copy(["t/a.ndjson.gz"]) == [("a.ndjson.gz", "LOADED", "2")]
+    client.run(f"DROP TABLE {table}", **db)
+    client.run(f"CREATE TABLE {table} (RECORD VARIANT)", **db)
+    assert copy(["t/a.ndjson.gz"]) == [("a.ndjson.gz", "LOADED", "2")]
+    assert count() == 2
+
+
+def test_failed_copy_records_nothing(client, db, loads):
+    copy, count, put, table = loads
+    put("f/good.ndjson.gz", _ndjson(1))
+    put("f/bad.ndjson.gz", _ndjson(2)[:12] + b"garbage" * 5)
+    r = client.submit(_copy(table, "RAW_STAGE", ["f/good.ndjson.gz", "f/bad.ndjson.gz"]), **db)
+    assert r.status_code == 422, r.text
+    assert count() == 0
+    # the aborted statement left no load record: good.ndjson.gz loads with the next COPY
+    assert copy(["f/good.ndjson.gz"]) == [("good.ndjson.gz", "LOADED", "1")]
+
+
+def test_load_metadata_expires_after_64_days(client, stack, db, loads):
+    copy, count, put, table = loads
+    admin = f"{stack[0]}/admin/config"
+    put("u/a.ndjson.gz", _ndjson(1))
+    assert copy(["u/a.ndjson.gz"]) == [("a.ndjson.gz", "LOADED", "1")]  # the table's initial load
+    put("u/b.ndjson.gz", _ndjson(2, 3))
+    # 63 days on: a's load record is still valid, b is new (LAST_MODIFIED within 64 days)
+    requests.post(admin, json={"clock_offset_days": 63}, timeout=5)
+    assert copy(["u/a.ndjson.gz"]) == []
+    assert requests.get(f"{stack[0]}/admin/stats", timeout=5).json()["clock_offset_days"] == 63
+    # 70 days on: a's record has expired, both files were last modified more than 64 days ago and the table's
+    # initial load is older than 64 days too: load status uncertain, both skipped
+    requests.post(admin, json={"clock_offset_days": 70}, timeout=5)
+    assert copy(["u/a.ndjson.gz", "u/b.ndjson.gz"]) == []
+    assert copy(["u/a.ndjson.gz", "u/b.ndjson.gz"], " LOAD_UNCERTAIN_FILES = FALSE") == []
+    assert count() == 1
+    # LOAD_UNCERTAIN_FILES = TRUE loads them: b for the first time, a again (its metadata had expired)
+    assert copy(["u/a.ndjson.gz", "u/b.ndjson.gz"], " LOAD_UNCERTAIN_FILES = TRUE") == [
+        ("a.ndjson.gz", "LOADED", "1"), ("b.ndjson.gz", "LOADED", "2")]
+    # ... and records them: within 64 days of that load they are skipped even with LOAD_UNCERTAIN_FILES
+    assert copy(["u/a.ndjson.gz", "u/b.ndjson.gz"], " LOAD_UNCERTAIN_FILES = TRUE") == []
+    assert count() == 4
+    # an old file never loaded, uncertain: FORCE = TRUE loads it as well
+    put("u/c.ndjson.gz", _ndjson(9))
+    requests.post(admin, json={"clock_offset_days": 140}, timeout=5)
+    assert copy(["u/c.ndjson.gz"]) == []
+    assert copy(["u/c.ndjson.gz"], " FORCE = TRUE") == [("c.ndjson.gz", "LOADED", "1")]
+    # a new table (no initial load yet) knows an old file's status: not loaded, so it loads
+    client.run("CREATE TABLE FRESH (RECORD VARIANT)", **db)
+    assert _loaded(client.run(_copy("FRESH", "RAW_STAGE", ["u/a.ndjson.gz"]), **db)) == [
+        ("a.ndjson.gz", "LOADED", "1")]
+    # /admin/reset puts the clock back; the metadata stays (it belongs to the tables)
+    requests.post(f"{stack[0]}/admin/reset", timeout=5)
+    assert requests.get(f"{stack[0]}/admin/stats", timeout=5).json()["clock_offset_days"] == 0
+    assert copy(["u/a.ndjson.gz", "u/b.ndjson.gz"]) == []
