@@ -8,17 +8,20 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   GET  /healthz
   POST /admin/faults   {"status": 429|500|503|504, "count": N} | {"delay_ms": D, "count": N}
                        | {"drop_connection": true, "count": N} | {"async_after_ms": X}
+                       | {"hold_table_lock_ms": H, "count": N}: each of the next N UPDATE/DELETE/MERGE keeps
+                         its table lock H ms after executing (see local/table_locks.py)
   POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D}
                        clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
                        uncertainty; see local/load_history.py)
   POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata stays:
                        it belongs to the tables)
   GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
-                        "clock_offset_days": D}
+                        "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}}}
 
 Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
   local/load_history.py     COPY load metadata by (path, checksum), 64 days, FORCE, LOAD_UNCERTAIN_FILES
+  local/table_locks.py      per-table lock queue of UPDATE/DELETE/MERGE, 000625 past 20 waiters
 
 Environment (defaults in brackets):
   LOCAL_SF_HOST [127.0.0.1]  LOCAL_SF_PORT [8787]
@@ -110,9 +113,10 @@ for _reader in (_copy_into.ReadCSV, _copy_into.ReadJSON, _copy_into.ReadParquet)
     _reader.read_expression = _without_hive_partitioning(_reader.read_expression)
 
 # Snowflake's stateful behaviours, each in its own module: case-sensitive request context, COPY load metadata
-# by (path, checksum) for 64 days.
+# by (path, checksum) for 64 days, the per-table DML lock queue.
 import load_history  # noqa: E402
 import session_context  # noqa: E402
+import table_locks  # noqa: E402
 
 load_history.install()
 
@@ -505,6 +509,7 @@ class Engine:
         self.state_lock = threading.Lock()
         self.statements: dict[str, Statement] = {}
         self.by_request_id: dict[str, Statement] = {}
+        self.table_locks = table_locks.TableLocks()
         self.reset()
         self._init_s3()
 
@@ -573,7 +578,7 @@ class Engine:
                 while time.monotonic() < deadline and not st.cancel_requested:
                     time.sleep(0.01)
             timeout = st.body.get("timeout") or 0
-            with self.exec_lock:
+            with table_locks.statement_lock(self.table_locks, st, self.take_fault), self.exec_lock:
                 if st.cancel_requested:
                     raise duckdb.InterruptException("canceled before execution")
                 if timeout and (now_ms() - st.created_on) / 1000 > timeout:
@@ -906,6 +911,7 @@ class Handler(BaseHTTPRequestHandler):
                         "async_after_ms": eng.async_after_ms,
                         "validate": SERVICE.validate,  # type: ignore[union-attr]
                         "clock_offset_days": load_history.clock_offset_days(),
+                        "table_locks": {"held": eng.table_locks.held(), "waiting": eng.table_locks.waiting()},
                     },
                 )
         if method != "POST":
@@ -922,6 +928,8 @@ class Handler(BaseHTTPRequestHandler):
                     eng.faults["delay"] = {"delay_ms": int(body["delay_ms"]), "count": count}
                 if body.get("drop_connection"):
                     eng.faults["drop"] = {"count": count}
+                if "hold_table_lock_ms" in body:
+                    eng.faults["hold_table_lock"] = {"hold_ms": int(body["hold_table_lock_ms"]), "count": count}
                 if "clock_offset_days" in body:
                     load_history.set_clock_offset_days(float(body["clock_offset_days"]))
                 if "async_after_ms" in body:

@@ -1,5 +1,6 @@
 """Snowflake's stateful behaviours in the local SQL API service, over HTTP: case-sensitive request context
-(local/session_context.py) and COPY load metadata by path and checksum (local/load_history.py).
+(local/session_context.py), COPY load metadata by path and checksum (local/load_history.py) and the per-table
+DML lock queue (local/table_locks.py).
 
 Starts its own stack on free ports unless LOCAL_SF_URL (and MOTO_URL) name one: a stack found on the default
 ports may run other code than this checkout's.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,8 @@ from test_snowflake_service import (  # noqa: E402,F401 - fixtures are used by n
     db,
     spec,
 )
+
+import table_locks  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -316,3 +320,72 @@ def test_load_metadata_expires_after_64_days(client, stack, db, loads):
     requests.post(f"{stack[0]}/admin/reset", timeout=5)
     assert requests.get(f"{stack[0]}/admin/stats", timeout=5).json()["clock_offset_days"] == 0
     assert copy(["u/a.ndjson.gz", "u/b.ndjson.gz"]) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Per-table lock queue of UPDATE / DELETE / MERGE: 000625 past 20 waiters
+
+
+def test_lock_targets():
+    assert table_locks.lock_target("UPDATE t SET a = 1", "DB", "S") == ("DB.S.T", "T")
+    assert table_locks.lock_target('DELETE FROM "x"."Y" WHERE 1 = 1', "DB", "S") == ("DB.x.Y", "Y")
+    assert table_locks.lock_target(
+        'MERGE INTO "D"."S"."T" USING (SELECT 1 AS ID) s ON T.ID = s.ID WHEN MATCHED THEN DELETE', None, None
+    ) == ("D.S.T", "T")
+    for sql in ("INSERT INTO t VALUES (1)", "COPY INTO t FROM @s/", "SELECT * FROM t", "TRUNCATE TABLE t"):
+        assert table_locks.lock_target(sql, "DB", "S") is None
+
+
+LOCK_ERROR = re.compile(
+    r"Statement '(?P<holder>[0-9a-f-]{36})' has locked table 'COUNTERS' in transaction (?P<txn>\d+) and this lock "
+    r"has not yet been released\.\nYour statement '(?P<me>[0-9a-f-]{36})' was aborted because the number of "
+    r"waiters for this lock exceeds the 20 statements limit\.",
+)
+
+
+def test_lock_queue_aborts_the_21st_waiter(client, stack, db):
+    base = stack[0]
+    client.run("CREATE TABLE COUNTERS (ID NUMBER, N NUMBER)", **db)
+    client.run("INSERT INTO COUNTERS VALUES (1, 0)", **db)
+    client.run("CREATE TABLE OTHER (ID NUMBER, N NUMBER)", **db)
+    client.run("INSERT INTO OTHER VALUES (1, 0)", **db)
+    requests.post(f"{base}/admin/faults", json={"hold_table_lock_ms": 4000, "count": 1}, timeout=5)
+    update = "UPDATE COUNTERS SET N = N + 1 WHERE ID = 1"
+    holder = client.submit(update, async_=True, **db).json()["statementHandle"]
+    deadline = time.time() + 10
+    while not requests.get(f"{base}/admin/stats", timeout=5).json()["table_locks"]["held"]:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    # while COUNTERS is locked: other tables, and INSERT into COUNTERS itself, are not held up
+    assert client.run("UPDATE OTHER SET N = N + 1", **db)["stats"]["numRowsUpdated"] == 1
+    assert client.run("INSERT INTO COUNTERS VALUES (2, 0)", **db)["stats"]["numRowsInserted"] == 1
+    assert time.monotonic() - t0 < 2
+    merge = ("MERGE INTO COUNTERS USING (SELECT 1 AS ID) S ON COUNTERS.ID = S.ID "
+             "WHEN MATCHED THEN UPDATE SET N = COUNTERS.N + 1")
+    waiters = []
+    for i in range(21):
+        sql = update if i % 3 else merge
+        waiters.append(client.submit(sql, async_=True, **db).json()["statementHandle"])
+        time.sleep(0.05)
+    # the 21st waiter fails at once, while the holder still holds the lock
+    r = outcome(client, waiters[-1], within=2)
+    code, sqlstate, message = error(r)
+    assert (code, sqlstate) == ("000625", "57014")
+    m = LOCK_ERROR.fullmatch(message)
+    assert m, message
+    assert m["holder"] == holder and m["me"] == waiters[-1]
+    assert time.monotonic() - t0 < 4
+    stats = requests.get(f"{base}/admin/stats", timeout=5).json()["table_locks"]
+    assert list(stats["waiting"].values()) == [20]
+    # the holder and the 20 waiters all succeed, one at a time
+    for h in [holder, *waiters[:-1]]:
+        r = outcome(client, h)
+        assert r.status_code == 200, r.text
+        assert r.json()["stats"]["numRowsUpdated"] == 1
+    assert client.run("SELECT N FROM COUNTERS WHERE ID = 1", **db)["data"] == [["21"]]
+    assert requests.get(f"{base}/admin/stats", timeout=5).json()["table_locks"] == {"held": {}, "waiting": {}}
+    # without the fault a few concurrent updates just take turns
+    handles = [client.submit(update, async_=True, **db).json()["statementHandle"] for _ in range(5)]
+    assert all(outcome(client, h).status_code == 200 for h in handles)
+    assert client.run("SELECT N FROM COUNTERS WHERE ID = 1", **db)["data"] == [["26"]]
