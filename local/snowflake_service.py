@@ -8,9 +8,20 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   GET  /healthz
   POST /admin/faults   {"status": 429|500|503|504, "count": N} | {"delay_ms": D, "count": N}
                        | {"drop_connection": true, "count": N} | {"async_after_ms": X}
-  POST /admin/config   {"partition_rows": N, "async_after_ms": X}
-  POST /admin/reset    clears faults, counters and config overrides
-  GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions}}
+                       | {"hold_table_lock_ms": H, "count": N}: each of the next N UPDATE/DELETE/MERGE keeps
+                         its table lock H ms after executing (see local/table_locks.py)
+  POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D}
+                       clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
+                       uncertainty; see local/load_history.py)
+  POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata stays:
+                       it belongs to the tables)
+  GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
+                        "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}}}
+
+Snowflake behaviours kept in their own modules:
+  local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
+  local/load_history.py     COPY load metadata by (path, checksum), 64 days, FORCE, LOAD_UNCERTAIN_FILES
+  local/table_locks.py      per-table lock queue of UPDATE/DELETE/MERGE, 000625 past 20 waiters
 
 Environment (defaults in brackets):
   LOCAL_SF_HOST [127.0.0.1]  LOCAL_SF_PORT [8787]
@@ -18,6 +29,8 @@ Environment (defaults in brackets):
   LOCAL_SF_PUBLIC_KEY_FILE [local/keys/snowflake_test_key.pub]  LOCAL_SF_TOKEN [local-dev-token]
   LOCAL_SF_ASYNC_AFTER_MS [45000]  LOCAL_SF_PARTITION_ROWS [1000]  LOCAL_SF_VALIDATE [0]
   LOCAL_SF_S3_ENDPOINT [127.0.0.1:4566]  LOCAL_SF_SPEC [local/specs/snowflake-sqlapi.yaml]
+  LOCAL_SF_WAREHOUSES [COMPUTE_WH,WH,LOCAL_WH]  LOCAL_SF_DEFAULT_WAREHOUSE [COMPUTE_WH]
+  LOCAL_SF_ROLES [LOADER_ROLE,PUBLIC]  (names as SHOW returns them; the request fields are case-sensitive)
 """
 
 from __future__ import annotations
@@ -103,6 +116,14 @@ for _reader in (_copy_into.ReadCSV, _copy_into.ReadJSON, _copy_into.ReadParquet)
 import strict_sql  # noqa: E402
 
 strict_sql.install()
+
+# Snowflake's stateful behaviours, each in its own module: case-sensitive request context, COPY load metadata
+# by (path, checksum) for 64 days, the per-table DML lock queue.
+import load_history  # noqa: E402
+import session_context  # noqa: E402
+import table_locks  # noqa: E402
+
+load_history.install()
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -497,6 +518,7 @@ class Engine:
         self.state_lock = threading.Lock()
         self.statements: dict[str, Statement] = {}
         self.by_request_id: dict[str, Statement] = {}
+        self.table_locks = table_locks.TableLocks()
         self.reset()
         self._init_s3()
 
@@ -508,6 +530,7 @@ class Engine:
             self.exec_by_request_id: dict[str, int] = {}
             self.partition_rows = int(os.environ.get("LOCAL_SF_PARTITION_ROWS", "1000"))
             self.async_after_ms = int(os.environ.get("LOCAL_SF_ASYNC_AFTER_MS", "45000"))
+            load_history.set_clock_offset_days(0)
 
     def _init_s3(self) -> None:
         ext_dir = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
@@ -564,7 +587,7 @@ class Engine:
                 while time.monotonic() < deadline and not st.cancel_requested:
                     time.sleep(0.01)
             timeout = st.body.get("timeout") or 0
-            with self.exec_lock:
+            with table_locks.statement_lock(self.table_locks, st, self.take_fault), self.exec_lock:
                 if st.cancel_requested:
                     raise duckdb.InterruptException("canceled before execution")
                 if timeout and (now_ms() - st.created_on) / 1000 > timeout:
@@ -595,13 +618,15 @@ class Engine:
     def _execute(self, st: Statement) -> None:
         sql: str = st.body["statement"]
         params = convert_bindings(st.body.get("bindings"))
+        load_history.begin()
+        database, schema = session_context.open_session(self.fs.duck_conn, st.body, sql)
         if NOP_RE.match(sql):
             log(f"statement {st.handle}: STREAM/TASK/PIPE statement skipped (not supported by fakesnow): {sql[:80]!r}")
             st.row_type, st.rows = result_from_cursor_nop()
             st.state = "success"
             return
         self._check_single_statement(st, sql)
-        conn = self.fs.connect(database=st.body.get("database"), schema=st.body.get("schema"), paramstyle="qmark")
+        conn = self.fs.connect(database=database, schema=schema, paramstyle="qmark")
         duck = conn._duck_conn  # noqa: SLF001
         st.duck_conn = duck
         is_dml = bool(TX_RE.match(sql))
@@ -615,6 +640,7 @@ class Engine:
             if getattr(cur, "_local_in_tx", False):
                 cur._local_in_tx = False  # type: ignore[attr-defined]
                 duck.commit()
+            load_history.statement_succeeded(duck, sql, database, schema)
             st.state = "success"
         finally:
             if getattr(cur, "_local_in_tx", False):
@@ -895,6 +921,8 @@ class Handler(BaseHTTPRequestHandler):
                         "partition_rows": eng.partition_rows,
                         "async_after_ms": eng.async_after_ms,
                         "validate": SERVICE.validate,  # type: ignore[union-attr]
+                        "clock_offset_days": load_history.clock_offset_days(),
+                        "table_locks": {"held": eng.table_locks.held(), "waiting": eng.table_locks.waiting()},
                     },
                 )
         if method != "POST":
@@ -911,6 +939,10 @@ class Handler(BaseHTTPRequestHandler):
                     eng.faults["delay"] = {"delay_ms": int(body["delay_ms"]), "count": count}
                 if body.get("drop_connection"):
                     eng.faults["drop"] = {"count": count}
+                if "hold_table_lock_ms" in body:
+                    eng.faults["hold_table_lock"] = {"hold_ms": int(body["hold_table_lock_ms"]), "count": count}
+                if "clock_offset_days" in body:
+                    load_history.set_clock_offset_days(float(body["clock_offset_days"]))
                 if "async_after_ms" in body:
                     eng.async_after_ms = int(body["async_after_ms"])
                 if "partition_rows" in body:

@@ -434,9 +434,9 @@ def test_copy_ndjson_gzip_zstd_csv_and_skip(client, db, bucket):
     assert out["data"][0][0] == f"s3://{name}/raw/2024/a.ndjson.gz"
     got = client.run(f'SELECT PAYLOAD FROM "{d}"."{s}"."RAW_EVENTS"', **db)["data"]
     assert sorted(json.loads(r[0])["id"] for r in got) == sorted([0, 1, 2] * len(files))
-    # the same files again: skipped, nothing duplicated
+    # the same files again: skipped (left out of the result, as Snowflake does), nothing duplicated
     out = client.run(copy_sql, **db)
-    assert [r[1] for r in out["data"]] == ["LOAD_SKIPPED"] * len(files)
+    assert out["data"] == [["Copy executed with 0 files processed."]]
     assert client.run(f'SELECT COUNT(*) FROM "{d}"."{s}"."RAW_EVENTS"', **db)["data"] == [[str(3 * len(files))]]
 
     # CSV, positional columns, gzip
