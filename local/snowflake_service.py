@@ -16,7 +16,7 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata stays:
                        it belongs to the tables)
   GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
-                        "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}}}
+                        "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}, "aborts": n}}
 
 Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
@@ -922,7 +922,8 @@ class Handler(BaseHTTPRequestHandler):
                         "async_after_ms": eng.async_after_ms,
                         "validate": SERVICE.validate,  # type: ignore[union-attr]
                         "clock_offset_days": load_history.clock_offset_days(),
-                        "table_locks": {"held": eng.table_locks.held(), "waiting": eng.table_locks.waiting()},
+                        "table_locks": {"held": eng.table_locks.held(), "waiting": eng.table_locks.waiting(),
+                                        "aborts": eng.table_locks.aborts},
                     },
                 )
         if method != "POST":

@@ -72,6 +72,7 @@ class TableLocks:
         self._cv = threading.Condition()
         self._holders: dict[str, tuple[str, int]] = {}  # key -> (holder handle, transaction id)
         self._waiters: dict[str, int] = {}
+        self.aborts = 0  # statements refused with 000625, for tests of clients that retry them
 
     def waiting(self) -> dict[str, int]:
         with self._cv:
@@ -91,6 +92,7 @@ class TableLocks:
             if key in self._holders:
                 if self._waiters.get(key, 0) >= WAITERS_LIMIT:
                     holder, holder_txn = self._holders[key]
+                    self.aborts += 1
                     raise LockWaitersExceeded(
                         msg=f"Statement '{holder}' has locked table '{table}' in transaction {holder_txn} and this "
                         "lock has not yet been released.\nYour statement "

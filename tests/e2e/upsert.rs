@@ -820,3 +820,57 @@ async fn sequence_numbers_longer_than_64_digits_still_order() {
     f.upsert.handle_body(&second, soon()).await.unwrap();
     assert_eq!(sensor_rows(&f).await, vec![r(&["6", "2.0", "NEW", &newer])]);
 }
+
+/// Many shards MERGE into one table while a statement holds its lock: Snowflake aborts the 21st
+/// waiter with 000625, and the client submits it again with backoff until the queue drains, so
+/// every row lands and no shard reports a failure.
+#[tokio::test]
+async fn statements_aborted_by_the_lock_queue_are_retried_until_they_land() {
+    let _g = support::snowflake_exclusive().await;
+    let f = fixture(
+        "UPS_LOCKQ",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", SENSORS)],
+    )
+    .await;
+    let aborts_before = support::snowflake_stats().await["table_locks"]["aborts"]
+        .as_u64()
+        .unwrap();
+    support::snowflake_admin(
+        "/admin/faults",
+        serde_json::json!({"hold_table_lock_ms": 1500, "count": 1}),
+    )
+    .await;
+    let events: Vec<String> = (0..25)
+        .map(|i| {
+            kinesis_event(
+                "sensors",
+                &format!("shardId-{i:012}"),
+                &[("1", "k", &sensor(i, f64::from(i as i32), "OK"))],
+                ARRIVAL,
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let runs = events.iter().map(|e| f.upsert.handle_body(e, deadline));
+    let results = futures_util::future::join_all(runs).await;
+    for (response, outcome) in results.into_iter().map(Result::unwrap) {
+        assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    }
+    let aborts = support::snowflake_stats().await["table_locks"]["aborts"]
+        .as_u64()
+        .unwrap()
+        - aborts_before;
+    assert!(
+        aborts >= 4,
+        "25 statements behind one held lock: at least 4 past the 20 waiters, got {aborts}"
+    );
+    let client = support::snowflake_client(&f.db, "S").await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT COUNT(*), COUNT(DISTINCT SENSORID) FROM SENSOR_READINGS"
+        )
+        .await,
+        vec![r(&["25", "25"])]
+    );
+}
