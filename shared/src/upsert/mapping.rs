@@ -370,8 +370,14 @@ impl TableMapping {
         if a == "null" || b == "null" {
             return None;
         }
-        // Values are canonical JSON strings (or true/false): compare what they hold.
-        let text = |v: &str| serde_json::from_str::<String>(v).unwrap_or_else(|_| v.to_string());
+        // Values are canonical JSON strings (or true/false): compare what they hold, borrowed
+        // from between the quotes unless an escape needs decoding (only TEXT can have one).
+        fn text(v: &str) -> std::borrow::Cow<'_, str> {
+            match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                Some(inner) if !inner.contains('\\') => inner.into(),
+                _ => serde_json::from_str::<String>(v).map_or_else(|_| v.into(), Into::into),
+            }
+        }
         Some(match self.columns[i].ty {
             ColumnType::Number { .. } => cmp_canonical(&text(a), &text(b)),
             ColumnType::Float => {

@@ -37,6 +37,40 @@ pub(crate) fn canonical_number(
     scale: u8,
     rounding: Rounding,
 ) -> Result<String, NumberError> {
+    if is_canonical(literal, precision, scale) {
+        return Ok(literal.to_string());
+    }
+    canonical_number_slow(literal, precision, scale, rounding)
+}
+
+/// Whether the literal is already its own canonical text, as almost every number a producer
+/// writes for its column is (`42`, `-7`, `12.50` for a scale of 2): then no digit is copied.
+fn is_canonical(literal: &str, precision: u8, scale: u8) -> bool {
+    let unsigned = literal.strip_prefix('-').unwrap_or(literal);
+    let (int, frac) = match unsigned.split_once('.') {
+        Some((int, frac)) if scale > 0 => (int, frac),
+        None if scale == 0 => (unsigned, ""),
+        _ => return false,
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let zero = int == "0" && frac.bytes().all(|b| b == b'0');
+    frac.len() == usize::from(scale)
+        && !int.is_empty()
+        && int.len() <= usize::from(precision - scale)
+        && digits(int)
+        && digits(frac)
+        && (int == "0" || !int.starts_with('0'))
+        // negative zero is written without its sign
+        && !(zero && literal.starts_with('-'))
+}
+
+#[cold]
+fn canonical_number_slow(
+    literal: &str,
+    precision: u8,
+    scale: u8,
+    rounding: Rounding,
+) -> Result<String, NumberError> {
     let out_of_range = || NumberError::OutOfRange;
     let (negative, unsigned) = match literal.as_bytes().first() {
         Some(b'-') => (true, &literal[1..]),
@@ -220,6 +254,35 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_takes_only_canonical_texts() {
+        for (lit, p, s) in [
+            ("42", 38, 0),
+            ("-7", 38, 0),
+            ("0", 38, 0),
+            ("12.50", 10, 2),
+            ("0.05", 4, 2),
+        ] {
+            assert!(is_canonical(lit, p, s), "{lit}");
+            assert_eq!(n(lit, p, s).unwrap(), lit);
+        }
+        for (lit, p, s) in [
+            ("042", 38, 0),
+            ("-0", 38, 0),
+            ("12.5", 10, 2),
+            ("12.500", 10, 2),
+            ("1e2", 38, 0),
+            ("+4", 38, 0),
+            ("-0.00", 10, 2),
+            ("123", 4, 2),
+            ("4.", 38, 0),
+            (".5", 10, 1),
+            ("", 38, 0),
+        ] {
+            assert!(!is_canonical(lit, p, s), "{lit}");
+        }
+    }
+
+    #[test]
     fn keys_are_exact() {
         let exact = |lit| canonical_number(lit, 38, 0, Rounding::Exact);
         assert_eq!(exact("6.0").unwrap(), "6");
@@ -263,6 +326,17 @@ mod tests {
                 n(&literal, 38, scale).unwrap(),
                 expected,
                 "{literal} s={scale}"
+            );
+            // the canonical text is its own canonical text (the fast path), and only it is
+            assert!(is_canonical(&expected, 38, scale), "{expected}");
+            assert_eq!(
+                canonical_number_slow(&expected, 38, scale, Rounding::Exact).unwrap(),
+                expected
+            );
+            assert_eq!(
+                is_canonical(&literal, 38, scale),
+                literal == expected,
+                "{literal}"
             );
         }
     }
