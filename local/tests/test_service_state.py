@@ -349,6 +349,7 @@ def test_lock_queue_aborts_the_21st_waiter(client, stack, db):
     client.run("INSERT INTO COUNTERS VALUES (1, 0)", **db)
     client.run("CREATE TABLE OTHER (ID NUMBER, N NUMBER)", **db)
     client.run("INSERT INTO OTHER VALUES (1, 0)", **db)
+    aborts_before = requests.get(f"{base}/admin/stats", timeout=5).json()["table_locks"]["aborts"]
     requests.post(f"{base}/admin/faults", json={"hold_table_lock_ms": 4000, "count": 1}, timeout=5)
     update = "UPDATE COUNTERS SET N = N + 1 WHERE ID = 1"
     holder = client.submit(update, async_=True, **db).json()["statementHandle"]
@@ -384,7 +385,8 @@ def test_lock_queue_aborts_the_21st_waiter(client, stack, db):
         assert r.status_code == 200, r.text
         assert r.json()["stats"]["numRowsUpdated"] == 1
     assert client.run("SELECT N FROM COUNTERS WHERE ID = 1", **db)["data"] == [["21"]]
-    assert requests.get(f"{base}/admin/stats", timeout=5).json()["table_locks"] == {"held": {}, "waiting": {}}
+    assert requests.get(f"{base}/admin/stats", timeout=5).json()["table_locks"] == {
+        "held": {}, "waiting": {}, "aborts": aborts_before + 1}
     # without the fault a few concurrent updates just take turns
     handles = [client.submit(update, async_=True, **db).json()["statementHandle"] for _ in range(5)]
     assert all(outcome(client, h).status_code == 200 for h in handles)
