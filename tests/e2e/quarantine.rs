@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use shared::config::Env;
-use shared::rawzone::encode::{decompress, Compression};
 
 use crate::support::{self, kinesis_event, list_keys};
 
@@ -17,19 +16,6 @@ const SENSORS: &str = r#"{"sensor_readings":{"table":"SENSOR_READINGS","keys":["
     {"name":"sensorid","path":"/sensorId","type":"NUMBER"},
     {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
     {"name":"status","path":"/status","type":"TEXT"}]}}"#;
-
-async fn rejected_lines(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Vec<serde_json::Value> {
-    let body = support::get_bytes(s3, bucket, key).await;
-    let text =
-        String::from_utf8(decompress(Compression::Gzip { level: 0 }, &body).unwrap()).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[tokio::test]
 async fn orchestrator_and_upsert_keep_separate_quarantine_objects_for_the_same_batch() {
@@ -96,7 +82,7 @@ async fn orchestrator_and_upsert_keep_separate_quarantine_objects_for_the_same_b
         ]
     );
     for key in [orchestrator_key, upsert_key] {
-        let lines = rejected_lines(&s3, &bucket, key).await;
+        let lines = support::rejected_lines(&s3, &bucket, key).await;
         assert_eq!(lines.len(), 1, "{key}");
         assert_eq!(lines[0]["payload"], "not json", "{key}");
         assert_eq!(lines[0]["metadata"]["sequence_number"], "2", "{key}");

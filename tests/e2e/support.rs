@@ -293,3 +293,18 @@ pub async fn bootstrapped_database(prefix: &str, stage_url: &str) -> String {
     .unwrap_or_else(|e| panic!("bootstrap of {db}: {e}"));
     db
 }
+
+/// The lines of a quarantine object (gzip NDJSON), parsed.
+pub async fn rejected_lines(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Vec<serde_json::Value> {
+    use shared::rawzone::encode::{decompress, Compression};
+    let body = get_bytes(s3, bucket, key).await;
+    let text =
+        String::from_utf8(decompress(Compression::Gzip { level: 0 }, &body).unwrap()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

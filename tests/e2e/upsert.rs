@@ -393,16 +393,10 @@ async fn a_record_that_cannot_be_coerced_is_quarantined_and_the_rest_land() {
         keys,
         vec!["errors/upsert/2024/11/21/14/shardId-000000000000-2-2.ndjson.gz".to_string()]
     );
-    let body = support::get_bytes(&s3, &f.bucket, &keys[0]).await;
-    let text = String::from_utf8(
-        shared::rawzone::encode::decompress(
-            shared::rawzone::encode::Compression::Gzip { level: 0 },
-            &body,
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let lines = support::rejected_lines(&s3, &f.bucket, &keys[0]).await;
+    let [line] = &lines[..] else {
+        panic!("one rejected record expected: {lines:?}")
+    };
     assert_eq!(
         line["reason"],
         "column \"SENSORID\": expected a number, got \"six\""
@@ -765,16 +759,10 @@ async fn a_row_snowflake_refuses_is_isolated_and_quarantined_and_the_rest_land()
     let s3 = support::s3().await;
     let keys = support::list_keys(&s3, &f.bucket).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let body = support::get_bytes(&s3, &f.bucket, &keys[0]).await;
-    let text = String::from_utf8(
-        shared::rawzone::encode::decompress(
-            shared::rawzone::encode::Compression::Gzip { level: 0 },
-            &body,
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let lines = support::rejected_lines(&s3, &f.bucket, &keys[0]).await;
+    let [line] = &lines[..] else {
+        panic!("one rejected record expected: {lines:?}")
+    };
     assert!(
         line["reason"]
             .as_str()
