@@ -430,15 +430,24 @@ impl TablePlan<'_, '_> {
     /// range: a retried batch re-sends identical statements, which Snowflake runs once.
     pub fn statement(&self, chunk: Chunk) -> Statement {
         let meta = &self.rows[chunk.start].meta;
-        let request_id = request_id_for(&[
+        let rows = chunk.rows.to_string();
+        let mut parts: Vec<&str> = vec![
             "upsert",
             &meta.stream,
             &self.mapping.target,
             &meta.shard_id,
             &chunk.first_sequence_number,
             &chunk.last_sequence_number,
-            &chunk.rows.to_string(),
-        ]);
+            &rows,
+        ];
+        // KPL sub-record indices only when there are some, so ids of plain records stay the
+        // ids earlier versions sent (a replay after a deploy is still recognised).
+        let subs = match (chunk.first_sub_sequence, chunk.last_sub_sequence) {
+            (None, None) => None,
+            (a, b) => Some(format!("{a:?}-{b:?}")),
+        };
+        parts.extend(subs.as_deref());
+        let request_id = request_id_for(&parts);
         Statement::new(self.sql.clone())
             .bind(Binding::text(chunk.rows_json))
             .with_request_id(request_id)
@@ -795,6 +804,126 @@ mod tests {
                 "debezium envelope: op is missing",
             ]
         );
+    }
+
+    /// The event with every `group` records put into one KPL aggregate, as the KPL would send
+    /// them: the aggregate has the first record's sequence number.
+    fn kpl_aggregated(body: &str, group: usize) -> String {
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(body, &mut payloads).unwrap();
+        let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
+        let originals = event["Records"].as_array().unwrap().clone();
+        let aggregated: Vec<serde_json::Value> = records
+            .chunks(group)
+            .zip(originals.chunks(group))
+            .map(|(decoded, original)| {
+                let subs: Vec<(&str, &[u8])> = decoded
+                    .iter()
+                    .map(|r| (&*r.meta.partition_key, r.data.as_deref().unwrap()))
+                    .collect();
+                let mut outer = original[0].clone();
+                outer["kinesis"]["data"] = base64(&shared::kinesis::kpl::aggregate(&subs)).into();
+                outer
+            })
+            .collect();
+        event["Records"] = aggregated.into();
+        event.to_string()
+    }
+
+    /// Every MERGE row of an event without its Kinesis lineage.
+    fn merged_values(config: &Config, event: &str) -> Vec<serde_json::Value> {
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(event, &mut payloads).unwrap();
+        let mapping = map_records(config, &records);
+        assert!(mapping.rejected.is_empty());
+        let mut out = Vec::new();
+        for (table, candidates) in mapping.by_table {
+            for statement in plan_table(config, &table, candidates).statements() {
+                for mut row in rows_of(&statement).as_array().unwrap().clone() {
+                    for lineage in ["s", "h", "a"] {
+                        row.as_object_mut().unwrap().remove(lineage);
+                    }
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by_key(|r| r.to_string());
+        out
+    }
+
+    #[test]
+    fn kpl_aggregated_batches_merge_the_same_rows_as_plain_ones() {
+        for (config, body) in [
+            (
+                config("orders", ORDERS),
+                include_str!("../../../events/kinesis-cdc-orders.json"),
+            ),
+            (
+                config("orders", DEBEZIUM),
+                include_str!("../../../events/kinesis-debezium-orders.json"),
+            ),
+            (
+                config("sensor_readings", SENSORS),
+                include_str!("../../../events/kinesis-sensors.json"),
+            ),
+        ] {
+            let plain = merged_values(&config, body);
+            assert!(!plain.is_empty());
+            for group in [1, 2, 3, 100] {
+                let aggregated = kpl_aggregated(body, group);
+                assert_eq!(
+                    merged_values(&config, &aggregated),
+                    plain,
+                    "groups of {group}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kpl_sub_records_of_one_aggregate_keep_distinct_request_ids_and_order() {
+        let config = Config {
+            max_rows: 1,
+            ..config("sensor_readings", SENSORS)
+        };
+        let body = kpl_aggregated(include_str!("../../../events/kinesis-sensors.json"), 100);
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(&body, &mut payloads).unwrap();
+        assert!(records.len() > 1);
+        assert!(records
+            .iter()
+            .all(|r| r.meta.sequence_number == records[0].meta.sequence_number));
+        let by_table = map_records(&config, &records).by_table;
+        let statements = plan_table(
+            &config,
+            "sensor_readings",
+            by_table.into_values().next().unwrap(),
+        )
+        .statements();
+        let mut ids: Vec<_> = statements.iter().map(|s| s.request_id.clone()).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "one request id per statement");
+    }
+
+    #[test]
+    fn a_corrupt_kpl_aggregate_is_quarantined_whole() {
+        let config = config("sensor_readings", SENSORS);
+        let body = kpl_aggregated(include_str!("../../../events/kinesis-sensors.json"), 100);
+        let mut event: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let data = event["Records"][0]["kinesis"]["data"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Flip a character in the middle of the protobuf body: the MD5 trailer no longer fits.
+        let mut bytes = data.into_bytes();
+        let mid = bytes.len() / 2;
+        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+        event["Records"][0]["kinesis"]["data"] = String::from_utf8(bytes).unwrap().into();
+        let (rows, rejected, _) = merged(&config, &event.to_string());
+        assert!(rows.is_empty());
+        assert_eq!(rejected, ["KPL aggregated record fails its MD5 check"]);
     }
 
     #[test]
