@@ -372,10 +372,17 @@ pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> Map
         };
         match mapped {
             Ok(None) => skip(&mut out, Skip::Tombstone),
-            Ok(Some((_, Mapped::Skip(s), _))) => skip(&mut out, s),
-            Ok(Some((table, Mapped::Rows(rows), payload))) => {
+            Ok(Some((table, mapped, payload))) => {
+                let (first, second) = match mapped {
+                    Mapped::Skip(s) => {
+                        skip(&mut out, s);
+                        continue;
+                    }
+                    Mapped::Row(row) => (row, None),
+                    Mapped::Rekey { old, new } => (old, Some(new)),
+                };
                 let candidates = out.by_table.entry(table.to_string()).or_default();
-                for row in rows {
+                for row in std::iter::once(first).chain(second) {
                     candidates.push(Candidate {
                         row,
                         meta: record.meta.clone(),
@@ -900,7 +907,7 @@ mod tests {
             by_table.into_values().next().unwrap(),
         )
         .statements();
-        let mut ids: Vec<_> = statements.iter().map(|s| s.request_id.clone()).collect();
+        let mut ids: Vec<_> = statements.iter().map(|s| s.request_id).collect();
         let n = ids.len();
         ids.sort();
         ids.dedup();

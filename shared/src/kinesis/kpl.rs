@@ -50,18 +50,18 @@ pub enum AggregateError {
 
 /// One user record of an aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubRecord<'a> {
-    pub partition_key: &'a str,
-    pub data: &'a [u8],
+pub(crate) struct SubRecord<'a> {
+    pub(crate) partition_key: &'a str,
+    pub(crate) data: &'a [u8],
 }
 
 /// Whether `data` is a KPL aggregate (by its magic prefix).
-pub fn is_aggregated(data: &[u8]) -> bool {
+pub(crate) fn is_aggregated(data: &[u8]) -> bool {
     data.starts_with(&MAGIC)
 }
 
 /// The sub-records of an aggregate, in order (their index is their position).
-pub fn deaggregate(data: &[u8]) -> Result<Vec<SubRecord<'_>>, AggregateError> {
+pub(crate) fn deaggregate(data: &[u8]) -> Result<Vec<SubRecord<'_>>, AggregateError> {
     let rest = data.get(MAGIC.len()..).ok_or(AggregateError::TooShort)?;
     if rest.len() < DIGEST_LEN {
         return Err(AggregateError::TooShort);

@@ -66,7 +66,7 @@ impl Skip {
 
 /// An envelope that cannot be interpreted; its record is quarantined with this reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EnvelopeError {
+pub(crate) enum EnvelopeError {
     #[error("{envelope} envelope: {field} is missing")]
     MissingOp {
         envelope: &'static str,
@@ -86,7 +86,7 @@ pub enum EnvelopeError {
 
 /// Which image of a layout the columns are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Image {
+pub(crate) enum Image {
     /// Debezium `after`, DMS `data`.
     New,
     /// Debezium `before`, DMS before-image.
@@ -95,7 +95,7 @@ pub enum Image {
 
 /// What a change does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// Upsert from the new image; `old` names an old image whose key, when it differs, must be
     /// deleted (a primary-key change that DMS reports as one update).
     Upsert { old: Option<Image> },
@@ -105,7 +105,7 @@ pub enum Change {
 
 /// The slots of one way an envelope can be laid out (Debezium has two: plain and wrapped).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
+pub(crate) struct Layout {
     op: usize,
     record_type: Option<usize>,
     /// Slots of the new and old image objects.
@@ -120,12 +120,12 @@ pub struct Layout {
 
 impl Layout {
     /// The slot of column `i` in `image`.
-    pub fn column_slot(&self, image: Image, i: usize) -> usize {
+    pub(crate) fn column_slot(&self, image: Image, i: usize) -> usize {
         self.columns[image as usize][i]
     }
 
     /// The pointer of `image`, e.g. `/payload/before`.
-    pub fn image_path(&self, image: Image) -> &str {
+    pub(crate) fn image_path(&self, image: Image) -> &str {
         &self.image_paths[image as usize]
     }
 }
@@ -141,7 +141,7 @@ pub struct Envelope {
 
 /// How a record is to be applied.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision<'l> {
+pub(crate) enum Decision<'l> {
     Skip(Skip),
     Apply {
         change: Change,
@@ -164,7 +164,7 @@ impl Envelope {
 
     /// Registers the envelope's fields and every column path (relative to the row image) under
     /// each image. `before_image` is the field DMS writes the before-image to.
-    pub fn new(
+    pub(crate) fn new(
         kind: EnvelopeKind,
         columns: &[&JsonPointer],
         before_image: &str,
@@ -242,7 +242,10 @@ impl Envelope {
     /// the source position fields present (MySQL binlog `file`, `pos`, `row`; Postgres `lsn`);
     /// DMS `metadata.timestamp` then `transaction-id`. Numbers are zero-padded and timestamps
     /// normalised so text order is numeric order; the Kinesis sequence number breaks ties.
-    pub fn interpret<'l>(&'l self, payload: &Payload<'_>) -> Result<Decision<'l>, EnvelopeError> {
+    pub(crate) fn interpret<'l>(
+        &'l self,
+        payload: &Payload<'_>,
+    ) -> Result<Decision<'l>, EnvelopeError> {
         let envelope = self.kind.name();
         let layout = match self.wrapper {
             // Wrapped when the plain op is absent and `payload` is there (the JSON converter

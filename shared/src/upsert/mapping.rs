@@ -307,9 +307,10 @@ pub const ENVELOPE_VERSION: &str = "CDC_VERSION";
 /// What a record means for its table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
-    /// Rows to merge: one, or a delete of an old key then the new row (a DMS update that
-    /// changed the primary key).
-    Rows(Vec<Row>),
+    /// One row to merge (no allocation beyond the row: this is every flat record).
+    Row(Row),
+    /// A DMS update that changed the primary key: a delete of the old key, then the new row.
+    Rekey { old: Row, new: Row },
     /// Valid, counted, not applied.
     Skip(Skip),
 }
@@ -341,7 +342,7 @@ impl TableMapping {
         let Some(envelope) = &self.envelope else {
             return self
                 .row(payload)
-                .map(|r| Mapped::Rows(vec![r]))
+                .map(Mapped::Row)
                 .map_err(|e| e.to_string());
         };
         let (change, layout, version) =
@@ -363,14 +364,17 @@ impl TableMapping {
             .map_err(|e| format!("{} {}", envelope.kind_name(), e))
         };
         match change {
-            Change::Delete(image) => Ok(Mapped::Rows(vec![image_row(image, true)?])),
+            Change::Delete(image) => Ok(Mapped::Row(image_row(image, true)?)),
             Change::Upsert { old } => {
                 let new = image_row(Image::New, false)?;
                 // A before-image whose key differs: the old key's row goes, the new one stays.
                 let old = old
                     .and_then(|image| image_row(image, true).ok())
                     .filter(|o| self.key_of(o) != self.key_of(&new));
-                Ok(Mapped::Rows(old.into_iter().chain([new]).collect()))
+                Ok(match old {
+                    Some(old) => Mapped::Rekey { old, new },
+                    None => Mapped::Row(new),
+                })
             }
         }
     }
