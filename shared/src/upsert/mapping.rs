@@ -572,6 +572,9 @@ fn build(
             None
         }
         Some(kind) => {
+            if t.before_image.is_some() && kind != EnvelopeKind::Dms {
+                return Err("before_image is a DMS setting; Debezium has \"before\"".into());
+            }
             if t.delete.is_some() {
                 return Err("an envelope decides deletes itself; remove \"delete\"".into());
             }
@@ -843,5 +846,56 @@ mod tests {
             r#"{"orders":{"keys":["a"],"columns":[{"name":"kinesis_shard_id","path":"/a"}]}}"#
         )
         .contains("lineage column"));
+        assert!(err(
+            r#"{"orders":{"envelope":"debezium","keys":["a"],"columns":[{"name":"a","path":"/a"}],"delete":{"path":"/op","value":"d"}}}"#
+        )
+        .contains("envelope decides deletes"));
+        assert!(err(
+            r#"{"orders":{"envelope":"dms","keys":["a"],"columns":[{"name":"a","path":"/a"},{"name":"cdc_version","path":"/v"}]}}"#
+        )
+        .contains("CDC_VERSION holds the envelope's version"));
+        assert!(err(
+            r#"{"orders":{"keys":["a"],"columns":[{"name":"a","path":"/a"}],"before_image":"BI"}}"#
+        )
+        .contains("before_image needs"));
+        assert!(err(
+            r#"{"orders":{"envelope":"debezium","keys":["a"],"columns":[{"name":"a","path":"/a"}],"before_image":"BI"}}"#
+        )
+        .contains("before_image is a DMS setting"));
+        assert!(err(
+            r#"{"orders":{"envelope":"maxwell","keys":["a"],"columns":[{"name":"a","path":"/a"}]}}"#
+        )
+        .contains("unknown variant"));
+    }
+
+    #[test]
+    fn envelope_mappings_read_columns_from_the_image() {
+        let (m, x) = mappings(
+            r#"{"orders":{"envelope":"dms","before_image":"BI","keys":["order_id"],"columns":[
+            {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"}]}}"#,
+        )
+        .unwrap();
+        let orders = m.get("orders").unwrap();
+        assert_eq!(orders.version, Version::Column(2));
+        assert_eq!(orders.columns[2].ident, "\"CDC_VERSION\"");
+        let meta = r#""metadata":{"timestamp":"2024-11-21T15:00:00Z","record-type":"data","operation":"update"}"#;
+        let text =
+            format!(r#"{{"data":{{"order_id":2,"status":"A"}},"BI":{{"order_id":1}},{meta}}}"#);
+        let rekey = x.parse(text.as_bytes()).unwrap();
+        match orders.changes(&rekey).unwrap() {
+            Mapped::Rekey { old, new } => {
+                assert_eq!((old.is_delete, new.is_delete), (true, false));
+                assert_eq!(old.values[0], r#""1""#);
+                assert_eq!(
+                    new.values,
+                    [r#""2""#, r#""A""#, r#""2024-11-21T15:00:00.000000000""#]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let text =
+            format!(r#"{{"data":{{"order_id":2,"status":"B"}},"BI":{{"order_id":2}},{meta}}}"#);
+        let same_key = x.parse(text.as_bytes()).unwrap();
+        assert!(matches!(orders.changes(&same_key).unwrap(), Mapped::Row(r) if !r.is_delete));
     }
 }
