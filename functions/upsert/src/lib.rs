@@ -742,6 +742,34 @@ mod tests {
     }
 
     #[test]
+    fn debezium_tombstones_are_counted_before_routing() {
+        let vars = [
+            ("SNOWFLAKE_ACCOUNT", "acct"),
+            ("SNOWFLAKE_DATABASE", "DB"),
+            ("SNOWFLAKE_SCHEMA", "S"),
+            ("SNOWFLAKE_AUTH", "pat"),
+            ("SNOWFLAKE_TOKEN", "t"),
+            ("ERROR_BUCKET", "b"),
+            ("ROUTE_FIELD", "/source/table"),
+            ("ROUTE_MAP", r#"{"orders":"orders"}"#),
+            ("UPSERT_TABLES", DEBEZIUM),
+        ];
+        let config = Config::from_env(&Env::new(&vars)).unwrap();
+        let (rows, rejected, skipped) = merged(
+            &config,
+            include_str!("../../../events/kinesis-debezium-orders.json"),
+        );
+        // A tombstone has no table to route by: it is counted, not quarantined. The one record
+        // wrapped in `payload` routes by `/payload/source/table`, not this field.
+        assert_eq!(
+            skipped,
+            BTreeMap::from([("debezium tombstone", 2), ("debezium truncate", 1)])
+        );
+        assert_eq!(rejected, ["routing field /source/table is missing or null"]);
+        assert_eq!(rows.len(), 4);
+    }
+
+    #[test]
     fn debezium_versions_order_by_source_position_not_arrival() {
         let config = config("orders", DEBEZIUM);
         let body = include_str!("../../../events/kinesis-debezium-orders.json");

@@ -357,10 +357,19 @@ fn dms_timestamp(text: &str) -> String {
         .unwrap_or_else(|_| text.to_string())
 }
 
-/// Whether a record's bytes are a Debezium tombstone: an empty or `null` value.
+/// Whether a record's bytes are a Debezium tombstone: an empty or `null` value, or the JSON
+/// converter's wrapping of one (`{"schema": null, "payload": null}`). Checked before routing,
+/// since a tombstone has no field to route by.
 pub fn is_tombstone(bytes: &[u8]) -> bool {
     let t = bytes.trim_ascii();
-    t.is_empty() || t == b"null"
+    if t.is_empty() || t == b"null" {
+        return true;
+    }
+    // Only short objects can be a wrapped tombstone: real records are never parsed twice.
+    t.len() <= 64
+        && t.starts_with(b"{")
+        && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(t)
+            .is_ok_and(|m| m.contains_key("payload") && m.values().all(serde_json::Value::is_null))
 }
 
 #[cfg(test)]
@@ -458,6 +467,11 @@ mod tests {
             .unwrap_err()
             .contains("no after row image"));
         assert!(is_tombstone(b"") && is_tombstone(b" null\n") && !is_tombstone(b"{}"));
+        assert!(is_tombstone(br#"{"schema": null, "payload": null}"#));
+        assert!(!is_tombstone(
+            br#"{"schema": null, "payload": {"op": "c"}}"#
+        ));
+        assert!(!is_tombstone(br#"{"op": null}"#));
     }
 
     #[test]
