@@ -575,3 +575,79 @@ fn configuration_errors_name_the_variable() {
         "ERROR_PREFIX"
     );
 }
+
+#[tokio::test]
+async fn kpl_aggregates_land_as_their_records_and_a_corrupt_one_is_quarantined_whole() {
+    let s3 = support::s3().await;
+    let bucket = support::unique("orch-kpl");
+    create_bucket(&s3, &bucket).await;
+    let o = orchestrator(&bucket, &[("TABLE", "sensor_readings")]).await;
+    let (a, b, c) = (
+        sensor(6, 64, "OK"),
+        sensor(7, 90, "WARN"),
+        sensor(6, 65, "OK"),
+    );
+    let aggregate = shared::kinesis::kpl::aggregate(&[("6", &a[..]), ("7", &b[..]), ("6", &c[..])]);
+    let mut corrupt = aggregate.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xFF;
+    let d = sensor(8, 1, "OK");
+    let event = kinesis_event(
+        "sensors",
+        SHARD,
+        &[
+            ("201", "outer", &aggregate),
+            ("202", "outer", &corrupt),
+            ("203", "8", &d),
+        ],
+        ARRIVAL,
+    );
+    let (response, outcome) = o.handle_body(&event, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert_eq!((outcome.records, outcome.quarantined), (5, 1));
+
+    let data_key = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-201-203.ndjson.gz";
+    let quarantine_key = "errors/orchestrator/2024/03/05/07/shardId-000000000000-202-202.ndjson.gz";
+    assert_eq!(
+        list_keys(&s3, &bucket).await,
+        vec![quarantine_key.to_string(), data_key.to_string()]
+    );
+    let rows = lines(
+        &get_bytes(&s3, &bucket, data_key).await,
+        Compression::Gzip { level: 0 },
+    );
+    let lineage: Vec<(i64, &str, &str, Option<u64>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["payload"]["sensorId"].as_i64().unwrap(),
+                r["metadata"]["sequence_number"].as_str().unwrap(),
+                r["metadata"]["partition_key"].as_str().unwrap(),
+                r["metadata"]["sub_sequence"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lineage,
+        [
+            (6, "201", "6", Some(0)),
+            (7, "201", "7", Some(1)),
+            (6, "201", "6", Some(2)),
+            (8, "203", "8", None)
+        ]
+    );
+    let rejected = lines(
+        &get_bytes(&s3, &bucket, quarantine_key).await,
+        Compression::Gzip { level: 0 },
+    );
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        rejected[0]["reason"],
+        "KPL aggregated record fails its MD5 check"
+    );
+    use base64::Engine as _;
+    assert_eq!(
+        rejected[0]["payload_base64"],
+        base64::engine::general_purpose::STANDARD.encode(&corrupt)
+    );
+}

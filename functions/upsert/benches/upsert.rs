@@ -40,7 +40,7 @@ fn config(table: &str, tables: &str) -> Config {
 fn run(config: &Config, client: &SnowflakeClient, event: &str) -> (usize, usize) {
     let mut payloads = PayloadBuffer::default();
     let records = decode_kinesis_event(event, &mut payloads).expect("decodes");
-    let (by_table, _rejected) = map_records(config, &records);
+    let by_table = map_records(config, &records).by_table;
     let mut statements = 0;
     let mut bytes = 0;
     for (table, candidates) in by_table {

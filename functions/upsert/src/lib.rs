@@ -24,7 +24,8 @@ use shared::rawzone::quarantine::{RawData, Rejected};
 use shared::snowflake::{
     request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
 };
-use shared::upsert::mapping::{TableMapping, TableMappings};
+use shared::upsert::envelope::{is_tombstone, Skip};
+use shared::upsert::mapping::{Mapped, TableMapping, TableMappings};
 use shared::upsert::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
 
 /// Configuration, read once at init.
@@ -135,6 +136,9 @@ pub struct TableOutcome {
 pub struct BatchOutcome {
     pub records: usize,
     pub quarantined: usize,
+    /// Valid change records applied to no row (truncates, tombstones, DMS control records), by
+    /// reason.
+    pub skipped: BTreeMap<&'static str, usize>,
     pub tables: BTreeMap<String, TableOutcome>,
 }
 
@@ -182,7 +186,11 @@ impl Upsert {
         let started = Instant::now();
         let mut payloads = PayloadBuffer::default();
         let records = decode_kinesis_event(body, &mut payloads)?;
-        let (by_table, mut rejected) = map_records(&self.config, &records);
+        let Mapping {
+            by_table,
+            mut rejected,
+            skipped,
+        } = map_records(&self.config, &records);
 
         let mut failed: Vec<String> = Vec::new();
         let merges = by_table.into_iter().map(|(table, candidates)| async move {
@@ -194,6 +202,7 @@ impl Upsert {
         });
         let mut outcome = BatchOutcome {
             records: records.len(),
+            skipped,
             tables: BTreeMap::new(),
             ..BatchOutcome::default()
         };
@@ -239,6 +248,7 @@ impl Upsert {
         tracing::info!(
             records = outcome.records,
             quarantined = outcome.quarantined,
+            skipped = ?outcome.skipped,
             duplicates = outcome.tables.values().map(|t| t.duplicates).sum::<usize>(),
             merged = ?merged,
             statements = outcome.tables.values().map(|t| t.statements).sum::<usize>(),
@@ -319,46 +329,76 @@ impl Upsert {
     }
 }
 
-/// Routes, maps and coerces every record; what does not fit is rejected with its reason.
-pub fn map_records<'r>(
-    config: &Config,
-    records: &'r [KinesisRecord<'_>],
-) -> (BTreeMap<String, Vec<Candidate<'r>>>, Vec<Rejected<'r>>) {
-    let mut by_table: BTreeMap<String, Vec<Candidate<'_>>> = BTreeMap::new();
-    let mut rejected = Vec::new();
+/// A batch's records sorted into rows per table, rejections and skipped change records.
+pub struct Mapping<'r> {
+    pub by_table: BTreeMap<String, Vec<Candidate<'r>>>,
+    pub rejected: Vec<Rejected<'r>>,
+    /// Counts by [`Skip::reason`].
+    pub skipped: BTreeMap<&'static str, usize>,
+}
+
+/// Routes, maps and coerces every record; what does not fit is rejected with its reason, and
+/// change records that apply to no row are counted and logged.
+pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> Mapping<'r> {
+    let mut out = Mapping {
+        by_table: BTreeMap::new(),
+        rejected: Vec::new(),
+        skipped: BTreeMap::new(),
+    };
     let mut parser = config.extractor.parser();
+    let tombstones = config.tables.any_debezium();
     for record in records {
         let mapped = (|| {
+            if tombstones && record.data.as_deref().is_ok_and(is_tombstone) {
+                return Ok(None);
+            }
             let (table, payload) = route_record(&config.router, &mut parser, record)?;
             let mapping = config
                 .tables
                 .get(table)
                 .ok_or_else(|| format!("no mapping for table {table}"))?;
-            let row = mapping.row(&payload).map_err(|e| e.to_string())?;
+            let rows = mapping.changes(&payload)?;
             let payload = mapping.payload_column.as_ref().map(|_| payload.one_line());
-            Ok::<_, String>((
-                table,
-                Candidate {
-                    row,
-                    meta: record.meta.clone(),
-                    payload,
-                    raw: RawData::from_record(&record.data),
-                },
-            ))
+            Ok::<_, String>(Some((table, rows, payload)))
         })();
+        let skip = |out: &mut Mapping<'r>, skip: Skip| {
+            tracing::info!(
+                reason = skip.reason(),
+                shard_id = %record.meta.shard_id,
+                sequence_number = %record.meta.sequence_number,
+                "change record skipped: applies to no row"
+            );
+            *out.skipped.entry(skip.reason()).or_default() += 1;
+        };
         match mapped {
-            Ok((table, candidate)) => by_table
-                .entry(table.to_string())
-                .or_default()
-                .push(candidate),
-            Err(reason) => rejected.push(Rejected {
+            Ok(None) => skip(&mut out, Skip::Tombstone),
+            Ok(Some((table, mapped, payload))) => {
+                let (first, second) = match mapped {
+                    Mapped::Skip(s) => {
+                        skip(&mut out, s);
+                        continue;
+                    }
+                    Mapped::Row(row) => (row, None),
+                    Mapped::Rekey { old, new } => (old, Some(new)),
+                };
+                let candidates = out.by_table.entry(table.to_string()).or_default();
+                for row in std::iter::once(first).chain(second) {
+                    candidates.push(Candidate {
+                        row,
+                        meta: record.meta.clone(),
+                        payload: payload.clone(),
+                        raw: RawData::from_record(&record.data),
+                    });
+                }
+            }
+            Err(reason) => out.rejected.push(Rejected {
                 meta: record.meta.clone(),
                 reason,
                 raw: RawData::from_record(&record.data),
             }),
         }
     }
-    (by_table, rejected)
+    out
 }
 
 /// One table's rows, de-duplicated and cut into statements.
@@ -397,15 +437,24 @@ impl TablePlan<'_, '_> {
     /// range: a retried batch re-sends identical statements, which Snowflake runs once.
     pub fn statement(&self, chunk: Chunk) -> Statement {
         let meta = &self.rows[chunk.start].meta;
-        let request_id = request_id_for(&[
+        let rows = chunk.rows.to_string();
+        let mut parts: Vec<&str> = vec![
             "upsert",
             &meta.stream,
             &self.mapping.target,
             &meta.shard_id,
             &chunk.first_sequence_number,
             &chunk.last_sequence_number,
-            &chunk.rows.to_string(),
-        ]);
+            &rows,
+        ];
+        // KPL sub-record indices only when there are some, so ids of plain records stay the
+        // ids earlier versions sent (a replay after a deploy is still recognised).
+        let subs = match (chunk.first_sub_sequence, chunk.last_sub_sequence) {
+            (None, None) => None,
+            (a, b) => Some(format!("{a:?}-{b:?}")),
+        };
+        parts.extend(subs.as_deref());
+        let request_id = request_id_for(&parts);
         Statement::new(self.sql.clone())
             .bind(Binding::text(chunk.rows_json))
             .with_request_id(request_id)
@@ -510,7 +559,9 @@ mod tests {
             &mut payloads,
         )
         .unwrap();
-        let (by_table, rejected) = map_records(&config, &records);
+        let Mapping {
+            by_table, rejected, ..
+        } = map_records(&config, &records);
         assert!(rejected.is_empty());
         let plan = plan_table(&config, "orders", by_table.into_values().next().unwrap());
         assert_eq!((plan.rows.len(), plan.duplicates), (3, 3));
@@ -552,7 +603,7 @@ mod tests {
             &mut payloads,
         )
         .unwrap();
-        let (by_table, _) = map_records(&config, &records);
+        let by_table = map_records(&config, &records).by_table;
         let plan = plan_table(
             &config,
             "sensor_readings",
@@ -569,7 +620,7 @@ mod tests {
             .collect();
         assert_eq!(temps, [("8", "40"), ("7", "95"), ("6", "66")]);
         // The same batch plans the same request ids: a re-invoked Lambda is not executed twice.
-        let (again, _) = map_records(&config, &records);
+        let again = map_records(&config, &records).by_table;
         let replan = plan_table(
             &config,
             "sensor_readings",
@@ -590,7 +641,7 @@ mod tests {
         let ids = |event: &str| {
             let mut payloads = PayloadBuffer::default();
             let records = decode_kinesis_event(event, &mut payloads).unwrap();
-            let (by_table, _) = map_records(&config, &records);
+            let by_table = map_records(&config, &records).by_table;
             let candidates = by_table.into_values().next().unwrap();
             plan_table(&config, "sensor_readings", candidates)
                 .statements()
@@ -603,6 +654,313 @@ mod tests {
         assert_eq!(ids(body), ids(body));
     }
 
+    const DEBEZIUM: &str = r#"{"orders":{"envelope":"debezium","keys":["order_id"],"columns":[
+        {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"},
+        {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},{"name":"customer","path":"/customer"},
+        {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}]}}"#;
+
+    /// `(key, status, delete)` of every row the event's one MERGE sends, with the batch's
+    /// rejection reasons and skip counts.
+    #[allow(clippy::type_complexity)]
+    fn merged(
+        config: &Config,
+        event: &str,
+    ) -> (
+        Vec<(String, String, bool)>,
+        Vec<String>,
+        BTreeMap<&'static str, usize>,
+    ) {
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(event, &mut payloads).unwrap();
+        let Mapping {
+            by_table,
+            rejected,
+            skipped,
+        } = map_records(config, &records);
+        let mut rows = Vec::new();
+        for (table, candidates) in by_table {
+            for statement in plan_table(config, &table, candidates).statements() {
+                for r in rows_of(&statement).as_array().unwrap() {
+                    rows.push((
+                        r["c0"].as_str().unwrap().to_string(),
+                        r["c1"].as_str().unwrap_or("NULL").to_string(),
+                        r["d"].as_bool().unwrap(),
+                    ));
+                }
+            }
+        }
+        let reasons = rejected.into_iter().map(|r| r.reason).collect();
+        (rows, reasons, skipped)
+    }
+
+    /// Standard base64, for editing fixtures (the function itself only decodes).
+    fn base64(bytes: &[u8]) -> String {
+        const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    fn row(key: &str, status: &str, delete: bool) -> (String, String, bool) {
+        (key.into(), status.into(), delete)
+    }
+
+    #[test]
+    fn sample_debezium_event_applies_creates_updates_deletes_and_a_key_change() {
+        let config = config("orders", DEBEZIUM);
+        let (rows, rejected, skipped) = merged(
+            &config,
+            include_str!("../../../events/kinesis-debezium-orders.json"),
+        );
+        assert!(rejected.is_empty(), "{rejected:?}");
+        // 1002 created then deleted; 1003 re-keyed to 1005 (delete + create), then 1005 paid.
+        assert_eq!(
+            rows,
+            [
+                row("1001", "SHIPPED", false),
+                row("1002", "NEW", true),
+                row("1003", "NEW", true),
+                row("1005", "PAID", false),
+            ]
+        );
+        assert_eq!(
+            skipped,
+            BTreeMap::from([("debezium tombstone", 2), ("debezium truncate", 1)])
+        );
+    }
+
+    #[test]
+    fn debezium_tombstones_are_counted_before_routing() {
+        let vars = [
+            ("SNOWFLAKE_ACCOUNT", "acct"),
+            ("SNOWFLAKE_DATABASE", "DB"),
+            ("SNOWFLAKE_SCHEMA", "S"),
+            ("SNOWFLAKE_AUTH", "pat"),
+            ("SNOWFLAKE_TOKEN", "t"),
+            ("ERROR_BUCKET", "b"),
+            ("ROUTE_FIELD", "/source/table"),
+            ("ROUTE_MAP", r#"{"orders":"orders"}"#),
+            ("UPSERT_TABLES", DEBEZIUM),
+        ];
+        let config = Config::from_env(&Env::new(&vars)).unwrap();
+        let (rows, rejected, skipped) = merged(
+            &config,
+            include_str!("../../../events/kinesis-debezium-orders.json"),
+        );
+        // A tombstone has no table to route by: it is counted, not quarantined. The one record
+        // wrapped in `payload` routes by `/payload/source/table`, not this field.
+        assert_eq!(
+            skipped,
+            BTreeMap::from([("debezium tombstone", 2), ("debezium truncate", 1)])
+        );
+        assert_eq!(rejected, ["routing field /source/table is missing or null"]);
+        assert_eq!(rows.len(), 4);
+    }
+
+    #[test]
+    fn debezium_versions_order_by_source_position_not_arrival() {
+        let config = config("orders", DEBEZIUM);
+        let body = include_str!("../../../events/kinesis-debezium-orders.json");
+        let mut payloads = PayloadBuffer::default();
+        let mut records = decode_kinesis_event(body, &mut payloads).unwrap();
+        // The update of 1001 arrives before its snapshot read: the newer source position wins.
+        records.swap(0, 3);
+        let by_table = map_records(&config, &records).by_table;
+        let plan = plan_table(&config, "orders", by_table.into_values().next().unwrap());
+        let rows = rows_of(&plan.statements()[0]);
+        let r1001 = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["c0"] == "1001")
+            .unwrap();
+        assert_eq!(r1001["c1"], "SHIPPED");
+        assert!(r1001["c5"]
+            .as_str()
+            .unwrap()
+            .starts_with("00000001732201500000/"));
+    }
+
+    #[test]
+    fn sample_dms_event_applies_changes_and_counts_control_records() {
+        let dms = DEBEZIUM.replace("\"debezium\"", "\"dms\"");
+        let config = config("orders", &dms);
+        let (rows, rejected, skipped) = merged(
+            &config,
+            include_str!("../../../events/kinesis-dms-orders.json"),
+        );
+        assert!(rejected.is_empty(), "{rejected:?}");
+        // The update to key 1005 carries before-image 1003: the old key is deleted.
+        assert_eq!(
+            rows,
+            [
+                row("1001", "SHIPPED", false),
+                row("1002", "NULL", true),
+                row("1003", "NULL", true),
+                row("1005", "PAID", false),
+            ]
+        );
+        assert_eq!(skipped, BTreeMap::from([("dms control record", 1)]));
+    }
+
+    #[test]
+    fn bad_envelopes_are_quarantined_with_reasons() {
+        let config = config("orders", DEBEZIUM);
+        let body = include_str!("../../../events/kinesis-debezium-orders.json");
+        let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
+        let bad = [
+            r#"{"op":"x","after":{"order_id":1}}"#,
+            r#"{"op":"d","before":null,"after":null,"source":{"ts_ms":1}}"#,
+            r#"{"op":"d","before":{"status":"NEW"},"after":null,"source":{"ts_ms":1}}"#,
+            r#"{"after":{"order_id":1}}"#,
+        ];
+        for (i, data) in bad.iter().enumerate() {
+            event["Records"][i]["kinesis"]["data"] = base64(data.as_bytes()).into();
+        }
+        let (_, rejected, _) = merged(&config, &event.to_string());
+        assert_eq!(
+            rejected,
+            [
+                "debezium envelope: unknown operation \"x\"",
+                "debezium envelope: operation \"d\" has no before row image",
+                "debezium column \"ORDER_ID\": key field /before/order_id is missing or null",
+                "debezium envelope: op is missing",
+            ]
+        );
+    }
+
+    /// The event with every `group` records put into one KPL aggregate, as the KPL would send
+    /// them: the aggregate has the first record's sequence number.
+    fn kpl_aggregated(body: &str, group: usize) -> String {
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(body, &mut payloads).unwrap();
+        let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
+        let originals = event["Records"].as_array().unwrap().clone();
+        let aggregated: Vec<serde_json::Value> = records
+            .chunks(group)
+            .zip(originals.chunks(group))
+            .map(|(decoded, original)| {
+                let subs: Vec<(&str, &[u8])> = decoded
+                    .iter()
+                    .map(|r| (&*r.meta.partition_key, r.data.as_deref().unwrap()))
+                    .collect();
+                let mut outer = original[0].clone();
+                outer["kinesis"]["data"] = base64(&shared::kinesis::kpl::aggregate(&subs)).into();
+                outer
+            })
+            .collect();
+        event["Records"] = aggregated.into();
+        event.to_string()
+    }
+
+    /// Every MERGE row of an event without its Kinesis lineage.
+    fn merged_values(config: &Config, event: &str) -> Vec<serde_json::Value> {
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(event, &mut payloads).unwrap();
+        let mapping = map_records(config, &records);
+        assert!(mapping.rejected.is_empty());
+        let mut out = Vec::new();
+        for (table, candidates) in mapping.by_table {
+            for statement in plan_table(config, &table, candidates).statements() {
+                for mut row in rows_of(&statement).as_array().unwrap().clone() {
+                    for lineage in ["s", "h", "a"] {
+                        row.as_object_mut().unwrap().remove(lineage);
+                    }
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by_key(|r| r.to_string());
+        out
+    }
+
+    #[test]
+    fn kpl_aggregated_batches_merge_the_same_rows_as_plain_ones() {
+        for (config, body) in [
+            (
+                config("orders", ORDERS),
+                include_str!("../../../events/kinesis-cdc-orders.json"),
+            ),
+            (
+                config("orders", DEBEZIUM),
+                include_str!("../../../events/kinesis-debezium-orders.json"),
+            ),
+            (
+                config("sensor_readings", SENSORS),
+                include_str!("../../../events/kinesis-sensors.json"),
+            ),
+        ] {
+            let plain = merged_values(&config, body);
+            assert!(!plain.is_empty());
+            for group in [1, 2, 3, 100] {
+                let aggregated = kpl_aggregated(body, group);
+                assert_eq!(
+                    merged_values(&config, &aggregated),
+                    plain,
+                    "groups of {group}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kpl_sub_records_of_one_aggregate_keep_distinct_request_ids_and_order() {
+        let config = Config {
+            max_rows: 1,
+            ..config("sensor_readings", SENSORS)
+        };
+        let body = kpl_aggregated(include_str!("../../../events/kinesis-sensors.json"), 100);
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(&body, &mut payloads).unwrap();
+        assert!(records.len() > 1);
+        assert!(records
+            .iter()
+            .all(|r| r.meta.sequence_number == records[0].meta.sequence_number));
+        let by_table = map_records(&config, &records).by_table;
+        let statements = plan_table(
+            &config,
+            "sensor_readings",
+            by_table.into_values().next().unwrap(),
+        )
+        .statements();
+        let mut ids: Vec<_> = statements.iter().map(|s| s.request_id).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "one request id per statement");
+    }
+
+    #[test]
+    fn a_corrupt_kpl_aggregate_is_quarantined_whole() {
+        let config = config("sensor_readings", SENSORS);
+        let body = kpl_aggregated(include_str!("../../../events/kinesis-sensors.json"), 100);
+        let mut event: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let data = event["Records"][0]["kinesis"]["data"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Flip a character in the middle of the protobuf body: the MD5 trailer no longer fits.
+        let mut bytes = data.into_bytes();
+        let mid = bytes.len() / 2;
+        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+        event["Records"][0]["kinesis"]["data"] = String::from_utf8(bytes).unwrap().into();
+        let (rows, rejected, _) = merged(&config, &event.to_string());
+        assert!(rows.is_empty());
+        assert_eq!(rejected, ["KPL aggregated record fails its MD5 check"]);
+    }
+
     #[test]
     fn sample_bad_records_are_rejected_with_reasons() {
         let config = config("sensor_readings", SENSORS);
@@ -612,7 +970,9 @@ mod tests {
             &mut payloads,
         )
         .unwrap();
-        let (by_table, rejected) = map_records(&config, &records);
+        let Mapping {
+            by_table, rejected, ..
+        } = map_records(&config, &records);
         assert_eq!(by_table["sensor_readings"].len(), 2);
         let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
         assert_eq!(reasons.len(), 4);

@@ -1,8 +1,9 @@
-//! Reading a Kinesis batch: the Lambda event envelope, KPL-free record payloads, routing a record
+//! Reading a Kinesis batch: the Lambda event envelope, KPL aggregates split into their records, routing a record
 //! to its table, and the batch response Lambda expects back.
 
 pub mod batch;
 pub mod json;
+pub mod kpl;
 pub mod payload;
 pub mod record;
 pub mod route;

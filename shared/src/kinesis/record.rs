@@ -10,6 +10,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 
 use crate::kinesis::json::{JsonError, JsonStr, Reader};
+use crate::kinesis::kpl::{self, AggregateError};
 
 /// The event body as a whole could not be read: nothing in it can be trusted to be a record.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,10 @@ pub struct RecordMeta<'a> {
     pub partition_key: Cow<'a, str>,
     /// Approximate arrival time in milliseconds since the epoch.
     pub arrival_ms: i64,
+    /// The record's index in its KPL aggregate; `None` for a record that was not aggregated.
+    /// Sub-records share their aggregate's sequence number (what Lambda retries from), so this
+    /// orders them within it.
+    pub sub_sequence: Option<u32>,
 }
 
 impl RecordMeta<'_> {
@@ -149,6 +154,9 @@ pub struct KinesisRecord<'a> {
     /// The base64-decoded payload (in the batch's [`PayloadBuffer`]), or the undecodable `data`
     /// text as it arrived.
     pub data: Result<&'a [u8], Cow<'a, str>>,
+    /// Why a KPL aggregate could not be split: the record (`data`, the whole aggregate) is
+    /// quarantined with this reason.
+    pub aggregate_error: Option<AggregateError>,
 }
 
 /// The decoded payloads of one batch, in one allocation that the batch's records borrow
@@ -239,13 +247,55 @@ impl<'a> Decoding<'a> {
         // Written in full: from here on the buffer is only read, for as long as the records.
         let payloads: &'a [u8] = self.payloads;
         let mut records = self.records;
+        let mut aggregates = false;
         for (record, (start, end)) in records.iter_mut().zip(self.spans) {
             if let Ok(data) = &mut record.data {
                 *data = &payloads[start..end];
+                aggregates |= kpl::is_aggregated(data);
             }
         }
-        records
+        if aggregates {
+            deaggregate(records)
+        } else {
+            records
+        }
     }
+}
+
+/// Replaces every KPL aggregate by its sub-records, each with its own partition key and index;
+/// their bytes stay views of the batch's buffer. An aggregate that cannot be split stays one
+/// record carrying the reason.
+fn deaggregate(records: Vec<KinesisRecord<'_>>) -> Vec<KinesisRecord<'_>> {
+    let mut out = Vec::with_capacity(records.len());
+    for mut record in records {
+        let data = match record.data {
+            Ok(data) if kpl::is_aggregated(data) => data,
+            _ => {
+                out.push(record);
+                continue;
+            }
+        };
+        match kpl::deaggregate(data) {
+            Ok(subs) => {
+                for (i, sub) in subs.into_iter().enumerate() {
+                    let mut meta = record.meta.clone();
+                    meta.partition_key = Cow::Borrowed(sub.partition_key);
+                    // An aggregate holds at most 1 MB of records, far fewer than u32::MAX.
+                    meta.sub_sequence = Some(u32::try_from(i).unwrap_or(u32::MAX));
+                    out.push(KinesisRecord {
+                        meta,
+                        data: Ok(sub.data),
+                        aggregate_error: None,
+                    });
+                }
+            }
+            Err(e) => {
+                record.aggregate_error = Some(e);
+                out.push(record);
+            }
+        }
+    }
+    out
 }
 
 /// The values of one record the pipeline uses.
@@ -430,8 +480,10 @@ fn read_record<'a>(
             sequence_number: sequence_number.value(),
             partition_key: fields.partition_key.map(|s| s.value()).unwrap_or_default(),
             arrival_ms,
+            sub_sequence: None,
         },
         data,
+        aggregate_error: None,
     });
     Ok(())
 }
@@ -582,6 +634,13 @@ pub fn sequence_bounds<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Option<(&
         Some((lo, hi)) if cmp_sequence_numbers(s, lo).is_lt() => Some((s, hi)),
         bounds => bounds,
     })
+}
+
+/// Orders two records as they were written: by sequence number, then by index within a KPL
+/// aggregate.
+pub fn cmp_positions(a: &RecordMeta<'_>, b: &RecordMeta<'_>) -> Ordering {
+    cmp_sequence_numbers(&a.sequence_number, &b.sequence_number)
+        .then(a.sub_sequence.cmp(&b.sub_sequence))
 }
 
 /// The smallest sequence number of an iterator, numerically.
@@ -745,6 +804,54 @@ mod tests {
     }
 
     #[test]
+    fn kpl_aggregates_become_their_sub_records() {
+        let agg = crate::kinesis::kpl::aggregate(&[
+            ("k1", &br#"{"a":1}"#[..]),
+            ("k2", &br#"{"a":2}"#[..]),
+            ("k1", &br#"{"a":3}"#[..]),
+        ]);
+        let mut corrupt = agg.clone();
+        corrupt[6] ^= 0x40;
+        let b64 = |b: &[u8]| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(b)
+        };
+        let body = event(&[
+            ("shardId-000000000000", "1", "plain", "eyJhIjowfQ=="),
+            ("shardId-000000000000", "2", "outer", &b64(&agg)),
+            ("shardId-000000000000", "3", "bad", &b64(&corrupt)),
+            ("shardId-000000000000", "4", "plain", "eyJhIjo0fQ=="),
+        ]);
+        let recs = decode_kinesis_event(&body).unwrap();
+        let seen: Vec<(&str, &str, Option<u32>)> = recs
+            .iter()
+            .map(|r| {
+                (
+                    &*r.meta.sequence_number,
+                    &*r.meta.partition_key,
+                    r.meta.sub_sequence,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("1", "plain", None),
+                ("2", "k1", Some(0)),
+                ("2", "k2", Some(1)),
+                ("2", "k1", Some(2)),
+                ("3", "bad", None),
+                ("4", "plain", None),
+            ]
+        );
+        assert_eq!(recs[3].data.as_deref().unwrap(), br#"{"a":3}"#);
+        assert_eq!(recs[4].aggregate_error, Some(AggregateError::Digest));
+        assert_eq!(recs[4].data.as_deref().unwrap(), &corrupt[..]);
+        assert!(cmp_positions(&recs[2].meta, &recs[3].meta).is_lt());
+        assert!(cmp_positions(&recs[3].meta, &recs[5].meta).is_lt());
+    }
+
+    #[test]
     fn bad_base64_is_kept_for_quarantine() {
         let body = event(&[("shardId-000000000000", "1", "k", "not base64!")]);
         let recs = decode_kinesis_event(&body).unwrap();
@@ -876,6 +983,7 @@ mod tests {
                 sequence_number: Cow::Borrowed(""),
                 partition_key: Cow::Borrowed(""),
                 arrival_ms: ms,
+                sub_sequence: None,
             };
             let expected = meta
                 .arrival()

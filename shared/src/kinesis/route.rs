@@ -116,6 +116,9 @@ pub fn route_record<'c, 'r>(
     parser: &mut PayloadParser<'_, 'r>,
     record: &'r KinesisRecord<'_>,
 ) -> Result<(&'c str, Payload<'r>), String> {
+    if let Some(e) = &record.aggregate_error {
+        return Err(e.to_string());
+    }
     let bytes = record
         .data
         .as_ref()

@@ -316,6 +316,75 @@ mod tests {
     }
 
     #[test]
+    fn a_kpl_aggregated_sample_lands_the_same_lines_with_sub_record_lineage() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = include_str!("../../../events/kinesis-sensors.json");
+        let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
+        let originals = event["Records"].as_array().unwrap().clone();
+        let subs: Vec<(String, Vec<u8>)> = originals
+            .iter()
+            .map(|r| {
+                (
+                    r["kinesis"]["partitionKey"].as_str().unwrap().to_string(),
+                    b64.decode(r["kinesis"]["data"].as_str().unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = subs.iter().map(|(k, d)| (k.as_str(), &d[..])).collect();
+        let mut outer = originals[0].clone();
+        outer["kinesis"]["data"] = b64.encode(crate::kinesis::kpl::aggregate(&refs)).into();
+        event["Records"] = vec![outer].into();
+        let aggregated = event.to_string();
+        let config = config(&[
+            ("TABLE", "sensor_readings"),
+            ("PARTITION_FIELD", "/sensorId"),
+        ]);
+        let lines_of = |body: &str| {
+            let mut payloads = PayloadBuffer::default();
+            let records = decode_kinesis_event(body, &mut payloads).unwrap();
+            let plan = plan(&config, &records).unwrap();
+            let objects: Vec<(String, Vec<serde_json::Value>)> = plan
+                .objects
+                .iter()
+                .map(|o| {
+                    let lines = text(o, Compression::Gzip { level: 0 })
+                        .lines()
+                        .map(|l| serde_json::from_str(l).unwrap())
+                        .collect();
+                    (o.key.clone(), lines)
+                })
+                .collect();
+            objects
+        };
+        let (plain, kpl) = (lines_of(body), lines_of(&aggregated));
+        assert_eq!(
+            kpl,
+            lines_of(&aggregated),
+            "keys and lines are deterministic"
+        );
+        assert_eq!(plain.len(), kpl.len());
+        for ((_, p), (_, k)) in plain.iter().zip(&kpl) {
+            let payloads = |ls: &[serde_json::Value]| {
+                ls.iter().map(|l| l["payload"].clone()).collect::<Vec<_>>()
+            };
+            assert_eq!(payloads(p), payloads(k));
+            for (pl, kl) in p.iter().zip(k) {
+                assert_eq!(
+                    pl["metadata"]["partition_key"],
+                    kl["metadata"]["partition_key"]
+                );
+                assert_eq!(
+                    kl["metadata"]["sequence_number"],
+                    originals[0]["kinesis"]["sequenceNumber"]
+                );
+                assert!(kl["metadata"]["sub_sequence"].is_u64());
+                assert!(pl["metadata"].get("sub_sequence").is_none());
+            }
+        }
+    }
+
+    #[test]
     fn sample_sensor_event_becomes_one_object_per_partition() {
         let body = include_str!("../../../events/kinesis-sensors.json");
         let mut payloads = PayloadBuffer::default();

@@ -122,6 +122,7 @@ mod tests {
             sequence_number: Cow::Borrowed("3"),
             partition_key: Cow::Borrowed("k"),
             arrival_ms: 0,
+            sub_sequence: None,
         }
     }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, Env};
 use crate::kinesis::payload::{value_text, Extractor, JsonPointer, Payload};
 use crate::snowflake::ident;
+use crate::upsert::envelope::{Change, Decision, Envelope, EnvelopeKind, Image, Skip};
 use crate::upsert::number::{canonical_number, cmp_canonical, NumberError, Rounding};
 
 /// The Snowflake type a column's values are coerced to.
@@ -242,6 +243,11 @@ struct RawTable {
     payload_column: Option<String>,
     #[serde(default = "yes")]
     lineage: bool,
+    /// `debezium` or `dms`: column paths are then relative to the row image, and the envelope
+    /// decides the operation and (without `version`) the version.
+    envelope: Option<EnvelopeKind>,
+    /// The field DMS writes an update's before-image to (`BeforeImageSettings.FieldName`).
+    before_image: Option<String>,
 }
 
 fn yes() -> bool {
@@ -288,6 +294,25 @@ pub struct TableMapping {
     /// Quoted identifier of the VARIANT column holding the whole payload.
     pub payload_column: Option<String>,
     pub lineage: bool,
+    /// The change envelope records of this table arrive in.
+    pub envelope: Option<Envelope>,
+    /// Index of the column holding the envelope's version (see [`ENVELOPE_VERSION`]).
+    envelope_version: Option<usize>,
+}
+
+/// The column an envelope mapping without `version` keeps the envelope's version in (TEXT), so
+/// the MERGE orders changes across batches by it as it orders any version column.
+pub const ENVELOPE_VERSION: &str = "CDC_VERSION";
+
+/// What a record means for its table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    /// One row to merge (no allocation beyond the row: this is every flat record).
+    Row(Row),
+    /// A DMS update that changed the primary key: a delete of the old key, then the new row.
+    Rekey { old: Row, new: Row },
+    /// Valid, counted, not applied.
+    Skip(Skip),
 }
 
 /// Lineage columns written by the upsert path, in order.
@@ -308,7 +333,50 @@ pub struct Row {
 
 impl TableMapping {
     pub fn has_delete_marker(&self) -> bool {
-        self.delete.is_some()
+        self.delete.is_some() || self.envelope.is_some()
+    }
+
+    /// What a payload means for this table: a flat record is one row; an envelope decides.
+    /// The error is the quarantine reason.
+    pub fn changes(&self, payload: &Payload<'_>) -> Result<Mapped, String> {
+        let Some(envelope) = &self.envelope else {
+            return self
+                .row(payload)
+                .map(Mapped::Row)
+                .map_err(|e| e.to_string());
+        };
+        let (change, layout, version) =
+            match envelope.interpret(payload).map_err(|e| e.to_string())? {
+                Decision::Skip(skip) => return Ok(Mapped::Skip(skip)),
+                Decision::Apply {
+                    change,
+                    layout,
+                    version,
+                } => (change, layout, version),
+            };
+        let image_row = |image: Image, is_delete: bool| {
+            self.build_row(
+                |i| payload.value(layout.column_slot(image, i)),
+                |i| format!("{}{}", layout.image_path(image), self.columns[i].path),
+                version.as_deref(),
+                is_delete,
+            )
+            .map_err(|e| format!("{} {}", envelope.kind_name(), e))
+        };
+        match change {
+            Change::Delete(image) => Ok(Mapped::Row(image_row(image, true)?)),
+            Change::Upsert { old } => {
+                let new = image_row(Image::New, false)?;
+                // A before-image whose key differs: the old key's row goes, the new one stays.
+                let old = old
+                    .and_then(|image| image_row(image, true).ok())
+                    .filter(|o| self.key_of(o) != self.key_of(&new));
+                Ok(match old {
+                    Some(old) => Mapped::Rekey { old, new },
+                    None => Mapped::Row(new),
+                })
+            }
+        }
     }
 
     /// Coerces a payload into a row. Keys must be present; a delete needs only its keys.
@@ -317,10 +385,32 @@ impl TableMapping {
             .delete
             .as_ref()
             .is_some_and(|(slot, value)| payload.text_of(*slot).is_some_and(|v| v == *value));
+        self.build_row(
+            |i| payload.value(self.columns[i].slot),
+            |i| self.columns[i].path.to_string(),
+            None,
+            is_delete,
+        )
+    }
+
+    /// A row from each column's raw value; `version` fills the envelope's version column.
+    fn build_row<'p>(
+        &self,
+        value: impl Fn(usize) -> Option<&'p str>,
+        path: impl Fn(usize) -> String,
+        version: Option<&str>,
+        is_delete: bool,
+    ) -> Result<Row, CoerceError> {
+        let version_json =
+            version.map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
         let mut values = Vec::with_capacity(self.columns.len());
         for (i, c) in self.columns.iter().enumerate() {
+            if self.envelope_version == Some(i) {
+                values.push(version_json.clone().unwrap_or_else(|| "null".into()));
+                continue;
+            }
             let is_key = self.keys.contains(&i);
-            let raw = payload.value(c.slot);
+            let raw = value(i);
             let rounding = if is_key {
                 Rounding::Exact
             } else {
@@ -330,7 +420,7 @@ impl TableMapping {
                 Ok(v) if is_key && v == "null" => {
                     return Err(CoerceError {
                         column: c.ident.clone(),
-                        reason: format!("key field {} is missing or null", c.path),
+                        reason: format!("key field {} is missing or null", path(i)),
                     })
                 }
                 Ok(v) => values.push(v),
@@ -432,6 +522,16 @@ impl TableMappings {
     pub fn get(&self, logical: &str) -> Option<&TableMapping> {
         self.by_logical.get(logical)
     }
+
+    /// Whether any table takes Debezium envelopes: then an empty or `null` record is a
+    /// tombstone to count, not a payload to quarantine.
+    pub fn any_debezium(&self) -> bool {
+        self.by_logical.values().any(|m| {
+            m.envelope
+                .as_ref()
+                .is_some_and(|e| e.kind == EnvelopeKind::Debezium)
+        })
+    }
 }
 
 fn build(
@@ -457,13 +557,58 @@ fn build(
             return Err(format!("column {} is a lineage column", c.name));
         }
         let ty = c.ty.parse()?;
+        // With an envelope the path is relative to each row image and resolved there.
+        let slot = match t.envelope {
+            None => x.slot(&c.path),
+            Some(_) => usize::MAX,
+        };
         columns.push(Column {
             ident,
             path: c.path.clone(),
             ty,
-            slot: x.slot(&c.path),
+            slot,
         });
     }
+    let mut envelope_version = None;
+    let envelope = match t.envelope {
+        None => {
+            if t.before_image.is_some() {
+                return Err("before_image needs \"envelope\": \"dms\"".into());
+            }
+            None
+        }
+        Some(kind) => {
+            if t.before_image.is_some() && kind != EnvelopeKind::Dms {
+                return Err("before_image is a DMS setting; Debezium has \"before\"".into());
+            }
+            if t.delete.is_some() {
+                return Err("an envelope decides deletes itself; remove \"delete\"".into());
+            }
+            let paths: Vec<&JsonPointer> = columns.iter().map(|c| &c.path).collect();
+            let envelope = Envelope::new(
+                kind,
+                &paths,
+                t.before_image.as_deref().unwrap_or("before-image"),
+                x,
+            )?;
+            if t.version.is_none() {
+                let ident = format!("\"{ENVELOPE_VERSION}\"");
+                if columns.iter().any(|c| c.ident == ident) {
+                    return Err(format!(
+                        "column {ENVELOPE_VERSION} holds the envelope's version; name it in \"version\" or rename it"
+                    ));
+                }
+                envelope_version = Some(columns.len());
+                columns.push(Column {
+                    ident,
+                    path: "/source".parse()?,
+                    ty: ColumnType::Text,
+                    slot: usize::MAX,
+                });
+            }
+            Some(envelope)
+        }
+    };
     let find = |name: &str| -> Result<usize, String> {
         let q = ident::quote(name).map_err(|e| e.to_string())?;
         columns
@@ -480,6 +625,7 @@ fn build(
         .map(|k| find(k))
         .collect::<Result<Vec<_>, _>>()?;
     let version = match &t.version {
+        None if envelope_version.is_some() => Version::Column(columns.len() - 1),
         None => {
             if !t.lineage {
                 return Err("the default version (sequence number) needs lineage columns".into());
@@ -507,6 +653,8 @@ fn build(
         delete,
         payload_column,
         lineage: t.lineage,
+        envelope,
+        envelope_version,
     })
 }
 
@@ -704,5 +852,56 @@ mod tests {
             r#"{"orders":{"keys":["a"],"columns":[{"name":"kinesis_shard_id","path":"/a"}]}}"#
         )
         .contains("lineage column"));
+        assert!(err(
+            r#"{"orders":{"envelope":"debezium","keys":["a"],"columns":[{"name":"a","path":"/a"}],"delete":{"path":"/op","value":"d"}}}"#
+        )
+        .contains("envelope decides deletes"));
+        assert!(err(
+            r#"{"orders":{"envelope":"dms","keys":["a"],"columns":[{"name":"a","path":"/a"},{"name":"cdc_version","path":"/v"}]}}"#
+        )
+        .contains("CDC_VERSION holds the envelope's version"));
+        assert!(err(
+            r#"{"orders":{"keys":["a"],"columns":[{"name":"a","path":"/a"}],"before_image":"BI"}}"#
+        )
+        .contains("before_image needs"));
+        assert!(err(
+            r#"{"orders":{"envelope":"debezium","keys":["a"],"columns":[{"name":"a","path":"/a"}],"before_image":"BI"}}"#
+        )
+        .contains("before_image is a DMS setting"));
+        assert!(err(
+            r#"{"orders":{"envelope":"maxwell","keys":["a"],"columns":[{"name":"a","path":"/a"}]}}"#
+        )
+        .contains("unknown variant"));
+    }
+
+    #[test]
+    fn envelope_mappings_read_columns_from_the_image() {
+        let (m, x) = mappings(
+            r#"{"orders":{"envelope":"dms","before_image":"BI","keys":["order_id"],"columns":[
+            {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"}]}}"#,
+        )
+        .unwrap();
+        let orders = m.get("orders").unwrap();
+        assert_eq!(orders.version, Version::Column(2));
+        assert_eq!(orders.columns[2].ident, "\"CDC_VERSION\"");
+        let meta = r#""metadata":{"timestamp":"2024-11-21T15:00:00Z","record-type":"data","operation":"update"}"#;
+        let text =
+            format!(r#"{{"data":{{"order_id":2,"status":"A"}},"BI":{{"order_id":1}},{meta}}}"#);
+        let rekey = x.parse(text.as_bytes()).unwrap();
+        match orders.changes(&rekey).unwrap() {
+            Mapped::Rekey { old, new } => {
+                assert_eq!((old.is_delete, new.is_delete), (true, false));
+                assert_eq!(old.values[0], r#""1""#);
+                assert_eq!(
+                    new.values,
+                    [r#""2""#, r#""A""#, r#""2024-11-21T15:00:00.000000000""#]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let text =
+            format!(r#"{{"data":{{"order_id":2,"status":"B"}},"BI":{{"order_id":2}},{meta}}}"#);
+        let same_key = x.parse(text.as_bytes()).unwrap();
+        assert!(matches!(orders.changes(&same_key).unwrap(), Mapped::Row(r) if !r.is_delete));
     }
 }

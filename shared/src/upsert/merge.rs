@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::kinesis::record::{cmp_sequence_numbers, RecordMeta};
+use crate::kinesis::record::{cmp_positions, RecordMeta};
 use crate::rawzone::quarantine::RawData;
 use crate::upsert::mapping::{push_row_json, Row, TableMapping, Version, LINEAGE};
 
@@ -49,12 +49,7 @@ pub fn dedup<'a>(
         }
     }
     let mut keep: Vec<usize> = newest.into_values().collect();
-    keep.sort_by(|&a, &b| {
-        cmp_sequence_numbers(
-            &candidates[a].meta.sequence_number,
-            &candidates[b].meta.sequence_number,
-        )
-    });
+    keep.sort_by(|&a, &b| cmp_positions(&candidates[a].meta, &candidates[b].meta));
     let mut slots: Vec<Option<Candidate<'a>>> = candidates.into_iter().map(Some).collect();
     let survivors: Vec<Candidate<'a>> = keep.into_iter().filter_map(|i| slots[i].take()).collect();
     let collapsed = total - survivors.len();
@@ -64,9 +59,8 @@ pub fn dedup<'a>(
 /// Whether `a` replaces `b` as the state of their key.
 fn is_newer(mapping: &TableMapping, a: &Candidate<'_>, b: &Candidate<'_>) -> bool {
     match mapping.cmp_versions(&a.row, &b.row) {
-        Some(std::cmp::Ordering::Equal) | None => {
-            cmp_sequence_numbers(&a.meta.sequence_number, &b.meta.sequence_number).is_gt()
-        }
+        // Sub-records of one KPL aggregate share its sequence number: their index decides.
+        Some(std::cmp::Ordering::Equal) | None => cmp_positions(&a.meta, &b.meta).is_gt(),
         Some(order) => order.is_gt(),
     }
 }
@@ -81,6 +75,10 @@ pub struct Chunk {
     pub rows: usize,
     pub first_sequence_number: String,
     pub last_sequence_number: String,
+    /// KPL sub-record indices of the first and last rows: two chunks cut from one aggregate
+    /// share their sequence numbers, and the request id must still tell them apart.
+    pub first_sub_sequence: Option<u32>,
+    pub last_sub_sequence: Option<u32>,
 }
 
 /// Splits de-duplicated rows into statements of at most `max_rows` rows and about `max_bytes`
@@ -95,8 +93,8 @@ pub fn chunks(
     let mut out = Vec::new();
     let mut json = String::with_capacity(max_bytes.min(1 << 20));
     let mut count = 0;
-    let mut first: Option<&str> = None;
-    let mut last = "";
+    let mut first: Option<&RecordMeta<'_>> = None;
+    let mut last: Option<&RecordMeta<'_>> = None;
     let mut start = 0;
     for (i, c) in rows.iter().enumerate() {
         let before = json.len();
@@ -116,8 +114,10 @@ pub fn chunks(
                 rows_json: std::mem::take(&mut json),
                 start,
                 rows: count,
-                first_sequence_number: first.unwrap_or("").into(),
-                last_sequence_number: last.into(),
+                first_sequence_number: seq(first),
+                last_sequence_number: seq(last),
+                first_sub_sequence: first.and_then(|m| m.sub_sequence),
+                last_sub_sequence: last.and_then(|m| m.sub_sequence),
             });
             start = i;
             count = 0;
@@ -131,8 +131,8 @@ pub fn chunks(
                 (&c.meta.shard_id, &c.meta.sequence_number, &arrival),
             );
         }
-        first.get_or_insert(&c.meta.sequence_number);
-        last = &c.meta.sequence_number;
+        first.get_or_insert(&c.meta);
+        last = Some(&c.meta);
         count += 1;
     }
     if count > 0 {
@@ -141,11 +141,18 @@ pub fn chunks(
             rows_json: json,
             start,
             rows: count,
-            first_sequence_number: first.unwrap_or("").into(),
-            last_sequence_number: last.into(),
+            first_sequence_number: seq(first),
+            last_sequence_number: seq(last),
+            first_sub_sequence: first.and_then(|m| m.sub_sequence),
+            last_sub_sequence: last.and_then(|m| m.sub_sequence),
         });
     }
     out
+}
+
+fn seq(meta: Option<&RecordMeta<'_>>) -> String {
+    meta.map(|m| m.sequence_number.to_string())
+        .unwrap_or_default()
 }
 
 /// Sequence numbers compared as numbers: left-padded to the longest Kinesis allows (129 digits,
@@ -274,6 +281,7 @@ mod tests {
             sequence_number: Cow::Borrowed(seq),
             partition_key: Cow::Borrowed("k"),
             arrival_ms: 0,
+            sub_sequence: None,
         };
         Candidate {
             row,

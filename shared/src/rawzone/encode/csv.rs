@@ -371,6 +371,7 @@ mod tests {
             sequence_number: Cow::Borrowed("7"),
             partition_key: Cow::Borrowed("6"),
             arrival_ms: 0,
+            sub_sequence: None,
         };
         let mut lineage = RowLineage::new(crate::rawzone::encode::Format::Csv, "raw/t/f.csv.gz");
         m.push_row(&mut out, &p, &meta, &mut lineage, 1);

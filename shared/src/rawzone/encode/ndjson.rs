@@ -48,6 +48,11 @@ fn push_record_lineage(
     push_json_str(out, &meta.sequence_number);
     out.extend_from_slice(b",\"partition_key\":");
     push_json_str(out, &meta.partition_key);
+    // Only for KPL sub-records, which share their aggregate's sequence number.
+    if let Some(sub) = meta.sub_sequence {
+        out.extend_from_slice(b",\"sub_sequence\":");
+        out.extend_from_slice(sub.to_string().as_bytes());
+    }
     out.extend_from_slice(b",\"arrival_time\":\"");
     arrival(out);
     out.push(b'"');
@@ -65,6 +70,7 @@ mod tests {
             sequence_number: Cow::Borrowed("42"),
             partition_key: Cow::Borrowed("p\"k"),
             arrival_ms: 1_700_000_000_123,
+            sub_sequence: None,
         }
     }
 
