@@ -97,18 +97,41 @@ pub fn cdc_change(rng: &mut Rng, keys: u64, n: u64) -> String {
     )
 }
 
+/// The same change as Debezium's MySQL connector writes it (JSON converter without schemas):
+/// `after` for creates and updates, keys in `before` for deletes, `source` with the binlog position.
+pub fn debezium_change(rng: &mut Rng, keys: u64, n: u64) -> String {
+    let flat = cdc_change(rng, keys, n);
+    let (op, image) = match flat
+        .strip_prefix(r#"{"op":""#)
+        .and_then(|r| r.split_once('"'))
+    {
+        Some((op, rest)) => (op.to_string(), format!("{{{}", &rest[1..])),
+        None => ("c".to_string(), flat.clone()),
+    };
+    let (before, after) = if op == "d" {
+        (image.as_str(), "null")
+    } else {
+        ("null", image.as_str())
+    };
+    format!(
+        r#"{{"before":{before},"after":{after},"source":{{"version":"2.5.4.Final","connector":"mysql","name":"shop","ts_ms":{ts},"snapshot":"false","db":"shop","table":"orders","server_id":1,"file":"mysql-bin.000003","pos":{pos},"row":0}},"op":"{op}","ts_ms":{ts}}}"#,
+        ts = 1_732_201_200_000 + n,
+        pos = 154 + n * 311,
+    )
+}
+
 /// A Lambda Kinesis event body for these payloads, one shard, sequence numbers from `first_seq`.
 pub fn kinesis_event(
     stream: &str,
     shard: &str,
     first_seq: u128,
     arrival_secs: f64,
-    payloads: &[String],
+    payloads: &[impl AsRef<[u8]>],
 ) -> String {
     let mut out = String::with_capacity(
         payloads
             .iter()
-            .map(|p| p.len() * 4 / 3 + 420)
+            .map(|p| p.as_ref().len() * 4 / 3 + 420)
             .sum::<usize>()
             + 16,
     );
@@ -127,7 +150,7 @@ pub fn kinesis_event(
             ),
             pk = i % 64,
             seq = seq,
-            data = base64::engine::general_purpose::STANDARD.encode(payload),
+            data = base64::engine::general_purpose::STANDARD.encode(payload.as_ref()),
             ts = arrival_secs,
             shard = shard,
             stream = stream,
@@ -209,6 +232,27 @@ pub fn run_bench_case(config: &crate::rawzone::RawZoneConfig, event: &str) -> us
 mod tests {
     use super::*;
     use crate::kinesis::payload::Extractor;
+
+    #[test]
+    fn debezium_changes_carry_the_flat_change_as_their_image() {
+        let (mut flat_rng, mut dbz_rng) = (Rng::new(3), Rng::new(3));
+        for n in 0..50 {
+            let flat: serde_json::Value =
+                serde_json::from_str(&cdc_change(&mut flat_rng, 10, n)).unwrap();
+            let dbz: serde_json::Value =
+                serde_json::from_str(&debezium_change(&mut dbz_rng, 10, n)).unwrap();
+            let op = flat["op"].as_str().unwrap();
+            assert_eq!(dbz["op"], op);
+            let image = if op == "d" {
+                &dbz["before"]
+            } else {
+                &dbz["after"]
+            };
+            assert_eq!(image["order_id"], flat["order_id"]);
+            assert_eq!(image["updated_at"], flat["updated_at"]);
+            assert!(dbz["source"]["ts_ms"].is_u64());
+        }
+    }
 
     #[test]
     fn samples_are_json_objects_of_the_expected_size() {

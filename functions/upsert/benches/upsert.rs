@@ -1,14 +1,16 @@
 //! The upsert handler's CPU path: decode → route/coerce → de-duplicate → MERGE request body.
-//! 10,000 sensor readings over 50 keys and 6,000 CDC order changes; prints records/s and the
-//! HTTP requests a batch needs (one per table below the split size).
+//! 10,000 sensor readings over 50 keys (also KPL-aggregated, 100 per Kinesis record), 6,000 CDC
+//! order changes flat and in Debezium envelopes; prints records/s and the HTTP requests a batch
+//! needs (one per table below the split size).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use shared::config::Env;
+use shared::kinesis::kpl::aggregate;
 use shared::kinesis::record::{decode_kinesis_event, PayloadBuffer};
-use shared::sample::{cdc_change, kinesis_event, sensor_reading, Rng};
+use shared::sample::{cdc_change, debezium_change, kinesis_event, sensor_reading, Rng};
 use shared::snowflake::SnowflakeClient;
 use upsert::{map_records, plan_table, Config};
 
@@ -21,6 +23,10 @@ const ORDERS: &str = r#"{"orders":{"keys":["order_id"],"columns":[
     {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},{"name":"customer","path":"/customer"},
     {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
     "version":"updated_at","delete":{"path":"/op","value":"d"},"payload_column":"payload"}}"#;
+const DEBEZIUM_ORDERS: &str = r#"{"orders":{"envelope":"debezium","keys":["order_id"],"columns":[
+    {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"},
+    {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},{"name":"customer","path":"/customer"},
+    {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}]}}"#;
 
 fn config(table: &str, tables: &str) -> Config {
     let vars = [
@@ -40,7 +46,14 @@ fn config(table: &str, tables: &str) -> Config {
 fn run(config: &Config, client: &SnowflakeClient, event: &str) -> (usize, usize) {
     let mut payloads = PayloadBuffer::default();
     let records = decode_kinesis_event(event, &mut payloads).expect("decodes");
-    let by_table = map_records(config, &records).by_table;
+    let mapping = map_records(config, &records);
+    // every case measures the full path: a record quarantined here would flatter the number
+    assert!(
+        mapping.rejected.is_empty(),
+        "{:?}",
+        mapping.rejected.first()
+    );
+    let by_table = mapping.by_table;
     let mut statements = 0;
     let mut bytes = 0;
     for (table, candidates) in by_table {
@@ -62,6 +75,22 @@ fn main() {
     let mut rng = Rng::new(7);
     let sensors: Vec<String> = (0..10_000).map(|_| sensor_reading(&mut rng, 50)).collect();
     let orders: Vec<String> = (0..6_000).map(|n| cdc_change(&mut rng, 1_000, n)).collect();
+    let debezium: Vec<String> = (0..6_000)
+        .map(|n| debezium_change(&mut rng, 1_000, n))
+        .collect();
+    // as the KPL packs them: 100 user records per Kinesis record, partition keys kept
+    let kpl: Vec<Vec<u8>> = sensors
+        .chunks(100)
+        .map(|chunk| {
+            let keys: Vec<String> = (0..chunk.len()).map(|i| format!("pk-{i}")).collect();
+            let records: Vec<(&str, &[u8])> = keys
+                .iter()
+                .zip(chunk)
+                .map(|(k, s)| (k.as_str(), s.as_bytes()))
+                .collect();
+            aggregate(&records)
+        })
+        .collect();
     let cases = [
         (
             "sensor_10000_50_keys",
@@ -74,6 +103,18 @@ fn main() {
             kinesis_event("o", "shardId-000000000000", 1, 1.7e9, &orders),
             config("orders", ORDERS),
             orders.len(),
+        ),
+        (
+            "orders_debezium_6000",
+            kinesis_event("d", "shardId-000000000000", 1, 1.7e9, &debezium),
+            config("orders", DEBEZIUM_ORDERS),
+            debezium.len(),
+        ),
+        (
+            "sensor_kpl_10000",
+            kinesis_event("k", "shardId-000000000000", 1, 1.7e9, &kpl),
+            config("sensor_readings", SENSORS),
+            sensors.len(),
         ),
     ];
     let mut criterion = Criterion::default()

@@ -167,8 +167,9 @@ impl<'a> Wire<'a> {
     }
 }
 
-/// Builds an aggregate of `(partition key, data)` records, as the KPL does: for tests here and
-/// in the functions.
+/// Builds an aggregate of `(partition key, data)` records, as the KPL does: for tests and the
+/// benchmarks, never shipped in a function.
+#[cfg(any(test, feature = "sample"))]
 pub fn aggregate(records: &[(&str, &[u8])]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, mut v: u64) {
         while v >= 0x80 {
