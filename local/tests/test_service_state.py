@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,33 +24,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from test_snowflake_service import (  # noqa: E402,F401 - fixtures are used by name
-    LOCAL,
     Client,
-    _free_port,
     _reset,
     _setup_stage,
     bucket,
     client,
     db,
     spec,
+    stack,
 )
 
 import table_locks  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def stack():
-    sf_url, moto_url = os.environ.get("LOCAL_SF_URL"), os.environ.get("MOTO_URL")
-    if sf_url:
-        yield sf_url.rstrip("/"), (moto_url or "http://127.0.0.1:4566").rstrip("/")
-        return
-    run_dir = tempfile.mkdtemp(prefix="local-stack-state-")
-    env = {**os.environ, "MOTO_PORT": str(_free_port()), "LOCAL_SF_PORT": str(_free_port()), "RUN_DIR": run_dir}
-    subprocess.run([str(LOCAL / "stack.sh"), "up"], env=env, check=True, stdin=subprocess.DEVNULL)
-    try:
-        yield f"http://127.0.0.1:{env['LOCAL_SF_PORT']}", f"http://127.0.0.1:{env['MOTO_PORT']}"
-    finally:
-        subprocess.run([str(LOCAL / "stack.sh"), "down"], env=env, check=False, stdin=subprocess.DEVNULL)
 
 
 def raw(client: Client, body: dict, *, async_: bool = False) -> requests.Response:

@@ -1,7 +1,7 @@
 """Tests of the local Snowflake SQL API service (local/snowflake_service.py) and moto S3 loading.
 
-Uses the running stack when LOCAL_SF_URL (and MOTO_URL) are set or when `local/stack.sh up` was run
-on the default ports; otherwise starts its own stack on free ports and stops it afterwards.
+Uses the running stack when LOCAL_SF_URL (and MOTO_URL) are set (as `make test` does); otherwise
+starts its own stack on free ports and stops it afterwards.
 Run: .venv/bin/python -m pytest local/tests -q
 """
 
@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -39,14 +38,6 @@ USER = os.environ.get("LOCAL_SF_USER", "LOADER")
 PAT = os.environ.get("LOCAL_SF_TOKEN", "local-dev-token")
 
 
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1).read()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,9 +46,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def stack():
+    # Only a stack named by LOCAL_SF_URL is shared: one merely answering on the default ports may
+    # belong to another checkout or session, and these tests reset its faults and counters.
     sf_url, moto_url = os.environ.get("LOCAL_SF_URL"), os.environ.get("MOTO_URL")
-    if not sf_url and _answers("http://127.0.0.1:8787/healthz") and _answers("http://127.0.0.1:4566/moto-api/"):
-        sf_url, moto_url = "http://127.0.0.1:8787", "http://127.0.0.1:4566"
     if sf_url:
         yield sf_url.rstrip("/"), (moto_url or "http://127.0.0.1:4566").rstrip("/")
         return
