@@ -160,6 +160,40 @@ pub fn kinesis_event(
     out
 }
 
+/// Standard base64, for writing event fixtures (the functions only decode).
+pub fn base64_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A Lambda Kinesis event body with every `group` records packed into one KPL aggregate, as the
+/// KPL sends them: each aggregate keeps its first record's metadata (sequence number, arrival).
+pub fn kpl_aggregated_event(body: &str, group: usize) -> String {
+    use base64::Engine as _;
+    let mut event: serde_json::Value = serde_json::from_str(body).expect("an event body");
+    let records = event["Records"].as_array().expect("Records").clone();
+    let aggregated: Vec<serde_json::Value> = records
+        .chunks(group.max(1))
+        .map(|chunk| {
+            let subs: Vec<(&str, Vec<u8>)> = chunk
+                .iter()
+                .map(|r| {
+                    let k = &r["kinesis"];
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(k["data"].as_str().expect("data"))
+                        .expect("base64 data");
+                    (k["partitionKey"].as_str().expect("partitionKey"), data)
+                })
+                .collect();
+            let refs: Vec<(&str, &[u8])> = subs.iter().map(|(k, d)| (*k, &d[..])).collect();
+            let mut outer = chunk[0].clone();
+            outer["kinesis"]["data"] = base64_encode(&crate::kinesis::kpl::aggregate(&refs)).into();
+            outer
+        })
+        .collect();
+    event["Records"] = aggregated.into();
+    event.to_string()
+}
+
 /// CSV columns of the order events, for the benchmarks.
 pub const ORDER_CSV_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id"},{"name":"event_type","path":"/event_type"},
  {"name":"event_timestamp","path":"/event_timestamp"},{"name":"customer_id","path":"/customer/id"},

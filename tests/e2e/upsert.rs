@@ -889,28 +889,6 @@ fn records_of(body: &str, range: std::ops::Range<usize>) -> String {
     event.to_string()
 }
 
-/// The records of a sample event put into one KPL aggregate with the first record's metadata.
-fn kpl_aggregated(body: &str) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
-    let records = event["Records"].as_array().unwrap().clone();
-    let subs: Vec<(String, Vec<u8>)> = records
-        .iter()
-        .map(|r| {
-            (
-                r["kinesis"]["partitionKey"].as_str().unwrap().to_string(),
-                b64.decode(r["kinesis"]["data"].as_str().unwrap()).unwrap(),
-            )
-        })
-        .collect();
-    let refs: Vec<(&str, &[u8])> = subs.iter().map(|(k, d)| (k.as_str(), &d[..])).collect();
-    let mut outer = records[0].clone();
-    outer["kinesis"]["data"] = b64.encode(shared::kinesis::kpl::aggregate(&refs)).into();
-    event["Records"] = vec![outer].into();
-    event.to_string()
-}
-
 async fn cdc_order_rows(f: &Fixture) -> Vec<Vec<Option<String>>> {
     let client = support::snowflake_client(&f.db, "S").await;
     rows(
@@ -986,7 +964,10 @@ async fn dms_stream_plain_and_kpl_aggregated_end_as_the_source_table() {
     let aggregated = cdc_fixture("UPS_DMS_KPL", "dms").await;
     let (response, outcome) = aggregated
         .upsert
-        .handle_body(&kpl_aggregated(&body), soon())
+        .handle_body(
+            &shared::sample::kpl_aggregated_event(&body, usize::MAX),
+            soon(),
+        )
         .await
         .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");

@@ -693,26 +693,6 @@ mod tests {
         (rows, reasons, skipped)
     }
 
-    /// Standard base64, for editing fixtures (the function itself only decodes).
-    fn base64(bytes: &[u8]) -> String {
-        const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
     fn row(key: &str, status: &str, delete: bool) -> (String, String, bool) {
         (key.into(), status.into(), delete)
     }
@@ -827,7 +807,8 @@ mod tests {
             r#"{"after":{"order_id":1}}"#,
         ];
         for (i, data) in bad.iter().enumerate() {
-            event["Records"][i]["kinesis"]["data"] = base64(data.as_bytes()).into();
+            event["Records"][i]["kinesis"]["data"] =
+                shared::sample::base64_encode(data.as_bytes()).into();
         }
         let (_, rejected, _) = merged(&config, &event.to_string());
         assert_eq!(
@@ -839,30 +820,6 @@ mod tests {
                 "debezium envelope: op is missing",
             ]
         );
-    }
-
-    /// The event with every `group` records put into one KPL aggregate, as the KPL would send
-    /// them: the aggregate has the first record's sequence number.
-    fn kpl_aggregated(body: &str, group: usize) -> String {
-        let mut payloads = PayloadBuffer::default();
-        let records = decode_kinesis_event(body, &mut payloads).unwrap();
-        let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
-        let originals = event["Records"].as_array().unwrap().clone();
-        let aggregated: Vec<serde_json::Value> = records
-            .chunks(group)
-            .zip(originals.chunks(group))
-            .map(|(decoded, original)| {
-                let subs: Vec<(&str, &[u8])> = decoded
-                    .iter()
-                    .map(|r| (&*r.meta.partition_key, r.data.as_deref().unwrap()))
-                    .collect();
-                let mut outer = original[0].clone();
-                outer["kinesis"]["data"] = base64(&shared::kinesis::kpl::aggregate(&subs)).into();
-                outer
-            })
-            .collect();
-        event["Records"] = aggregated.into();
-        event.to_string()
     }
 
     /// Every MERGE row of an event without its Kinesis lineage.
@@ -905,7 +862,7 @@ mod tests {
             let plain = merged_values(&config, body);
             assert!(!plain.is_empty());
             for group in [1, 2, 3, 100] {
-                let aggregated = kpl_aggregated(body, group);
+                let aggregated = shared::sample::kpl_aggregated_event(body, group);
                 assert_eq!(
                     merged_values(&config, &aggregated),
                     plain,
@@ -921,7 +878,10 @@ mod tests {
             max_rows: 1,
             ..config("sensor_readings", SENSORS)
         };
-        let body = kpl_aggregated(include_str!("../../../events/kinesis-sensors.json"), 100);
+        let body = shared::sample::kpl_aggregated_event(
+            include_str!("../../../events/kinesis-sensors.json"),
+            100,
+        );
         let mut payloads = PayloadBuffer::default();
         let records = decode_kinesis_event(&body, &mut payloads).unwrap();
         assert!(records.len() > 1);
@@ -945,7 +905,10 @@ mod tests {
     #[test]
     fn a_corrupt_kpl_aggregate_is_quarantined_whole() {
         let config = config("sensor_readings", SENSORS);
-        let body = kpl_aggregated(include_str!("../../../events/kinesis-sensors.json"), 100);
+        let body = shared::sample::kpl_aggregated_event(
+            include_str!("../../../events/kinesis-sensors.json"),
+            100,
+        );
         let mut event: serde_json::Value = serde_json::from_str(&body).unwrap();
         let data = event["Records"][0]["kinesis"]["data"]
             .as_str()

@@ -317,25 +317,10 @@ mod tests {
 
     #[test]
     fn a_kpl_aggregated_sample_lands_the_same_lines_with_sub_record_lineage() {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
         let body = include_str!("../../../events/kinesis-sensors.json");
-        let mut event: serde_json::Value = serde_json::from_str(body).unwrap();
-        let originals = event["Records"].as_array().unwrap().clone();
-        let subs: Vec<(String, Vec<u8>)> = originals
-            .iter()
-            .map(|r| {
-                (
-                    r["kinesis"]["partitionKey"].as_str().unwrap().to_string(),
-                    b64.decode(r["kinesis"]["data"].as_str().unwrap()).unwrap(),
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, &[u8])> = subs.iter().map(|(k, d)| (k.as_str(), &d[..])).collect();
-        let mut outer = originals[0].clone();
-        outer["kinesis"]["data"] = b64.encode(crate::kinesis::kpl::aggregate(&refs)).into();
-        event["Records"] = vec![outer].into();
-        let aggregated = event.to_string();
+        let aggregated = crate::sample::kpl_aggregated_event(body, usize::MAX);
+        let originals: serde_json::Value = serde_json::from_str(body).unwrap();
+        let originals = originals["Records"].as_array().unwrap();
         let config = config(&[
             ("TABLE", "sensor_readings"),
             ("PARTITION_FIELD", "/sensorId"),
