@@ -687,13 +687,9 @@ async fn a_payload_with_a_repeated_key_loads_with_the_last_value() {
         gzip(&format!("{line}\n{}\n", ndjson_line(32, key, 2))),
     )
     .await;
-    let event = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventName": "ObjectCreated:Put", "userIdentity": {"principalId": "x"},
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": stack.bucket, "arn": format!("arn:aws:s3:::{}", stack.bucket)},
-               "object": {"key": key, "size": 100}}}]});
     let (_, outcome) = stack
         .loader
-        .handle_body(&event.to_string(), deadline())
+        .handle_body(&sqs_notifications(&stack.bucket, &[key]), deadline())
         .await
         .unwrap();
     assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2), "{outcome:?}");
@@ -729,9 +725,7 @@ fn sqs_notifications(bucket: &str, keys: &[&str]) -> String {
 }
 
 /// Snowflake's semantics: a file loaded before is left out of COPY's result, and the loader
-/// finds its load in LOAD_HISTORY. Needs a local service that leaves such files out and accepts
-/// LOAD_UNCERTAIN_FILES (as Snowflake does); the service in this tree answers LOAD_SKIPPED rows
-/// instead and rejects the option.
+/// finds its load in LOAD_HISTORY (the local service keeps load metadata as Snowflake does).
 #[tokio::test]
 async fn a_file_copy_leaves_out_counts_as_loaded_through_its_load_history() {
     let _g = support::snowflake_shared().await;
