@@ -178,11 +178,11 @@ impl Envelope {
                         None,
                         ["/after".into(), "/before".into()],
                         &[
-                            "/source/ts_ms",
                             "/source/file",
                             "/source/pos",
                             "/source/row",
                             "/source/lsn",
+                            "/source/ts_ms",
                         ],
                     ),
                     EnvelopeKind::Dms => (
@@ -238,10 +238,18 @@ impl Envelope {
     /// `update` upsert from `data` (an update with a before-image also deletes the old key when
     /// it differs), `delete` deletes the key of `data`, control records are skipped.
     ///
-    /// The version is text that orders as the changes happened: Debezium `source.ts_ms`, then
-    /// the source position fields present (MySQL binlog `file`, `pos`, `row`; Postgres `lsn`);
-    /// DMS `metadata.timestamp` then `transaction-id`. Numbers are zero-padded and timestamps
-    /// normalised so text order is numeric order; the Kinesis sequence number breaks ties.
+    /// The version is text that orders as the changes happened: Debezium's source position
+    /// fields present (MySQL/MariaDB binlog `file`, `pos`, `row`; Postgres `lsn`), then
+    /// `source.ts_ms`; DMS `metadata.timestamp` then `transaction-id`. Numbers are zero-padded
+    /// and timestamps normalised so text order is numeric order; the Kinesis sequence number
+    /// breaks ties.
+    ///
+    /// Debezium's position comes first because `ts_ms` cannot order a snapshot against the
+    /// changes after it: a snapshot row carries the time it was read (milliseconds), a binlog
+    /// change the time of its event (whole seconds on MySQL/MariaDB), so a change committed in
+    /// the same second just after the snapshot read looked older than the snapshot's row and
+    /// was dropped (the MariaDB table-equality run found it). The position of a snapshot row is
+    /// the binlog position streaming resumes from, so every later change is past it.
     pub(crate) fn interpret<'l>(
         &'l self,
         payload: &Payload<'_>,
@@ -315,18 +323,19 @@ fn has_object(payload: &Payload<'_>, slot: usize) -> bool {
     payload.value(slot).is_some_and(|v| v.starts_with('{'))
 }
 
-/// The version parts joined with `/`, each made to order as text: digits zero-padded to 20
-/// (a u64), DMS timestamps as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnn`. `None` without the first part.
+/// The version parts present joined with `/`, each made to order as text: digits zero-padded
+/// to 20 (a u64), DMS timestamps as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnn`. `None` when no part is
+/// there, or (DMS) without the timestamp.
 fn version_text(kind: EnvelopeKind, payload: &Payload<'_>, slots: &[usize]) -> Option<String> {
     let mut out = String::new();
     for (i, slot) in slots.iter().enumerate() {
         let Some(text) = payload.text_of(*slot) else {
-            if i == 0 {
+            if i == 0 && kind == EnvelopeKind::Dms {
                 return None;
             }
             continue;
         };
-        if i > 0 {
+        if !out.is_empty() {
             out.push('/');
         }
         let text = text.trim();
@@ -338,7 +347,7 @@ fn version_text(kind: EnvelopeKind, payload: &Payload<'_>, slots: &[usize]) -> O
             out.push_str(text);
         }
     }
-    Some(out)
+    (!out.is_empty()).then_some(out)
 }
 
 /// DMS writes `2019-10-31T22:37:59.791519Z`; normalised to nine fraction digits so shorter
@@ -411,6 +420,20 @@ mod tests {
     }
 
     #[test]
+    fn a_debezium_change_just_after_a_snapshot_is_newer_than_the_snapshot_row() {
+        let (e, x) = envelope(EnvelopeKind::Debezium);
+        // Read at .700 of a second; changed in the same second, after the snapshot's position:
+        // the binlog event's time is the whole second.
+        let snapshot = r#"{"after":{"id":1},"op":"r","source":{"ts_ms":1700000000700,"snapshot":"true","file":"binlog.000001","pos":154,"row":0}}"#;
+        let change = r#"{"before":{"id":1},"after":{"id":1},"op":"u","source":{"ts_ms":1700000000000,"file":"binlog.000001","pos":980,"row":0}}"#;
+        let (_, snapshot, _) = decide(&e, &x, snapshot).unwrap();
+        let (_, change, _) = decide(&e, &x, change).unwrap();
+        assert!(change > snapshot, "{change:?} <= {snapshot:?}");
+        let (_, none, _) = decide(&e, &x, r#"{"after":{"id":1},"op":"c","source":{}}"#).unwrap();
+        assert_eq!(none, None);
+    }
+
+    #[test]
     fn debezium_operations() {
         let (e, x) = envelope(EnvelopeKind::Debezium);
         let src = r#""source":{"ts_ms":1700000000000,"file":"mysql-bin.000003","pos":154,"row":0}"#;
@@ -424,7 +447,7 @@ mod tests {
         assert_eq!(c.2, "1");
         assert_eq!(
             c.1.as_deref(),
-            Some("00000001700000000000/mysql-bin.000003/00000000000000000154/00000000000000000000")
+            Some("mysql-bin.000003/00000000000000000154/00000000000000000000/00000001700000000000")
         );
         let d = decide(
             &e,
@@ -441,7 +464,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             r.1.as_deref(),
-            Some("00000000000000000005/00000000000000000099")
+            Some("00000000000000000099/00000000000000000005")
         );
         assert_eq!(
             decide(&e, &x, r#"{"op":"t","source":{"ts_ms":5}}"#).unwrap_err(),
