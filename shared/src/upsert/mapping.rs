@@ -22,9 +22,56 @@ pub enum ColumnType {
     Number { precision: u8, scale: u8 },
     Float,
     Boolean,
-    TimestampNtz,
+    TimestampNtz(EpochUnit),
     Date,
     Variant,
+}
+
+/// What an epoch number in a TIMESTAMP_NTZ column counts (the column's `"epoch"` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EpochUnit {
+    /// By magnitude, as Snowflake reads an integer: right for seconds and milliseconds of
+    /// today's dates, wrong for microseconds within a year of 1970 (they look like ms).
+    #[default]
+    Magnitude,
+    Seconds,
+    Milliseconds,
+    /// Debezium's `MicroTimestamp` (DATETIME(6), TIMESTAMP(6) without zone).
+    Microseconds,
+    Nanoseconds,
+}
+
+impl EpochUnit {
+    fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "seconds" | "s" => EpochUnit::Seconds,
+            "milliseconds" | "ms" => EpochUnit::Milliseconds,
+            "microseconds" | "us" => EpochUnit::Microseconds,
+            "nanoseconds" | "ns" => EpochUnit::Nanoseconds,
+            _ => {
+                return Err(format!(
+                    "epoch {s:?} is not one of seconds, milliseconds, microseconds, nanoseconds"
+                ))
+            }
+        })
+    }
+
+    /// Units per second of an integer `n`.
+    fn per_second(self, n: i64) -> i64 {
+        match self {
+            EpochUnit::Seconds => 1,
+            EpochUnit::Milliseconds => 1_000,
+            EpochUnit::Microseconds => 1_000_000,
+            EpochUnit::Nanoseconds => 1_000_000_000,
+            // https://docs.snowflake.com/en/sql-reference/functions/to_timestamp#usage-notes
+            EpochUnit::Magnitude => match n.unsigned_abs() {
+                0..31_536_000_000 => 1,
+                31_536_000_000..31_536_000_000_000 => 1_000,
+                31_536_000_000_000..31_536_000_000_000_000 => 1_000_000,
+                _ => 1_000_000_000,
+            },
+        }
+    }
 }
 
 impl std::str::FromStr for ColumnType {
@@ -61,7 +108,9 @@ impl std::str::FromStr for ColumnType {
             }
             "FLOAT" | "DOUBLE" | "REAL" | "FLOAT8" => ColumnType::Float,
             "BOOLEAN" | "BOOL" => ColumnType::Boolean,
-            "TIMESTAMP_NTZ" | "TIMESTAMP" | "DATETIME" => ColumnType::TimestampNtz,
+            "TIMESTAMP_NTZ" | "TIMESTAMP" | "DATETIME" => {
+                ColumnType::TimestampNtz(EpochUnit::Magnitude)
+            }
             "DATE" => ColumnType::Date,
             "VARIANT" | "OBJECT" | "ARRAY" => ColumnType::Variant,
             _ => return Err(format!("unsupported column type {s:?}")),
@@ -77,7 +126,7 @@ impl ColumnType {
             ColumnType::Number { precision, scale } => format!("NUMBER({precision},{scale})"),
             ColumnType::Float => "FLOAT".into(),
             ColumnType::Boolean => "BOOLEAN".into(),
-            ColumnType::TimestampNtz => "TIMESTAMP_NTZ".into(),
+            ColumnType::TimestampNtz(_) => "TIMESTAMP_NTZ".into(),
             ColumnType::Date => "DATE".into(),
             ColumnType::Variant => "VARIANT".into(),
         }
@@ -153,8 +202,8 @@ pub(crate) fn coerce(
             "false" | "0" | "no" => Ok("false".into()),
             _ => Err(format!("expected a boolean, got {}", short(raw))),
         },
-        ColumnType::TimestampNtz => {
-            let ts = parse_timestamp(first, &text)
+        ColumnType::TimestampNtz(unit) => {
+            let ts = parse_timestamp(first, &text, unit)
                 .ok_or_else(|| format!("expected a timestamp, got {}", short(raw)))?;
             in_snowflake_years(ts.date(), raw)?;
             Ok(quoted(&ts.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
@@ -162,7 +211,7 @@ pub(crate) fn coerce(
         ColumnType::Date => {
             let d = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
                 .ok()
-                .or_else(|| parse_timestamp(first, &text).map(|t| t.date()))
+                .or_else(|| parse_timestamp(first, &text, EpochUnit::Magnitude).map(|t| t.date()))
                 .ok_or_else(|| format!("expected a date, got {}", short(raw)))?;
             in_snowflake_years(d, raw)?;
             Ok(quoted(&d.format("%Y-%m-%d").to_string()))
@@ -200,14 +249,22 @@ fn in_snowflake_years(date: NaiveDate, raw: &str) -> Result<(), String> {
     }
 }
 
-/// RFC 3339 (any offset, converted to UTC), ISO without offset, or epoch seconds / milliseconds.
-fn parse_timestamp(first: u8, text: &str) -> Option<NaiveDateTime> {
+/// RFC 3339 (any offset, converted to UTC), ISO without offset, or an epoch number (its unit by
+/// magnitude, as Snowflake reads one).
+fn parse_timestamp(first: u8, text: &str, unit: EpochUnit) -> Option<NaiveDateTime> {
     let t = text.trim();
     if first != b'"' {
+        if let Ok(n) = t.parse::<i64>() {
+            let per_second = unit.per_second(n);
+            let nanos = n.rem_euclid(per_second) * (1_000_000_000 / per_second);
+            return DateTime::<Utc>::from_timestamp(n.div_euclid(per_second), nanos as u32)
+                .map(|d| d.naive_utc());
+        }
         let n: f64 = t.parse().ok()?;
-        // Heuristic that covers real data: epoch seconds stay below 1e11 until the year 5138.
-        let ms = if n.abs() < 1e11 { n * 1000.0 } else { n };
-        return DateTime::<Utc>::from_timestamp_millis(ms.round() as i64).map(|d| d.naive_utc());
+        let per_second = unit.per_second(n.clamp(i64::MIN as f64, i64::MAX as f64) as i64);
+        let micros = n * (1e6 / per_second as f64);
+        return DateTime::<Utc>::from_timestamp_micros(micros.round() as i64)
+            .map(|d| d.naive_utc());
     }
     DateTime::parse_from_rfc3339(t)
         .map(|d| d.with_timezone(&Utc).naive_utc())
@@ -223,6 +280,8 @@ struct RawColumn {
     path: JsonPointer,
     #[serde(rename = "type", default = "text_type")]
     ty: String,
+    /// For TIMESTAMP_NTZ: the unit of epoch numbers, when their magnitude cannot tell it.
+    epoch: Option<String>,
 }
 
 fn text_type() -> String {
@@ -476,7 +535,7 @@ impl TableMapping {
             }
             // Canonical `YYYY-MM-DD[ HH:MM:SS[.fff…]]` (years 1–9999), and false < true, order
             // as text; TEXT compares as Snowflake's default (binary) collation does.
-            ColumnType::TimestampNtz
+            ColumnType::TimestampNtz(_)
             | ColumnType::Date
             | ColumnType::Boolean
             | ColumnType::Text
@@ -556,7 +615,18 @@ fn build(
         if t.lineage && LINEAGE.iter().any(|l| ident == format!("\"{l}\"")) {
             return Err(format!("column {} is a lineage column", c.name));
         }
-        let ty = c.ty.parse()?;
+        let ty = match (c.ty.parse()?, c.epoch.as_deref()) {
+            (ty, None) => ty,
+            (ColumnType::TimestampNtz(_), Some(unit)) => {
+                ColumnType::TimestampNtz(EpochUnit::parse(unit)?)
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "column {}: epoch applies to TIMESTAMP_NTZ only",
+                    c.name
+                ))
+            }
+        };
         // With an envelope the path is relative to each row image and resolved there.
         let slot = match t.envelope {
             None => x.slot(&c.path),
@@ -696,6 +766,56 @@ mod tests {
     }
 
     #[test]
+    fn an_epoch_number_is_read_in_the_unit_its_magnitude_names() {
+        let ts = |v: &str| c("TIMESTAMP_NTZ", v).unwrap();
+        let expected = r#""2023-11-14 22:13:20.123456""#;
+        assert_eq!(ts("1700000000"), r#""2023-11-14 22:13:20""#);
+        assert_eq!(ts("1700000000.123456"), expected);
+        assert_eq!(ts("1700000000123"), r#""2023-11-14 22:13:20.123""#);
+        // Debezium's MicroTimestamp, also before 1970
+        assert_eq!(ts("1700000000123456"), expected);
+        assert_eq!(ts("-2177452799999999"), r#""1901-01-01 00:00:00.000001""#);
+        assert_eq!(
+            ts("1700000000123456789"),
+            r#""2023-11-14 22:13:20.123456789""#
+        );
+        assert_eq!(ts("31535999999"), r#""2969-05-02 23:59:59""#);
+        assert_eq!(ts("31536000000"), r#""1971-01-01 00:00:00""#);
+        // Microseconds within a year of 1970 look like milliseconds: the column names its unit.
+        let micros = ColumnType::TimestampNtz(EpochUnit::Microseconds);
+        let c = |v: &str| coerce(micros, Some(v), Rounding::Exact).unwrap();
+        assert_eq!(ts("29201656984270"), r#""2895-05-13 03:23:04.270""#);
+        assert_eq!(c("29201656984270"), r#""1970-12-04 23:34:16.984270""#);
+        assert_eq!(c("-22886987557658"), r#""1969-04-11 02:30:12.442342""#);
+        assert_eq!(c(r#""2024-01-02 03:04:05""#), r#""2024-01-02 03:04:05""#);
+    }
+
+    #[test]
+    fn epoch_is_an_option_of_timestamp_columns_only() {
+        let mapping = |column: &str| {
+            mappings(&format!(
+                r#"{{"orders":{{"keys":["a"],"columns":[{{"name":"a","path":"/a"}},{column}]}}}}"#
+            ))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert!(mapping(
+            r#"{"name":"b","path":"/b","type":"TIMESTAMP_NTZ","epoch":"microseconds"}"#
+        )
+        .is_ok());
+        assert!(
+            mapping(r#"{"name":"b","path":"/b","type":"NUMBER","epoch":"microseconds"}"#)
+                .unwrap_err()
+                .contains("epoch applies to TIMESTAMP_NTZ only")
+        );
+        assert!(
+            mapping(r#"{"name":"b","path":"/b","type":"TIMESTAMP_NTZ","epoch":"days"}"#)
+                .unwrap_err()
+                .contains("is not one of")
+        );
+    }
+
+    #[test]
     fn coercion_to_each_type() {
         assert_eq!(c("TEXT", r#""a\"b""#).unwrap(), r#""a\"b""#);
         assert_eq!(c("TEXT", "12").unwrap(), r#""12""#);
@@ -747,9 +867,10 @@ mod tests {
         assert!(c("TIMESTAMP_NTZ", r#""0000-06-01T00:00:00Z""#)
             .unwrap_err()
             .contains("years 1 to 9999"));
-        assert!(c("TIMESTAMP_NTZ", "300000000000000")
-            .unwrap_err()
-            .contains("years 1 to 9999"));
+        assert_eq!(
+            c("TIMESTAMP_NTZ", "300000000000000").unwrap(),
+            r#""1979-07-05 05:20:00""#
+        );
         assert_eq!(
             c("TIMESTAMP_NTZ", r#""9999-12-31T23:59:59Z""#).unwrap(),
             r#""9999-12-31 23:59:59""#
