@@ -9,13 +9,15 @@ VENV_STAMP := $(VENV)/.installed
 CARGO ?= cargo
 export MOTO_PORT ?= 4566
 export LOCAL_SF_PORT ?= 8787
+export MARIADB_PORT ?= 3307
 export MOTO_URL := http://127.0.0.1:$(MOTO_PORT)
 export LOCAL_SF_URL := http://127.0.0.1:$(LOCAL_SF_PORT)
 
-.PHONY: help venv venv-deploy build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo bootstrap loadgen clean
+.PHONY: help venv venv-deploy mariadb build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo demo-cdc bootstrap loadgen clean
 
 help:
 	@echo "make demo        run the pipeline on the local stack and show what landed"
+	@echo "make demo-cdc    20,000 changes on MariaDB → DMS and Debezium records → upsert; compare tables"
 	@echo "make test        lint, then every test (starts and stops the local stack)"
 	@echo "make bench       criterion benchmarks + peak memory of a 6 MB batch"
 	@echo "make test-arm64  the shared library's unit tests for arm64 under qemu (optional)"
@@ -33,6 +35,10 @@ $(VENV_STAMP): local/requirements.txt local/requirements-nodeps.txt
 	touch $@
 
 venv: $(VENV_STAMP)
+
+# The CDC source database of the local stack (Debian's mariadb-server; apt-get as root, once).
+mariadb:
+	local/install_mariadb.sh
 
 # Deploy tooling (aws-sam-cli, for the template checks in `make test`, `sam local generate-event`,
 # `sam build`, `sam deploy`) in its own environment: it pins boto3/click/pydantic below the local
@@ -85,14 +91,16 @@ fmt:
 
 local-up: $(VENV_STAMP)
 	local/stack.sh up
+	@if command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; then local/stack.sh mariadb-up; \
+	  else echo "(MariaDB, the CDC source, is not installed: make mariadb)"; fi
 
 local-down:
 	local/stack.sh down
 
 # Build everything first so the stack is only up while tests run; stop it whatever the outcome.
-test: $(VENV_STAMP) $(DEPLOY_STAMP) lint
+test: $(VENV_STAMP) $(DEPLOY_STAMP) mariadb lint
 	$(CARGO) test --workspace --locked --no-run
-	local/stack.sh up
+	WITH_MARIADB=1 local/stack.sh up
 	status=0; \
 	  $(CARGO) test --workspace --locked || status=$$?; \
 	  $(VENV)/bin/python -m pytest local/tests -q -p no:cacheprovider || status=$$?; \
@@ -124,6 +132,13 @@ demo: $(VENV_STAMP)
 	$(CARGO) build --locked -p tools --bin demo
 	local/stack.sh up
 	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-warn} $(CARGO) run -q --locked -p tools --bin demo -- $(DEMO_ARGS) || status=$$?; \
+	  local/stack.sh down; exit $$status
+
+# The CDC table-equality run as a person watches it (see README "Change data capture").
+demo-cdc: $(VENV_STAMP) mariadb
+	$(CARGO) build --locked -p tools --bin demo_cdc
+	WITH_MARIADB=1 local/stack.sh up
+	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-warn} $(CARGO) run -q --locked -p tools --bin demo_cdc -- $(DEMO_ARGS) || status=$$?; \
 	  local/stack.sh down; exit $$status
 
 # Apply sql/ to the local Snowflake (make local-up first); SNOWFLAKE_* and STAGE_URL as in the README.

@@ -4,6 +4,7 @@
 # without a terminal or stdin (CI=true).
 #
 # Usage: local/stack.sh up|down|status|restart
+#        local/stack.sh mariadb-up|mariadb-down   (the CDC source database, see below)
 #
 # Environment (defaults in brackets):
 #   MOTO_PORT [4566]            moto server port (127.0.0.1)
@@ -16,12 +17,16 @@
 #   LOCAL_SF_USER [LOADER], LOCAL_SF_TOKEN [local-dev-token],
 #   LOCAL_SF_PUBLIC_KEY_FILE [local/keys/snowflake_test_key.pub],
 #   LOCAL_SF_S3_ENDPOINT [127.0.0.1:$MOTO_PORT]  passed through to the service.
+#   MARIADB_PORT [3307]         MariaDB (Debian's mariadb-server) for the CDC path: its own data
+#                               directory $RUN_DIR/mariadb, row-based binary log, 127.0.0.1 only,
+#                               user root without a password. `up` starts it too when WITH_MARIADB=1.
 # Endpoints: AWS http://127.0.0.1:$MOTO_PORT, Snowflake http://127.0.0.1:$LOCAL_SF_PORT
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 MOTO_PORT="${MOTO_PORT:-4566}"
+MARIADB_PORT="${MARIADB_PORT:-3307}"
 LOCAL_SF_PORT="${LOCAL_SF_PORT:-8787}"
 VENV="${VENV:-$REPO/.venv}"
 RUN_DIR="${RUN_DIR:-$HERE/.run}"
@@ -37,7 +42,7 @@ pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 read_pid() {
   local pid pattern
   pid="$( [ -f "$RUN_DIR/$1.pid" ] && cat "$RUN_DIR/$1.pid" 2>/dev/null || true)"
-  case "$1" in moto) pattern="moto_server" ;; snowflake) pattern="snowflake_service.py" ;; esac
+  case "$1" in moto) pattern="moto_server" ;; snowflake) pattern="snowflake_service.py" ;; mariadb) pattern="mariadbd" ;; esac
   if [ -n "$pid" ] && pid_alive "$pid" && ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$pattern"; then
     pid=""
   fi
@@ -47,8 +52,16 @@ read_pid() {
 # answers <url>: true when an HTTP GET succeeds
 answers() {
   "$PY" - "$1" <<'EOF' >/dev/null 2>&1
-import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=2).read()
+import socket, sys, urllib.parse, urllib.request
+url = sys.argv[1]
+if url.startswith("mysql://"):
+    # MariaDB greets first: a handshake packet means it accepts connections.
+    u = urllib.parse.urlparse(url)
+    with socket.create_connection((u.hostname, u.port), timeout=2) as s:
+        s.settimeout(2)
+        assert len(s.recv(64)) > 4
+else:
+    urllib.request.urlopen(url, timeout=2).read()
 EOF
 }
 
@@ -56,6 +69,7 @@ url_of() {
   case "$1" in
     moto) echo "http://127.0.0.1:$MOTO_PORT/moto-api/" ;;
     snowflake) echo "http://127.0.0.1:$LOCAL_SF_PORT/healthz" ;;
+    mariadb) echo "mysql://127.0.0.1:$MARIADB_PORT" ;;
   esac
 }
 
@@ -87,6 +101,9 @@ start() { # start <name>
       LOCAL_SF_S3_ENDPOINT="${LOCAL_SF_S3_ENDPOINT:-127.0.0.1:$MOTO_PORT}" \
       PYTHONUNBUFFERED=1 \
         nohup "$PY" "$HERE/snowflake_service.py" </dev/null >>"$logf" 2>&1 &
+      ;;
+    mariadb)
+      start_mariadb "$logf" || return 1
       ;;
   esac
   pid=$!
@@ -121,9 +138,34 @@ stop() { # stop <name>
   rm -f "$RUN_DIR/$name.pid"
 }
 
+# The CDC source: a private server, never the machine's own. Row-based binary log with full row
+# images and full row metadata (column names in the log), which DMS and Debezium both require:
+# https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Source.MySQL.html
+# https://debezium.io/documentation/reference/stable/connectors/mariadb.html
+start_mariadb() {
+  local logf="$1" datadir="$RUN_DIR/mariadb"
+  PATH="/usr/sbin:/usr/bin:$PATH"
+  if ! command -v mariadbd >/dev/null; then
+    log "mariadbd not found: install Debian's mariadb-server (make mariadb does)"
+    return 1
+  fi
+  if [ ! -d "$datadir/mysql" ]; then
+    mkdir -p "$datadir"
+    mariadb-install-db --no-defaults --datadir="$datadir" --user="$(id -un)" \
+      --auth-root-authentication-method=normal --skip-test-db >>"$logf" 2>&1
+  fi
+  nohup mariadbd --no-defaults --datadir="$datadir" --user="$(id -un)" \
+    --bind-address=127.0.0.1 --port="$MARIADB_PORT" --socket="$datadir/mariadb.sock" \
+    --pid-file="$datadir/mariadb.pid" --skip-name-resolve \
+    --server-id=1 --log-bin="$datadir/binlog" --binlog-format=ROW --binlog-row-image=FULL \
+    --binlog-row-metadata=FULL --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \
+    --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \
+    --max-connections=50 </dev/null >>"$logf" 2>&1 &
+}
+
 status() {
   local rc=0 name pid
-  for name in moto snowflake; do
+  for name in moto snowflake $( [ "${WITH_MARIADB:-0}" = 1 ] && echo mariadb ); do
     pid="$(read_pid "$name")"
     if pid_alive "$pid" && answers "$(url_of "$name")"; then
       echo "$name: up (pid $pid) $(url_of "$name")"
@@ -141,9 +183,11 @@ if [ ! -x "$PY" ]; then
 fi
 
 case "${1:-}" in
-  up) start moto && start snowflake ;;
-  down) stop snowflake; stop moto ;;
+  up) start moto && start snowflake && { [ "${WITH_MARIADB:-0}" != 1 ] || start mariadb; } ;;
+  down) stop snowflake; stop moto; [ -z "$(read_pid mariadb)" ] || stop mariadb ;;
+  mariadb-up) start mariadb ;;
+  mariadb-down) stop mariadb ;;
   status) status ;;
   restart) stop snowflake; stop moto; start moto && start snowflake ;;
-  *) echo "usage: $0 up|down|status|restart" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart|mariadb-up|mariadb-down" >&2; exit 2 ;;
 esac

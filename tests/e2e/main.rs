@@ -6,6 +6,7 @@
 mod support;
 
 mod bootstrap;
+mod cdc;
 mod generated_events;
 mod loader;
 mod orchestrator;

@@ -52,14 +52,14 @@ pub struct DemoOptions {
 
 type Vars = Vec<(String, String)>;
 
-fn vars(pairs: &[(&str, &str)]) -> Vars {
+pub(crate) fn vars(pairs: &[(&str, &str)]) -> Vars {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn env_of(vars: &Vars) -> Vec<(&str, &str)> {
+pub(crate) fn env_of(vars: &Vars) -> Vec<(&str, &str)> {
     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 

@@ -1,7 +1,9 @@
 //! Tools around the functions: the load generator, the local event source mapping that invokes
-//! the handlers as Lambda would, and the demo that wires them to the local stack.
+//! the handlers as Lambda would, the demo that wires them to the local stack, and the CDC
+//! table-equality run.
 
 pub mod args;
+pub mod cdc;
 pub mod demo;
 pub mod esm;
 pub mod events;

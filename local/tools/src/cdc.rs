@@ -1,0 +1,479 @@
+//! The table-equality run of the change-data-capture path, for `make demo-cdc` and the
+//! end-to-end test: a seeded workload on a real MariaDB, its binlog captured into DMS- and
+//! Debezium-shaped records on Kinesis (`local/tools/cdc.py`, the stand-in for DMS and Debezium
+//! Server), the local event source mapping invoking the upsert with forced resends, and at the
+//! end every Snowflake target compared with its MariaDB table row for row.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use shared::config::Env;
+use shared::snowflake::{SnowflakeClient, SnowflakeConfig, Statement};
+
+use crate::demo::{env_of, vars};
+use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
+
+/// The source tables and their Snowflake targets (`sql/40_upsert_tables.sql`), columns in the
+/// order `cdc.py dump` prints them.
+const TABLES: [(&str, &str, &str); 2] = [
+    (
+        "orders",
+        "SHOP_ORDERS",
+        "TENANT_ID, ORDER_ID, STATUS, CUSTOMER, AMOUNT, PLACED_AT, ATTRS",
+    ),
+    (
+        "customers",
+        "SHOP_CUSTOMERS",
+        "CODE, NAME, BALANCE, UPDATED_AT, NOTE",
+    ),
+];
+
+/// The upsert mapping of both tables for one envelope (column paths are relative to the row
+/// image the envelope names). Debezium sends DATETIME(6) as microseconds since the epoch
+/// (`MicroTimestamp`), DMS as text.
+fn mapping(envelope: &str) -> String {
+    let epoch = if envelope == "debezium" {
+        r#","epoch":"microseconds""#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"orders":{{"table":"SHOP_ORDERS","envelope":"{envelope}","keys":["TENANT_ID","ORDER_ID"],"columns":[
+  {{"name":"TENANT_ID","path":"/tenant_id","type":"NUMBER"}},
+  {{"name":"ORDER_ID","path":"/order_id","type":"NUMBER"}},
+  {{"name":"STATUS","path":"/status"}},
+  {{"name":"CUSTOMER","path":"/customer"}},
+  {{"name":"AMOUNT","path":"/amount","type":"NUMBER(38,9)"}},
+  {{"name":"PLACED_AT","path":"/placed_at","type":"TIMESTAMP_NTZ"{epoch}}},
+  {{"name":"ATTRS","path":"/attrs"}}]}},
+"customers":{{"table":"SHOP_CUSTOMERS","envelope":"{envelope}","keys":["CODE"],"columns":[
+  {{"name":"CODE","path":"/code"}},
+  {{"name":"NAME","path":"/name"}},
+  {{"name":"BALANCE","path":"/balance","type":"NUMBER(38,9)"}},
+  {{"name":"UPDATED_AT","path":"/updated_at","type":"TIMESTAMP_NTZ"{epoch}}},
+  {{"name":"NOTE","path":"/note"}}]}}}}"#
+    )
+}
+
+const ROUTES: &str = r#"{"orders":"orders","customers":"customers"}"#;
+
+#[derive(Debug, Clone)]
+pub struct CdcOptions {
+    /// Row changes after the initial rows (each insert, update, delete is one).
+    pub ops: u64,
+    /// Rows inserted before the capture's snapshot.
+    pub seed_rows: u64,
+    pub seed: u64,
+    /// Every this many changes the capture puts its last few records again (0: never).
+    pub redeliver_every: u64,
+    /// Every this many invocations, the mapping reports the whole batch failed after the
+    /// function applied it (a lost response), and half-way through the next one.
+    pub resend_every: u64,
+    pub python: PathBuf,
+    pub script: PathBuf,
+    pub sql_dir: PathBuf,
+    pub snowflake_url: String,
+    pub key_file: String,
+    pub region: String,
+    /// Prefix of the MariaDB database, streams and Snowflake database made for the run.
+    pub name: String,
+}
+
+/// One target compared with its source.
+#[derive(Debug, Clone)]
+pub struct TableCheck {
+    pub envelope: &'static str,
+    pub table: &'static str,
+    pub source_rows: usize,
+    pub target_rows: usize,
+    /// Rows in one and not the other (source rows first, marked `-`; target rows `+`), at most 10.
+    pub differences: Vec<String>,
+}
+
+impl TableCheck {
+    pub fn equal(&self) -> bool {
+        self.differences.is_empty() && self.source_rows == self.target_rows
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CdcReport {
+    pub workload: serde_json::Value,
+    pub capture: serde_json::Value,
+    pub invocations: u64,
+    pub forced_resends: u64,
+    pub tables: Vec<TableCheck>,
+    pub seconds: f64,
+}
+
+/// Runs the workload through both envelopes and compares every table.
+pub async fn run(opts: CdcOptions) -> Result<CdcReport, String> {
+    let started = Instant::now();
+    let name = opts.name.to_lowercase();
+    let (dms_stream, dbz_stream) = (format!("{name}-dms"), format!("{name}-debezium"));
+    let aws = shared::aws::load_config().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let s3 = shared::aws::s3_client(&aws);
+    for stream in [&dms_stream, &dbz_stream] {
+        esm::ensure_stream(&kinesis, stream, 2)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let bucket = format!("{name}-errors");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| format!("create bucket {bucket}: {e}"))?;
+
+    let mut targets = Vec::new();
+    for envelope in ["dms", "debezium"] {
+        let database = format!("{}_{}", opts.name.replace('-', "_"), envelope).to_uppercase();
+        targets.push((envelope, database));
+    }
+    let mut upserts = Vec::new();
+    let mut clients = Vec::new();
+    for (envelope, database) in &targets {
+        let snowflake_vars = vars(&[
+            ("SNOWFLAKE_ACCOUNT", "localtest"),
+            ("SNOWFLAKE_USER", "loader"),
+            ("SNOWFLAKE_URL", &opts.snowflake_url),
+            ("SNOWFLAKE_DATABASE", database),
+            ("SNOWFLAKE_SCHEMA", "SHOP"),
+            ("SNOWFLAKE_PRIVATE_KEY_FILE", &opts.key_file),
+        ]);
+        let client = SnowflakeClient::new(
+            SnowflakeConfig::from_env(&Env::new(&env_of(&snowflake_vars)))
+                .map_err(|e| e.to_string())?,
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let sql_vars: HashMap<String, String> = [
+            ("DATABASE", database.as_str()),
+            ("SCHEMA", "SHOP"),
+            ("STAGE_URL", &format!("s3://{bucket}/raw/")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        shared::snowflake::bootstrap::apply_dir(
+            &client,
+            &opts.sql_dir,
+            shared::snowflake::bootstrap::Profile::Local,
+            &shared::snowflake::bootstrap::with_defaults(&sql_vars),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let route_field = if *envelope == "dms" {
+            "/metadata/table-name"
+        } else {
+            "/source/table"
+        };
+        let mut all = snowflake_vars.clone();
+        all.extend(vars(&[
+            ("ROUTE_FIELD", route_field),
+            ("ROUTE_MAP", ROUTES),
+            ("UPSERT_TABLES", &mapping(envelope)),
+            ("ERROR_BUCKET", &bucket),
+        ]));
+        let config =
+            upsert::Config::from_env(&Env::new(&env_of(&all))).map_err(|e| e.to_string())?;
+        upserts.push(Arc::new(upsert::Upsert::new(
+            config,
+            client.clone(),
+            s3.clone(),
+        )));
+        clients.push(client);
+    }
+    println!("streams {dms_stream} (DMS) and {dbz_stream} (Debezium), 2 shards each; targets {} and {} (schema SHOP)", targets[0].1, targets[1].1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let forced = Arc::new(AtomicU64::new(0));
+    let mut mappings = Vec::new();
+    let mut counters = Vec::new();
+    for (stream, upsert) in [&dms_stream, &dbz_stream].into_iter().zip(&upserts) {
+        let c = Arc::new(Counters::default());
+        counters.push(c.clone());
+        let source = KinesisSource {
+            kinesis: kinesis.clone(),
+            sqs: sqs.clone(),
+            region: opts.region.clone(),
+            stream: stream.clone(),
+        };
+        let settings = KinesisSettings {
+            function: format!("upsert-{stream}"),
+            batch_size: 500,
+            batching_window: Duration::from_millis(500),
+            // Forced resends are not the function's failures: never let them discard a batch.
+            max_retries: 10_000,
+            on_failure_queue: None,
+        };
+        let invoke = resending(upsert.clone(), opts.resend_every, forced.clone());
+        mappings.push(tokio::spawn(esm::run_kinesis(
+            source,
+            settings,
+            invoke,
+            c,
+            stop.clone(),
+        )));
+    }
+
+    let py = |args: &[&str]| {
+        let mut cmd = Command::new(&opts.python);
+        cmd.arg(&opts.script).args(args).stdin(Stdio::null());
+        cmd
+    };
+    let db = name.replace('-', "_");
+    run_json(py(&["schema", "--db", &db])).await?;
+    let marker = std::env::temp_dir().join(format!("{name}.snapshot"));
+    let _ = std::fs::remove_file(&marker);
+    let marker_arg = marker.to_string_lossy().to_string();
+    let (seed, ops, seed_rows, redeliver) = (
+        opts.seed.to_string(),
+        opts.ops.to_string(),
+        opts.seed_rows.to_string(),
+        opts.redeliver_every.to_string(),
+    );
+    let capture = py(&[
+        "capture",
+        "--db",
+        &db,
+        "--dms-stream",
+        &dms_stream,
+        "--debezium-stream",
+        &dbz_stream,
+        "--seed",
+        &seed,
+        "--redeliver-every",
+        &redeliver,
+        "--wait-for",
+        &marker_arg,
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .map_err(|e| format!("start the capture: {e}"))?;
+    let workload = run_json(py(&[
+        "workload",
+        "--db",
+        &db,
+        "--ops",
+        &ops,
+        "--seed",
+        &seed,
+        "--seed-rows",
+        &seed_rows,
+        "--after-snapshot",
+        &marker_arg,
+    ]))
+    .await?;
+    println!("workload: {workload}");
+    let capture = finish_json(capture, "capture").await?;
+    println!("capture: {capture}");
+    let _ = std::fs::remove_file(&marker);
+
+    // Everything is on the streams: drain them.
+    stop.store(true, Ordering::SeqCst);
+    for m in mappings {
+        m.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    let invocations = counters
+        .iter()
+        .map(|c| c.invocations.load(Ordering::SeqCst))
+        .sum();
+
+    let mut tables = Vec::new();
+    for ((envelope, _), client) in targets.iter().zip(&clients) {
+        for (source, target, columns) in TABLES {
+            let expected = dump(py(&["dump", "--db", &db, "--table", source])).await?;
+            let landed = client
+                .execute(
+                    &Statement::new(format!("SELECT {columns} FROM {target}")),
+                    Instant::now() + Duration::from_secs(60),
+                )
+                .await
+                .map_err(|e| format!("{target}: {e}"))?
+                .rows;
+            tables.push(compare(envelope, target, expected, landed));
+        }
+    }
+    Ok(CdcReport {
+        workload,
+        capture,
+        invocations,
+        forced_resends: forced.load(Ordering::SeqCst),
+        tables,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The upsert as the mapping invokes it, with Lambda's two resend paths forced every
+/// `every` invocations *after* the function applied the batch: the whole batch (a timeout or a
+/// lost response) and from its middle record (a `batchItemFailures` entry).
+fn resending(upsert: Arc<upsert::Upsert>, every: u64, forced: Arc<AtomicU64>) -> KinesisInvoke {
+    let calls = Arc::new(AtomicU64::new(0));
+    Arc::new(move |body: String| {
+        let (upsert, calls, forced) = (upsert.clone(), calls.clone(), forced.clone());
+        Box::pin(async move {
+            let (response, _) = upsert
+                .handle_body(&body, Instant::now() + Duration::from_secs(120))
+                .await
+                .map_err(|e| e.to_string())?;
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if every == 0 || !response.batch_item_failures.is_empty() {
+                return Ok(response);
+            }
+            if n % every == 0 {
+                forced.fetch_add(1, Ordering::SeqCst);
+                return Err("forced resend: the response was lost".into());
+            }
+            if n % every == 1 && n > 1 {
+                if let Some(middle) = middle_sequence_number(&body) {
+                    forced.fetch_add(1, Ordering::SeqCst);
+                    let mut failure = KinesisBatchItemFailure::default();
+                    failure.item_identifier = Some(middle);
+                    let mut partial = KinesisEventResponse::default();
+                    partial.batch_item_failures.push(failure);
+                    return Ok(partial);
+                }
+            }
+            Ok(response)
+        })
+    })
+}
+
+fn middle_sequence_number(body: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(body).ok()?;
+    let records = event["Records"].as_array()?;
+    records
+        .get(records.len() / 2)?
+        .pointer("/kinesis/sequenceNumber")?
+        .as_str()
+        .map(String::from)
+}
+
+fn compare(
+    envelope: &'static str,
+    table: &'static str,
+    expected: Vec<Vec<Option<String>>>,
+    landed: Vec<Vec<Option<String>>>,
+) -> TableCheck {
+    let (source_rows, target_rows) = (expected.len(), landed.len());
+    let mut expected = expected;
+    let mut landed = landed;
+    expected.sort();
+    landed.sort();
+    let mut differences = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while (i < expected.len() || j < landed.len()) && differences.len() < 10 {
+        match (expected.get(i), landed.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                differences.push(format!("- {a:?}"));
+                i += 1;
+            }
+            (Some(a), None) => {
+                differences.push(format!("- {a:?}"));
+                i += 1;
+            }
+            (_, Some(b)) => {
+                differences.push(format!("+ {b:?}"));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    TableCheck {
+        envelope,
+        table,
+        source_rows,
+        target_rows,
+        differences,
+    }
+}
+
+async fn run_json(mut cmd: Command) -> Result<serde_json::Value, String> {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start {cmd:?}: {e}"))?;
+    finish_json(child, "local/tools/cdc.py").await
+}
+
+/// Waits (off the runtime's threads: the mappings keep polling) for a `cdc.py` step and parses
+/// the JSON summary it prints last.
+async fn finish_json(child: Child, what: &str) -> Result<serde_json::Value, String> {
+    let out = wait(child).await.map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{what} failed ({})", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null))
+}
+
+async fn wait(child: Child) -> std::io::Result<std::process::Output> {
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+async fn dump(mut cmd: Command) -> Result<Vec<Vec<Option<String>>>, String> {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("dump: {e}"))?;
+    let out = wait(child).await.map_err(|e| format!("dump: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("dump failed ({})", out.status));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("dump line {l:?}: {e}")))
+        .collect()
+}
+
+/// The run as a person reads it.
+pub fn print_report(report: &CdcReport) {
+    println!(
+        "\n{:<9} {:<15} {:>11} {:>11}  equal",
+        "envelope", "table", "MariaDB", "Snowflake"
+    );
+    for t in &report.tables {
+        println!(
+            "{:<9} {:<15} {:>11} {:>11}  {}",
+            t.envelope,
+            t.table,
+            t.source_rows,
+            t.target_rows,
+            if t.equal() { "yes" } else { "NO" }
+        );
+        for d in &t.differences {
+            println!("    {d}");
+        }
+    }
+    println!(
+        "\n{} operations ({} initial rows) → {} records on the streams ({} redelivered); {} upsert invocations, {} forced resends; {:.1} s",
+        report.workload["ops"],
+        report.workload["seed_ops"],
+        report.capture["dms"].as_u64().unwrap_or(0) + report.capture["debezium"].as_u64().unwrap_or(0),
+        report.capture["redelivered"],
+        report.invocations,
+        report.forced_resends,
+        report.seconds
+    );
+}
