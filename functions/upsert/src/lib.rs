@@ -767,10 +767,11 @@ mod tests {
             .find(|r| r["c0"] == "1001")
             .unwrap();
         assert_eq!(r1001["c1"], "SHIPPED");
+        // file / pos / row, then ts_ms
         assert!(r1001["c5"]
             .as_str()
             .unwrap()
-            .starts_with("00000001732201500000/"));
+            .ends_with("/00000001732201500000"));
     }
 
     #[test]
