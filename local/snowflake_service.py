@@ -10,6 +10,8 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
                        | {"drop_connection": true, "count": N} | {"async_after_ms": X}
                        | {"hold_table_lock_ms": H, "count": N}: each of the next N UPDATE/DELETE/MERGE keeps
                          its table lock H ms after executing (see local/table_locks.py)
+                       | {"streaming_status": 429|503, "count": N} | {"streaming_drop_connection": true, "count": N}
+                       | {"invalidate_channel": "<name>"}  (the Snowpipe Streaming endpoints, local/streaming_api.py)
   POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D}
                        clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
                        uncertainty; see local/load_history.py)
@@ -22,6 +24,7 @@ Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
   local/load_history.py     COPY load metadata by (path, checksum), 64 days, FORCE, LOAD_UNCERTAIN_FILES
   local/table_locks.py      per-table lock queue of UPDATE/DELETE/MERGE, 000625 past 20 waiters
+  local/streaming_api.py    the Snowpipe Streaming REST API (channels, offset tokens) on the same port
 
 Environment (defaults in brackets):
   LOCAL_SF_HOST [127.0.0.1]  LOCAL_SF_PORT [8787]
@@ -121,6 +124,7 @@ strict_sql.install()
 # by (path, checksum) for 64 days, the per-table DML lock queue.
 import load_history  # noqa: E402
 import session_context  # noqa: E402
+import streaming_api  # noqa: E402
 import table_locks  # noqa: E402
 
 load_history.install()
@@ -690,6 +694,15 @@ class Service:
         self.auth = Auth()
         self.engine = Engine()
         self.validate = os.environ.get("LOCAL_SF_VALIDATE", "0") == "1"
+        host = os.environ.get("LOCAL_SF_HOST", "127.0.0.1")
+        port = os.environ.get("LOCAL_SF_PORT", "8787")
+        self.streaming = streaming_api.StreamingApi(self.engine, self._check_streaming_auth, f"{host}:{port}")
+
+    def _check_streaming_auth(self, headers: Any) -> None:
+        try:
+            self.auth.check(headers)
+        except AuthError as e:
+            raise streaming_api.StreamingError(401, e.code, e.message) from None
 
     def status_body(self, st: Statement) -> dict:
         return {
@@ -767,6 +780,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self._status = status
 
+    def _send_text(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self._status = status
+
     def _read_body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
@@ -815,6 +836,19 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"status": "ok"})
         if path.startswith("/admin/"):
             return self._admin(method, path, raw)
+        if path.startswith(("/v2/streaming/", "/oauth/")):
+            try:
+                answer = svc.streaming.handle(method, path, q, self.headers, raw)
+            except streaming_api.StreamingError as e:
+                answer = (e.status, e.body())
+            if answer is None:
+                return self._send(404, {"code": "ERR_NOT_FOUND", "message": "Not found."})
+            status, body = answer
+            if body == "drop":
+                return self._drop()
+            if isinstance(body, bytes):
+                return self._send_text(status, body)
+            return self._send(status, body)
         m = re.fullmatch(r"/api/v2/statements(?:/([^/]+)(/cancel)?)?/?", path)
         if not m:
             return self._send(404, {"code": "390404", "message": "Not found."})
@@ -924,6 +958,7 @@ class Handler(BaseHTTPRequestHandler):
                         "clock_offset_days": load_history.clock_offset_days(),
                         "table_locks": {"held": eng.table_locks.held(), "waiting": eng.table_locks.waiting(),
                                         "aborts": eng.table_locks.aborts},
+                        "streaming_appends": SERVICE.streaming.appends,  # type: ignore[union-attr]
                     },
                 )
         if method != "POST":
@@ -940,6 +975,12 @@ class Handler(BaseHTTPRequestHandler):
                     eng.faults["delay"] = {"delay_ms": int(body["delay_ms"]), "count": count}
                 if body.get("drop_connection"):
                     eng.faults["drop"] = {"count": count}
+                if "streaming_status" in body:
+                    eng.faults["streaming_status"] = {"status": int(body["streaming_status"]), "count": count}
+                if body.get("streaming_drop_connection"):
+                    eng.faults["streaming_drop"] = {"count": count}
+                if "invalidate_channel" in body:
+                    SERVICE.streaming.invalidate(str(body["invalidate_channel"]))  # type: ignore[union-attr]
                 if "hold_table_lock_ms" in body:
                     eng.faults["hold_table_lock"] = {"hold_ms": int(body["hold_table_lock_ms"]), "count": count}
                 if "clock_offset_days" in body:
