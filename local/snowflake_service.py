@@ -142,6 +142,28 @@ NOP_RE = re.compile(
     r"(STREAMS?|TASKS?|PIPES?)\b",
     re.IGNORECASE,
 )
+# There are no Dynamic Tables here: one is served as a view of its query (always current, where
+# Snowflake refreshes within TARGET_LAG). Snowflake requires TARGET_LAG and WAREHOUSE,
+# https://docs.snowflake.com/en/sql-reference/sql/create-dynamic-table, and so does this.
+DYNAMIC_TABLE_RE = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?DYNAMIC\s+TABLE\s+(?P<name>\S+)\s+(?P<params>.*?)\s+AS\s+(?P<query>SELECT\b.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def dynamic_table_as_view(sql: str) -> str:
+    m = DYNAMIC_TABLE_RE.match(sql)
+    if not m:
+        return sql
+    params = m["params"].upper()
+    for required in ("TARGET_LAG", "WAREHOUSE"):
+        if not re.search(rf"\b{required}\s*=", params):
+            raise strict_sql.StrictError(
+                "001003", "42000", f"SQL compilation error: Dynamic table requires the {required} parameter."
+            )
+    return f"CREATE OR REPLACE VIEW {m['name']} AS {m['query']}"
+
+
 # statements run inside an explicit DuckDB transaction (they write only to the target database;
 # DuckDB refuses a transaction writing to two attached databases, which fakesnow's DDL does)
 TX_RE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|COPY|TRUNCATE)\b", re.IGNORECASE)
@@ -630,6 +652,7 @@ class Engine:
             st.state = "success"
             return
         self._check_single_statement(st, sql)
+        sql = dynamic_table_as_view(sql)
         conn = self.fs.connect(database=database, schema=schema, paramstyle="qmark")
         duck = conn._duck_conn  # noqa: SLF001
         st.duck_conn = duck

@@ -321,7 +321,7 @@ class StreamingApi:
                         continue
                     cols = ", ".join('"' + columns[k].replace('"', '""') + '"' for k in keys)
                     marks = "(" + ", ".join("?" for _ in keys) + ")"
-                    values = [json.dumps(v) if isinstance(v, (dict, list)) else v for row in group for v in row.values()]
+                    values = [json.dumps(v, separators=(",", ":"), ensure_ascii=False) if isinstance(v, (dict, list)) else v for row in group for v in row.values()]
                     try:
                         cur.execute(f'INSERT INTO "{table}" ({cols}) VALUES {", ".join(marks for _ in group)}', values)
                         inserted += len(group)
@@ -334,7 +334,7 @@ class StreamingApi:
                         last_error = f"Unknown column {unknown[0][:60]!r} for table {table}."
                         continue
                     names = [columns[k.upper()] for k in row]
-                    values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in row.values()]
+                    values = [json.dumps(v, separators=(",", ":"), ensure_ascii=False) if isinstance(v, (dict, list)) else v for v in row.values()]
                     cols = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
                     marks = ", ".join("?" for _ in names)
                     try:

@@ -111,7 +111,7 @@ def test_open_append_commit_and_reopen_returns_the_offset_token(streaming, clien
                          encoding="gzip")
     assert r.status_code == 200, r.text
     assert rows_of(client, events) == [
-        ["1", "a", "1704164645.123000000", '{"k": [1, 2]}'],
+        ["1", "a", "1704164645.123000000", '{"k":[1,2]}'],
         ["2", "Zoë ☃", None, None],
         ["3", "c", None, None],
     ]

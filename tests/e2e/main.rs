@@ -13,4 +13,5 @@ mod orchestrator;
 mod pipeline;
 mod quarantine;
 mod snowflake_client;
+mod streaming;
 mod upsert;

@@ -16,7 +16,7 @@ const SENSORS: &str = r#"{"sensor_readings":{"table":"SENSOR_READINGS","keys":["
     {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
     {"name":"status","path":"/status","type":"TEXT"}]}}"#;
 
-const ORDERS: &str = r#"{"orders":{"table":"ORDERS","keys":["order_id"],"columns":[
+pub(crate) const ORDERS: &str = r#"{"orders":{"table":"ORDERS","keys":["order_id"],"columns":[
     {"name":"order_id","path":"/order_id","type":"NUMBER"},
     {"name":"status","path":"/status","type":"TEXT"},
     {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},
@@ -39,7 +39,12 @@ async fn fixture(prefix: &str, vars: &[(&str, &str)]) -> Fixture {
     Fixture { upsert, db, bucket }
 }
 
-async fn upsert_for(db: &str, bucket: &str, vars: &[(&str, &str)], url: Option<&str>) -> Upsert {
+pub(crate) async fn upsert_for(
+    db: &str,
+    bucket: &str,
+    vars: &[(&str, &str)],
+    url: Option<&str>,
+) -> Upsert {
     let mut all = support::snowflake_vars(db, "S");
     all.push(("ERROR_BUCKET".into(), bucket.into()));
     if let Some(url) = url {

@@ -28,6 +28,10 @@ use shared::upsert::envelope::{is_tombstone, Skip};
 use shared::upsert::mapping::{Mapped, TableMapping, TableMappings};
 use shared::upsert::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
 
+mod streaming;
+use streaming::{StreamFailure, StreamingWriter};
+pub use streaming::{StreamingSettings, WriteMode};
+
 /// Configuration, read once at init.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -47,6 +51,8 @@ pub struct Config {
     pub max_bytes: usize,
     /// Time kept back from Lambda's deadline to report a partial failure (`DEADLINE_MARGIN_MS`).
     pub deadline_margin: Duration,
+    /// `WRITE_MODE`: `merge` (default) or `streaming` (Snowpipe Streaming into change tables).
+    pub write_mode: WriteMode,
 }
 
 impl Config {
@@ -77,6 +83,7 @@ impl Config {
         }
         let max_bytes = env.parse_or("MAX_BYTES_PER_STATEMENT", 1_000_000usize)?;
         let deadline_margin = Duration::from_millis(env.parse_or("DEADLINE_MARGIN_MS", 3_000u64)?);
+        let write_mode = WriteMode::from_env(env, &snowflake)?;
         Ok(Self {
             router,
             tables,
@@ -87,6 +94,7 @@ impl Config {
             max_rows,
             max_bytes,
             deadline_margin,
+            write_mode,
         })
     }
 }
@@ -98,6 +106,8 @@ pub enum HandlerError {
     Decode(#[from] DecodeError),
     #[error("Snowflake refused the credentials or configuration: {0}")]
     Snowflake(SnowflakeError),
+    #[error("Snowpipe Streaming refused the credentials or configuration: {0}")]
+    Streaming(shared::snowflake::streaming::StreamingError),
     #[error("encoding quarantined records failed: {0}")]
     Encode(#[from] std::io::Error),
 }
@@ -106,7 +116,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
     fn from(error: HandlerError) -> Self {
         let error_type = match error {
             HandlerError::Decode(_) => "InvalidEvent",
-            HandlerError::Snowflake(_) => "SnowflakeConfiguration",
+            HandlerError::Snowflake(_) | HandlerError::Streaming(_) => "SnowflakeConfiguration",
             HandlerError::Encode(_) => "EncodeError",
         };
         lambda_runtime::Diagnostic {
@@ -146,6 +156,7 @@ pub struct Upsert {
     config: Config,
     snowflake: SnowflakeClient,
     s3: aws_sdk_s3::Client,
+    streaming: Option<StreamingWriter>,
 }
 
 impl Upsert {
@@ -157,10 +168,15 @@ impl Upsert {
     }
 
     pub fn new(config: Config, snowflake: SnowflakeClient, s3: aws_sdk_s3::Client) -> Self {
+        let streaming = match &config.write_mode {
+            WriteMode::Merge => None,
+            WriteMode::Streaming(s) => Some(StreamingWriter::new(s.clone(), &snowflake)),
+        };
         Self {
             config,
             snowflake,
             s3,
+            streaming,
         }
     }
 
@@ -197,7 +213,13 @@ impl Upsert {
             let lowest =
                 min_sequence_number(candidates.iter().map(|c| c.meta.sequence_number.as_ref()))
                     .map(str::to_owned);
-            let outcome = self.merge_table(&table, candidates, deadline).await;
+            let outcome = match &self.streaming {
+                None => self.merge_table(&table, candidates, deadline).await,
+                Some(writer) => {
+                    self.stream_table(writer, &table, candidates, deadline)
+                        .await
+                }
+            };
             (table, lowest, outcome)
         });
         let mut outcome = BatchOutcome {
@@ -215,6 +237,10 @@ impl Upsert {
                 Err(TableFailure::Fatal(e)) => {
                     tracing::error!(table = %table, error = %e, "Snowflake refused the credentials or configuration; failing the invocation");
                     return Err(HandlerError::Snowflake(e));
+                }
+                Err(TableFailure::FatalStreaming(e)) => {
+                    tracing::error!(table = %table, error = %e, "Snowpipe Streaming refused the credentials or configuration; failing the invocation");
+                    return Err(HandlerError::Streaming(e));
                 }
                 Err(TableFailure::Retry(t)) => {
                     failed.extend(lowest);
@@ -259,6 +285,34 @@ impl Upsert {
             "upsert batch"
         );
         Ok((response, outcome))
+    }
+
+    /// Appends a table's changes to its change table (`WRITE_MODE=streaming`).
+    async fn stream_table<'r>(
+        &self,
+        writer: &StreamingWriter,
+        table: &str,
+        candidates: Vec<Candidate<'r>>,
+        deadline: Instant,
+    ) -> Result<(TableOutcome, Vec<Rejected<'r>>), TableFailure> {
+        let mapping = self
+            .config
+            .tables
+            .get(table)
+            .expect("candidates only exist for mapped tables");
+        let rows = candidates.len();
+        match writer.write(mapping, candidates, deadline).await {
+            Ok(outcome) => Ok((outcome, Vec::new())),
+            Err(StreamFailure::Fatal(e)) => Err(TableFailure::FatalStreaming(e)),
+            Err(StreamFailure::Retry(error)) => {
+                tracing::error!(table, error = %error, "appends not committed; Lambda will resend from this table's lowest sequence number (committed rows are skipped)");
+                Err(TableFailure::Retry(TableOutcome {
+                    rows,
+                    error: Some(error),
+                    ..TableOutcome::default()
+                }))
+            }
+        }
     }
 
     /// Runs a table's MERGEs in order. A statement Snowflake refuses for its data is split in
@@ -501,6 +555,7 @@ fn refusal_reason(error: &SnowflakeError) -> String {
 enum TableFailure {
     /// Credentials or configuration: no retry of the batch can succeed until someone fixes it.
     Fatal(SnowflakeError),
+    FatalStreaming(shared::snowflake::streaming::StreamingError),
     Retry(TableOutcome),
 }
 

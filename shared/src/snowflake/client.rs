@@ -233,6 +233,12 @@ impl SnowflakeClient {
         &self.inner.config
     }
 
+    /// What the Snowpipe Streaming client shares with this one: the connection pool, the
+    /// account's credentials and the account URL.
+    pub(crate) fn parts(&self) -> (&reqwest::Client, &Authenticator, &Url) {
+        (&self.inner.http, &self.inner.auth, &self.inner.base)
+    }
+
     /// The JSON body sent for `statement` (exposed for contract tests against the OpenAPI spec).
     pub fn request_body(&self, statement: &Statement) -> serde_json::Value {
         serde_json::from_slice(&self.body_bytes(statement)).expect("request bodies serialise")

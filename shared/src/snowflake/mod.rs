@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod error;
 pub mod ident;
+pub mod streaming;
 mod types;
 
 pub use auth::{fingerprint_of_pem, normalize_account, JwtClaims, JwtSigner, JWT_LIFETIME};

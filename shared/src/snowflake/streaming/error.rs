@@ -1,0 +1,106 @@
+//! Errors of the Snowpipe Streaming client, classified where they are defined.
+
+use crate::snowflake::SnowflakeError;
+
+/// What the caller should do about a [`StreamingError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Send the same request again after a backoff (429, 5xx, a dropped connection).
+    Retry,
+    /// Open the channel again and resume after its committed offset token: the continuation
+    /// token is stale (another opener, or an append whose answer was lost) or the channel was
+    /// invalidated.
+    Reopen,
+    /// Configuration or credentials: no retry helps.
+    Fatal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamingError {
+    /// An error answer: `code` is Snowflake's stable code (`STALE_CONTINUATION_TOKEN_SEQUENCER`, …).
+    #[error("HTTP {status} {code}: {message}")]
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("unexpected response: {0}")]
+    Protocol(String),
+    /// The account's credentials could not make a token.
+    #[error(transparent)]
+    Auth(#[from] SnowflakeError),
+    #[error("deadline passed; last: {0}")]
+    Deadline(String),
+    /// One row is larger than a request may be.
+    #[error("a row of {0} bytes exceeds the 4 MB request limit")]
+    RowTooLarge(usize),
+}
+
+impl StreamingError {
+    pub fn recovery(&self) -> Recovery {
+        match self {
+            StreamingError::Http { status, code, .. } => {
+                if code.starts_with("STALE_CONTINUATION_TOKEN")
+                    || code == "ERR_CHANNEL_MUST_BE_REOPENED"
+                    || code == "ERR_CHANNEL_DOES_NOT_EXIST_OR_IS_NOT_AUTHORIZED"
+                    || code == "ERR_INVALID_CONTINUATION_TOKEN"
+                {
+                    Recovery::Reopen
+                } else if *status == 429 || *status >= 500 {
+                    Recovery::Retry
+                } else {
+                    Recovery::Fatal
+                }
+            }
+            StreamingError::Transport(_) | StreamingError::Deadline(_) => Recovery::Retry,
+            StreamingError::Auth(e) if e.is_retryable() => Recovery::Retry,
+            StreamingError::Protocol(_)
+            | StreamingError::Auth(_)
+            | StreamingError::RowTooLarge(_) => Recovery::Fatal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16, code: &str) -> StreamingError {
+        StreamingError::Http {
+            status,
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        assert_eq!(
+            http(429, "ERR_TOO_MANY_REQUESTS").recovery(),
+            Recovery::Retry
+        );
+        assert_eq!(
+            http(503, "ERR_SERVICE_UNAVAILABLE").recovery(),
+            Recovery::Retry
+        );
+        assert_eq!(
+            http(400, "STALE_CONTINUATION_TOKEN_SEQUENCER").recovery(),
+            Recovery::Reopen
+        );
+        assert_eq!(
+            http(400, "ERR_CHANNEL_MUST_BE_REOPENED").recovery(),
+            Recovery::Reopen
+        );
+        assert_eq!(
+            http(404, "ERR_TABLE_DOES_NOT_EXIST_NOT_AUTHORIZED").recovery(),
+            Recovery::Fatal
+        );
+        assert_eq!(http(401, "ERR_UNAUTHORIZED").recovery(), Recovery::Fatal);
+        assert_eq!(
+            StreamingError::Transport("reset".into()).recovery(),
+            Recovery::Retry
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! The streaming write mode's wire format and SQL, in one place: each change becomes one NDJSON
+//! line appended to the table's change table through Snowpipe Streaming, and a Dynamic Table
+//! over the change table keeps the newest version per key without deleted keys — the state the
+//! MERGE mode keeps in the target table, without a writer taking the table's lock.
+//!
+//! A change line: the mapped columns by name, the payload column when mapped, `CHANGE_OP`
+//! (`UPSERT` or `DELETE`) and the lineage `KINESIS_SHARD_ID`, `KINESIS_SEQUENCE_NUMBER`,
+//! `KINESIS_SUB_SEQUENCE` (the KPL sub-record index, or null) and `KINESIS_ARRIVAL_TIME`.
+
+use std::fmt::Write as _;
+
+use crate::kinesis::record::RecordMeta;
+use crate::upsert::mapping::{Row, TableMapping, Version};
+
+/// The change table's operation column.
+pub const CHANGE_OP: &str = "CHANGE_OP";
+
+/// Lineage columns of a change table, in order.
+pub const CHANGE_LINEAGE: [(&str, &str); 4] = [
+    ("KINESIS_SHARD_ID", "VARCHAR"),
+    ("KINESIS_SEQUENCE_NUMBER", "VARCHAR"),
+    ("KINESIS_SUB_SEQUENCE", "NUMBER(10,0)"),
+    ("KINESIS_ARRIVAL_TIME", "TIMESTAMP_NTZ"),
+];
+
+/// Names of the objects the streaming mode writes and reads for one mapped table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeObjects {
+    /// Qualified, quoted: `"DB"."S"."ORDERS_CHANGES"`.
+    pub change_table: String,
+    /// The bare change table name, as the streaming API's paths take it: `ORDERS_CHANGES`.
+    pub change_table_name: String,
+    /// The default pipe Snowflake makes for streaming into a table: `ORDERS_CHANGES-STREAMING`,
+    /// <https://docs.snowflake.com/en/user-guide/snowpipe-streaming/snowpipe-streaming-high-performance-rest-api>.
+    pub pipe: String,
+    /// Qualified, quoted: `"DB"."S"."ORDERS_LATEST"`.
+    pub latest: String,
+}
+
+impl ChangeObjects {
+    /// `suffix` names the change table (`_CHANGES`) and `latest_suffix` the Dynamic Table
+    /// (`_LATEST`) after the mapping's target, in its database and schema.
+    pub fn of(mapping: &TableMapping, suffix: &str, latest_suffix: &str) -> Self {
+        let renamed = |s: &str| {
+            let base = mapping.target.strip_suffix('"').unwrap_or(&mapping.target);
+            format!("{base}{s}\"")
+        };
+        let change_table = renamed(suffix);
+        let change_table_name = last_name(&change_table);
+        Self {
+            pipe: format!("{change_table_name}-STREAMING"),
+            change_table_name,
+            change_table,
+            latest: renamed(latest_suffix),
+        }
+    }
+}
+
+/// The unquoted last part of a quoted, qualified name.
+fn last_name(qualified: &str) -> String {
+    let inner = qualified.strip_suffix('"').unwrap_or(qualified);
+    let start = inner.rfind("\".\"").map(|i| i + 3).unwrap_or(1);
+    inner[start.min(inner.len())..].replace("\"\"", "\"")
+}
+
+/// A column's name without its quotes, as an NDJSON key.
+fn bare(ident: &str) -> String {
+    ident
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(ident)
+        .replace("\"\"", "\"")
+}
+
+/// Appends one change line (with its newline).
+pub fn push_change_line(
+    out: &mut String,
+    mapping: &TableMapping,
+    row: &Row,
+    payload: Option<&str>,
+    meta: &RecordMeta<'_>,
+) {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
+    out.push('{');
+    for (c, v) in mapping.columns.iter().zip(&row.values) {
+        let _ = write!(out, "{}:{v},", q(&bare(&c.ident)));
+    }
+    if let Some(p) = &mapping.payload_column {
+        let _ = write!(out, "{}:{},", q(&bare(p)), payload.unwrap_or("null"));
+    }
+    let _ = writeln!(
+        out,
+        "\"{CHANGE_OP}\":\"{}\",\"KINESIS_SHARD_ID\":{},\"KINESIS_SEQUENCE_NUMBER\":{},\"KINESIS_SUB_SEQUENCE\":{},\"KINESIS_ARRIVAL_TIME\":{}}}",
+        if row.is_delete { "DELETE" } else { "UPSERT" },
+        q(&meta.shard_id),
+        q(&meta.sequence_number),
+        meta.sub_sequence
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "null".into()),
+        q(&meta.arrival_rfc3339()),
+    );
+}
+
+/// The offset token of a record: its sequence number, and the KPL sub-record index when it has
+/// one (`<sequence>:<index>`), so a channel's committed offset orders records as Lambda does.
+pub fn offset_token(meta: &RecordMeta<'_>) -> String {
+    match meta.sub_sequence {
+        None => meta.sequence_number.to_string(),
+        Some(i) => format!("{}:{i}", meta.sequence_number),
+    }
+}
+
+/// Whether a record is at or below a committed offset token (already in the change table).
+pub fn is_committed(meta: &RecordMeta<'_>, committed: &str) -> bool {
+    let (seq, sub) = match committed.split_once(':') {
+        Some((s, i)) => (s, i.parse::<u32>().ok()),
+        None => (committed, None),
+    };
+    crate::kinesis::record::cmp_sequence_numbers(&meta.sequence_number, seq)
+        .then(meta.sub_sequence.cmp(&sub))
+        .is_le()
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of the change table.
+pub fn change_table_ddl(mapping: &TableMapping, objects: &ChangeObjects) -> String {
+    let mut cols: Vec<String> = mapping
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.ident, c.ty.sql()))
+        .collect();
+    cols.extend(
+        mapping
+            .payload_column
+            .iter()
+            .map(|p| format!("{p} VARIANT")),
+    );
+    cols.push(format!("\"{CHANGE_OP}\" VARCHAR"));
+    cols.extend(CHANGE_LINEAGE.iter().map(|(n, t)| format!("\"{n}\" {t}")));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        objects.change_table,
+        cols.join(", ")
+    )
+}
+
+/// The newest change per key, deleted keys left out: the order of the MERGE mode (the version
+/// column, then the sequence number and sub-record index). A NULL version sorts last, as the
+/// MERGE never lets an unversioned row replace a versioned one.
+pub fn latest_query(mapping: &TableMapping, objects: &ChangeObjects) -> String {
+    let mut cols: Vec<String> = mapping.columns.iter().map(|c| c.ident.clone()).collect();
+    cols.extend(mapping.payload_column.iter().cloned());
+    cols.extend(CHANGE_LINEAGE.iter().map(|(n, _)| format!("\"{n}\"")));
+    let keys: Vec<&str> = mapping
+        .keys
+        .iter()
+        .map(|&k| mapping.columns[k].ident.as_str())
+        .collect();
+    let mut order = Vec::new();
+    if let Version::Column(v) = mapping.version {
+        order.push(format!("{} DESC NULLS LAST", mapping.columns[v].ident));
+    }
+    order.push("LPAD(\"KINESIS_SEQUENCE_NUMBER\", 129, '0') DESC".into());
+    order.push("\"KINESIS_SUB_SEQUENCE\" DESC NULLS LAST".into());
+    format!(
+        "SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS \"CHANGE_RANK\" FROM {changes}) WHERE \"CHANGE_RANK\" = 1 AND \"{CHANGE_OP}\" <> 'DELETE'",
+        cols = cols.join(", "),
+        keys = keys.join(", "),
+        order = order.join(", "),
+        changes = objects.change_table,
+    )
+}
+
+/// The Dynamic Table of the latest state,
+/// <https://docs.snowflake.com/en/sql-reference/sql/create-dynamic-table>.
+pub fn latest_ddl(
+    mapping: &TableMapping,
+    objects: &ChangeObjects,
+    target_lag: &str,
+    warehouse: &str,
+) -> String {
+    format!(
+        "CREATE OR REPLACE DYNAMIC TABLE {} TARGET_LAG = '{}' WAREHOUSE = {} AS {}",
+        objects.latest,
+        target_lag.replace('\'', "''"),
+        warehouse,
+        latest_query(mapping, objects)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+    use crate::kinesis::payload::Extractor;
+    use crate::upsert::mapping::TableMappings;
+    use std::borrow::Cow;
+
+    fn orders() -> TableMapping {
+        let json = r#"{"orders":{"keys":["order_id"],"columns":[
+            {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"status","path":"/status"},
+            {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
+            "version":"updated_at","delete":{"path":"/op","value":"d"}}}"#;
+        let vars = [("UPSERT_TABLES", json)];
+        let mut x = Extractor::new();
+        TableMappings::from_env(&Env::new(&vars), &["orders"], &["DB", "S"], &mut x)
+            .unwrap()
+            .get("orders")
+            .unwrap()
+            .clone()
+    }
+
+    fn meta(seq: &str, sub: Option<u32>) -> RecordMeta<'static> {
+        RecordMeta {
+            stream: Cow::Borrowed("s"),
+            shard_id: Cow::Borrowed("shardId-000000000001"),
+            sequence_number: Cow::Owned(seq.into()),
+            partition_key: Cow::Borrowed("k"),
+            arrival_ms: 1_700_000_000_123,
+            sub_sequence: sub,
+        }
+    }
+
+    #[test]
+    fn names_follow_the_target() {
+        let o = ChangeObjects::of(&orders(), "_CHANGES", "_LATEST");
+        assert_eq!(o.change_table, r#""DB"."S"."ORDERS_CHANGES""#);
+        assert_eq!(o.change_table_name, "ORDERS_CHANGES");
+        assert_eq!(o.pipe, "ORDERS_CHANGES-STREAMING");
+        assert_eq!(o.latest, r#""DB"."S"."ORDERS_LATEST""#);
+    }
+
+    #[test]
+    fn a_change_line_names_every_column() {
+        let m = orders();
+        let row = Row {
+            values: vec![r#""7""#.into(), r#""PA\"ID""#.into(), "null".into()],
+            is_delete: false,
+        };
+        let mut out = String::new();
+        push_change_line(&mut out, &m, &row, None, &meta("49", Some(2)));
+        assert_eq!(
+            out,
+            "{\"ORDER_ID\":\"7\",\"STATUS\":\"PA\\\"ID\",\"UPDATED_AT\":null,\"CHANGE_OP\":\"UPSERT\",\"KINESIS_SHARD_ID\":\"shardId-000000000001\",\"KINESIS_SEQUENCE_NUMBER\":\"49\",\"KINESIS_SUB_SEQUENCE\":2,\"KINESIS_ARRIVAL_TIME\":\"2023-11-14T22:13:20.123Z\"}\n"
+        );
+        let line: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(line["STATUS"], "PA\"ID");
+    }
+
+    #[test]
+    fn offsets_order_records_as_lambda_does() {
+        assert_eq!(offset_token(&meta("49", None)), "49");
+        assert_eq!(offset_token(&meta("49", Some(3))), "49:3");
+        assert!(is_committed(&meta("49", None), "49"));
+        assert!(is_committed(&meta("48", None), "49"));
+        assert!(!is_committed(&meta("50", None), "49"));
+        assert!(!is_committed(&meta("100", None), "99"));
+        assert!(is_committed(&meta("49", Some(2)), "49:3"));
+        assert!(!is_committed(&meta("49", Some(4)), "49:3"));
+        assert!(!is_committed(&meta("49", Some(0)), "49"));
+    }
+
+    #[test]
+    fn ddl_and_latest_state() {
+        let m = orders();
+        let o = ChangeObjects::of(&m, "_CHANGES", "_LATEST");
+        assert_eq!(
+            change_table_ddl(&m, &o),
+            r#"CREATE TABLE IF NOT EXISTS "DB"."S"."ORDERS_CHANGES" ("ORDER_ID" NUMBER(38,0), "STATUS" VARCHAR, "UPDATED_AT" TIMESTAMP_NTZ, "CHANGE_OP" VARCHAR, "KINESIS_SHARD_ID" VARCHAR, "KINESIS_SEQUENCE_NUMBER" VARCHAR, "KINESIS_SUB_SEQUENCE" NUMBER(10,0), "KINESIS_ARRIVAL_TIME" TIMESTAMP_NTZ)"#
+        );
+        let ddl = latest_ddl(&m, &o, "1 minute", "COMPUTE_WH");
+        assert!(ddl.starts_with(r#"CREATE OR REPLACE DYNAMIC TABLE "DB"."S"."ORDERS_LATEST" TARGET_LAG = '1 minute' WAREHOUSE = COMPUTE_WH AS SELECT "ORDER_ID", "STATUS", "UPDATED_AT", "KINESIS_SHARD_ID""#), "{ddl}");
+        assert!(ddl.contains(r#"PARTITION BY "ORDER_ID" ORDER BY "UPDATED_AT" DESC NULLS LAST, LPAD("KINESIS_SEQUENCE_NUMBER", 129, '0') DESC"#), "{ddl}");
+        assert!(
+            ddl.ends_with(r#"WHERE "CHANGE_RANK" = 1 AND "CHANGE_OP" <> 'DELETE'"#),
+            "{ddl}"
+        );
+    }
+}
