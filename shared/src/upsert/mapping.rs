@@ -582,6 +582,17 @@ impl TableMappings {
         self.by_logical.get(logical)
     }
 
+    /// Every mapping, by logical name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &TableMapping)> {
+        let mut all: Vec<_> = self
+            .by_logical
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        all.sort_by_key(|(k, _)| *k);
+        all.into_iter()
+    }
+
     /// Whether any table takes Debezium envelopes: then an empty or `null` record is a
     /// tombstone to count, not a payload to quarantine.
     pub fn any_debezium(&self) -> bool {
