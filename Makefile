@@ -13,13 +13,14 @@ export MARIADB_PORT ?= 3307
 export MOTO_URL := http://127.0.0.1:$(MOTO_PORT)
 export LOCAL_SF_URL := http://127.0.0.1:$(LOCAL_SF_PORT)
 
-.PHONY: help venv venv-deploy mariadb build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo demo-cdc bootstrap loadgen clean
+.PHONY: help venv venv-deploy mariadb build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo demo-cdc bootstrap loadgen loadtest clean
 
 help:
 	@echo "make demo        run the pipeline on the local stack and show what landed"
 	@echo "make demo-cdc    20,000 changes on MariaDB → DMS and Debezium records → upsert; compare tables"
 	@echo "make test        lint, then every test (starts and stops the local stack)"
 	@echo "make bench       criterion benchmarks + peak memory of a 6 MB batch"
+	@echo "make loadtest    merge vs streaming mode at 1/4/16/32 shards on the local stack (a few minutes)"
 	@echo "make test-arm64  the shared library's unit tests for arm64 under qemu (optional)"
 	@echo "make build       the three functions for Lambda (arm64, cargo lambda via sam build)"
 	@echo "make deploy      sam deploy --guided (after make build)"
@@ -147,6 +148,13 @@ bootstrap:
 	  SNOWFLAKE_AUTH=$${SNOWFLAKE_AUTH:-pat} SNOWFLAKE_TOKEN=$${SNOWFLAKE_TOKEN:-local-dev-token} \
 	  SNOWFLAKE_DATABASE=$${SNOWFLAKE_DATABASE:-INGEST} SNOWFLAKE_SCHEMA=$${SNOWFLAKE_SCHEMA:-RAW} \
 	  STAGE_URL=$${STAGE_URL:-s3://raw-zone/raw/} $(CARGO) run -q --locked -p tools --bin bootstrap -- --profile local
+
+# The upsert's two write modes side by side at 1, 4, 16 and 32 shards (not part of `make test`).
+loadtest: $(VENV_STAMP)
+	$(CARGO) build --locked -p tools --bin loadtest
+	local/stack.sh up
+	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} target/debug/loadtest $(ARGS) || status=$$?; \
+	  local/stack.sh down; exit $$status
 
 # Put generated records to a stream on the local stack, e.g. make loadgen ARGS="--stream s --create --count 10000".
 loadgen:

@@ -8,3 +8,4 @@ pub mod demo;
 pub mod esm;
 pub mod events;
 pub mod loadgen;
+pub mod loadtest;

@@ -1,0 +1,297 @@
+//! `make loadtest`: the upsert in `merge` and in `streaming` mode against streams of 1, 4, 16 and
+//! 32 shards, one invocation per shard at a time as Lambda runs them, on the local stack. The
+//! point is the contrast the local service makes visible: MERGEs on one table queue behind its
+//! lock and are aborted past 20 waiters (`000625`), Snowpipe Streaming appends take no lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shared::config::Env;
+use shared::snowflake::{SnowflakeClient, SnowflakeConfig, Statement};
+use shared::upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
+
+use crate::demo::{env_of, vars, SENSOR_TABLES};
+use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
+use crate::loadgen::{self, Generator, Template};
+
+#[derive(Debug, Clone)]
+pub struct LoadTestOptions {
+    pub shards: Vec<i32>,
+    pub records: u64,
+    pub keys: u64,
+    pub batch_size: usize,
+    pub snowflake_url: String,
+    pub key_file: String,
+    pub region: String,
+    pub sql_dir: std::path::PathBuf,
+}
+
+/// One run's numbers.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub shards: i32,
+    pub mode: &'static str,
+    pub records: u64,
+    pub seconds: f64,
+    /// Arrival in Kinesis → the invocation that landed it returned, per record.
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    pub statements: u64,
+    pub lock_aborts: u64,
+    pub retries: u64,
+    /// Rows in the target (merge) or the latest-state view (streaming) at the end.
+    pub rows: u64,
+}
+
+impl RunReport {
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.seconds.max(1e-9)
+    }
+}
+
+pub async fn run(opts: LoadTestOptions) -> Result<Vec<RunReport>, String> {
+    let mut reports = Vec::new();
+    for &shards in &opts.shards {
+        for mode in ["merge", "streaming"] {
+            let report = run_one(&opts, shards, mode).await?;
+            println!(
+                "{:>6} {:>9} {:>10.0} {:>8} {:>8} {:>10} {:>11} {:>7}",
+                report.shards,
+                report.mode,
+                report.records_per_sec(),
+                report.p50_ms,
+                report.p99_ms,
+                report.statements,
+                report.lock_aborts,
+                report.retries
+            );
+            reports.push(report);
+        }
+    }
+    Ok(reports)
+}
+
+pub fn print_header() {
+    println!(
+        "{:>6} {:>9} {:>10} {:>8} {:>8} {:>10} {:>11} {:>7}",
+        "shards", "mode", "records/s", "p50 ms", "p99 ms", "statements", "lock aborts", "retries"
+    );
+}
+
+async fn run_one(
+    opts: &LoadTestOptions,
+    shards: i32,
+    mode: &'static str,
+) -> Result<RunReport, String> {
+    let suffix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let stream = format!("loadtest-{mode}-{shards}-{suffix}");
+    let database = format!("LOADTEST_{}_{shards}_{suffix}", mode.to_uppercase());
+    let aws = shared::aws::load_config().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let s3 = shared::aws::s3_client(&aws);
+    esm::ensure_stream(&kinesis, &stream, shards)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bucket = format!("loadtest-errors-{suffix}");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| format!("create bucket: {e}"))?;
+
+    let snowflake_vars = vars(&[
+        ("SNOWFLAKE_ACCOUNT", "localtest"),
+        ("SNOWFLAKE_USER", "loader"),
+        ("SNOWFLAKE_URL", &opts.snowflake_url),
+        ("SNOWFLAKE_DATABASE", &database),
+        ("SNOWFLAKE_SCHEMA", "LOAD"),
+        ("SNOWFLAKE_PRIVATE_KEY_FILE", &opts.key_file),
+    ]);
+    let client = SnowflakeClient::new(
+        SnowflakeConfig::from_env(&Env::new(&env_of(&snowflake_vars)))
+            .map_err(|e| e.to_string())?,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let sql_vars: HashMap<String, String> = [
+        ("DATABASE", database.as_str()),
+        ("SCHEMA", "LOAD"),
+        ("STAGE_URL", &format!("s3://{bucket}/raw/")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    shared::snowflake::bootstrap::apply_dir(
+        &client,
+        &opts.sql_dir,
+        shared::snowflake::bootstrap::Profile::Local,
+        &shared::snowflake::bootstrap::with_defaults(&sql_vars),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut all = snowflake_vars.clone();
+    all.extend(vars(&[
+        ("TABLE", "sensor_readings"),
+        ("UPSERT_TABLES", SENSOR_TABLES),
+        ("ERROR_BUCKET", &bucket),
+        ("WRITE_MODE", mode),
+    ]));
+    let config = upsert::Config::from_env(&Env::new(&env_of(&all))).map_err(|e| e.to_string())?;
+    let mapping = config
+        .tables
+        .get("sensor_readings")
+        .ok_or("no sensor_readings mapping")?
+        .clone();
+    let objects = ChangeObjects::of(&mapping, "_CHANGES", "_LATEST");
+    if mode == "streaming" {
+        for sql in [
+            change_table_ddl(&mapping, &objects),
+            latest_ddl(&mapping, &objects, "1 minute", "COMPUTE_WH"),
+        ] {
+            client
+                .execute(
+                    &Statement::new(sql),
+                    Instant::now() + Duration::from_secs(60),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3.clone()));
+
+    let mut generator = Generator::new(Template::Sensor, shards as u64, opts.keys);
+    loadgen::run(&kinesis, &stream, &mut generator, opts.records, 0, |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let aborts_before = lock_aborts(&opts.snowflake_url).await;
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::with_capacity(opts.records as usize)));
+    let statements = Arc::new(AtomicU64::new(0));
+    let invoke: KinesisInvoke = {
+        let (upsert, latencies, statements) =
+            (upsert.clone(), latencies.clone(), statements.clone());
+        Arc::new(move |body: String| {
+            let (upsert, latencies, statements) =
+                (upsert.clone(), latencies.clone(), statements.clone());
+            Box::pin(async move {
+                let result = upsert
+                    .handle_body(&body, Instant::now() + Duration::from_secs(120))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (response, outcome) = result;
+                statements.fetch_add(
+                    outcome.tables.values().map(|t| t.statements as u64).sum(),
+                    Ordering::Relaxed,
+                );
+                if response.batch_item_failures.is_empty() {
+                    let now_ms = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as f64)
+                        .unwrap_or(0.0);
+                    let event: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let mut l = latencies.lock().unwrap_or_else(|e| e.into_inner());
+                    for r in event["Records"].as_array().into_iter().flatten() {
+                        let arrival = r["kinesis"]["approximateArrivalTimestamp"]
+                            .as_f64()
+                            .unwrap_or(0.0);
+                        l.push((now_ms - arrival * 1000.0).max(0.0) as u64);
+                    }
+                }
+                Ok(response)
+            })
+        })
+    };
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let task = tokio::spawn(esm::run_kinesis(
+        KinesisSource {
+            kinesis: kinesis.clone(),
+            sqs: sqs.clone(),
+            region: opts.region.clone(),
+            stream: stream.clone(),
+        },
+        KinesisSettings {
+            function: format!("upsert-{mode}"),
+            batch_size: opts.batch_size,
+            batching_window: Duration::from_millis(200),
+            max_retries: 1_000,
+            on_failure_queue: None,
+        },
+        invoke,
+        counters.clone(),
+        stop.clone(),
+    ));
+    while counters.done.load(Ordering::SeqCst) < opts.records {
+        if task.is_finished() || started.elapsed() > Duration::from_secs(600) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    task.await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let target = if mode == "merge" {
+        &mapping.target
+    } else {
+        &objects.latest
+    };
+    let rows = client
+        .execute(
+            &Statement::new(format!("SELECT COUNT(*) FROM {target}")),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .rows
+        .first()
+        .and_then(|r| r[0].as_deref().and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    l.sort_unstable();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok(RunReport {
+        shards,
+        mode,
+        records: opts.records,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        statements: statements.load(Ordering::Relaxed),
+        lock_aborts: lock_aborts(&opts.snowflake_url)
+            .await
+            .saturating_sub(aborts_before),
+        retries: counters.retries.load(Ordering::SeqCst),
+        rows,
+    })
+}
+
+async fn lock_aborts(snowflake_url: &str) -> u64 {
+    let Ok(resp) = reqwest_get(&format!("{snowflake_url}/admin/stats")).await else {
+        return 0;
+    };
+    resp["table_locks"]["aborts"].as_u64().unwrap_or(0)
+}
+
+async fn reqwest_get(url: &str) -> Result<serde_json::Value, String> {
+    let body = reqwest::get(url)
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&body).map_err(|e| e.to_string())
+}
