@@ -146,9 +146,24 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
         serde_json::json!({"invalidate_channel": format!("orders_{SHARD}")}),
     )
     .await;
+    // The connection drops under the first append of batch 4: the client sends it again.
+    support::snowflake_admin(
+        "/admin/faults",
+        serde_json::json!({"streaming_drop_connection": true, "count": 1}),
+    )
+    .await;
     let (response, outcome) = streaming.handle_body(&batches[3], soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(outcome.tables["orders"].inserted, 60);
+    let faults = &support::snowflake_stats().await["faults"];
+    assert_eq!(
+        (
+            &faults["streaming_drop"]["count"],
+            &faults["streaming_status"]["count"]
+        ),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "every injected fault was met"
+    );
 
     // Every change exactly once, in the change table.
     assert_eq!(
@@ -189,6 +204,60 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
     assert!(merged.len() > 10, "{merged:?}");
     assert_eq!(latest, merged);
     support::clear_faults().await;
+}
+
+#[tokio::test]
+async fn streaming_mode_quarantines_what_does_not_fit_and_appends_the_rest() {
+    let _g = support::snowflake_shared().await;
+    let db = support::bootstrapped_database("UPS_STREAM_BAD", "s3://unused/raw/").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("upsert-errors");
+    support::create_bucket(&s3, &bucket).await;
+    let vars = [
+        ("TABLE", "orders"),
+        ("UPSERT_TABLES", ORDERS),
+        ("WRITE_MODE", "streaming"),
+    ];
+    let streaming = upsert_for(&db, &bucket, &vars, None).await;
+    let client = support::snowflake_client(&db, "S").await;
+    let config = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&{
+        let mut v = support::snowflake_vars(&db, "S");
+        v.push(("ERROR_BUCKET".into(), bucket.clone()));
+        v.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        v
+    })))
+    .unwrap();
+    let mapping = config.tables.get("orders").unwrap();
+    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
+    support::sql(&client, &change_table_ddl(mapping, &objects)).await;
+    let mut records = changes()[..4].to_vec();
+    records.insert(
+        2,
+        (
+            "1002".into(),
+            "x".into(),
+            br#"{"op":"c","order_id":"not a number","updated_at":"2024-11-21T10:00:00Z"}"#.to_vec(),
+        ),
+    );
+    for (i, r) in records.iter_mut().enumerate() {
+        r.0 = format!("{}", 2000 + i);
+    }
+    let (response, outcome) = streaming
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert_eq!(
+        (outcome.quarantined, outcome.tables["orders"].inserted),
+        (1, 4)
+    );
+    assert_eq!(
+        count(&client, "SELECT COUNT(*) FROM ORDERS_CHANGES").await,
+        4
+    );
+    let keys = support::list_keys(&s3, &bucket).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("errors/upsert/"), "{keys:?}");
 }
 
 #[tokio::test]
