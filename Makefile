@@ -13,7 +13,7 @@ export MARIADB_PORT ?= 3307
 export MOTO_URL := http://127.0.0.1:$(MOTO_PORT)
 export LOCAL_SF_URL := http://127.0.0.1:$(LOCAL_SF_PORT)
 
-.PHONY: help venv venv-deploy mariadb build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo demo-cdc bootstrap loadgen loadtest clean
+.PHONY: help venv venv-deploy mariadb build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo demo-cdc invoke bootstrap loadgen loadtest clean
 
 help:
 	@echo "make demo        run the pipeline on the local stack and show what landed"
@@ -27,6 +27,8 @@ help:
 	@echo "make template-check  cfn-lint, sam validate --lint, sam validate (local transform)"
 	@echo "make lint        cargo fmt --check and clippy -D warnings"
 	@echo "make local-up    start moto and the local Snowflake service; make local-down stops them"
+	@echo "make invoke FUNCTION=orchestrator|upsert|loader EVENT=events/<file>.json [TIMES=2]"
+	@echo "                 the real binary behind a local Lambda Runtime API (after make local-up)"
 
 # The local stack's Python side (moto, fakesnow on DuckDB) in a project-local virtual environment.
 $(VENV_STAMP): local/requirements.txt local/requirements-nodeps.txt
@@ -101,6 +103,7 @@ local-down:
 # Build everything first so the stack is only up while tests run; stop it whatever the outcome.
 test: $(VENV_STAMP) $(DEPLOY_STAMP) mariadb lint
 	$(CARGO) test --workspace --locked --no-run
+	$(CARGO) build --locked -p orchestrator -p upsert -p loader -p tools --bin orchestrator --bin upsert --bin loader --bin bootstrap
 	WITH_MARIADB=1 local/stack.sh up
 	status=0; \
 	  $(CARGO) test --workspace --locked || status=$$?; \
@@ -125,6 +128,9 @@ bench:
 	$(CARGO) bench -p upsert --bench upsert
 	@echo "peak memory of one ~5 MB batch (medium records → CSV + gzip-1):"
 	$(CARGO) run --quiet --profile bench -p shared --features sample --example peak_rss
+	@echo "release binaries (as Lambda runs them): size, and init = exec until the first /next poll:"
+	$(CARGO) build --release --locked -p orchestrator -p upsert -p loader
+	$(VENV)/bin/python local/tools/invoke.py --report target/release --cold-start 20
 
 # The demo and the tools talk to the local stack through the same variables a deployment uses.
 LOCAL_AWS := AWS_ENDPOINT_URL=$(MOTO_URL) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
@@ -141,6 +147,18 @@ demo-cdc: $(VENV_STAMP) mariadb
 	WITH_MARIADB=1 local/stack.sh up
 	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-warn} $(CARGO) run -q --locked -p tools --bin demo_cdc -- $(DEMO_ARGS) || status=$$?; \
 	  local/stack.sh down; exit $$status
+
+# One real function binary behind a loopback Lambda Runtime API (local/tools/invoke.py), configured
+# for the local stack unless the caller exports otherwise: make local-up, then
+#   make invoke FUNCTION=orchestrator EVENT=events/kinesis-sensors.json
+invoke: $(VENV_STAMP)
+	@case "$(FUNCTION)" in orchestrator|upsert|loader) ;; \
+	  *) echo "usage: make invoke FUNCTION=orchestrator|upsert|loader EVENT=events/<file>.json [TIMES=2]"; exit 2 ;; esac
+	@test -f "$(EVENT)" || { echo "EVENT=$(EVENT): no such file"; exit 2; }
+	$(CARGO) build --locked -p $(FUNCTION) --bin $(FUNCTION)
+	@[ "$(FUNCTION)" = orchestrator ] || $(MAKE) --no-print-directory bootstrap >/dev/null
+	$(LOCAL_AWS) $(VENV)/bin/python local/tools/invoke.py --binary target/debug/$(FUNCTION) --event $(EVENT) \
+	  --times $(or $(TIMES),1) --local-stack $(LOCAL_SF_URL)
 
 # Apply sql/ to the local Snowflake (make local-up first); SNOWFLAKE_* and STAGE_URL as in the README.
 bootstrap:

@@ -11,6 +11,7 @@ pub mod kinesis;
 pub mod load;
 pub mod logging;
 pub mod rawzone;
+pub mod runtime;
 /// Generated events for benchmarks, examples and the load generator; not part of the functions.
 #[cfg(any(test, feature = "sample"))]
 pub mod sample;

@@ -3,7 +3,10 @@ use lambda_runtime::{service_fn, Error};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let orchestrator = orchestrator::Orchestrator::from_env().await?;
+    let orchestrator = match orchestrator::Orchestrator::from_env().await {
+        Ok(f) => f,
+        Err(e) => shared::runtime::init_failed(e).await,
+    };
     let orchestrator = &orchestrator;
     lambda_runtime::run(service_fn(move |event| async move {
         orchestrator.handle(event).await

@@ -1,0 +1,132 @@
+"""The three real function binaries through the Runtime API stand-in (local/tools/invoke.py) against
+the local stack: the JSON Lambda gets back, warm invocations on one process, and init errors.
+
+Needs target/debug/{orchestrator,upsert,loader,bootstrap} (`make test` builds them).
+Run: .venv/bin/python -m pytest local/tests/test_invoke.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+from test_snowflake_service import (  # noqa: E402,F401 - fixtures are used by name
+    Client,
+    _reset,
+    client,
+    spec,
+    stack,
+)
+
+BIN = REPO / "target" / "debug"
+SENSORS = json.dumps({"sensor_readings": {"table": "SENSOR_READINGS", "keys": ["SENSORID"], "columns": [
+    {"name": "SENSORID", "path": "/sensorId", "type": "NUMBER"},
+    {"name": "CURRENTTEMPERATURE", "path": "/currentTemperature", "type": "FLOAT"},
+    {"name": "STATUS", "path": "/status", "type": "TEXT"}]}})
+
+
+def binary(name: str) -> str:
+    path = BIN / name
+    assert path.exists(), f"{path} is missing: cargo build --locked -p orchestrator -p upsert -p loader -p tools --bin bootstrap"
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def aws_env(stack) -> dict:
+    moto = stack[1]
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_ENDPOINT_URL": moto, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "RUST_LOG": "info"}
+    return env
+
+
+@pytest.fixture(scope="module")
+def world(stack, aws_env) -> dict:
+    """A bucket and a bootstrapped database (sql/, profile local) for the three functions."""
+    bucket = f"invoke-{uuid.uuid4().hex[:10]}"
+    s3 = boto3.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3.create_bucket(Bucket=bucket)
+    database = f"INVOKE_{uuid.uuid4().hex[:8].upper()}"
+    snowflake = {"SNOWFLAKE_ACCOUNT": "localtest", "SNOWFLAKE_URL": stack[0], "SNOWFLAKE_AUTH": "pat",
+                 "SNOWFLAKE_TOKEN": "local-dev-token", "SNOWFLAKE_DATABASE": database, "SNOWFLAKE_SCHEMA": "RAW"}
+    out = subprocess.run([binary("bootstrap"), "--profile", "local", "--sql-dir", str(REPO / "sql")],
+                         env={**aws_env, **snowflake, "STAGE_URL": f"s3://{bucket}/raw/"}, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {"bucket": bucket, "s3": s3, "snowflake": snowflake}
+
+
+def invoke(name: str, event: dict | Path, env: dict, times: int = 1) -> tuple[int, list[dict], str]:
+    if isinstance(event, dict):
+        path = Path(os.environ.get("TMPDIR", "/tmp")) / f"event-{uuid.uuid4().hex}.json"
+        path.write_text(json.dumps(event))
+    else:
+        path = event
+    out = subprocess.run([sys.executable, str(REPO / "local/tools/invoke.py"), "--binary", binary(name), "--event",
+                          str(path), "--times", str(times), "--timeout", "60"],
+                         env=env, capture_output=True, text=True, timeout=180)
+    return out.returncode, [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr
+
+
+def keys(world: dict) -> list[str]:
+    return sorted(o["Key"] for o in world["s3"].list_objects_v2(Bucket=world["bucket"]).get("Contents", []))
+
+
+def test_orchestrator_quarantines_bad_records_and_a_warm_second_invocation_writes_the_same_objects(aws_env, world):
+    env = {**aws_env, "RAW_BUCKET": world["bucket"], "TABLE": "sensor_readings"}
+    code, results, logs = invoke("orchestrator", REPO / "events/kinesis-bad-records.json", env, times=2)
+    assert code == 0, logs
+    assert [r["response"] for r in results] == [{"batchItemFailures": []}] * 2
+    assert logs.count('"message":"orchestrator batch"') == 2  # one process, two invocations
+    written = keys(world)
+    assert len([k for k in written if k.startswith("raw/sensor_readings/")]) == 1, written
+    assert len([k for k in written if k.startswith("errors/orchestrator/")]) == 1, written
+    assert '"records":6,"quarantined":4' in logs
+
+
+def test_upsert_lands_the_sample_and_answers_no_failures(aws_env, world, client):
+    env = {**aws_env, **world["snowflake"], "TABLE": "sensor_readings", "UPSERT_TABLES": SENSORS,
+           "ERROR_BUCKET": world["bucket"]}
+    code, results, logs = invoke("upsert", REPO / "events/kinesis-sensors.json", env, times=2)
+    assert code == 0, logs
+    assert [r["response"] for r in results] == [{"batchItemFailures": []}] * 2
+    db = {"database": world["snowflake"]["SNOWFLAKE_DATABASE"], "schema": "RAW"}
+    rows = client.run("SELECT SENSORID, CURRENTTEMPERATURE, STATUS FROM SENSOR_READINGS ORDER BY SENSORID", **db)
+    assert rows["data"] == [["6", "66.0", "OK"], ["7", "95.0", "FAIL"], ["8", "40.0", "OK"]]
+
+
+def test_loader_loads_the_orchestrators_object_from_an_sqs_notification(aws_env, world, client):
+    data = [k for k in keys(world) if k.startswith("raw/sensor_readings/")]
+    assert data, "run after the orchestrator test"
+    template = json.loads((REPO / "events/sqs-s3-notification.json").read_text())
+    message = template["Records"][0]
+    body = json.loads(message["body"])
+    body["Records"][0]["s3"]["bucket"]["name"] = world["bucket"]
+    body["Records"][0]["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{world['bucket']}"
+    body["Records"][0]["s3"]["object"]["key"] = data[0]
+    event = {"Records": [{**message, "body": json.dumps(body)}]}
+    env = {**aws_env, **world["snowflake"], "RAW_BUCKET": world["bucket"], "RAW_PREFIX": "raw"}
+    code, results, logs = invoke("loader", event, env)
+    assert code == 0, logs
+    assert results[0]["response"] == {"batchItemFailures": []}
+    db = {"database": world["snowflake"]["SNOWFLAKE_DATABASE"], "schema": "RAW"}
+    assert client.run("SELECT COUNT(*) FROM SENSOR_READINGS_RAW", **db)["data"] == [["2"]]
+
+
+@pytest.mark.parametrize("name, missing", [("orchestrator", "RAW_BUCKET"), ("upsert", "SNOWFLAKE_ACCOUNT"),
+                                           ("loader", "RAW_BUCKET")])
+def test_missing_configuration_is_an_init_error_naming_the_variable(aws_env, name, missing):
+    code, results, logs = invoke(name, REPO / "events/kinesis-sensors.json", aws_env)
+    assert code == 1
+    assert results[0]["error_type"] == "Runtime.InitError"
+    assert missing in results[0]["init_error"]["errorMessage"], results
