@@ -193,7 +193,8 @@ def invoke(binary: str, events: list[bytes], name: str, timeout_s: float) -> int
     return 1 if failed else 0
 
 
-def cold_start(binary: str, runs: int, name: str) -> int:
+def init_times(binary: str, runs: int, name: str) -> list[float] | None:
+    """Milliseconds from exec to the first /next poll, per run; None when a run never polled."""
     times = []
     for _ in range(runs):
         api, server, proc, started = start(binary, [], name, 30)
@@ -201,9 +202,16 @@ def cold_start(binary: str, runs: int, name: str) -> int:
         at = api.first_poll_at
         stop(api, server, proc)
         if not ok or at is None:
-            print(json.dumps({"error": "no /next poll within 10 s"}))
-            return 1
+            return None
         times.append((at - started) * 1000)
+    return times
+
+
+def cold_start(binary: str, runs: int, name: str) -> int:
+    times = init_times(binary, runs, name)
+    if times is None:
+        print(json.dumps({"error": "no /next poll within 10 s"}))
+        return 1
     print(json.dumps({"binary": binary, "runs": runs, "median_ms": round(statistics.median(times), 2),
                       "min_ms": round(min(times), 2), "max_ms": round(max(times), 2)}))
     return 0
@@ -259,22 +267,16 @@ def report(directory: str, runs: int) -> int:
     print(f"{'function':<13} {'size MB':>8} {'init ms (median of ' + str(runs) + ')':>24}")
     for name in ("orchestrator", "upsert", "loader"):
         path = os.path.join(directory, name)
-        api_times = []
         saved = dict(os.environ)
         os.environ.update(defaults_for(name, "http://127.0.0.1:9"))
-        for _ in range(runs):
-            api, server, proc, started = start(path, [], name, 30)
-            ok = api.first_poll.wait(10)
-            at = api.first_poll_at
-            stop(api, server, proc)
-            if not ok or at is None:
-                print(f"{name}: no /next poll within 10 s")
-                return 1
-            api_times.append((at - started) * 1000)
+        times = init_times(path, runs, name)
         os.environ.clear()
         os.environ.update(saved)
+        if times is None:
+            print(f"{name}: no /next poll within 10 s")
+            return 1
         size = os.path.getsize(path) / 1e6
-        print(f"{name:<13} {size:>8.1f} {statistics.median(api_times):>24.1f}")
+        print(f"{name:<13} {size:>8.1f} {statistics.median(times):>24.1f}")
     return 0
 
 

@@ -53,6 +53,28 @@ impl Args {
     }
 }
 
+/// Where the tools find the local stack, from the variables `make` exports.
+pub struct LocalStack {
+    pub snowflake_url: String,
+    pub key_file: String,
+    pub region: String,
+}
+
+impl LocalStack {
+    pub fn from_env() -> Self {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        Self {
+            snowflake_url: var("LOCAL_SF_URL", "http://127.0.0.1:8787"),
+            key_file: var(
+                "SNOWFLAKE_PRIVATE_KEY_FILE",
+                "local/keys/snowflake_test_key.p8",
+            ),
+            region: var("AWS_REGION", "us-east-1"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

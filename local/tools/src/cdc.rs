@@ -4,7 +4,6 @@
 //! Server), the local event source mapping invoking the upsert with forced resends, and at the
 //! end every Snowflake target compared with its MariaDB table row for row.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use shared::config::Env;
-use shared::snowflake::{SnowflakeClient, SnowflakeConfig, Statement};
+use shared::snowflake::Statement;
 
-use crate::demo::{env_of, vars};
+use crate::demo::{bootstrapped_database, env_of, vars, LocalSnowflake};
 use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
 
 /// The source tables and their Snowflake targets (`sql/40_upsert_tables.sql`), columns in the
@@ -140,37 +139,17 @@ pub async fn run(opts: CdcOptions) -> Result<CdcReport, String> {
     let mut upserts = Vec::new();
     let mut clients = Vec::new();
     for (envelope, database) in &targets {
-        let snowflake_vars = vars(&[
-            ("SNOWFLAKE_ACCOUNT", "localtest"),
-            ("SNOWFLAKE_USER", "loader"),
-            ("SNOWFLAKE_URL", &opts.snowflake_url),
-            ("SNOWFLAKE_DATABASE", database),
-            ("SNOWFLAKE_SCHEMA", "SHOP"),
-            ("SNOWFLAKE_PRIVATE_KEY_FILE", &opts.key_file),
-        ]);
-        let client = SnowflakeClient::new(
-            SnowflakeConfig::from_env(&Env::new(&env_of(&snowflake_vars)))
-                .map_err(|e| e.to_string())?,
-            None,
+        let (client, snowflake_vars, _) = bootstrapped_database(
+            &LocalSnowflake {
+                url: &opts.snowflake_url,
+                key_file: &opts.key_file,
+                sql_dir: &opts.sql_dir,
+            },
+            database,
+            "SHOP",
+            &format!("s3://{bucket}/raw/"),
         )
-        .await
-        .map_err(|e| e.to_string())?;
-        let sql_vars: HashMap<String, String> = [
-            ("DATABASE", database.as_str()),
-            ("SCHEMA", "SHOP"),
-            ("STAGE_URL", &format!("s3://{bucket}/raw/")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        shared::snowflake::bootstrap::apply_dir(
-            &client,
-            &opts.sql_dir,
-            shared::snowflake::bootstrap::Profile::Local,
-            &shared::snowflake::bootstrap::with_defaults(&sql_vars),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let route_field = if *envelope == "dms" {
             "/metadata/table-name"
         } else {

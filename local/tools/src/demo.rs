@@ -50,7 +50,7 @@ pub struct DemoOptions {
     pub sql_dir: std::path::PathBuf,
 }
 
-type Vars = Vec<(String, String)>;
+pub(crate) type Vars = Vec<(String, String)>;
 
 pub(crate) fn vars(pairs: &[(&str, &str)]) -> Vars {
     pairs
@@ -61,6 +61,53 @@ pub(crate) fn vars(pairs: &[(&str, &str)]) -> Vars {
 
 pub(crate) fn env_of(vars: &Vars) -> Vec<(&str, &str)> {
     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Where the local Snowflake service is and what to apply to a new database.
+pub(crate) struct LocalSnowflake<'a> {
+    pub url: &'a str,
+    pub key_file: &'a str,
+    pub sql_dir: &'a std::path::Path,
+}
+
+/// A database on the local service with `sql/` applied (profile local): its client, the
+/// `SNOWFLAKE_*` variables a function needs to reach it, and how many statements were applied.
+pub(crate) async fn bootstrapped_database(
+    local: &LocalSnowflake<'_>,
+    database: &str,
+    schema: &str,
+    stage_url: &str,
+) -> Result<(SnowflakeClient, Vars, usize), String> {
+    let snowflake_vars = vars(&[
+        ("SNOWFLAKE_ACCOUNT", "localtest"),
+        ("SNOWFLAKE_USER", "loader"),
+        ("SNOWFLAKE_URL", local.url),
+        ("SNOWFLAKE_DATABASE", database),
+        ("SNOWFLAKE_SCHEMA", schema),
+        ("SNOWFLAKE_PRIVATE_KEY_FILE", local.key_file),
+    ]);
+    let config = SnowflakeConfig::from_env(&Env::new(&env_of(&snowflake_vars)))
+        .map_err(|e| e.to_string())?;
+    let client = SnowflakeClient::new(config, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sql_vars: HashMap<String, String> = [
+        ("DATABASE", database),
+        ("SCHEMA", schema),
+        ("STAGE_URL", stage_url),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let outcomes = shared::snowflake::bootstrap::apply_dir(
+        &client,
+        local.sql_dir,
+        shared::snowflake::bootstrap::Profile::Local,
+        &shared::snowflake::bootstrap::with_defaults(&sql_vars),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((client, snowflake_vars, outcomes.len()))
 }
 
 fn step(name: &str) {
@@ -130,39 +177,18 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     println!("streams {sensor_stream}, {order_stream}, {cdc_stream} (2 shards each); bucket {bucket}; queue {queue_url}");
 
     step("local Snowflake: apply sql/ (bootstrap)");
-    let snowflake_vars = vars(&[
-        ("SNOWFLAKE_ACCOUNT", "localtest"),
-        ("SNOWFLAKE_USER", "loader"),
-        ("SNOWFLAKE_URL", &opts.snowflake_url),
-        ("SNOWFLAKE_DATABASE", &database),
-        ("SNOWFLAKE_SCHEMA", schema),
-        ("SNOWFLAKE_PRIVATE_KEY_FILE", &opts.key_file),
-    ]);
-    let sf_config = SnowflakeConfig::from_env(&Env::new(&env_of(&snowflake_vars)))
-        .map_err(|e| e.to_string())?;
-    let snowflake = SnowflakeClient::new(sf_config, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sql_vars: HashMap<String, String> = [
-        ("DATABASE", database.as_str()),
-        ("SCHEMA", schema),
-        ("STAGE_URL", &format!("s3://{bucket}/raw/")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let outcomes = shared::snowflake::bootstrap::apply_dir(
-        &snowflake,
-        &opts.sql_dir,
-        shared::snowflake::bootstrap::Profile::Local,
-        &shared::snowflake::bootstrap::with_defaults(&sql_vars),
+    let (snowflake, snowflake_vars, applied) = bootstrapped_database(
+        &LocalSnowflake {
+            url: &opts.snowflake_url,
+            key_file: &opts.key_file,
+            sql_dir: &opts.sql_dir,
+        },
+        &database,
+        schema,
+        &format!("s3://{bucket}/raw/"),
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    println!(
-        "{} statements applied to {database}.{schema}",
-        outcomes.len()
-    );
+    .await?;
+    println!("{applied} statements applied to {database}.{schema}");
 
     step("functions, as Lambda would configure them");
     let with = |extra: &[(&str, &str)]| {

@@ -3,16 +3,15 @@
 //! point is the contrast the local service makes visible: MERGEs on one table queue behind its
 //! lock and are aborted past 20 waiters (`000625`), Snowpipe Streaming appends take no lock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::config::Env;
-use shared::snowflake::{SnowflakeClient, SnowflakeConfig, Statement};
+use shared::snowflake::Statement;
 use shared::upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
-use crate::demo::{env_of, vars, SENSOR_TABLES};
+use crate::demo::{bootstrapped_database, env_of, vars, LocalSnowflake, SENSOR_TABLES};
 use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
 use crate::loadgen::{self, Generator, Template};
 
@@ -105,37 +104,17 @@ async fn run_one(
         .await
         .map_err(|e| format!("create bucket: {e}"))?;
 
-    let snowflake_vars = vars(&[
-        ("SNOWFLAKE_ACCOUNT", "localtest"),
-        ("SNOWFLAKE_USER", "loader"),
-        ("SNOWFLAKE_URL", &opts.snowflake_url),
-        ("SNOWFLAKE_DATABASE", &database),
-        ("SNOWFLAKE_SCHEMA", "LOAD"),
-        ("SNOWFLAKE_PRIVATE_KEY_FILE", &opts.key_file),
-    ]);
-    let client = SnowflakeClient::new(
-        SnowflakeConfig::from_env(&Env::new(&env_of(&snowflake_vars)))
-            .map_err(|e| e.to_string())?,
-        None,
+    let (client, snowflake_vars, _) = bootstrapped_database(
+        &LocalSnowflake {
+            url: &opts.snowflake_url,
+            key_file: &opts.key_file,
+            sql_dir: &opts.sql_dir,
+        },
+        &database,
+        "LOAD",
+        &format!("s3://{bucket}/raw/"),
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    let sql_vars: HashMap<String, String> = [
-        ("DATABASE", database.as_str()),
-        ("SCHEMA", "LOAD"),
-        ("STAGE_URL", &format!("s3://{bucket}/raw/")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    shared::snowflake::bootstrap::apply_dir(
-        &client,
-        &opts.sql_dir,
-        shared::snowflake::bootstrap::Profile::Local,
-        &shared::snowflake::bootstrap::with_defaults(&sql_vars),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let mut all = snowflake_vars.clone();
     all.extend(vars(&[
         ("TABLE", "sensor_readings"),

@@ -3,12 +3,13 @@
 //!
 //! demo_cdc [--ops 20000] [--seed-rows 500] [--seed 7] [--redeliver-every 400] [--resend-every 7]
 
-use tools::args::Args;
+use tools::args::{Args, LocalStack};
 use tools::cdc::{print_report, run, CdcOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse(&[])?;
+    let local = LocalStack::from_env();
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -22,11 +23,9 @@ async fn main() -> Result<(), String> {
         python: args.get("python").unwrap_or(".venv/bin/python").into(),
         script: "local/tools/cdc.py".into(),
         sql_dir: args.get("sql-dir").unwrap_or("sql").into(),
-        snowflake_url: std::env::var("LOCAL_SF_URL")
-            .unwrap_or_else(|_| "http://127.0.0.1:8787".into()),
-        key_file: std::env::var("SNOWFLAKE_PRIVATE_KEY_FILE")
-            .unwrap_or_else(|_| "local/keys/snowflake_test_key.p8".into()),
-        region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        snowflake_url: local.snowflake_url,
+        key_file: local.key_file,
+        region: local.region,
         name: format!("cdc-demo-{seconds}"),
     };
     let report = run(opts).await?;

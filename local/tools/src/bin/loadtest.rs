@@ -3,12 +3,13 @@
 //!
 //! loadtest [--shards 1,4,16,32] [--records 6000] [--keys 2000] [--batch-size 100]
 
-use tools::args::Args;
+use tools::args::{Args, LocalStack};
 use tools::loadtest::{print_header, run, LoadTestOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse(&[])?;
+    let local = LocalStack::from_env();
     let shards = args
         .get("shards")
         .unwrap_or("1,4,16,32")
@@ -24,11 +25,9 @@ async fn main() -> Result<(), String> {
         records: args.parse_or("records", 6_000)?,
         keys: args.parse_or("keys", 2_000)?,
         batch_size: args.parse_or("batch-size", 100)?,
-        snowflake_url: std::env::var("LOCAL_SF_URL")
-            .unwrap_or_else(|_| "http://127.0.0.1:8787".into()),
-        key_file: std::env::var("SNOWFLAKE_PRIVATE_KEY_FILE")
-            .unwrap_or_else(|_| "local/keys/snowflake_test_key.p8".into()),
-        region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        snowflake_url: local.snowflake_url,
+        key_file: local.key_file,
+        region: local.region,
         sql_dir: args.get("sql-dir").unwrap_or("sql").into(),
     };
     println!(
