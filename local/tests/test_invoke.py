@@ -78,6 +78,29 @@ def invoke(name: str, event: dict | Path, env: dict, times: int = 1) -> tuple[in
     return out.returncode, [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr
 
 
+def emf_documents(logs: str) -> list[dict]:
+    """The EMF documents among the function's log lines, each checked against what the
+    specification requires (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html):
+    `_aws.Timestamp` in ms, directives with a Namespace, dimension sets naming string members and
+    metrics naming numeric members with a Unit."""
+    docs = []
+    for line in logs.splitlines():
+        if '"_aws"' not in line:
+            continue
+        doc = json.loads(line)
+        aws = doc["_aws"]
+        assert isinstance(aws["Timestamp"], int) and aws["Timestamp"] > 1_600_000_000_000
+        for d in aws["CloudWatchMetrics"]:
+            assert d["Namespace"] == "KinesisSnowflake"
+            for dims in d["Dimensions"]:
+                assert 1 <= len(dims) <= 30 and all(isinstance(doc[k], str) for k in dims)
+            assert 1 <= len(d["Metrics"]) <= 100
+            for m in d["Metrics"]:
+                assert isinstance(doc[m["Name"]], (int, float)) and m["Unit"] in ("Count", "Bytes", "Milliseconds")
+        docs.append(doc)
+    return docs
+
+
 def keys(world: dict) -> list[str]:
     return sorted(o["Key"] for o in world["s3"].list_objects_v2(Bucket=world["bucket"]).get("Contents", []))
 
@@ -92,6 +115,10 @@ def test_orchestrator_quarantines_bad_records_and_a_warm_second_invocation_write
     assert len([k for k in written if k.startswith("raw/sensor_readings/")]) == 1, written
     assert len([k for k in written if k.startswith("errors/orchestrator/")]) == 1, written
     assert '"records":6,"quarantined":4' in logs
+    docs = emf_documents(logs)
+    assert len(docs) == 2  # one per invocation
+    assert [(d["Function"], d["Table"], d["Records"], d["RecordsInObjects"], d["Quarantined"],
+             d["ReconciliationMismatches"]) for d in docs] == [("orchestrator", "sensor_readings", 6, 2, 4, 0)] * 2
 
 
 def test_upsert_lands_the_sample_and_answers_no_failures(aws_env, world, client):
@@ -100,6 +127,11 @@ def test_upsert_lands_the_sample_and_answers_no_failures(aws_env, world, client)
     code, results, logs = invoke("upsert", REPO / "events/kinesis-sensors.json", env, times=2)
     assert code == 0, logs
     assert [r["response"] for r in results] == [{"batchItemFailures": []}] * 2
+    # The replay sends the same statement with the same request id, and Snowflake answers it with
+    # the first execution's result: the second document reports what that one did.
+    docs = emf_documents(logs)
+    assert [(d["Function"], d["Table"], d["Records"], d["DuplicatesCollapsed"], d["RowsInserted"])
+            for d in docs] == [("upsert", "sensor_readings", 6, 3, 3)] * 2
     db = {"database": world["snowflake"]["SNOWFLAKE_DATABASE"], "schema": "RAW"}
     rows = client.run("SELECT SENSORID, CURRENTTEMPERATURE, STATUS FROM SENSOR_READINGS ORDER BY SENSORID", **db)
     assert rows["data"] == [["6", "66.0", "OK"], ["7", "95.0", "FAIL"], ["8", "40.0", "OK"]]
@@ -121,6 +153,8 @@ def test_loader_loads_the_orchestrators_object_from_an_sqs_notification(aws_env,
     assert results[0]["response"] == {"batchItemFailures": []}
     db = {"database": world["snowflake"]["SNOWFLAKE_DATABASE"], "schema": "RAW"}
     assert client.run("SELECT COUNT(*) FROM SENSOR_READINGS_RAW", **db)["data"] == [["2"]]
+    [doc] = emf_documents(logs)
+    assert (doc["Function"], doc["FilesLoaded"], doc["RowsLoaded"], doc["ReconciliationMismatches"]) == ("loader", 1, 2, 0)
 
 
 @pytest.mark.parametrize("name, missing", [("orchestrator", "RAW_BUCKET"), ("upsert", "SNOWFLAKE_ACCOUNT"),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod kinesis;
 pub mod load;
 pub mod logging;
+pub mod metrics;
 pub mod rawzone;
 pub mod runtime;
 /// Generated events for benchmarks, examples and the load generator; not part of the functions.

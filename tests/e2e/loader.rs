@@ -321,6 +321,16 @@ async fn orchestrator_files_arrive_by_sqs_and_load_exactly_once_with_lineage() {
         (2, 2, 0, 1, 2)
     );
     assert_eq!(outcome.rows_loaded, 5);
+    let emf = outcome.metrics("Test");
+    assert_eq!(
+        (
+            emf.get("FilesLoaded"),
+            emf.get("RowsLoaded"),
+            emf.get("FilesFailed"),
+            emf.get("ReconciliationMismatches")
+        ),
+        (Some(2.0), Some(5.0), Some(0.0), Some(0.0))
+    );
     assert_eq!(
         outcome.file_outcomes[sensor_key],
         FileOutcome::Loaded { rows: 3 }

@@ -290,6 +290,19 @@ async fn bad_records_are_quarantined_while_good_ones_land() {
         "bad records never fail the batch"
     );
     assert_eq!((outcome.records, outcome.quarantined), (5, 4));
+    // The invocation's EMF document counts what landed: 1 record in the data object, 4
+    // quarantined, everything accounted for.
+    let emf = outcome.metrics("Test", 1_709_623_000_000);
+    assert_eq!(
+        (
+            emf.get("Records"),
+            emf.get("RecordsInObjects"),
+            emf.get("Quarantined"),
+            emf.get("ObjectsWritten"),
+            emf.get("ReconciliationMismatches")
+        ),
+        (Some(5.0), Some(1.0), Some(4.0), Some(2.0), Some(0.0))
+    );
 
     let keys = list_keys(&s3, &bucket).await;
     let quarantine_key = "errors/orchestrator/2024/03/05/07/shardId-000000000000-1-5.ndjson.gz";

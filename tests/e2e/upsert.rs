@@ -234,6 +234,29 @@ async fn cdc_inserts_updates_and_deletes() {
         (4, 2, 2, 1, 0),
         "{t:?}"
     );
+    // The EMF document carries the same counts, for the orders table, with the lag from the
+    // newest arrival.
+    let emf = outcome.metrics("Test", (ARRIVAL * 1000.0) as i64 + 2_500);
+    let line: serde_json::Value = serde_json::from_str(&emf.to_line(1_732_200_002_500)).unwrap();
+    assert_eq!(line["Table"], "orders");
+    assert_eq!(
+        (
+            emf.get("Records"),
+            emf.get("RowsUpdated"),
+            emf.get("RowsDeleted"),
+            emf.get("DuplicatesCollapsed"),
+            emf.get("LagMs"),
+            emf.get("ReconciliationMismatches")
+        ),
+        (
+            Some(6.0),
+            Some(2.0),
+            Some(1.0),
+            Some(2.0),
+            Some(2500.0),
+            Some(0.0)
+        )
+    );
     assert_eq!(
         order_rows(&f).await,
         vec![

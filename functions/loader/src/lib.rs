@@ -63,6 +63,8 @@ pub struct Config {
     pub max_files_per_copy: usize,
     /// The `SNOWFLAKE_*` variables.
     pub snowflake: SnowflakeConfig,
+    /// CloudWatch namespace of the per-invocation EMF document (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -136,6 +138,7 @@ impl Config {
             deadline_margin,
             max_files_per_copy,
             snowflake: SnowflakeConfig::from_env(env)?,
+            metrics_namespace: shared::metrics::namespace_from_env(env)?,
         })
     }
 
@@ -232,6 +235,28 @@ pub struct Outcome {
     pub failed_message_ids: Vec<String>,
 }
 
+impl Outcome {
+    /// The invocation's EMF document; a partially loaded file is a reconciliation mismatch.
+    pub fn metrics(&self, namespace: &str) -> shared::metrics::Emf {
+        use shared::metrics::{Emf, Unit};
+        let table = (self.rows_by_table.len() == 1)
+            .then(|| self.rows_by_table.keys().next().map(String::as_str))
+            .flatten();
+        Emf::new(namespace, "loader")
+            .table(table)
+            .count("Messages", self.messages)
+            .count("MessagesFailed", self.messages_failed)
+            .count("Files", self.files)
+            .count("FilesLoaded", self.loaded)
+            .count("FilesAlreadyLoaded", self.already_loaded)
+            .count("FilesFailed", self.failed)
+            .count("FilesSkipped", self.skipped)
+            .metric("RowsLoaded", Unit::Count, self.rows_loaded as f64)
+            .count("Statements", self.statements)
+            .count("ReconciliationMismatches", self.partially_loaded)
+    }
+}
+
 /// The loader with its configuration and Snowflake client.
 pub struct Loader {
     config: Config,
@@ -265,7 +290,12 @@ impl Loader {
             event.context.deadline,
             self.config.deadline_margin,
         );
-        let (response, _) = self.handle_value(&event.payload, deadline).await?;
+        let (response, outcome) = self.handle_value(&event.payload, deadline).await?;
+        let now = shared::metrics::now_ms();
+        println!(
+            "{}",
+            outcome.metrics(&self.config.metrics_namespace).to_line(now)
+        );
         Ok(response)
     }
 

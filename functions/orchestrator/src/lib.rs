@@ -27,6 +27,8 @@ pub struct Config {
     /// or is waited for after it, so the response reporting the unconfirmed objects still
     /// reaches Lambda.
     pub deadline_margin: Duration,
+    /// CloudWatch namespace of the per-invocation EMF document (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -40,6 +42,7 @@ impl Config {
             raw_zone: RawZoneConfig::from_env(env)?,
             put_concurrency,
             deadline_margin,
+            metrics_namespace: shared::metrics::namespace_from_env(env)?,
         })
     }
 }
@@ -71,6 +74,40 @@ pub struct BatchOutcome {
     pub objects_unconfirmed: usize,
     pub bytes_in: usize,
     pub bytes_out: usize,
+    /// Records in the data objects (written or to be resent).
+    pub in_objects: usize,
+    /// The table of every record, when the batch had one.
+    pub table: Option<String>,
+    /// Arrival of the newest record, ms since the epoch.
+    pub newest_arrival_ms: Option<i64>,
+    /// 1 when records ≠ records in objects + quarantined (a bug, never data): logged as an error.
+    pub mismatches: usize,
+}
+
+impl BatchOutcome {
+    /// The invocation's EMF document.
+    pub fn metrics(&self, namespace: &str, now_ms: i64) -> shared::metrics::Emf {
+        use shared::metrics::{Emf, Unit};
+        let written_bytes = self.bytes_out as f64;
+        let mut emf = Emf::new(namespace, "orchestrator")
+            .table(self.table.as_deref())
+            .count("Records", self.records)
+            .count("RecordsInObjects", self.in_objects)
+            .count("Quarantined", self.quarantined)
+            .count("ObjectsWritten", self.objects_written)
+            .count("ObjectsFailed", self.objects_failed)
+            .metric("BytesIn", Unit::Bytes, self.bytes_in as f64)
+            .metric("BytesWritten", Unit::Bytes, written_bytes)
+            .count("ReconciliationMismatches", self.mismatches);
+        if let Some(arrival) = self.newest_arrival_ms {
+            emf = emf.metric(
+                "LagMs",
+                Unit::Milliseconds,
+                (now_ms - arrival).max(0) as f64,
+            );
+        }
+        emf
+    }
 }
 
 impl Orchestrator {
@@ -92,9 +129,15 @@ impl Orchestrator {
             event.context.deadline,
             self.config.deadline_margin,
         );
-        self.handle_body(event.payload.get(), deadline)
-            .await
-            .map(|(response, _)| response)
+        let (response, outcome) = self.handle_body(event.payload.get(), deadline).await?;
+        let now = shared::metrics::now_ms();
+        println!(
+            "{}",
+            outcome
+                .metrics(&self.config.metrics_namespace, now)
+                .to_line(now)
+        );
+        Ok(response)
     }
 
     /// Processes the event body as Lambda sends it; no put is started or waited for after
@@ -127,6 +170,24 @@ impl Orchestrator {
         let response = shared::kinesis::batch::kinesis_response(
             failures.iter().map(|(o, _)| o.min_sequence_number.as_str()),
         );
+        let in_objects: usize = plan.objects.iter().map(|o| o.records).sum();
+        let mut tables = plan.objects.iter().filter_map(|o| o.table.as_deref());
+        let table = tables
+            .next()
+            .filter(|first| tables.all(|t| t == *first))
+            .map(String::from);
+        let mismatches = usize::from(plan.records != in_objects + plan.quarantined);
+        if mismatches > 0 {
+            tracing::error!(
+                records = plan.records,
+                in_objects,
+                quarantined = plan.quarantined,
+                shard_id = records.first().map(|r| r.meta.shard_id.as_ref()),
+                first_sequence_number = records.first().map(|r| r.meta.sequence_number.as_ref()),
+                last_sequence_number = records.last().map(|r| r.meta.sequence_number.as_ref()),
+                "reconciliation mismatch: records read ≠ records in objects + quarantined"
+            );
+        }
         let outcome = BatchOutcome {
             records: plan.records,
             quarantined: plan.quarantined,
@@ -136,6 +197,10 @@ impl Orchestrator {
             objects_unconfirmed: unconfirmed,
             bytes_in: plan.bytes_in,
             bytes_out: plan.bytes_out(),
+            in_objects,
+            table,
+            newest_arrival_ms: records.iter().map(|r| r.meta.arrival_ms).max(),
+            mismatches,
         };
         tracing::info!(
             records = outcome.records,

@@ -53,6 +53,8 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// `WRITE_MODE`: `merge` (default) or `streaming` (Snowpipe Streaming into change tables).
     pub write_mode: WriteMode,
+    /// CloudWatch namespace of the per-invocation EMF document (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             max_bytes,
             deadline_margin,
             write_mode,
+            metrics_namespace: shared::metrics::namespace_from_env(env)?,
         })
     }
 }
@@ -150,6 +153,55 @@ pub struct BatchOutcome {
     /// reason.
     pub skipped: BTreeMap<&'static str, usize>,
     pub tables: BTreeMap<String, TableOutcome>,
+    /// Records that became rows (a DMS key change is one record and two rows).
+    pub mapped: usize,
+    /// Arrival of the newest record, ms since the epoch.
+    pub newest_arrival_ms: Option<i64>,
+    /// 1 when records ≠ mapped + quarantined at mapping + skipped (a bug, never data).
+    pub mismatches: usize,
+}
+
+impl BatchOutcome {
+    /// The invocation's EMF document; per table when the batch had one table.
+    pub fn metrics(&self, namespace: &str, now_ms: i64) -> shared::metrics::Emf {
+        use shared::metrics::{Emf, Unit};
+        let sum = |f: fn(&TableOutcome) -> u64| self.tables.values().map(f).sum::<u64>() as f64;
+        let table = (self.tables.len() == 1)
+            .then(|| self.tables.keys().next().map(String::as_str))
+            .flatten();
+        let mut emf = Emf::new(namespace, "upsert")
+            .table(table)
+            .count("Records", self.records)
+            .count("Quarantined", self.quarantined)
+            .count("Skipped", self.skipped.values().sum())
+            .metric(
+                "DuplicatesCollapsed",
+                Unit::Count,
+                sum(|t| t.duplicates as u64),
+            )
+            .metric("RowsInserted", Unit::Count, sum(|t| t.inserted))
+            .metric("RowsUpdated", Unit::Count, sum(|t| t.updated))
+            .metric("RowsDeleted", Unit::Count, sum(|t| t.deleted))
+            .metric("Statements", Unit::Count, sum(|t| t.statements as u64))
+            .metric(
+                "SnowflakeRequests",
+                Unit::Count,
+                sum(|t| u64::from(t.http_requests)),
+            )
+            .count(
+                "FailedTables",
+                self.tables.values().filter(|t| t.error.is_some()).count(),
+            )
+            .count("ReconciliationMismatches", self.mismatches);
+        if let Some(arrival) = self.newest_arrival_ms {
+            emf = emf.metric(
+                "LagMs",
+                Unit::Milliseconds,
+                (now_ms - arrival).max(0) as f64,
+            );
+        }
+        emf
+    }
 }
 
 pub struct Upsert {
@@ -188,9 +240,15 @@ impl Upsert {
             event.context.deadline,
             self.config.deadline_margin,
         );
-        self.handle_body(event.payload.get(), deadline)
-            .await
-            .map(|(response, _)| response)
+        let (response, outcome) = self.handle_body(event.payload.get(), deadline).await?;
+        let now = shared::metrics::now_ms();
+        println!(
+            "{}",
+            outcome
+                .metrics(&self.config.metrics_namespace, now)
+                .to_line(now)
+        );
+        Ok(response)
     }
 
     /// Processes the event body as Lambda sends it, finishing before `deadline`.
@@ -206,7 +264,22 @@ impl Upsert {
             by_table,
             mut rejected,
             skipped,
+            mapped,
         } = map_records(&self.config, &records);
+        let accounted = mapped + rejected.len() + skipped.values().sum::<usize>();
+        let mismatches = usize::from(accounted != records.len());
+        if mismatches > 0 {
+            tracing::error!(
+                records = records.len(),
+                mapped,
+                quarantined = rejected.len(),
+                skipped = ?skipped,
+                shard_id = records.first().map(|r| r.meta.shard_id.as_ref()),
+                first_sequence_number = records.first().map(|r| r.meta.sequence_number.as_ref()),
+                last_sequence_number = records.last().map(|r| r.meta.sequence_number.as_ref()),
+                "reconciliation mismatch: records read ≠ mapped + quarantined + skipped"
+            );
+        }
 
         let mut failed: Vec<String> = Vec::new();
         let merges = by_table.into_iter().map(|(table, candidates)| async move {
@@ -226,6 +299,9 @@ impl Upsert {
             records: records.len(),
             skipped,
             tables: BTreeMap::new(),
+            mapped,
+            newest_arrival_ms: records.iter().map(|r| r.meta.arrival_ms).max(),
+            mismatches,
             ..BatchOutcome::default()
         };
         for (table, lowest, result) in futures_util::future::join_all(merges).await {
@@ -389,6 +465,8 @@ pub struct Mapping<'r> {
     pub rejected: Vec<Rejected<'r>>,
     /// Counts by [`Skip::reason`].
     pub skipped: BTreeMap<&'static str, usize>,
+    /// Records that became one or more rows.
+    pub mapped: usize,
 }
 
 /// Routes, maps and coerces every record; what does not fit is rejected with its reason, and
@@ -398,6 +476,7 @@ pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> Map
         by_table: BTreeMap::new(),
         rejected: Vec::new(),
         skipped: BTreeMap::new(),
+        mapped: 0,
     };
     let mut parser = config.extractor.parser();
     let tombstones = config.tables.any_debezium();
@@ -435,6 +514,7 @@ pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> Map
                     Mapped::Row(row) => (row, None),
                     Mapped::Rekey { old, new } => (old, Some(new)),
                 };
+                out.mapped += 1;
                 let candidates = out.by_table.entry(table.to_string()).or_default();
                 for row in std::iter::once(first).chain(second) {
                     candidates.push(Candidate {
@@ -731,6 +811,7 @@ mod tests {
             by_table,
             rejected,
             skipped,
+            ..
         } = map_records(config, &records);
         let mut rows = Vec::new();
         for (table, candidates) in by_table {
