@@ -405,14 +405,37 @@ def test_alarms_on_iterator_age_dlq_depth_and_errors(t):
     alarms = _alarms(t)
     for a in alarms:
         assert a["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    iterator_age = {_dimension(a, "FunctionName")["Ref"] for a in alarms if a["MetricName"] == "IteratorAge"}
+    iterator_age = {_dimension(a, "FunctionName")["Ref"] for a in alarms if a.get("MetricName") == "IteratorAge"}
     assert iterator_age == set(KINESIS_FUNCTIONS)
-    errors = {_dimension(a, "FunctionName")["Ref"] for a in alarms if a["MetricName"] == "Errors"}
+    errors = {_dimension(a, "FunctionName")["Ref"] for a in alarms if a.get("MetricName") == "Errors"}
     assert errors == set(FUNCTIONS)
     depth = {getatt_target(_dimension(a, "QueueName")) for a in alarms
-             if a["MetricName"] == "ApproximateNumberOfMessagesVisible"}
+             if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"}
     assert depth == {"NotificationDlq", "KinesisFailureQueue"}
     assert res(t, "AlarmEmailSubscription")["Condition"] == "HasAlarmEmail"
+
+
+def test_alarms_and_dashboard_on_the_functions_own_metrics(t):
+    """Every custom metric an alarm reads is in the namespace the functions write to
+    (METRICS_NAMESPACE) and names a function that emits it."""
+    emitted = {"Quarantined": {"orchestrator", "upsert"}, "ReconciliationMismatches": {"orchestrator", "upsert", "loader"},
+               "FilesFailed": {"loader"}, "LagMs": {"orchestrator", "upsert"}}
+    seen: dict[str, set] = {}
+    for alarm in _alarms(t):
+        stats = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+        if alarm.get("Namespace") == {"Ref": "MetricsNamespace"}:
+            stats.append(alarm)
+        for m in stats:
+            if m["Namespace"] != {"Ref": "MetricsNamespace"}:
+                continue
+            [dim] = m["Dimensions"]
+            assert dim["Name"] == "Function"
+            seen.setdefault(m["MetricName"], set()).add(dim["Value"])
+    assert seen == emitted
+    for fn in FUNCTIONS:
+        env = res(t, fn)["Properties"]["Environment"]["Variables"]
+        assert env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    assert res(t, "Dashboard")["Type"] == "AWS::CloudWatch::Dashboard"
 
 
 def test_outputs(t):
