@@ -87,6 +87,10 @@ impl Emf {
             .map(|(_, _, v)| *v)
     }
 
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.metrics.iter().map(|(n, _, _)| *n)
     }

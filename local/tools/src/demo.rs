@@ -110,6 +110,48 @@ pub(crate) async fn bootstrapped_database(
     Ok((client, snowflake_vars, outcomes.len()))
 }
 
+/// EMF values per (function, metric): sums, and the maximum for `LagMs`.
+#[derive(Default)]
+struct MetricTotals(std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), f64>>);
+
+impl MetricTotals {
+    fn add(&self, emf: &shared::metrics::Emf) {
+        let function = emf.function().to_string();
+        let mut totals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for name in emf.names() {
+            let v = emf.get(name).unwrap_or(0.0);
+            let slot = totals.entry((function.clone(), name)).or_insert(0.0);
+            *slot = if name == "LagMs" {
+                slot.max(v)
+            } else {
+                *slot + v
+            };
+        }
+    }
+
+    fn print(&self) {
+        let totals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut function = "";
+        for ((f, name), v) in totals.iter() {
+            if f != function {
+                function = f;
+                print!("\n{f:<13}");
+            }
+            print!(" {name}={v}");
+        }
+        println!();
+        let mismatches: f64 = totals
+            .iter()
+            .filter(|((_, n), _)| *n == "ReconciliationMismatches")
+            .map(|(_, v)| v)
+            .sum();
+        println!(
+            "reconciliation: {} (read = landed + quarantined + skipped in every batch; no partially loaded file)",
+            if mismatches == 0.0 { "every record accounted for".to_string() } else { format!("{mismatches} MISMATCHES") }
+        );
+    }
+}
+
 fn step(name: &str) {
     println!("\n== {name}");
 }
@@ -254,37 +296,47 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         on_failure_queue: Some(on_failure.clone()),
     };
     let deadline = || Instant::now() + Duration::from_secs(60);
+    // Each invocation's EMF document, as the functions print it in Lambda, added up per function.
+    let metrics = Arc::new(MetricTotals::default());
     let orchestrator_invoke = |o: Arc<orchestrator::Orchestrator>| -> KinesisInvoke {
+        let metrics = metrics.clone();
         Arc::new(move |body: String| {
-            let o = o.clone();
+            let (o, metrics) = (o.clone(), metrics.clone());
             Box::pin(async move {
-                o.handle_body(&body, deadline())
+                let (r, outcome) = o
+                    .handle_body(&body, deadline())
                     .await
-                    .map(|(r, _)| r)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                metrics.add(&outcome.metrics("KinesisSnowflake", shared::metrics::now_ms()));
+                Ok(r)
             })
         })
     };
     let upsert_invoke = |u: Arc<upsert::Upsert>| -> KinesisInvoke {
+        let metrics = metrics.clone();
         Arc::new(move |body: String| {
-            let u = u.clone();
+            let (u, metrics) = (u.clone(), metrics.clone());
             Box::pin(async move {
-                u.handle_body(&body, deadline())
+                let (r, outcome) = u
+                    .handle_body(&body, deadline())
                     .await
-                    .map(|(r, _)| r)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                metrics.add(&outcome.metrics("KinesisSnowflake", shared::metrics::now_ms()));
+                Ok(r)
             })
         })
     };
     let loader_invoke: SqsInvoke = {
-        let l = loader.clone();
+        let (l, metrics) = (loader.clone(), metrics.clone());
         Arc::new(move |event| {
-            let l = l.clone();
+            let (l, metrics) = (l.clone(), metrics.clone());
             Box::pin(async move {
-                l.handle_value(&event, deadline())
+                let (r, outcome) = l
+                    .handle_value(&event, deadline())
                     .await
-                    .map(|(r, _)| r)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                metrics.add(&outcome.metrics("KinesisSnowflake"));
+                Ok(r)
             })
         })
     };
@@ -472,6 +524,9 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
             c.retries.load(Ordering::SeqCst)
         );
     }
+
+    step("metrics the functions emitted (EMF, summed over invocations; lag is the maximum)");
+    metrics.print();
 
     step("timings");
     let records: u64 = total_put.values().sum();
