@@ -98,7 +98,7 @@ async fn loader_for(bucket: &str, db: &str, extra: &[(&str, &str)]) -> Loader {
     let client = shared::snowflake::SnowflakeClient::new(config.snowflake.clone(), None)
         .await
         .expect("snowflake client");
-    Loader::new(config, client)
+    Loader::new(config, client).with_row_counts(Some(support::s3().await))
 }
 
 fn deadline() -> Instant {
@@ -604,6 +604,58 @@ async fn keys_outside_the_prefix_are_skipped_and_odd_names_load() {
         .await
         .is_err());
     assert_eq!(sensor_rows(&stack).await.len(), 2);
+}
+
+/// A file whose writer recorded 5 rows loads 3: the load stands (the rows are there), the
+/// difference is a reconciliation mismatch in the outcome and the metric (and an error log).
+#[tokio::test]
+async fn a_file_with_fewer_rows_than_its_writer_recorded_is_a_reconciliation_mismatch() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-rowcount").await;
+    let short = "raw/sensor_readings/2024/03/05/07/short.ndjson.gz";
+    let whole = "raw/sensor_readings/2024/03/05/07/whole.ndjson.gz";
+    for (key, rows, recorded) in [(short, 3u32, "5"), (whole, 1, "1")] {
+        let lines: String = (1..=rows)
+            .map(|i| format!("{}\n", ndjson_line(30 + i, key, i)))
+            .collect();
+        stack
+            .s3
+            .put_object()
+            .bucket(&stack.bucket)
+            .key(key)
+            .metadata("row-count", recorded)
+            .body(gzip(&lines).into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let records: Vec<Value> = [short, whole]
+        .iter()
+        .map(|k| {
+            json!({"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventName": "ObjectCreated:Put", "userIdentity": {"principalId": "x"},
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": stack.bucket, "arn": format!("arn:aws:s3:::{}", stack.bucket)},
+                       "object": {"key": k, "size": 100}}})
+        })
+        .collect();
+    let event = json!({ "Records": records });
+    let (_, outcome) = stack
+        .loader
+        .handle_body(&event.to_string(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.loaded,
+            outcome.rows_loaded,
+            outcome.row_count_mismatches
+        ),
+        (2, 4, 1)
+    );
+    assert_eq!(
+        outcome.metrics("Test").get("ReconciliationMismatches"),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]

@@ -71,6 +71,11 @@ async fn ndjson_gzip_batch_lands_under_deterministic_keys() {
     let object = get_object(&s3, &bucket, key).await;
     assert_eq!(object.content_type(), Some("application/x-ndjson"));
     assert_eq!(object.content_encoding(), Some("gzip"));
+    assert_eq!(
+        object.metadata().and_then(|m| m.get("row-count")),
+        Some(&"3".to_string()),
+        "the row count the loader reconciles against"
+    );
     let rows = lines(
         &get_bytes(&s3, &bucket, key).await,
         Compression::Gzip { level: 0 },

@@ -220,6 +220,9 @@ pub struct Outcome {
     pub loaded: usize,
     pub already_loaded: usize,
     pub partially_loaded: usize,
+    /// Loaded files whose row count differs from the one their writer recorded
+    /// (`x-amz-meta-row-count`): a reconciliation mismatch.
+    pub row_count_mismatches: usize,
     pub failed: usize,
     /// Objects outside the bucket/prefix or with keys the layout cannot read.
     pub skipped: usize,
@@ -253,7 +256,10 @@ impl Outcome {
             .count("FilesSkipped", self.skipped)
             .metric("RowsLoaded", Unit::Count, self.rows_loaded as f64)
             .count("Statements", self.statements)
-            .count("ReconciliationMismatches", self.partially_loaded)
+            .count(
+                "ReconciliationMismatches",
+                self.partially_loaded + self.row_count_mismatches,
+            )
     }
 }
 
@@ -261,6 +267,9 @@ impl Outcome {
 pub struct Loader {
     config: Config,
     client: SnowflakeClient,
+    /// Reads the row count the orchestrator recorded on each object; made at the first
+    /// reconciliation, not at init (the loader needs no AWS client otherwise).
+    row_counts: Option<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
 }
 
 struct PendingFile {
@@ -273,11 +282,79 @@ impl Loader {
     pub async fn from_env() -> Result<Self, lambda_runtime::Error> {
         let config = Config::from_env(&Env::new(&ProcessEnv))?;
         let client = SnowflakeClient::new(config.snowflake.clone(), None).await?;
-        Ok(Self::new(config, client))
+        Ok(Self::new(config, client).with_row_counts(None))
     }
 
     pub fn new(config: Config, client: SnowflakeClient) -> Self {
-        Self { config, client }
+        Self {
+            config,
+            client,
+            row_counts: None,
+        }
+    }
+
+    /// Compares each loaded file's rows with the count its writer recorded in the object's
+    /// metadata, through `s3` (or a client made from the default AWS configuration when first
+    /// needed).
+    pub fn with_row_counts(mut self, s3: Option<aws_sdk_s3::Client>) -> Self {
+        self.row_counts = Some(match s3 {
+            Some(c) => tokio::sync::OnceCell::new_with(Some(c)),
+            None => tokio::sync::OnceCell::new(),
+        });
+        self
+    }
+
+    /// Files whose loaded rows differ from their recorded row count. Objects without one
+    /// (written by other tools) and failed look-ups are not mismatches; the latter are logged.
+    async fn reconcile_row_counts(&self, out: &Outcome) -> usize {
+        let Some(cell) = &self.row_counts else {
+            return 0;
+        };
+        let loaded: Vec<(&String, u64)> = out
+            .file_outcomes
+            .iter()
+            .filter_map(|(key, o)| match o {
+                FileOutcome::Loaded { rows } | FileOutcome::PartiallyLoaded { rows, .. } => {
+                    Some((key, *rows))
+                }
+                _ => None,
+            })
+            .collect();
+        if loaded.is_empty() {
+            return 0;
+        }
+        let s3 = cell
+            .get_or_init(|| async { shared::aws::s3_client(&shared::aws::load_config().await) })
+            .await;
+        let bucket = &self.config.bucket;
+        let heads = loaded.iter().map(|(key, rows)| async move {
+            let recorded = s3
+                .head_object()
+                .bucket(bucket)
+                .key(key.as_str())
+                .send()
+                .await
+                .map(|h| {
+                    h.metadata()
+                        .and_then(|m| m.get("row-count"))
+                        .and_then(|v| v.parse::<u64>().ok())
+                });
+            (key, *rows, recorded)
+        });
+        let mut mismatches = 0;
+        for (key, rows, recorded) in futures_util::future::join_all(heads).await {
+            match recorded {
+                Ok(Some(expected)) if expected != rows => {
+                    mismatches += 1;
+                    tracing::error!(key = %key, rows_recorded = expected, rows_loaded = rows, "reconciliation mismatch: the file loaded a different number of rows than its writer recorded");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "row count of a loaded file could not be read; not reconciled")
+                }
+            }
+        }
+        mismatches
     }
 
     pub fn config(&self) -> &Config {
@@ -450,6 +527,7 @@ impl Loader {
             }
         }
 
+        out.row_count_mismatches = self.reconcile_row_counts(&out).await;
         out.messages_failed = item_failed.iter().filter(|f| f.is_some()).count();
         let response = match invocation.trigger {
             Trigger::Sqs => {
@@ -491,6 +569,7 @@ impl Loader {
             loaded = out.loaded,
             already_loaded = out.already_loaded,
             partially_loaded = out.partially_loaded,
+            row_count_mismatches = out.row_count_mismatches,
             failed = out.failed,
             skipped = out.skipped,
             statements = out.statements,

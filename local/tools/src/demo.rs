@@ -275,14 +275,17 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         snowflake.clone(),
         s3.clone(),
     ));
-    let loader = Arc::new(loader::Loader::new(
-        loader::Config::from_env(&Env::new(&env_of(&with(&[
-            ("RAW_BUCKET", &bucket),
-            ("RAW_PREFIX", "raw"),
-        ]))))
-        .map_err(|e| e.to_string())?,
-        snowflake.clone(),
-    ));
+    let loader = Arc::new(
+        loader::Loader::new(
+            loader::Config::from_env(&Env::new(&env_of(&with(&[
+                ("RAW_BUCKET", &bucket),
+                ("RAW_PREFIX", "raw"),
+            ]))))
+            .map_err(|e| e.to_string())?,
+            snowflake.clone(),
+        )
+        .with_row_counts(Some(s3.clone())),
+    );
     println!("orchestrator: sensors → NDJSON+gzip, orders → CSV+zstd; upsert: SENSOR_READINGS, ORDERS (CDC); loader: raw zone → *_RAW");
 
     step("event source mappings (batch 500, window 1 s, 3 retries, on-failure queue)");

@@ -36,6 +36,8 @@ pub async fn put_object(
         .bucket(bucket)
         .key(&object.key)
         .content_type(object.content_type)
+        // What the loader reconciles COPY's rows_loaded against (x-amz-meta-row-count).
+        .metadata("row-count", object.records.to_string())
         .body(ByteStream::from(object.body.clone()));
     if let Some(enc) = object.content_encoding {
         req = req.content_encoding(enc);
