@@ -12,6 +12,7 @@ mod loader;
 mod orchestrator;
 mod pipeline;
 mod quarantine;
+mod redrive;
 mod snowflake_client;
 mod streaming;
 mod upsert;

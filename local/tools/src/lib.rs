@@ -9,3 +9,4 @@ pub mod esm;
 pub mod events;
 pub mod loadgen;
 pub mod loadtest;
+pub mod redrive;

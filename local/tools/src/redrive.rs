@@ -1,0 +1,219 @@
+//! `redrive`: quarantined records through a function again, with its current configuration.
+//!
+//! Each quarantine object (`errors/<function>/…`, one gzip NDJSON line per record with its
+//! lineage and the original bytes, see `shared::rawzone::quarantine`) becomes the Kinesis event
+//! its records arrived in, and the function's own handler runs it: what fits now lands; what
+//! still does not is quarantined again by the handler, with today's reason. The original object
+//! is deleted once the handler has accepted the batch, unless the handler wrote its new
+//! quarantine to the same key (then that object now holds only what still does not fit).
+//! KPL sub-records come back as plain records of their aggregate's sequence number.
+
+use std::io::Read as _;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::events::{kinesis_event, KinesisRecordIn};
+
+/// Which handler runs the records.
+pub enum Target {
+    Orchestrator(Box<orchestrator::Orchestrator>),
+    Upsert(Box<upsert::Upsert>),
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RedriveReport {
+    pub objects: usize,
+    pub records: usize,
+    /// Records that did not fit again (quarantined anew).
+    pub still_quarantined: usize,
+    /// Original objects removed (everything in them was handled).
+    pub deleted: usize,
+    /// Objects whose batch the handler did not accept (left untouched).
+    pub failed: usize,
+}
+
+/// One quarantine line as a record to send again.
+struct Line {
+    stream: String,
+    shard_id: String,
+    sequence_number: String,
+    partition_key: String,
+    arrival_secs: f64,
+    data: Vec<u8>,
+}
+
+fn parse_line(line: &str) -> Result<Line, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let m = &v["metadata"];
+    let text = |k: &str| {
+        m[k].as_str()
+            .map(String::from)
+            .ok_or_else(|| format!("metadata.{k} is missing"))
+    };
+    let data = match (v["payload"].as_str(), v["payload_base64"].as_str()) {
+        (Some(p), _) => p.as_bytes().to_vec(),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("payload_base64: {e}"))?,
+        _ => return Err("no payload".into()),
+    };
+    let arrival_secs = chrono::DateTime::parse_from_rfc3339(&text("arrival_time")?)
+        .map(|t| t.timestamp_millis() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    Ok(Line {
+        stream: text("stream")?,
+        shard_id: text("shard_id")?,
+        sequence_number: text("sequence_number")?,
+        partition_key: text("partition_key")?,
+        arrival_secs,
+        data,
+    })
+}
+
+/// Redrives every quarantine object under `prefix`; with `dry_run` only counts them.
+pub async fn run(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    target: &Target,
+    region: &str,
+    dry_run: bool,
+) -> Result<RedriveReport, String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "list {bucket}/{prefix}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(String::from)),
+        );
+        token = page.next_continuation_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut report = RedriveReport::default();
+    let total = keys.len();
+    for (i, key) in keys.iter().enumerate() {
+        let object = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| format!("get {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+        let etag = object.e_tag().map(String::from);
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| format!("read {key}: {e}"))?
+            .into_bytes();
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .map_err(|e| format!("{key} is not gzip NDJSON: {e}"))?;
+        let lines: Vec<Line> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(parse_line)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{key}: {e}"))?;
+        report.objects += 1;
+        report.records += lines.len();
+        println!(
+            "[{}/{total}] {key}: {} record(s){}",
+            i + 1,
+            lines.len(),
+            if dry_run { " (dry run)" } else { "" }
+        );
+        if dry_run || lines.is_empty() {
+            continue;
+        }
+        let first = &lines[0];
+        let records: Vec<KinesisRecordIn<'_>> = lines
+            .iter()
+            .map(|l| KinesisRecordIn {
+                sequence_number: &l.sequence_number,
+                partition_key: &l.partition_key,
+                data: &l.data,
+                arrival_secs: l.arrival_secs,
+            })
+            .collect();
+        let arn = format!(
+            "arn:aws:kinesis:{region}:000000000000:stream/{}",
+            first.stream
+        );
+        let event = kinesis_event(region, &arn, &first.shard_id, &records);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let (failures, quarantined) = match target {
+            Target::Orchestrator(o) => o
+                .handle_body(&event, deadline)
+                .await
+                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
+                .map_err(|e| e.to_string()),
+            Target::Upsert(u) => u
+                .handle_body(&event, deadline)
+                .await
+                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
+                .map_err(|e| e.to_string()),
+        }
+        .map_err(|e| format!("{key}: the handler failed: {e}"))?;
+        if failures > 0 {
+            println!("    not accepted (the handler reported a retry); left as it is");
+            report.failed += 1;
+            continue;
+        }
+        report.still_quarantined += quarantined;
+        // Rewritten in place when the records still quarantined have the same key.
+        let rewritten = quarantined > 0
+            && s3
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .ok()
+                .and_then(|h| h.e_tag().map(String::from))
+                != etag;
+        if !rewritten {
+            s3.delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "delete {key}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    )
+                })?;
+            report.deleted += 1;
+        }
+        println!(
+            "    landed {}, quarantined again {quarantined}{}",
+            lines.len() - quarantined,
+            if rewritten {
+                " (in the same object)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(report)
+}

@@ -1,0 +1,97 @@
+//! `redrive`: records quarantined under a broken mapping land once the mapping is fixed; a
+//! record that still does not fit is quarantined again with today's reason, and the original
+//! quarantine object is gone.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{self, rows};
+use crate::upsert::{upsert_for, ORDERS};
+
+#[tokio::test]
+async fn quarantined_records_land_after_the_fix_and_what_still_does_not_fit_stays() {
+    let _g = support::snowflake_shared().await;
+    let db = support::bootstrapped_database("REDRIVE", "s3://unused/raw/").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("redrive");
+    support::create_bucket(&s3, &bucket).await;
+    let broken = ORDERS.replace(r#""path":"/order_id""#, r#""path":"/id""#);
+    assert_ne!(broken, ORDERS);
+    let before = upsert_for(
+        &db,
+        &bucket,
+        &[("TABLE", "orders"), ("UPSERT_TABLES", &broken)],
+        None,
+    )
+    .await;
+    let event = support::kinesis_event(
+        "orders",
+        "shardId-000000000003",
+        &[
+            ("1", "1", br#"{"op":"c","order_id":1,"status":"NEW","amount":5,"customer":"a","updated_at":"2024-11-21T10:00:00Z"}"#),
+            ("2", "x", br#"{"op":"c","order_id":"x","status":"NEW","amount":5,"customer":"b","updated_at":"2024-11-21T10:00:00Z"}"#),
+        ],
+        1_732_200_000.0,
+    );
+    let (response, outcome) = before
+        .handle_body(&event, Instant::now() + Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.quarantined, 2);
+    let quarantined = support::list_keys(&s3, &bucket).await;
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+
+    // The mapping is fixed; redrive runs the quarantined batch through the fixed function.
+    let fixed = upsert_for(
+        &db,
+        &bucket,
+        &[("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)],
+        None,
+    )
+    .await;
+    let target = tools::redrive::Target::Upsert(Box::new(fixed));
+    let dry = tools::redrive::run(&s3, &bucket, "errors/upsert/", &target, "us-east-1", true)
+        .await
+        .unwrap();
+    assert_eq!((dry.objects, dry.records, dry.deleted), (1, 2, 0));
+    assert_eq!(
+        support::list_keys(&s3, &bucket).await,
+        quarantined,
+        "a dry run changes nothing"
+    );
+    let report = tools::redrive::run(&s3, &bucket, "errors/upsert/", &target, "us-east-1", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.objects,
+            report.records,
+            report.still_quarantined,
+            report.deleted,
+            report.failed
+        ),
+        (1, 2, 1, 1, 0)
+    );
+    let client = support::snowflake_client(&db, "S").await;
+    assert_eq!(
+        rows(&client, "SELECT ORDER_ID, STATUS, CUSTOMER FROM ORDERS").await,
+        vec![vec![
+            Some("1".to_string()),
+            Some("NEW".to_string()),
+            Some("a".to_string())
+        ]]
+    );
+    let now = support::list_keys(&s3, &bucket).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, quarantined, "the original object is gone");
+    let lines = support::rejected_lines(&s3, &bucket, &now[0]).await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["metadata"]["sequence_number"], "2");
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected a number"),
+        "{lines:?}"
+    );
+}
