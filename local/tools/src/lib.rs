@@ -3,6 +3,7 @@
 //! table-equality run.
 
 pub mod args;
+pub mod backfill;
 pub mod cdc;
 pub mod demo;
 pub mod esm;
