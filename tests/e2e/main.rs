@@ -13,6 +13,7 @@ mod orchestrator;
 mod pipeline;
 mod quarantine;
 mod redrive;
+mod replay;
 mod snowflake_client;
 mod streaming;
 mod upsert;

@@ -11,3 +11,4 @@ pub mod events;
 pub mod loadgen;
 pub mod loadtest;
 pub mod redrive;
+pub mod replay;
