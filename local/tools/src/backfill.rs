@@ -26,32 +26,7 @@ pub async fn run(
     chunk: usize,
     dry_run: bool,
 ) -> Result<BackfillReport, String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "list {bucket}/{prefix}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
-                )
-            })?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(String::from)),
-        );
-        token = page.next_continuation_token().map(String::from);
-        if token.is_none() {
-            break;
-        }
-    }
+    let keys = crate::demo::list(s3, bucket, prefix).await?;
     let mut report = BackfillReport {
         objects: keys.len(),
         ..BackfillReport::default()

@@ -596,7 +596,12 @@ async fn print_rows(client: &SnowflakeClient, sql: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn list(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+/// Every key under `prefix`, following continuation tokens.
+pub(crate) async fn list(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, String> {
     let mut keys = Vec::new();
     let mut token = None;
     loop {
@@ -607,7 +612,12 @@ async fn list(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec
             .set_continuation_token(token)
             .send()
             .await
-            .map_err(|e| format!("list: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "list {bucket}/{prefix}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
         keys.extend(
             page.contents()
                 .iter()

@@ -259,18 +259,8 @@ impl ShardPoller {
 
     /// Invokes the handler; `Some(sequence number)` when the batch must be resent from there.
     async fn deliver(&self, batch: &[Record]) -> Option<String> {
-        let records: Vec<KinesisRecordIn<'_>> = batch
-            .iter()
-            .map(|r| KinesisRecordIn {
-                sequence_number: r.sequence_number(),
-                partition_key: r.partition_key().unwrap_or_default(),
-                data: r.data().as_ref(),
-                arrival_secs: r
-                    .approximate_arrival_timestamp()
-                    .map(|t| t.as_secs_f64())
-                    .unwrap_or(0.0),
-            })
-            .collect();
+        let records: Vec<KinesisRecordIn<'_>> =
+            batch.iter().map(KinesisRecordIn::from_record).collect();
         let body = kinesis_event(&self.region, &self.arn, &self.shard_id, &records);
         self.counters.invocations.fetch_add(1, Ordering::SeqCst);
         self.counters

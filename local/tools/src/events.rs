@@ -12,6 +12,20 @@ pub struct KinesisRecordIn<'a> {
     pub arrival_secs: f64,
 }
 
+impl<'a> KinesisRecordIn<'a> {
+    pub fn from_record(r: &'a aws_sdk_kinesis::types::Record) -> Self {
+        Self {
+            sequence_number: r.sequence_number(),
+            partition_key: r.partition_key().unwrap_or_default(),
+            data: r.data().as_ref(),
+            arrival_secs: r
+                .approximate_arrival_timestamp()
+                .map(|t| t.as_secs_f64())
+                .unwrap_or(0.0),
+        }
+    }
+}
+
 /// The event body Lambda sends for a Kinesis batch of one shard.
 pub fn kinesis_event(
     region: &str,

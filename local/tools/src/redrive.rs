@@ -22,6 +22,25 @@ pub enum Target {
     Upsert(Box<upsert::Upsert>),
 }
 
+impl Target {
+    /// The named function, configured from the environment as Lambda would.
+    pub async fn from_env(function: &str) -> Result<Self, String> {
+        Ok(match function {
+            "upsert" => Target::Upsert(Box::new(
+                upsert::Upsert::from_env()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )),
+            "orchestrator" => Target::Orchestrator(Box::new(
+                orchestrator::Orchestrator::from_env()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )),
+            other => return Err(format!("--function {other:?}: upsert or orchestrator")),
+        })
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RedriveReport {
     pub objects: usize,
@@ -81,32 +100,7 @@ pub async fn run(
     region: &str,
     dry_run: bool,
 ) -> Result<RedriveReport, String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "list {bucket}/{prefix}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
-                )
-            })?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(String::from)),
-        );
-        token = page.next_continuation_token().map(String::from);
-        if token.is_none() {
-            break;
-        }
-    }
+    let keys = crate::demo::list(s3, bucket, prefix).await?;
     let mut report = RedriveReport::default();
     let total = keys.len();
     for (i, key) in keys.iter().enumerate() {

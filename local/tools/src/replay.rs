@@ -118,18 +118,8 @@ pub async fn run(
                 show_again(sqs, queue_url, m).await;
                 continue;
             }
-            let inputs: Vec<KinesisRecordIn<'_>> = records
-                .iter()
-                .map(|r| KinesisRecordIn {
-                    sequence_number: r.sequence_number(),
-                    partition_key: r.partition_key().unwrap_or_default(),
-                    data: r.data().as_ref(),
-                    arrival_secs: r
-                        .approximate_arrival_timestamp()
-                        .map(|t| t.as_secs_f64())
-                        .unwrap_or(0.0),
-                })
-                .collect();
+            let inputs: Vec<KinesisRecordIn<'_>> =
+                records.iter().map(KinesisRecordIn::from_record).collect();
             let event = kinesis_event(region, &info.stream_arn, &info.shard_id, &inputs);
             let deadline = Instant::now() + Duration::from_secs(240);
             let accepted = match target {

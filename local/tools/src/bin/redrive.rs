@@ -19,19 +19,7 @@ async fn main() -> Result<(), String> {
         .get("prefix")
         .map(String::from)
         .unwrap_or_else(|| format!("errors/{function}/"));
-    let target = match function {
-        "upsert" => Target::Upsert(Box::new(
-            upsert::Upsert::from_env()
-                .await
-                .map_err(|e| e.to_string())?,
-        )),
-        "orchestrator" => Target::Orchestrator(Box::new(
-            orchestrator::Orchestrator::from_env()
-                .await
-                .map_err(|e| e.to_string())?,
-        )),
-        other => return Err(format!("--function {other:?}: upsert or orchestrator")),
-    };
+    let target = Target::from_env(function).await?;
     let aws = shared::aws::load_config().await;
     let s3 = shared::aws::s3_client(&aws);
     let dry_run = args.get("dry-run").is_some();

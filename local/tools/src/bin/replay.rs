@@ -17,19 +17,7 @@ async fn main() -> Result<(), String> {
     let queue_url = args
         .get("queue-url")
         .ok_or("--queue-url (the on-failure queue) is required")?;
-    let target = match function {
-        "upsert" => Target::Upsert(Box::new(
-            upsert::Upsert::from_env()
-                .await
-                .map_err(|e| e.to_string())?,
-        )),
-        "orchestrator" => Target::Orchestrator(Box::new(
-            orchestrator::Orchestrator::from_env()
-                .await
-                .map_err(|e| e.to_string())?,
-        )),
-        other => return Err(format!("--function {other:?}: upsert or orchestrator")),
-    };
+    let target = Target::from_env(function).await?;
     let aws = shared::aws::load_config().await;
     let report = tools::replay::run(
         &aws_sdk_sqs::Client::new(&aws),
