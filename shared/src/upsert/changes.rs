@@ -110,15 +110,30 @@ pub fn offset_token(meta: &RecordMeta<'_>) -> String {
     }
 }
 
+/// An offset token as (sequence number, sub-record index).
+fn parse_offset(token: &str) -> (&str, Option<u32>) {
+    match token.split_once(':') {
+        Some((seq, i)) => (seq, i.parse::<u32>().ok()),
+        None => (token, None),
+    }
+}
+
+fn cmp_positions(a: (&str, Option<u32>), b: (&str, Option<u32>)) -> std::cmp::Ordering {
+    crate::kinesis::record::cmp_sequence_numbers(a.0, b.0).then(a.1.cmp(&b.1))
+}
+
 /// Whether a record is at or below a committed offset token (already in the change table).
 pub fn is_committed(meta: &RecordMeta<'_>, committed: &str) -> bool {
-    let (seq, sub) = match committed.split_once(':') {
-        Some((s, i)) => (s, i.parse::<u32>().ok()),
-        None => (committed, None),
-    };
-    crate::kinesis::record::cmp_sequence_numbers(&meta.sequence_number, seq)
-        .then(meta.sub_sequence.cmp(&sub))
-        .is_le()
+    cmp_positions(
+        (&meta.sequence_number, meta.sub_sequence),
+        parse_offset(committed),
+    )
+    .is_le()
+}
+
+/// Whether a channel's `committed` offset token is at or past `offset`.
+pub fn offset_reached(committed: &str, offset: &str) -> bool {
+    cmp_positions(parse_offset(offset), parse_offset(committed)).is_le()
 }
 
 /// `CREATE TABLE IF NOT EXISTS` of the change table.
@@ -257,6 +272,15 @@ mod tests {
         assert!(is_committed(&meta("49", Some(2)), "49:3"));
         assert!(!is_committed(&meta("49", Some(4)), "49:3"));
         assert!(!is_committed(&meta("49", Some(0)), "49"));
+    }
+
+    #[test]
+    fn committed_offsets_compare_numerically() {
+        assert!(offset_reached("100", "99"));
+        assert!(offset_reached("99", "99"));
+        assert!(!offset_reached("99", "100"));
+        assert!(offset_reached("99:4", "99:3"));
+        assert!(!offset_reached("99", "99:0"));
     }
 
     #[test]
