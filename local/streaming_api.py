@@ -80,6 +80,7 @@ class Channel:
         self.last_error_message: str | None = None
         self.last_error_offset: str | None = None
         self.invalid = False
+        self.columns: dict[str, str] = {}
 
     def token(self) -> str:
         return f"{self.client_seq}_{self.row_seq}"
@@ -175,13 +176,15 @@ class StreamingApi:
             raise StreamingError(401, "ERR_UNAUTHORIZED", "A valid scoped token is required (POST /oauth/token).")
 
     # -- channels ---------------------------------------------------------------------------
-    def table_of(self, db: str, schema: str, pipe: str) -> str:
+    def table_of(self, db: str, schema: str, pipe: str) -> tuple[str, dict[str, str]]:
+        """The pipe's table and its columns (upper-cased name → name), read when a channel opens."""
         if not pipe.endswith("-STREAMING"):
             raise StreamingError(404, "ERR_PIPE_DOES_NOT_EXIST_OR_NOT_AUTHORIZED", f"Pipe {pipe} does not exist (only default pipes <TABLE>-STREAMING are served locally).")
         table = pipe[: -len("-STREAMING")]
-        if not self.columns(db, schema, table):
+        columns = self.columns(db, schema, table)
+        if not columns:
             raise StreamingError(404, "ERR_TABLE_DOES_NOT_EXIST_NOT_AUTHORIZED", f"Table {db}.{schema}.{table} does not exist.")
-        return table
+        return table, {c.upper(): c for c in columns}
 
     def columns(self, db: str, schema: str, table: str) -> list[str]:
         with self.engine.exec_lock:
@@ -196,12 +199,13 @@ class StreamingApi:
         return [r[0] for r in rows]
 
     def open(self, db: str, schema: str, pipe: str, name: str, raw: bytes) -> dict:
-        table = self.table_of(db, schema, pipe)
+        table, columns = self.table_of(db, schema, pipe)
         body = self.json_body(raw) if raw.strip() else {}
         with self.lock:
             ch = self.channels.get((db, schema, pipe, name))
             if ch is None:
                 ch = self.channels[(db, schema, pipe, name)] = Channel(db, schema, pipe, name, table)
+            ch.columns = columns  # a reopened channel sees the table as it is now
             ch.client_seq += 1
             ch.invalid = False
             if body.get("offset_token") is not None:
@@ -249,7 +253,7 @@ class StreamingApi:
             raise StreamingError(400, "ERR_INVALID_CONTINUATION_TOKEN", "The continuation token is not valid.")
         client_seq, row_seq = int(m[1]), int(m[2])
         rows = self.ndjson(self.decoded(headers, raw))
-        columns = {c.upper(): c for c in self.columns(db, schema, ch.table)}
+        columns = ch.columns
         offset = query.get("endOffsetToken") or query.get("offsetToken")
         with self.lock:
             if ch.invalid:
