@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod config;
 pub mod kinesis;
+pub mod lambda;
 pub mod load;
 pub mod logging;
 pub mod metrics;

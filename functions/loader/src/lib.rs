@@ -24,6 +24,7 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 use shared::config::{ConfigError, Env, ProcessEnv};
+use shared::lambda::FunctionSettings;
 use shared::load::copy::{
     self, check_name, copy_report, history_statement, loaded_before, match_path, plan_copies,
     unreported, CopyStatement, CopyTarget, FileStatus, Lineage, MetadataLineage, OnError,
@@ -57,23 +58,18 @@ pub struct Config {
     /// `LINEAGE_CSV_FIELDS` (JSON object key table → number of CSV fields): needed for CSV
     /// tables with `LINEAGE=metadata`.
     pub csv_fields: BTreeMap<String, usize>,
-    /// `DEADLINE_MARGIN_MS` (default 3000): statements stop this long before Lambda's deadline.
-    pub deadline_margin: Duration,
     /// `MAX_FILES_PER_COPY` (default and maximum 1000).
     pub max_files_per_copy: usize,
     /// The `SNOWFLAKE_*` variables.
     pub snowflake: SnowflakeConfig,
-    /// CloudWatch namespace of the per-invocation EMF document (`METRICS_NAMESPACE`).
-    pub metrics_namespace: String,
+    /// `DEADLINE_MARGIN_MS` and `METRICS_NAMESPACE`.
+    pub function: FunctionSettings,
 }
 
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let bucket = env.required("RAW_BUCKET")?;
-        let layout = Layout::new(
-            &env.optional("RAW_PREFIX").unwrap_or_else(|| "raw".into()),
-            "errors",
-        );
+        let layout = Layout::from_env(env)?;
         let name = |var: &str, default: &str, what: &'static str| {
             let v = env.optional(var).unwrap_or_else(|| default.into());
             check_name(what, &v).map_err(|e| ConfigError::new(var, e.to_string()))
@@ -116,7 +112,6 @@ impl Config {
             }
         };
         let csv_fields = env.json_optional("LINEAGE_CSV_FIELDS")?.unwrap_or_default();
-        let deadline_margin = Duration::from_millis(env.parse_or("DEADLINE_MARGIN_MS", 3000u64)?);
         let max_files_per_copy = env.parse_or("MAX_FILES_PER_COPY", MAX_FILES_PER_COPY)?;
         if !(1..=MAX_FILES_PER_COPY).contains(&max_files_per_copy) {
             return Err(ConfigError::new(
@@ -135,10 +130,9 @@ impl Config {
             on_error,
             lineage,
             csv_fields,
-            deadline_margin,
             max_files_per_copy,
             snowflake: SnowflakeConfig::from_env(env)?,
-            metrics_namespace: shared::metrics::namespace_from_env(env)?,
+            function: FunctionSettings::from_env(env, Duration::from_millis(3000))?,
         })
     }
 
@@ -363,15 +357,14 @@ impl Loader {
 
     /// The Lambda entry point: an `SqsBatchResponse` for SQS, the outcome otherwise.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
-        let deadline = shared::kinesis::batch::deadline_from(
-            event.context.deadline,
-            self.config.deadline_margin,
-        );
+        let deadline = self.config.function.deadline(event.context.deadline);
         let (response, outcome) = self.handle_value(&event.payload, deadline).await?;
         let now = shared::metrics::now_ms();
         println!(
             "{}",
-            outcome.metrics(&self.config.metrics_namespace).to_line(now)
+            outcome
+                .metrics(&self.config.function.metrics_namespace)
+                .to_line(now)
         );
         Ok(response)
     }

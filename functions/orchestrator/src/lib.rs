@@ -14,6 +14,7 @@ use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use shared::config::{ConfigError, Env, ProcessEnv};
 use shared::kinesis::record::{decode_kinesis_event, DecodeError, PayloadBuffer};
+use shared::lambda::FunctionSettings;
 use shared::rawzone::s3::PutError;
 use shared::rawzone::{plan, PlannedObject, RawZoneConfig};
 
@@ -23,12 +24,8 @@ pub struct Config {
     pub raw_zone: RawZoneConfig,
     /// How many objects are put at once (`PUT_CONCURRENCY`, default 8).
     pub put_concurrency: usize,
-    /// Time kept back from Lambda's deadline (`DEADLINE_MARGIN_MS`, default 2000): no put starts
-    /// or is waited for after it, so the response reporting the unconfirmed objects still
-    /// reaches Lambda.
-    pub deadline_margin: Duration,
-    /// CloudWatch namespace of the per-invocation EMF document (`METRICS_NAMESPACE`).
-    pub metrics_namespace: String,
+    /// `DEADLINE_MARGIN_MS` and `METRICS_NAMESPACE`.
+    pub function: FunctionSettings,
 }
 
 impl Config {
@@ -37,12 +34,10 @@ impl Config {
         if put_concurrency == 0 {
             return Err(ConfigError::new("PUT_CONCURRENCY", "must be at least 1"));
         }
-        let deadline_margin = Duration::from_millis(env.parse_or("DEADLINE_MARGIN_MS", 2_000u64)?);
         Ok(Self {
             raw_zone: RawZoneConfig::from_env(env)?,
             put_concurrency,
-            deadline_margin,
-            metrics_namespace: shared::metrics::namespace_from_env(env)?,
+            function: FunctionSettings::from_env(env, Duration::from_millis(2000))?,
         })
     }
 }
@@ -125,16 +120,13 @@ impl Orchestrator {
         &self,
         event: LambdaEvent<Box<RawValue>>,
     ) -> Result<KinesisEventResponse, HandlerError> {
-        let deadline = shared::kinesis::batch::deadline_from(
-            event.context.deadline,
-            self.config.deadline_margin,
-        );
+        let deadline = self.config.function.deadline(event.context.deadline);
         let (response, outcome) = self.handle_body(event.payload.get(), deadline).await?;
         let now = shared::metrics::now_ms();
         println!(
             "{}",
             outcome
-                .metrics(&self.config.metrics_namespace, now)
+                .metrics(&self.config.function.metrics_namespace, now)
                 .to_line(now)
         );
         Ok(response)

@@ -19,6 +19,7 @@ use shared::kinesis::record::{
     decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord, PayloadBuffer,
 };
 use shared::kinesis::route::{route_record, Router};
+use shared::lambda::FunctionSettings;
 use shared::rawzone::layout::{Layout, Writer};
 use shared::rawzone::quarantine::{RawData, Rejected};
 use shared::snowflake::{
@@ -49,12 +50,10 @@ pub struct Config {
     /// Snowflake advises keeping a statement with its binds near 1 MB,
     /// https://docs.snowflake.com/en/developer-guide/sql-api/submitting-requests#using-bind-variables-in-a-statement).
     pub max_bytes: usize,
-    /// Time kept back from Lambda's deadline to report a partial failure (`DEADLINE_MARGIN_MS`).
-    pub deadline_margin: Duration,
     /// `WRITE_MODE`: `merge` (default) or `streaming` (Snowpipe Streaming into change tables).
     pub write_mode: WriteMode,
-    /// CloudWatch namespace of the per-invocation EMF document (`METRICS_NAMESPACE`).
-    pub metrics_namespace: String,
+    /// `DEADLINE_MARGIN_MS` and `METRICS_NAMESPACE`.
+    pub function: FunctionSettings,
 }
 
 impl Config {
@@ -71,11 +70,7 @@ impl Config {
             .collect();
         let tables = TableMappings::from_env(env, &router.tables(), &qualifier, &mut extractor)?;
         let error_bucket = env.required("ERROR_BUCKET")?;
-        let error_layout = Layout::new(
-            "",
-            &env.optional("ERROR_PREFIX")
-                .unwrap_or_else(|| "errors".into()),
-        );
+        let error_layout = Layout::from_env(env)?;
         let max_rows = env.parse_or("MAX_ROWS_PER_STATEMENT", 5_000usize)?;
         if max_rows == 0 {
             return Err(ConfigError::new(
@@ -84,7 +79,6 @@ impl Config {
             ));
         }
         let max_bytes = env.parse_or("MAX_BYTES_PER_STATEMENT", 1_000_000usize)?;
-        let deadline_margin = Duration::from_millis(env.parse_or("DEADLINE_MARGIN_MS", 3_000u64)?);
         let write_mode = WriteMode::from_env(env, &snowflake)?;
         Ok(Self {
             router,
@@ -95,9 +89,8 @@ impl Config {
             snowflake,
             max_rows,
             max_bytes,
-            deadline_margin,
             write_mode,
-            metrics_namespace: shared::metrics::namespace_from_env(env)?,
+            function: FunctionSettings::from_env(env, Duration::from_millis(3000))?,
         })
     }
 }
@@ -236,16 +229,13 @@ impl Upsert {
         &self,
         event: LambdaEvent<Box<RawValue>>,
     ) -> Result<KinesisEventResponse, HandlerError> {
-        let deadline = shared::kinesis::batch::deadline_from(
-            event.context.deadline,
-            self.config.deadline_margin,
-        );
+        let deadline = self.config.function.deadline(event.context.deadline);
         let (response, outcome) = self.handle_body(event.payload.get(), deadline).await?;
         let now = shared::metrics::now_ms();
         println!(
             "{}",
             outcome
-                .metrics(&self.config.metrics_namespace, now)
+                .metrics(&self.config.function.metrics_namespace, now)
                 .to_line(now)
         );
         Ok(response)

@@ -1,7 +1,5 @@
 //! Lambda's partial batch responses.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use aws_lambda_events::event::streams::KinesisEventResponse;
 
 use crate::kinesis::record::min_sequence_number;
@@ -18,38 +16,9 @@ pub fn kinesis_response<'s>(
     response
 }
 
-/// Lambda's deadline (milliseconds since the epoch, from the invocation context) as an
-/// `Instant`, less `margin` so a failure can still be reported before Lambda ends the invocation.
-pub fn deadline_from(deadline_ms: u64, margin: Duration) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Instant::now()
-        + Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadline_keeps_the_margin() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let d = deadline_from(now_ms + 10_000, Duration::from_secs(3));
-        let left = d.saturating_duration_since(Instant::now());
-        assert!(
-            left > Duration::from_millis(6_500) && left <= Duration::from_secs(7),
-            "{left:?}"
-        );
-        assert!(
-            deadline_from(now_ms - 5_000, Duration::from_secs(3)) <= Instant::now(),
-            "a passed deadline stays passed"
-        );
-    }
 
     #[test]
     fn reports_the_lowest_failed_sequence_number() {

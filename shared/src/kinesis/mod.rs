@@ -8,3 +8,4 @@ pub mod payload;
 pub mod record;
 pub mod route;
 pub(crate) mod scan;
+pub mod sequence;

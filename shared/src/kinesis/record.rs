@@ -4,6 +4,9 @@
 //! measured that at 50–90% of the whole pipeline's time. This envelope reads only the fields the
 //! pipeline uses and borrows strings from the event body wherever JSON escaping allows.
 
+pub use crate::kinesis::sequence::{
+    cmp_sequence_numbers, min_sequence_number, sequence_bounds, SequenceNumber,
+};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -26,7 +29,7 @@ pub enum DecodeError {
 pub struct RecordMeta<'a> {
     pub stream: Cow<'a, str>,
     pub shard_id: Cow<'a, str>,
-    pub sequence_number: Cow<'a, str>,
+    pub sequence_number: SequenceNumber<'a>,
     pub partition_key: Cow<'a, str>,
     /// Approximate arrival time in milliseconds since the epoch.
     pub arrival_ms: i64,
@@ -477,7 +480,7 @@ fn read_record<'a>(
         meta: RecordMeta {
             stream,
             shard_id,
-            sequence_number: sequence_number.value(),
+            sequence_number: sequence_number.value().into(),
             partition_key: fields.partition_key.map(|s| s.value()).unwrap_or_default(),
             arrival_ms,
             sub_sequence: None,
@@ -608,44 +611,12 @@ fn shard_id(event_id: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// Orders Kinesis sequence numbers numerically. They are decimal strings of up to 128 bits and
-/// more (56 digits in AWS, small counters in moto), so neither string order nor u64 works.
-pub fn cmp_sequence_numbers(a: &str, b: &str) -> Ordering {
-    let (a, b) = (significant_digits(a), significant_digits(b));
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
-fn significant_digits(s: &str) -> &str {
-    // Real sequence numbers have no leading zeros: only trim when there is one.
-    if s.as_bytes().first() == Some(&b'0') {
-        s.trim_start_matches('0')
-    } else {
-        s
-    }
-}
-
-/// The smallest and largest sequence numbers of an iterator, numerically; `None` when empty.
-pub fn sequence_bounds<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Option<(&'s str, &'s str)> {
-    // Records of a shard arrive in order, so the newest is usually the new maximum and the
-    // comparison with the minimum is skipped.
-    seqs.into_iter().fold(None, |bounds, s| match bounds {
-        None => Some((s, s)),
-        Some((lo, hi)) if cmp_sequence_numbers(s, hi).is_gt() => Some((lo, s)),
-        Some((lo, hi)) if cmp_sequence_numbers(s, lo).is_lt() => Some((s, hi)),
-        bounds => bounds,
-    })
-}
-
 /// Orders two records as they were written: by sequence number, then by index within a KPL
 /// aggregate.
 pub fn cmp_positions(a: &RecordMeta<'_>, b: &RecordMeta<'_>) -> Ordering {
-    cmp_sequence_numbers(&a.sequence_number, &b.sequence_number)
+    a.sequence_number
+        .cmp(&b.sequence_number)
         .then(a.sub_sequence.cmp(&b.sub_sequence))
-}
-
-/// The smallest sequence number of an iterator, numerically.
-pub fn min_sequence_number<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Option<&'s str> {
-    seqs.into_iter().min_by(|a, b| cmp_sequence_numbers(a, b))
 }
 
 #[cfg(test)]
@@ -963,7 +934,10 @@ mod tests {
             serde_json::from_str(&body).unwrap();
         let slim = decode_kinesis_event(&body).unwrap();
         let t = &typed.records[0];
-        assert_eq!(t.kinesis.sequence_number, slim[0].meta.sequence_number);
+        assert_eq!(
+            t.kinesis.sequence_number,
+            slim[0].meta.sequence_number.as_str()
+        );
         assert_eq!(t.kinesis.partition_key, slim[0].meta.partition_key);
         assert_eq!(t.kinesis.data.0, *slim[0].data.as_ref().unwrap());
         assert!(t
@@ -980,7 +954,7 @@ mod tests {
             let meta = RecordMeta {
                 stream: Cow::Borrowed(""),
                 shard_id: Cow::Borrowed(""),
-                sequence_number: Cow::Borrowed(""),
+                sequence_number: "".into(),
                 partition_key: Cow::Borrowed(""),
                 arrival_ms: ms,
                 sub_sequence: None,

@@ -14,6 +14,7 @@
 //! same key for the same batch and one would overwrite the other's rejected records:
 //! `{error_prefix}/{writer}/{yyyy}/{mm}/{dd}/{hh}/{shard}-{firstSeq}-{lastSeq}.ndjson.gz`
 
+use crate::config::{ConfigError, Env};
 use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -61,6 +62,24 @@ impl Layout {
             prefix: clean_prefix(prefix),
             error_prefix: clean_prefix(error_prefix),
         }
+    }
+
+    /// `RAW_PREFIX` (default `raw`) and `ERROR_PREFIX` (default `errors`), read by every
+    /// function that writes or reads the raw zone. They must differ, or the loader would load
+    /// quarantined records.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let layout = Self::new(
+            &env.optional("RAW_PREFIX").unwrap_or_else(|| "raw".into()),
+            &env.optional("ERROR_PREFIX")
+                .unwrap_or_else(|| "errors".into()),
+        );
+        if layout.prefix() == layout.error_prefix() {
+            return Err(ConfigError::new(
+                "ERROR_PREFIX",
+                "must differ from RAW_PREFIX, or the loader would load quarantined records",
+            ));
+        }
+        Ok(layout)
     }
 
     pub fn prefix(&self) -> &str {

@@ -45,17 +45,7 @@ pub struct FieldPartition {
 impl RawZoneConfig {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let bucket = env.required("RAW_BUCKET")?;
-        let layout = Layout::new(
-            &env.optional("RAW_PREFIX").unwrap_or_else(|| "raw".into()),
-            &env.optional("ERROR_PREFIX")
-                .unwrap_or_else(|| "errors".into()),
-        );
-        if layout.prefix() == layout.error_prefix() {
-            return Err(ConfigError::new(
-                "ERROR_PREFIX",
-                "must differ from RAW_PREFIX, or the loader would load quarantined records",
-            ));
-        }
+        let layout = Layout::from_env(env)?;
         let mut extractor = Extractor::new();
         let router = Router::from_env(env, &mut extractor)?;
         let format = Format::from_env(env)?;

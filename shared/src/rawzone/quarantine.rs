@@ -119,7 +119,7 @@ mod tests {
         RecordMeta {
             stream: Cow::Borrowed("s"),
             shard_id: Cow::Borrowed("shardId-1"),
-            sequence_number: Cow::Borrowed("3"),
+            sequence_number: "3".into(),
             partition_key: Cow::Borrowed("k"),
             arrival_ms: 0,
             sub_sequence: None,

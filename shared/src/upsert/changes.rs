@@ -228,7 +228,7 @@ mod tests {
         RecordMeta {
             stream: Cow::Borrowed("s"),
             shard_id: Cow::Borrowed("shardId-000000000001"),
-            sequence_number: Cow::Owned(seq.into()),
+            sequence_number: seq.to_string().into(),
             partition_key: Cow::Borrowed("k"),
             arrival_ms: 1_700_000_000_123,
             sub_sequence: sub,

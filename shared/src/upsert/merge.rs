@@ -278,7 +278,7 @@ mod tests {
         let meta = RecordMeta {
             stream: Cow::Borrowed("s"),
             shard_id: Cow::Borrowed("shardId-0"),
-            sequence_number: Cow::Borrowed(seq),
+            sequence_number: seq.into(),
             partition_key: Cow::Borrowed("k"),
             arrival_ms: 0,
             sub_sequence: None,

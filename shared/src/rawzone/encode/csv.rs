@@ -368,7 +368,7 @@ mod tests {
         let meta = RecordMeta {
             stream: Cow::Borrowed("s"),
             shard_id: Cow::Borrowed("shardId-1"),
-            sequence_number: Cow::Borrowed("7"),
+            sequence_number: "7".into(),
             partition_key: Cow::Borrowed("6"),
             arrival_ms: 0,
             sub_sequence: None,

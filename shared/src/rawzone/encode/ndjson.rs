@@ -67,7 +67,7 @@ mod tests {
         RecordMeta {
             stream: Cow::Borrowed("sensors"),
             shard_id: Cow::Borrowed("shardId-000000000000"),
-            sequence_number: Cow::Borrowed("42"),
+            sequence_number: "42".into(),
             partition_key: Cow::Borrowed("p\"k"),
             arrival_ms: 1_700_000_000_123,
             sub_sequence: None,
