@@ -1,5 +1,5 @@
 //! The library every function of the Kinesis → S3 → Snowflake pipeline shares, in folders by the
-//! path they serve: `kinesis` (reading batches), `rawzone` (objects in S3), `upsert` (MERGE),
+//! path they serve: `kinesis` (reading batches), `rawzone` (objects in S3),
 //! `load` (COPY INTO) and `snowflake` (the SQL API client and set-up).
 //!
 //! Pure logic (decoding, routing, encoding, key layout, SQL text, de-duplication) lives apart
@@ -18,4 +18,3 @@ pub mod runtime;
 #[cfg(any(test, feature = "sample"))]
 pub mod sample;
 pub mod snowflake;
-pub mod upsert;

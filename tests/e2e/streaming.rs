@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use shared::upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
+use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
 use crate::support::{self, rows};
 use crate::upsert::{upsert_for, ORDERS};

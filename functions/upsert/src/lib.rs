@@ -25,10 +25,15 @@ use shared::rawzone::quarantine::{RawData, Rejected};
 use shared::snowflake::{
     request_id_for, Binding, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement,
 };
-use shared::upsert::envelope::{is_tombstone, Skip};
-use shared::upsert::mapping::{Mapped, TableMapping, TableMappings};
-use shared::upsert::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
+use crate::envelope::{is_tombstone, Skip};
+use crate::mapping::{Mapped, TableMapping, TableMappings};
+use crate::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
 
+pub mod changes;
+pub mod envelope;
+pub mod mapping;
+pub mod merge;
+mod number;
 mod streaming;
 use streaming::{StreamFailure, StreamingWriter};
 pub use streaming::{StreamingSettings, WriteMode};

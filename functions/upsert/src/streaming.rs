@@ -15,11 +15,11 @@ use shared::snowflake::streaming::{
     Channel, Recovery, StreamingClient, StreamingError, MAX_REQUEST_BYTES,
 };
 use shared::snowflake::{SnowflakeClient, SnowflakeConfig};
-use shared::upsert::changes::{
+use crate::changes::{
     is_committed, offset_reached, offset_token, push_change_line, ChangeObjects,
 };
-use shared::upsert::mapping::TableMapping;
-use shared::upsert::merge::Candidate;
+use crate::mapping::TableMapping;
+use crate::merge::Candidate;
 
 use crate::TableOutcome;
 

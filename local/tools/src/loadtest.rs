@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::config::Env;
 use shared::snowflake::Statement;
-use shared::upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
+use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
 use crate::demo::{bootstrapped_database, env_of, vars, LocalSnowflake, SENSOR_TABLES};
 use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};

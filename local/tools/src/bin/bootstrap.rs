@@ -98,7 +98,7 @@ async fn streaming_objects(
     vars: &HashMap<String, String>,
     target_lag: &str,
 ) -> Result<usize, String> {
-    use shared::upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
+    use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
     let config = upsert::Config::from_env(env).map_err(|e| e.to_string())?;
     let upsert::WriteMode::Streaming(settings) = &config.write_mode else {
         return Err(

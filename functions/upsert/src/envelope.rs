@@ -22,7 +22,7 @@
 
 use serde::Deserialize;
 
-use crate::kinesis::payload::{Extractor, JsonPointer, Payload};
+use shared::kinesis::payload::{Extractor, JsonPointer, Payload};
 
 /// The envelope a table's records arrive in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

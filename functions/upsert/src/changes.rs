@@ -9,8 +9,8 @@
 
 use std::fmt::Write as _;
 
-use crate::kinesis::record::RecordMeta;
-use crate::upsert::mapping::{Row, TableMapping, Version};
+use shared::kinesis::record::RecordMeta;
+use crate::mapping::{Row, TableMapping, Version};
 
 /// The change table's operation column.
 pub const CHANGE_OP: &str = "CHANGE_OP";
@@ -119,7 +119,7 @@ fn parse_offset(token: &str) -> (&str, Option<u32>) {
 }
 
 fn cmp_positions(a: (&str, Option<u32>), b: (&str, Option<u32>)) -> std::cmp::Ordering {
-    crate::kinesis::record::cmp_sequence_numbers(a.0, b.0).then(a.1.cmp(&b.1))
+    shared::kinesis::sequence::cmp_sequence_numbers(a.0, b.0).then(a.1.cmp(&b.1))
 }
 
 /// Whether a record is at or below a committed offset token (already in the change table).
@@ -205,9 +205,9 @@ pub fn latest_ddl(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Env;
-    use crate::kinesis::payload::Extractor;
-    use crate::upsert::mapping::TableMappings;
+    use shared::config::Env;
+    use shared::kinesis::payload::Extractor;
+    use crate::mapping::TableMappings;
     use std::borrow::Cow;
 
     fn orders() -> TableMapping {
