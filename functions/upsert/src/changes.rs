@@ -9,8 +9,8 @@
 
 use std::fmt::Write as _;
 
-use shared::kinesis::record::RecordMeta;
 use crate::mapping::{Row, TableMapping, Version};
+use shared::kinesis::record::RecordMeta;
 
 /// The change table's operation column.
 pub const CHANGE_OP: &str = "CHANGE_OP";
@@ -205,9 +205,9 @@ pub fn latest_ddl(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::TableMappings;
     use shared::config::Env;
     use shared::kinesis::payload::Extractor;
-    use crate::mapping::TableMappings;
     use std::borrow::Cow;
 
     fn orders() -> TableMapping {

@@ -9,11 +9,11 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 
+use crate::envelope::{Change, Decision, Envelope, EnvelopeKind, Image, Skip};
+use crate::number::{canonical_number, cmp_canonical, NumberError, Rounding};
 use shared::config::{ConfigError, Env};
 use shared::kinesis::payload::{value_text, Extractor, JsonPointer, Payload};
 use shared::snowflake::ident;
-use crate::envelope::{Change, Decision, Envelope, EnvelopeKind, Image, Skip};
-use crate::number::{canonical_number, cmp_canonical, NumberError, Rounding};
 
 /// The Snowflake type a column's values are coerced to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

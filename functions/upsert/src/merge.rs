@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::mapping::{push_row_json, Row, TableMapping, Version, LINEAGE};
 use shared::kinesis::record::{cmp_positions, RecordMeta};
 use shared::rawzone::quarantine::RawData;
-use crate::mapping::{push_row_json, Row, TableMapping, Version, LINEAGE};
 
 /// One record mapped to a row of a table, with what lineage and the payload column need.
 #[derive(Debug, Clone)]
@@ -251,9 +251,9 @@ pub fn merge_sql(m: &TableMapping) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::TableMappings;
     use shared::config::Env;
     use shared::kinesis::payload::Extractor;
-    use crate::mapping::TableMappings;
     use std::borrow::Cow;
 
     const SENSORS: &str = r#"{"sensor_readings":{"keys":["sensorid"],"columns":[

@@ -8,82 +8,18 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use shared::config::{ConfigError, Env};
+use crate::changes::{is_committed, offset_reached, offset_token, push_change_line, ChangeObjects};
+use crate::mapping::TableMapping;
+use crate::merge::Candidate;
 use shared::kinesis::record::cmp_positions;
-use shared::snowflake::ident;
 use shared::snowflake::streaming::{
     Channel, Recovery, StreamingClient, StreamingError, MAX_REQUEST_BYTES,
 };
-use shared::snowflake::{SnowflakeClient, SnowflakeConfig};
-use crate::changes::{
-    is_committed, offset_reached, offset_token, push_change_line, ChangeObjects,
-};
-use crate::mapping::TableMapping;
-use crate::merge::Candidate;
+use shared::snowflake::SnowflakeClient;
 
-use crate::TableOutcome;
-
-/// How the function writes a batch (`WRITE_MODE`).
-#[derive(Debug, Clone)]
-pub enum WriteMode {
-    /// One MERGE per table and chunk (the default).
-    Merge,
-    Streaming(StreamingSettings),
-}
-
-#[derive(Debug, Clone)]
-pub struct StreamingSettings {
-    /// Appended to each target's name for its change table (`CHANGE_TABLE_SUFFIX`, `_CHANGES`).
-    pub change_suffix: String,
-    /// The Dynamic Table of the latest state (`LATEST_TABLE_SUFFIX`, `_LATEST`); made by
-    /// `bootstrap --streaming`, read by nobody here.
-    pub latest_suffix: String,
-    /// The connection's database and schema as the streaming API's paths name them.
-    pub database: String,
-    pub schema: String,
-}
-
-impl WriteMode {
-    pub fn from_env(env: &Env<'_>, snowflake: &SnowflakeConfig) -> Result<Self, ConfigError> {
-        match env.optional("WRITE_MODE").as_deref().unwrap_or("merge") {
-            "merge" => Ok(WriteMode::Merge),
-            "streaming" => {
-                let database = snowflake.database.as_deref().ok_or_else(|| {
-                    ConfigError::new(
-                        "SNOWFLAKE_DATABASE",
-                        "is required with WRITE_MODE=streaming",
-                    )
-                })?;
-                let suffix = |var: &str, default: &str| {
-                    let s = env.optional(var).unwrap_or_else(|| default.into());
-                    if s.is_empty()
-                        || !s
-                            .bytes()
-                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-                    {
-                        return Err(ConfigError::new(
-                            var,
-                            "must be upper-case letters, digits and _",
-                        ));
-                    }
-                    Ok(s)
-                };
-                Ok(WriteMode::Streaming(StreamingSettings {
-                    change_suffix: suffix("CHANGE_TABLE_SUFFIX", "_CHANGES")?,
-                    latest_suffix: suffix("LATEST_TABLE_SUFFIX", "_LATEST")?,
-                    database: ident::resolve(database)
-                        .map_err(|e| ConfigError::new("SNOWFLAKE_DATABASE", e.to_string()))?,
-                    schema: ident::resolve(&snowflake.schema)
-                        .map_err(|e| ConfigError::new("SNOWFLAKE_SCHEMA", e.to_string()))?,
-                }))
-            }
-            other => Err(ConfigError::new(
-                "WRITE_MODE",
-                format!("{other:?} is not merge or streaming"),
-            )),
-        }
-    }
-}
+use crate::config::StreamingSettings;
+use crate::outcome::TableOutcome;
+use crate::service::{TableFailure, TableResult};
 
 /// Why a table's appends did not complete.
 #[derive(Debug)]
@@ -120,6 +56,30 @@ impl StreamingWriter {
             settings,
             client: StreamingClient::new(snowflake),
             channels: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Appends a table's changes to its change table, as the handler sees it: what did not
+    /// commit is resent by Lambda (committed rows are skipped then).
+    pub(crate) async fn write_table<'r>(
+        &self,
+        mapping: &TableMapping,
+        table: &str,
+        candidates: Vec<Candidate<'r>>,
+        deadline: Instant,
+    ) -> TableResult<'r> {
+        let rows = candidates.len();
+        match self.write(mapping, candidates, deadline).await {
+            Ok(outcome) => Ok((outcome, Vec::new())),
+            Err(StreamFailure::Fatal(e)) => Err(TableFailure::FatalStreaming(e)),
+            Err(StreamFailure::Retry(error)) => {
+                tracing::error!(table, error = %error, "appends not committed; Lambda will resend from this table's lowest sequence number (committed rows are skipped)");
+                Err(TableFailure::Retry(TableOutcome {
+                    rows,
+                    error: Some(error),
+                    ..TableOutcome::default()
+                }))
+            }
         }
     }
 

@@ -1,0 +1,143 @@
+//! The upsert's settings, read once at init: every variable in one place, each checked and
+//! named in the error when it does not fit.
+
+use std::time::Duration;
+
+use shared::config::{ConfigError, Env};
+use shared::kinesis::payload::Extractor;
+use shared::kinesis::route::Router;
+use shared::lambda::FunctionSettings;
+use shared::rawzone::layout::Layout;
+use shared::snowflake::{ident, SnowflakeConfig};
+
+use crate::mapping::TableMappings;
+
+/// Configuration, read once at init.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub router: Router,
+    pub tables: TableMappings,
+    pub extractor: Extractor,
+    /// Where rejected records go (`ERROR_BUCKET`, `ERROR_PREFIX` default `errors`; keys continue
+    /// with `upsert/`, see [`Writer`]).
+    pub error_bucket: String,
+    pub error_layout: Layout,
+    pub snowflake: SnowflakeConfig,
+    /// Rows per MERGE statement (`MAX_ROWS_PER_STATEMENT`, default 5,000).
+    pub max_rows: usize,
+    /// Approximate bytes of row JSON per statement (`MAX_BYTES_PER_STATEMENT`, default 1 MB:
+    /// Snowflake advises keeping a statement with its binds near 1 MB,
+    /// https://docs.snowflake.com/en/developer-guide/sql-api/submitting-requests#using-bind-variables-in-a-statement).
+    pub max_bytes: usize,
+    /// `WRITE_MODE`: `merge` (default) or `streaming` (Snowpipe Streaming into change tables).
+    pub write_mode: WriteMode,
+    /// `DEADLINE_MARGIN_MS` and `METRICS_NAMESPACE`.
+    pub function: FunctionSettings,
+}
+
+impl Config {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let snowflake = SnowflakeConfig::from_env(env)?;
+        let mut extractor = Extractor::new();
+        let router = Router::from_env(env, &mut extractor)?;
+        // Targets are qualified with the connection's database and schema (already validated).
+        let qualifier: Vec<&str> = snowflake
+            .database
+            .iter()
+            .map(String::as_str)
+            .chain([snowflake.schema.as_str()])
+            .collect();
+        let tables = TableMappings::from_env(env, &router.tables(), &qualifier, &mut extractor)?;
+        let error_bucket = env.required("ERROR_BUCKET")?;
+        let error_layout = Layout::from_env(env)?;
+        let write_mode = WriteMode::from_env(env, &snowflake)?;
+        Ok(Self {
+            router,
+            tables,
+            extractor,
+            error_bucket,
+            error_layout,
+            snowflake,
+            max_rows: max_rows(env)?,
+            max_bytes: env.parse_or("MAX_BYTES_PER_STATEMENT", 1_000_000usize)?,
+            write_mode,
+            function: FunctionSettings::from_env(env, Duration::from_millis(3000))?,
+        })
+    }
+}
+
+/// `MAX_ROWS_PER_STATEMENT` (default 5,000, at least 1).
+fn max_rows(env: &Env<'_>) -> Result<usize, ConfigError> {
+    let max_rows = env.parse_or("MAX_ROWS_PER_STATEMENT", 5_000usize)?;
+    if max_rows == 0 {
+        return Err(ConfigError::new(
+            "MAX_ROWS_PER_STATEMENT",
+            "must be at least 1",
+        ));
+    }
+    Ok(max_rows)
+}
+
+/// How the function writes a batch (`WRITE_MODE`).
+#[derive(Debug, Clone)]
+pub enum WriteMode {
+    /// One MERGE per table and chunk (the default).
+    Merge,
+    Streaming(StreamingSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamingSettings {
+    /// Appended to each target's name for its change table (`CHANGE_TABLE_SUFFIX`, `_CHANGES`).
+    pub change_suffix: String,
+    /// The Dynamic Table of the latest state (`LATEST_TABLE_SUFFIX`, `_LATEST`); made by
+    /// `bootstrap --streaming`, read by nobody here.
+    pub latest_suffix: String,
+    /// The connection's database and schema as the streaming API's paths name them.
+    pub database: String,
+    pub schema: String,
+}
+
+impl WriteMode {
+    pub fn from_env(env: &Env<'_>, snowflake: &SnowflakeConfig) -> Result<Self, ConfigError> {
+        match env.optional("WRITE_MODE").as_deref().unwrap_or("merge") {
+            "merge" => Ok(WriteMode::Merge),
+            "streaming" => {
+                let database = snowflake.database.as_deref().ok_or_else(|| {
+                    ConfigError::new(
+                        "SNOWFLAKE_DATABASE",
+                        "is required with WRITE_MODE=streaming",
+                    )
+                })?;
+                Ok(WriteMode::Streaming(StreamingSettings {
+                    change_suffix: table_suffix(env, "CHANGE_TABLE_SUFFIX", "_CHANGES")?,
+                    latest_suffix: table_suffix(env, "LATEST_TABLE_SUFFIX", "_LATEST")?,
+                    database: ident::resolve(database)
+                        .map_err(|e| ConfigError::new("SNOWFLAKE_DATABASE", e.to_string()))?,
+                    schema: ident::resolve(&snowflake.schema)
+                        .map_err(|e| ConfigError::new("SNOWFLAKE_SCHEMA", e.to_string()))?,
+                }))
+            }
+            other => Err(ConfigError::new(
+                "WRITE_MODE",
+                format!("{other:?} is not merge or streaming"),
+            )),
+        }
+    }
+}
+
+/// A suffix appended to a table name (`CHANGE_TABLE_SUFFIX`, `LATEST_TABLE_SUFFIX`).
+fn table_suffix(env: &Env<'_>, var: &str, default: &str) -> Result<String, ConfigError> {
+    let s = env.optional(var).unwrap_or_else(|| default.into());
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ConfigError::new(
+            var,
+            "must be upper-case letters, digits and _",
+        ));
+    }
+    Ok(s)
+}

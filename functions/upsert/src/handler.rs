@@ -1,0 +1,256 @@
+//! The function: a Kinesis batch decoded, planned per table, written (MERGE or Snowpipe
+//! Streaming), its rejects quarantined, and the partial batch response Lambda reads.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use lambda_runtime::LambdaEvent;
+use serde_json::value::RawValue;
+use shared::config::{Env, ProcessEnv};
+use shared::kinesis::record::{
+    decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord, PayloadBuffer,
+};
+use shared::rawzone::layout::Writer;
+use shared::rawzone::quarantine::Rejected;
+use shared::snowflake::streaming::StreamingError;
+use shared::snowflake::{SnowflakeClient, SnowflakeError};
+
+use crate::config::{Config, WriteMode};
+use crate::merge::Candidate;
+use crate::outcome::BatchOutcome;
+use crate::plan::{map_records, plan_table, Mapping};
+use crate::service::{merge_table, TableFailure, TableResult};
+use crate::streaming::StreamingWriter;
+
+/// Why an invocation failed as a whole; Lambda retries the batch.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("Snowflake refused the credentials or configuration: {0}")]
+    Snowflake(SnowflakeError),
+    #[error("Snowpipe Streaming refused the credentials or configuration: {0}")]
+    Streaming(StreamingError),
+    #[error("encoding quarantined records failed: {0}")]
+    Encode(#[from] std::io::Error),
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match error {
+            HandlerError::Decode(_) => "InvalidEvent",
+            HandlerError::Snowflake(_) | HandlerError::Streaming(_) => "SnowflakeConfiguration",
+            HandlerError::Encode(_) => "EncodeError",
+        };
+        shared::lambda::diagnostic(error_type, &error)
+    }
+}
+
+/// The upsert function with its configuration and clients, made once per container.
+pub struct Upsert {
+    config: Config,
+    snowflake: SnowflakeClient,
+    s3: aws_sdk_s3::Client,
+    streaming: Option<StreamingWriter>,
+}
+
+/// One table's result with the lowest sequence number of its rows (where a resend starts).
+type Written<'r> = (String, Option<String>, TableResult<'r>);
+
+impl Upsert {
+    /// Reads the configuration and makes the clients (Lambda's init).
+    pub async fn from_env() -> Result<Self, lambda_runtime::Error> {
+        let config = Config::from_env(&Env::new(&ProcessEnv))?;
+        let aws = shared::aws::load_config().await;
+        let snowflake = SnowflakeClient::new(config.snowflake.clone(), Some(&aws)).await?;
+        Ok(Self::new(config, snowflake, shared::aws::s3_client(&aws)))
+    }
+
+    /// The function over given clients (tests, tools).
+    pub fn new(config: Config, snowflake: SnowflakeClient, s3: aws_sdk_s3::Client) -> Self {
+        let streaming = match &config.write_mode {
+            WriteMode::Merge => None,
+            WriteMode::Streaming(s) => Some(StreamingWriter::new(s.clone(), &snowflake)),
+        };
+        Self {
+            config,
+            snowflake,
+            s3,
+            streaming,
+        }
+    }
+
+    /// The Lambda entry point: the batch response, and one metrics line.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<Box<RawValue>>,
+    ) -> Result<KinesisEventResponse, HandlerError> {
+        let deadline = self.config.function.deadline(event.context.deadline);
+        let (response, outcome) = self.handle_body(event.payload.get(), deadline).await?;
+        let namespace = &self.config.function.metrics_namespace;
+        shared::lambda::emit(&outcome.metrics(namespace, shared::metrics::now_ms()));
+        Ok(response)
+    }
+
+    /// Processes the event body as Lambda sends it, finishing before `deadline`: plan, write
+    /// each table, quarantine what was rejected, respond.
+    pub async fn handle_body(
+        &self,
+        body: &str,
+        deadline: Instant,
+    ) -> Result<(KinesisEventResponse, BatchOutcome), HandlerError> {
+        let started = Instant::now();
+        let mut payloads = PayloadBuffer::default();
+        let records = decode_kinesis_event(body, &mut payloads)?;
+        let mapping = map_records(&self.config, &records);
+        let mut outcome = BatchOutcome::of(&records, &mapping);
+        let Mapping {
+            by_table,
+            mut rejected,
+            ..
+        } = mapping;
+        let written = self.write_tables(by_table, deadline).await;
+        let mut failed = collect_tables(written, &mut outcome, &mut rejected)?;
+        // After the writes, so rows Snowflake refused go into the batch's one quarantine object.
+        outcome.quarantined = rejected.len();
+        failed.extend(self.quarantine(&rejected).await?);
+        let response = shared::kinesis::batch::kinesis_response(failed.iter().map(String::as_str));
+        log_batch(&outcome, &response, started);
+        Ok((response, outcome))
+    }
+
+    /// Writes every table of the batch at once, each in the configured mode.
+    async fn write_tables<'r>(
+        &self,
+        by_table: BTreeMap<String, Vec<Candidate<'r>>>,
+        deadline: Instant,
+    ) -> Vec<Written<'r>> {
+        let writes = by_table.into_iter().map(|(table, candidates)| async move {
+            let lowest =
+                min_sequence_number(candidates.iter().map(|c| c.meta.sequence_number.as_ref()))
+                    .map(str::to_owned);
+            let mapping = self
+                .config
+                .tables
+                .get(&table)
+                .expect("candidates only exist for mapped tables");
+            let result = match &self.streaming {
+                None => {
+                    let plan = plan_table(&self.config, &table, candidates);
+                    merge_table(&self.snowflake, plan, deadline).await
+                }
+                Some(writer) => {
+                    writer
+                        .write_table(mapping, &table, candidates, deadline)
+                        .await
+                }
+            };
+            (table, lowest, result)
+        });
+        futures_util::future::join_all(writes).await
+    }
+
+    /// Puts the batch's rejected records into one quarantine object; on failure, the sequence
+    /// number Lambda must resend from.
+    async fn quarantine(&self, rejected: &[Rejected<'_>]) -> Result<Option<String>, HandlerError> {
+        let layout = &self.config.error_layout;
+        let Some(object) = shared::rawzone::quarantine::object(layout, Writer::Upsert, rejected)?
+        else {
+            return Ok(None);
+        };
+        match shared::rawzone::s3::put_object(&self.s3, &self.config.error_bucket, &object).await {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "quarantine put failed; Lambda will resend from the lowest rejected record");
+                Ok(Some(object.min_sequence_number.clone()))
+            }
+        }
+    }
+}
+
+/// Files each table's outcome and refused rows; the sequence numbers Lambda must resend from,
+/// or the error that fails the invocation.
+fn collect_tables<'r>(
+    written: Vec<Written<'r>>,
+    outcome: &mut BatchOutcome,
+    rejected: &mut Vec<Rejected<'r>>,
+) -> Result<Vec<String>, HandlerError> {
+    let mut failed = Vec::new();
+    for (table, lowest, result) in written {
+        let table_outcome = match result {
+            Ok((t, refused)) => {
+                rejected.extend(refused);
+                t
+            }
+            Err(TableFailure::Fatal(e)) => {
+                tracing::error!(table = %table, error = %e, "Snowflake refused the credentials or configuration; failing the invocation");
+                return Err(HandlerError::Snowflake(e));
+            }
+            Err(TableFailure::FatalStreaming(e)) => {
+                tracing::error!(table = %table, error = %e, "Snowpipe Streaming refused the credentials or configuration; failing the invocation");
+                return Err(HandlerError::Streaming(e));
+            }
+            Err(TableFailure::Retry(t)) => {
+                failed.extend(lowest);
+                t
+            }
+        };
+        outcome.tables.insert(table, table_outcome);
+    }
+    Ok(failed)
+}
+
+/// The batch's one log line.
+fn log_batch(outcome: &BatchOutcome, response: &KinesisEventResponse, started: Instant) {
+    let tables = || outcome.tables.values();
+    let merged: BTreeMap<&str, (u64, u64, u64)> = outcome
+        .tables
+        .iter()
+        .map(|(t, o)| (t.as_str(), (o.inserted, o.updated, o.deleted)))
+        .collect();
+    tracing::info!(
+        records = outcome.records,
+        quarantined = outcome.quarantined,
+        skipped = ?outcome.skipped,
+        duplicates = tables().map(|t| t.duplicates).sum::<usize>(),
+        merged = ?merged,
+        statements = tables().map(|t| t.statements).sum::<usize>(),
+        requests = tables().map(|t| t.http_requests).sum::<u32>(),
+        failed_tables = tables().filter(|t| t.error.is_some()).count(),
+        retry_from = response.batch_item_failures.first().and_then(|f| f.item_identifier.as_deref()),
+        ms = started.elapsed().as_millis() as u64,
+        "upsert batch"
+    );
+}
+
+impl BatchOutcome {
+    /// The counts known once the batch is mapped; logs a reconciliation mismatch (a bug, never
+    /// data) when records read ≠ mapped + quarantined + skipped.
+    fn of(records: &[KinesisRecord<'_>], mapping: &Mapping<'_>) -> Self {
+        let skipped: usize = mapping.skipped.values().sum();
+        let accounted = mapping.mapped + mapping.rejected.len() + skipped;
+        let mismatches = usize::from(accounted != records.len());
+        if mismatches > 0 {
+            tracing::error!(
+                records = records.len(),
+                mapped = mapping.mapped,
+                quarantined = mapping.rejected.len(),
+                skipped = ?mapping.skipped,
+                shard_id = records.first().map(|r| r.meta.shard_id.as_ref()),
+                first_sequence_number = records.first().map(|r| r.meta.sequence_number.as_str()),
+                last_sequence_number = records.last().map(|r| r.meta.sequence_number.as_str()),
+                "reconciliation mismatch: records read ≠ mapped + quarantined + skipped"
+            );
+        }
+        BatchOutcome {
+            records: records.len(),
+            skipped: mapping.skipped.clone(),
+            tables: BTreeMap::new(),
+            mapped: mapping.mapped,
+            newest_arrival_ms: records.iter().map(|r| r.meta.arrival_ms).max(),
+            mismatches,
+            ..BatchOutcome::default()
+        }
+    }
+}
