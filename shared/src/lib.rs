@@ -9,6 +9,7 @@ pub mod aws;
 pub mod config;
 pub mod kinesis;
 pub mod lambda;
+pub mod lineage;
 pub mod load;
 pub mod logging;
 pub mod metrics;

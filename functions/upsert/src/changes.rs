@@ -11,16 +11,18 @@ use std::fmt::Write as _;
 
 use crate::mapping::{Row, TableMapping, Version};
 use shared::kinesis::record::RecordMeta;
+use shared::kinesis::sequence::SequenceNumber;
+use shared::lineage::table as lineage;
 
 /// The change table's operation column.
 pub const CHANGE_OP: &str = "CHANGE_OP";
 
 /// Lineage columns of a change table, in order.
 pub const CHANGE_LINEAGE: [(&str, &str); 4] = [
-    ("KINESIS_SHARD_ID", "VARCHAR"),
-    ("KINESIS_SEQUENCE_NUMBER", "VARCHAR"),
-    ("KINESIS_SUB_SEQUENCE", "NUMBER(10,0)"),
-    ("KINESIS_ARRIVAL_TIME", "TIMESTAMP_NTZ"),
+    (lineage::SHARD_ID, "VARCHAR"),
+    (lineage::SEQUENCE_NUMBER, "VARCHAR"),
+    (lineage::SUB_SEQUENCE, "NUMBER(10,0)"),
+    (lineage::ARRIVAL_TIME, "TIMESTAMP_NTZ"),
 ];
 
 /// Names of the objects the streaming mode writes and reads for one mapped table.
@@ -90,13 +92,17 @@ pub fn push_change_line(
     }
     let _ = writeln!(
         out,
-        "\"{CHANGE_OP}\":\"{}\",\"KINESIS_SHARD_ID\":{},\"KINESIS_SEQUENCE_NUMBER\":{},\"KINESIS_SUB_SEQUENCE\":{},\"KINESIS_ARRIVAL_TIME\":{}}}",
+        "\"{CHANGE_OP}\":\"{}\",\"{}\":{},\"{}\":{},\"{}\":{},\"{}\":{}}}",
         if row.is_delete { "DELETE" } else { "UPSERT" },
+        lineage::SHARD_ID,
         q(&meta.shard_id),
+        lineage::SEQUENCE_NUMBER,
         q(&meta.sequence_number),
+        lineage::SUB_SEQUENCE,
         meta.sub_sequence
             .map(|s| s.to_string())
             .unwrap_or_else(|| "null".into()),
+        lineage::ARRIVAL_TIME,
         q(&meta.arrival_rfc3339()),
     );
 }
@@ -174,8 +180,9 @@ pub fn latest_query(mapping: &TableMapping, objects: &ChangeObjects) -> String {
     if let Version::Column(v) = mapping.version {
         order.push(format!("{} DESC NULLS LAST", mapping.columns[v].ident));
     }
-    order.push("LPAD(\"KINESIS_SEQUENCE_NUMBER\", 129, '0') DESC".into());
-    order.push("\"KINESIS_SUB_SEQUENCE\" DESC NULLS LAST".into());
+    let sequence = SequenceNumber::sql_order(&format!("\"{}\"", lineage::SEQUENCE_NUMBER));
+    order.push(format!("{sequence} DESC"));
+    order.push(format!("\"{}\" DESC NULLS LAST", lineage::SUB_SEQUENCE));
     format!(
         "SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS \"CHANGE_RANK\" FROM {changes}) WHERE \"CHANGE_RANK\" = 1 AND \"{CHANGE_OP}\" <> 'DELETE'",
         cols = cols.join(", "),

@@ -21,6 +21,7 @@ pub mod merge;
 mod number;
 mod outcome;
 mod plan;
+mod row;
 mod service;
 mod streaming;
 

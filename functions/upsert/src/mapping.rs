@@ -4,7 +4,6 @@
 //! failing a MERGE for the whole batch.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
@@ -375,12 +374,7 @@ pub enum Mapped {
 }
 
 /// Lineage columns written by the upsert path, in order.
-pub const LINEAGE: [&str; 4] = [
-    "KINESIS_SHARD_ID",
-    "KINESIS_SEQUENCE_NUMBER",
-    "KINESIS_ARRIVAL_TIME",
-    "LOADED_AT",
-];
+pub const LINEAGE: [&str; 4] = shared::lineage::table::MERGED;
 
 /// A record as a typed row.
 #[derive(Debug, Clone, PartialEq)]
@@ -739,35 +733,6 @@ fn build(
     })
 }
 
-/// Appends a row document `{"c0":..,"c1":..,"p":..,"d":..,"s":..,"h":..,"a":..}` for the MERGE
-/// source: column values, payload, delete flag and lineage.
-pub fn push_row_json(
-    out: &mut String,
-    mapping: &TableMapping,
-    row: &Row,
-    payload: Option<&str>,
-    lineage: (&str, &str, &str),
-) {
-    out.push('{');
-    for (i, v) in row.values.iter().enumerate() {
-        let _ = write!(out, "\"c{i}\":{v},");
-    }
-    if mapping.payload_column.is_some() {
-        out.push_str("\"p\":");
-        out.push_str(payload.unwrap_or("null"));
-        out.push(',');
-    }
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
-    let _ = write!(
-        out,
-        "\"d\":{},\"h\":{},\"s\":{},\"a\":{}}}",
-        row.is_delete,
-        q(lineage.0),
-        q(lineage.1),
-        q(lineage.2)
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -946,12 +911,21 @@ mod tests {
             .unwrap();
         assert_eq!(orders.row(&bad).unwrap_err().column, r#""ORDER_ID""#);
         let mut doc = String::new();
-        push_row_json(
+        let meta = shared::kinesis::record::RecordMeta {
+            stream: "s".into(),
+            shard_id: "shardId-1".into(),
+            sequence_number: "42".into(),
+            partition_key: "k".into(),
+            arrival_ms: 0,
+            sub_sequence: None,
+        };
+        crate::row::push_row(
             &mut doc,
             orders,
             &orders.row(&p).unwrap(),
             Some(r#"{"x":1}"#),
-            ("shardId-1", "42", "2024-11-21T15:00:00.000Z"),
+            &meta,
+            "2024-11-21T15:00:00.000Z",
         );
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
         assert_eq!(

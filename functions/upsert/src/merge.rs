@@ -8,8 +8,11 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::mapping::{push_row_json, Row, TableMapping, Version, LINEAGE};
+use crate::mapping::{Row, TableMapping, Version};
+use crate::row;
 use shared::kinesis::record::{cmp_positions, RecordMeta};
+use shared::kinesis::sequence::SequenceNumber;
+use shared::lineage::table as lineage;
 use shared::rawzone::quarantine::RawData;
 
 /// One record mapped to a row of a table, with what lineage and the payload column need.
@@ -92,100 +95,108 @@ pub fn chunks(
 ) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut json = String::with_capacity(max_bytes.min(1 << 20));
-    let mut count = 0;
-    let mut first: Option<&RecordMeta<'_>> = None;
-    let mut last: Option<&RecordMeta<'_>> = None;
     let mut start = 0;
     for (i, c) in rows.iter().enumerate() {
         let before = json.len();
+        let count = i - start;
         json.push(if count == 0 { '[' } else { ',' });
         let arrival = c.meta.arrival_rfc3339();
-        push_row_json(
+        row::push_row(
             &mut json,
             mapping,
             &c.row,
             c.payload.as_deref(),
-            (&c.meta.shard_id, &c.meta.sequence_number, &arrival),
+            &c.meta,
+            &arrival,
         );
         if count > 0 && (count >= max_rows.max(1) || json.len() > max_bytes) {
+            // This row opens the next chunk: close the current one before it.
+            let row_json = json.split_off(before + 1);
             json.truncate(before);
-            json.push(']');
-            out.push(Chunk {
-                rows_json: std::mem::take(&mut json),
-                start,
-                rows: count,
-                first_sequence_number: seq(first),
-                last_sequence_number: seq(last),
-                first_sub_sequence: first.and_then(|m| m.sub_sequence),
-                last_sub_sequence: last.and_then(|m| m.sub_sequence),
-            });
+            out.push(chunk(std::mem::take(&mut json), &rows[start..i], start));
             start = i;
-            count = 0;
-            first = None;
             json.push('[');
-            push_row_json(
-                &mut json,
-                mapping,
-                &c.row,
-                c.payload.as_deref(),
-                (&c.meta.shard_id, &c.meta.sequence_number, &arrival),
-            );
+            json.push_str(&row_json);
         }
-        first.get_or_insert(&c.meta);
-        last = Some(&c.meta);
-        count += 1;
     }
-    if count > 0 {
-        json.push(']');
-        out.push(Chunk {
-            rows_json: json,
-            start,
-            rows: count,
-            first_sequence_number: seq(first),
-            last_sequence_number: seq(last),
-            first_sub_sequence: first.and_then(|m| m.sub_sequence),
-            last_sub_sequence: last.and_then(|m| m.sub_sequence),
-        });
+    if start < rows.len() {
+        out.push(chunk(json, &rows[start..], start));
     }
     out
 }
 
-fn seq(meta: Option<&RecordMeta<'_>>) -> String {
-    meta.map(|m| m.sequence_number.to_string())
-        .unwrap_or_default()
-}
-
-/// Sequence numbers compared as numbers: left-padded to the longest Kinesis allows (129 digits,
-/// pattern `0|([1-9]\d{0,128})` in the Kinesis API reference), since LPAD truncates longer text.
-fn lpad_seq(alias: &str) -> String {
-    format!("LPAD({alias}.\"KINESIS_SEQUENCE_NUMBER\", 129, '0')")
+/// Closes a chunk's JSON array and records the positions of its first and last rows.
+fn chunk(mut rows_json: String, rows: &[Candidate<'_>], start: usize) -> Chunk {
+    rows_json.push(']');
+    let (first, last) = (&rows[0].meta, &rows[rows.len() - 1].meta);
+    Chunk {
+        rows_json,
+        start,
+        rows: rows.len(),
+        first_sequence_number: first.sequence_number.to_string(),
+        last_sequence_number: last.sequence_number.to_string(),
+        first_sub_sequence: first.sub_sequence,
+        last_sub_sequence: last.sub_sequence,
+    }
 }
 
 /// The MERGE for a table: newer rows win, deletes delete, older replays change nothing.
 pub fn merge_sql(m: &TableMapping) -> String {
     let mut sql = String::with_capacity(1024);
-    let _ = write!(sql, "MERGE INTO {} AS t USING (SELECT ", m.target);
-    for (i, c) in m.columns.iter().enumerate() {
-        let _ = write!(sql, "value:\"c{i}\"::{} AS {}, ", c.ty.sql(), c.ident);
-    }
-    if let Some(p) = &m.payload_column {
-        let _ = write!(sql, "value:\"p\" AS {p}, ");
-    }
-    if m.lineage {
-        sql.push_str("value:\"h\"::VARCHAR AS \"KINESIS_SHARD_ID\", value:\"s\"::VARCHAR AS \"KINESIS_SEQUENCE_NUMBER\", value:\"a\"::TIMESTAMP_NTZ AS \"KINESIS_ARRIVAL_TIME\", ");
-    }
-    sql.push_str("value:\"d\"::BOOLEAN AS \"__DELETE\" FROM (SELECT PARSE_JSON(?, 'd') AS J) AS SRC, LATERAL FLATTEN(INPUT => SRC.J)) AS s ON ");
+    let _ = write!(
+        sql,
+        "MERGE INTO {} AS t USING ({}) AS s ON ",
+        m.target,
+        row::source_select(m)
+    );
     let on: Vec<String> = m
         .keys
         .iter()
         .map(|&k| format!("t.{0} = s.{0}", m.columns[k].ident))
         .collect();
     sql.push_str(&on.join(" AND "));
+    let (newer, delete_newer) = newer_conditions(m);
+    let (targets, sources) = written_columns(m);
+    let delete = row::DELETE_COLUMN;
+    if m.has_delete_marker() {
+        let _ = write!(
+            sql,
+            " WHEN MATCHED AND s.{delete} AND {delete_newer} THEN DELETE"
+        );
+    }
+    let updates: Vec<String> = targets
+        .iter()
+        .zip(&sources)
+        .enumerate()
+        .filter(|(i, _)| !m.keys.contains(i))
+        .map(|(_, (t, s))| format!("t.{t} = {s}"))
+        .collect();
+    if !updates.is_empty() {
+        let _ = write!(
+            sql,
+            " WHEN MATCHED AND NOT s.{delete} AND {newer} THEN UPDATE SET {}",
+            updates.join(", ")
+        );
+    }
+    let _ = write!(
+        sql,
+        " WHEN NOT MATCHED AND NOT s.{delete} THEN INSERT ({}) VALUES ({})",
+        targets.join(", "),
+        sources.join(", ")
+    );
+    sql
+}
 
+/// When a source row replaces the target's row, and when a delete applies.
+fn newer_conditions(m: &TableMapping) -> (String, String) {
+    let sequence = |alias: &str| {
+        SequenceNumber::sql_order(&format!("{alias}.\"{}\"", lineage::SEQUENCE_NUMBER))
+    };
     let seq_newer = format!(
-        "(t.\"KINESIS_SEQUENCE_NUMBER\" IS NULL OR {} > {})",
-        lpad_seq("s"),
-        lpad_seq("t")
+        "(t.\"{}\" IS NULL OR {} > {})",
+        lineage::SEQUENCE_NUMBER,
+        sequence("s"),
+        sequence("t")
     );
     let newer = match m.version {
         Version::Sequence => seq_newer.clone(),
@@ -205,47 +216,28 @@ pub fn merge_sql(m: &TableMapping) -> String {
         Version::Sequence => seq_newer,
         Version::Column(i) => format!("(s.{} IS NULL OR {newer})", m.columns[i].ident),
     };
+    (newer, delete_newer)
+}
 
-    // Every column the source provides, and what `LOADED_AT` is set to.
+/// Every column the MERGE writes, and the source expression of each (`LOADED_AT` is the time
+/// of the MERGE).
+fn written_columns(m: &TableMapping) -> (Vec<String>, Vec<String>) {
     let mut targets: Vec<String> = m.columns.iter().map(|c| c.ident.clone()).collect();
     targets.extend(m.payload_column.iter().cloned());
     let mut sources: Vec<String> = targets.iter().map(|t| format!("s.{t}")).collect();
     if m.lineage {
-        for l in &LINEAGE[..3] {
+        for l in [
+            lineage::SHARD_ID,
+            lineage::SEQUENCE_NUMBER,
+            lineage::ARRIVAL_TIME,
+        ] {
             targets.push(format!("\"{l}\""));
             sources.push(format!("s.\"{l}\""));
         }
-        targets.push(format!("\"{}\"", LINEAGE[3]));
+        targets.push(format!("\"{}\"", lineage::LOADED_AT));
         sources.push("CURRENT_TIMESTAMP()::TIMESTAMP_NTZ".into());
     }
-
-    if m.has_delete_marker() {
-        let _ = write!(
-            sql,
-            " WHEN MATCHED AND s.\"__DELETE\" AND {delete_newer} THEN DELETE"
-        );
-    }
-    let updates: Vec<String> = targets
-        .iter()
-        .zip(&sources)
-        .enumerate()
-        .filter(|(i, _)| !m.keys.contains(i))
-        .map(|(_, (t, s))| format!("t.{t} = {s}"))
-        .collect();
-    if !updates.is_empty() {
-        let _ = write!(
-            sql,
-            " WHEN MATCHED AND NOT s.\"__DELETE\" AND {newer} THEN UPDATE SET {}",
-            updates.join(", ")
-        );
-    }
-    let _ = write!(
-        sql,
-        " WHEN NOT MATCHED AND NOT s.\"__DELETE\" THEN INSERT ({}) VALUES ({})",
-        targets.join(", "),
-        sources.join(", ")
-    );
-    sql
+    (targets, sources)
 }
 
 #[cfg(test)]

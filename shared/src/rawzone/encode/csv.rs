@@ -16,15 +16,7 @@ use crate::kinesis::scan;
 use super::RowLineage;
 
 /// The lineage columns appended after the mapped ones, in file order.
-pub const LINEAGE_COLUMNS: [&str; 7] = [
-    "stream",
-    "shard_id",
-    "sequence_number",
-    "partition_key",
-    "arrival_time",
-    "source_file",
-    "source_row",
-];
+pub const LINEAGE_COLUMNS: [&str; 7] = crate::lineage::file::CSV_COLUMNS;
 
 /// One mapped column.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
