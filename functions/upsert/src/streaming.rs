@@ -5,6 +5,7 @@
 //! acknowledged only once the channel reports the last offset committed, else Lambda resends
 //! it and the same skip applies.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -85,7 +86,7 @@ impl StreamingWriter {
 
     /// Appends a table's changes of one batch (all from one shard) and waits until they are
     /// committed.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         mapping: &TableMapping,
         mut candidates: Vec<Candidate<'_>>,
@@ -109,73 +110,25 @@ impl StreamingWriter {
         let key = format!("{}/{name}", objects.pipe);
         let mut channels = self.channels.lock().await;
         let mut reopens = 0;
-        'appending: loop {
-            if !channels.contains_key(&key) {
-                let channel = self
-                    .client
-                    .open_channel(
-                        &self.settings.database,
-                        &self.settings.schema,
-                        &objects.pipe,
-                        &name,
-                        deadline,
-                    )
-                    .await
-                    .map_err(failure)?;
-                outcome.http_requests += 1;
-                let high_water = channel.committed_when_opened.clone();
-                channels.insert(
-                    key.clone(),
-                    ChannelState {
-                        channel,
-                        high_water,
-                    },
-                );
-            }
-            let state = channels.get_mut(&key).expect("inserted above");
-            let pending: Vec<&Candidate<'_>> = candidates
-                .iter()
-                .filter(|c| {
-                    state
-                        .high_water
-                        .as_deref()
-                        .is_none_or(|hw| !is_committed(&c.meta, hw))
-                })
-                .collect();
-            outcome.duplicates = candidates.len() - pending.len();
-            let lines: Vec<String> = pending
-                .iter()
-                .map(|c| {
-                    let mut line = String::new();
-                    push_change_line(&mut line, mapping, &c.row, c.payload.as_deref(), &c.meta);
-                    line
-                })
-                .collect();
-            for range in requests(&lines) {
-                let chunk = &pending[range.clone()];
-                let body = lines[range].concat();
-                let offset = offset_token(&chunk[chunk.len() - 1].meta);
-                match self
-                    .client
-                    .append(&mut state.channel, body.as_bytes(), &offset, deadline)
-                    .await
-                {
-                    Ok(()) => {
-                        outcome.statements += 1;
-                        outcome.http_requests += 1;
-                        outcome.inserted += chunk.len() as u64;
-                        state.high_water = Some(offset);
-                    }
-                    Err(e) if e.recovery() == Recovery::Reopen && reopens < MAX_REOPENS => {
-                        reopens += 1;
-                        tracing::warn!(channel = %name, error = %e, "channel must be reopened; resuming after its committed offset");
-                        channels.remove(&key);
-                        continue 'appending;
-                    }
-                    Err(e) => return Err(failure(e)),
+        loop {
+            let state = match channels.entry(key.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    e.insert(self.open(&objects, &name, deadline, &mut outcome).await?)
                 }
+            };
+            match self
+                .append_new(state, mapping, &candidates, deadline, &mut outcome)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if e.recovery() == Recovery::Reopen && reopens < MAX_REOPENS => {
+                    reopens += 1;
+                    tracing::warn!(channel = %name, error = %e, "channel must be reopened; resuming after its committed offset");
+                    channels.remove(&key);
+                }
+                Err(e) => return Err(failure(e)),
             }
-            break;
         }
         let Some(high_water) = channels.get(&key).and_then(|s| s.high_water.clone()) else {
             return Ok(outcome);
@@ -184,6 +137,76 @@ impl StreamingWriter {
         self.wait_committed(&objects, &name, &high_water, deadline)
             .await?;
         Ok(outcome)
+    }
+
+    /// Opens the channel; what it had committed is where this batch's appends resume.
+    async fn open(
+        &self,
+        objects: &ChangeObjects,
+        name: &str,
+        deadline: Instant,
+        outcome: &mut TableOutcome,
+    ) -> Result<ChannelState, StreamFailure> {
+        let channel = self
+            .client
+            .open_channel(
+                &self.settings.database,
+                &self.settings.schema,
+                &objects.pipe,
+                name,
+                deadline,
+            )
+            .await
+            .map_err(failure)?;
+        outcome.http_requests += 1;
+        let high_water = channel.committed_when_opened.clone();
+        Ok(ChannelState {
+            channel,
+            high_water,
+        })
+    }
+
+    /// Appends the candidates above the channel's high-water mark, in requests within the
+    /// size limit, each with the offset token of its last row.
+    async fn append_new(
+        &self,
+        state: &mut ChannelState,
+        mapping: &TableMapping,
+        candidates: &[Candidate<'_>],
+        deadline: Instant,
+        outcome: &mut TableOutcome,
+    ) -> Result<(), StreamingError> {
+        let pending: Vec<&Candidate<'_>> = candidates
+            .iter()
+            .filter(|c| {
+                state
+                    .high_water
+                    .as_deref()
+                    .is_none_or(|hw| !is_committed(&c.meta, hw))
+            })
+            .collect();
+        outcome.duplicates = candidates.len() - pending.len();
+        let lines: Vec<String> = pending
+            .iter()
+            .map(|c| {
+                let mut line = String::new();
+                push_change_line(&mut line, mapping, &c.row, c.payload.as_deref(), &c.meta);
+                line
+            })
+            .collect();
+        for range in requests(&lines) {
+            let chunk = &pending[range.clone()];
+            let body = lines[range].concat();
+            let offset = offset_token(&chunk[chunk.len() - 1].meta);
+            self.client
+                .append(&mut state.channel, body.as_bytes(), &offset, deadline)
+                .await?;
+            outcome.statements += 1;
+            outcome.http_requests += 1;
+            outcome.inserted += chunk.len() as u64;
+            state.high_water = Some(offset);
+        }
+        Ok(())
     }
 
     /// Polls the channel's status until its committed offset token reaches `offset`.
