@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod error;
 pub mod ident;
+mod recovery;
 pub mod streaming;
 mod types;
 
@@ -25,6 +26,7 @@ pub use config::{
 };
 pub use error::SnowflakeError;
 pub use ident::IdentError;
+pub use recovery::Recovery;
 pub use types::{Binding, ColumnType, DmlStats, QueryResult, Statement};
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
 use super::api::{self, ChannelStatus, MAX_REQUEST_BYTES};
-use super::error::{Recovery, StreamingError};
+use super::error::StreamingError;
 use crate::snowflake::client::backoff_delay;
 use crate::snowflake::config::SecretString;
-use crate::snowflake::SnowflakeClient;
+use crate::snowflake::{Recovery, SnowflakeClient};
 
 /// Snowflake does not say how long a scoped token lives; it is renewed well within an hour, and
 /// at once after a 401.

@@ -1,19 +1,6 @@
 //! Errors of the Snowpipe Streaming client, classified where they are defined.
 
-use crate::snowflake::SnowflakeError;
-
-/// What the caller should do about a [`StreamingError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
-    /// Send the same request again after a backoff (429, 5xx, a dropped connection).
-    Retry,
-    /// Open the channel again and resume after its committed offset token: the continuation
-    /// token is stale (another opener, or an append whose answer was lost) or the channel was
-    /// invalidated.
-    Reopen,
-    /// Configuration or credentials: no retry helps.
-    Fatal,
-}
+use crate::snowflake::{Recovery, SnowflakeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamingError {
@@ -39,6 +26,10 @@ pub enum StreamingError {
 }
 
 impl StreamingError {
+    /// What the caller should do: [`Recovery::Reopen`] for a stale continuation token or an
+    /// invalid channel, [`Recovery::Retry`] for 429, 5xx, transport failures and a passed
+    /// deadline, [`Recovery::Fatal`] otherwise. Never [`Recovery::Isolate`]: a request refused
+    /// for its rows is not told apart from other refusals.
     pub fn recovery(&self) -> Recovery {
         match self {
             StreamingError::Http { status, code, .. } => {
