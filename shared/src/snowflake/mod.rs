@@ -16,6 +16,7 @@ mod config;
 mod error;
 pub mod ident;
 mod recovery;
+mod retry;
 pub mod streaming;
 mod types;
 
