@@ -13,7 +13,7 @@ use reqwest::{Method, Url};
 use uuid::Uuid;
 
 use super::auth::Authenticator;
-use super::config::{Context, RetryPolicy, SnowflakeConfig};
+use super::config::{Context, SnowflakeConfig};
 use super::error::{is_retryable_status, SnowflakeError};
 use super::retry::{retry_until, Attempt};
 use super::types::{
@@ -21,7 +21,8 @@ use super::types::{
 };
 
 /// Namespace of the deterministic requestIds made by [`request_id_for`].
-pub const REQUEST_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3c2e_9a47_4d0b_8e25_51c7_d3a9_0f64);
+pub(crate) const REQUEST_ID_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6b1f_3c2e_9a47_4d0b_8e25_51c7_d3a9_0f64);
 
 /// A deterministic requestId (UUID v5) for a batch identity such as
 /// `["upsert", stream, shard, first_sequence, last_sequence]`. Parts are length-prefixed, so
@@ -648,7 +649,7 @@ impl SnowflakeClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snowflake::config::{AuthConfig, SecretString, TokenSource, TokenType};
+    use crate::snowflake::config::{AuthConfig, RetryPolicy, SecretString, TokenSource, TokenType};
     use crate::snowflake::ident::IdentError;
     use crate::snowflake::types::Binding;
     use serde_json::json;
