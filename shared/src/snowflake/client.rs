@@ -273,6 +273,7 @@ impl SnowflakeClient {
         })
     }
 
+    /// The configuration the client was built with.
     pub fn config(&self) -> &SnowflakeConfig {
         &self.inner.config
     }

@@ -11,6 +11,7 @@ use crate::config::{ConfigError, Env};
 pub struct SecretString(String);
 
 impl SecretString {
+    /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
@@ -60,6 +61,7 @@ pub enum TokenType {
 }
 
 impl TokenType {
+    /// The header's value for this kind of token.
     pub fn header_value(self) -> &'static str {
         match self {
             TokenType::KeypairJwt => "KEYPAIR_JWT",

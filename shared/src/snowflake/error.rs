@@ -52,6 +52,7 @@ pub enum SnowflakeError {
     #[error("unexpected response: {0}")]
     Protocol(String),
 
+    /// The configuration is incomplete or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
 
@@ -63,6 +64,7 @@ pub enum SnowflakeError {
     #[error("secret {arn}: {message}")]
     Secret { arn: String, message: String },
 
+    /// A configured name is not a valid identifier.
     #[error(transparent)]
     Ident(#[from] IdentError),
 }

@@ -47,6 +47,7 @@ pub struct Channel {
 }
 
 impl StreamingClient {
+    /// A client that reaches Snowpipe Streaming with `snowflake`'s pool and credentials.
     pub fn new(snowflake: &SnowflakeClient) -> Self {
         Self {
             snowflake: snowflake.clone(),
@@ -142,6 +143,7 @@ impl StreamingClient {
         Ok(status.channel_statuses)
     }
 
+    /// Drops the channel (`DELETE`); its continuation token is then useless.
     pub async fn drop_channel(
         &self,
         channel: &Channel,

@@ -2,6 +2,7 @@
 
 use crate::snowflake::{Recovery, SnowflakeError};
 
+/// What went wrong calling Snowpipe Streaming.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamingError {
     /// An error answer: `code` is Snowflake's stable code (`STALE_CONTINUATION_TOKEN_SEQUENCER`, …).
@@ -11,13 +12,16 @@ pub enum StreamingError {
         code: String,
         message: String,
     },
+    /// Connection refused/reset, DNS, timeout of one HTTP attempt.
     #[error("transport: {0}")]
     Transport(String),
+    /// An answer that does not follow the API (unparseable JSON, an empty token, ...).
     #[error("unexpected response: {0}")]
     Protocol(String),
     /// The account's credentials could not make a token.
     #[error(transparent)]
     Auth(#[from] SnowflakeError),
+    /// The caller's deadline passed; the last transient failure seen.
     #[error("deadline passed; last: {0}")]
     Deadline(String),
     /// One row is larger than a request may be.
