@@ -270,7 +270,9 @@ fn requests(lines: &[String]) -> Vec<std::ops::Range<usize>> {
 fn failure(e: StreamingError) -> StreamFailure {
     match e.recovery() {
         Recovery::Fatal => StreamFailure::Fatal(e),
-        Recovery::Retry | Recovery::Reopen => StreamFailure::Retry(e.to_string()),
+        Recovery::Retry | Recovery::Reopen | Recovery::Isolate => {
+            StreamFailure::Retry(e.to_string())
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::config::{AuthConfig, KeySource, SecretString, TokenSource, TokenType}
 use super::error::SnowflakeError;
 
 /// Lifetime of the JWTs the client makes (Snowflake accepts at most one hour).
-pub const JWT_LIFETIME: Duration = Duration::from_secs(59 * 60);
+pub(crate) const JWT_LIFETIME: Duration = Duration::from_secs(59 * 60);
 /// A cached JWT is replaced when it has less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 
@@ -25,7 +25,7 @@ const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// (`xy12345.us-east-1`, `xy12345.us-east-2.aws`) keeps only the locator (`XY12345`); the
 /// organisation-account form (`myorg-myaccount`) is kept whole; for a global URL form
 /// (`myacct-abc123.global`) the part before the first `-` is used.
-pub fn normalize_account(account: &str) -> String {
+pub(crate) fn normalize_account(account: &str) -> String {
     let upper = account.trim().to_ascii_uppercase();
     let cut = if upper.contains(".GLOBAL") {
         upper.split('-').next()

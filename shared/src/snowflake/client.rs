@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::Read as _;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,14 +13,16 @@ use reqwest::{Method, Url};
 use uuid::Uuid;
 
 use super::auth::Authenticator;
-use super::config::{Context, RetryPolicy, SnowflakeConfig};
+use super::config::{Context, SnowflakeConfig};
 use super::error::{is_retryable_status, SnowflakeError};
+use super::retry::{retry_until, Attempt};
 use super::types::{
     cells, Bindings, Parameters, QueryResult, RequestBody, ResponseBody, Statement,
 };
 
 /// Namespace of the deterministic requestIds made by [`request_id_for`].
-pub const REQUEST_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3c2e_9a47_4d0b_8e25_51c7_d3a9_0f64);
+pub(crate) const REQUEST_ID_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6b1f_3c2e_9a47_4d0b_8e25_51c7_d3a9_0f64);
 
 /// A deterministic requestId (UUID v5) for a batch identity such as
 /// `["upsert", stream, shard, first_sequence, last_sequence]`. Parts are length-prefixed, so
@@ -33,25 +35,6 @@ pub fn request_id_for(parts: &[&str]) -> Uuid {
         name.push_str(p);
     }
     Uuid::new_v5(&REQUEST_ID_NAMESPACE, name.as_bytes())
-}
-
-/// Full-jitter exponential backoff: a duration in `[0, min(max, base * 2^attempt)]`, `unit` being a
-/// random number in `[0, 1)`.
-pub(crate) fn backoff_delay(policy: &RetryPolicy, attempt: u32, unit: f64) -> Duration {
-    let ceiling = policy
-        .base
-        .saturating_mul(1u32 << attempt.min(20))
-        .min(policy.max);
-    ceiling.mul_f64(unit.clamp(0.0, 1.0))
-}
-
-/// Sleeps `delay` unless that would reach `deadline`; false (without sleeping) in that case.
-async fn sleep_before(delay: Duration, deadline: Instant) -> bool {
-    if Instant::now() + delay >= deadline {
-        return false;
-    }
-    tokio::time::sleep(delay).await;
-    true
 }
 
 /// A Snowflake SQL API v2 client; cheap to clone (one connection pool and token cache).
@@ -88,6 +71,14 @@ struct Ctx {
 }
 
 impl Ctx {
+    fn new(request_id: Uuid, deadline: Instant, last: &str) -> Self {
+        Self {
+            request_id,
+            deadline,
+            requests: AtomicU32::new(0),
+            last: Mutex::new(last.into()),
+        }
+    }
     fn note(&self, what: String) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = what;
     }
@@ -194,6 +185,59 @@ fn failure(status: u16, body: &[u8]) -> SnowflakeError {
     }
 }
 
+/// Sends `req` and reads the whole answer.
+async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, Bytes), reqwest::Error> {
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    resp.bytes().await.map(|b| (status, b))
+}
+
+/// What kind of transport failure `e` is, as the debug line and the error message name it.
+fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect error"
+    } else {
+        "transport error"
+    }
+}
+
+/// `msg` followed by the chain of `e`'s sources (reqwest's own message rarely says why).
+pub(crate) fn with_sources(mut msg: String, e: &dyn std::error::Error) -> String {
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// The outcomes of an attempt every SQL API call treats alike: a passed deadline ends the call,
+/// a transport failure or a transient status (429/5xx) is noted and retried, and any other
+/// status fails.
+fn settle<T>(sent: Sent, ctx: &Ctx) -> Result<Attempt<T, SnowflakeError>, SnowflakeError> {
+    match sent {
+        Sent::DeadlinePassed => Err(ctx.deadline_exceeded()),
+        Sent::Transport { msg, at_deadline } => {
+            ctx.note_transport(msg, at_deadline);
+            Ok(Attempt::Retry(ctx.deadline_exceeded()))
+        }
+        Sent::Response { status, body, .. } if is_retryable_status(status) => {
+            ctx.note(format!("HTTP {status}: {}", error_message(&body)));
+            Ok(Attempt::Retry(ctx.deadline_exceeded()))
+        }
+        Sent::Response { status, body, .. } => Err(failure(status, &body)),
+    }
+}
+
+/// True the first time a call asks: one 401 gets a fresh token, the next one is
+/// [`SnowflakeError::Unauthorized`].
+fn first_401(renewed: &AtomicBool) -> bool {
+    !renewed.swap(true, Ordering::Relaxed)
+}
+
 impl SnowflakeClient {
     /// Resolves the key or token (reading Secrets Manager when configured, with `aws` or the
     /// default AWS configuration) once, and builds the HTTP client.
@@ -229,6 +273,7 @@ impl SnowflakeClient {
         })
     }
 
+    /// The configuration the client was built with.
     pub fn config(&self) -> &SnowflakeConfig {
         &self.inner.config
     }
@@ -280,82 +325,90 @@ impl SnowflakeClient {
         statement: &Statement,
         deadline: Instant,
     ) -> Result<QueryResult, SnowflakeError> {
-        let policy = &self.inner.config.retry;
-        let mut aborted = 0u32;
-        loop {
+        retry_until(deadline, &self.inner.config.retry, |aborted| async move {
             match self.execute_once(statement, deadline).await {
+                Ok(result) => Ok(Attempt::Done(result)),
                 Err(e) if e.is_lock_contention() => {
                     tracing::warn!(error = %e, aborted, "statement aborted by lock contention; submitting it again after a backoff");
-                    let delay = backoff_delay(policy, aborted, rand::random::<f64>());
-                    aborted += 1;
-                    if !sleep_before(delay, deadline).await {
-                        return Err(e);
-                    }
+                    Ok(Attempt::Retry(e))
                 }
-                other => return other,
+                Err(e) => Err(e),
             }
-        }
+        })
+        .await
     }
 
+    /// One submission of `statement` under one requestId, resent on transient failures.
     async fn execute_once(
         &self,
         statement: &Statement,
         deadline: Instant,
     ) -> Result<QueryResult, SnowflakeError> {
-        let (request_id, mut retry) = match statement.request_id {
+        let (request_id, sent_before) = match statement.request_id {
             // a caller-supplied id may have been sent by a previous invocation: always retry=true
             Some(id) => (id, true),
             None => (Uuid::new_v4(), false),
         };
-        let ctx = Ctx {
-            request_id,
-            deadline,
-            requests: AtomicU32::new(0),
-            last: Mutex::new("no attempt made".into()),
-        };
+        let ctx = Ctx::new(request_id, deadline, "no attempt made");
         let body = Bytes::from(self.body_bytes(statement));
-        let policy = &self.inner.config.retry;
-        let mut auth_retried = false;
-        let mut transient = 0u32;
-        loop {
-            let mut url = self.inner.statements.clone();
-            url.query_pairs_mut()
-                .append_pair("requestId", &request_id.to_string());
-            if retry {
-                url.query_pairs_mut().append_pair("retry", "true");
+        let renewed = AtomicBool::new(false);
+        retry_until(deadline, &self.inner.config.retry, |transient| {
+            let (ctx, body, renewed) = (&ctx, &body, &renewed);
+            async move {
+                // Every request after this call's first one resends the requestId.
+                let retry = sent_before || ctx.requests.load(Ordering::Relaxed) > 0;
+                let url = self.submission_url(request_id, retry);
+                let sent = self
+                    .send(Method::POST, url, Some(body.clone()), ctx, transient)
+                    .await?;
+                self.submitted(sent, ctx, renewed).await
             }
-            match self
-                .send(Method::POST, url, Some(body.clone()), &ctx, transient)
-                .await?
-            {
-                Sent::DeadlinePassed => return Err(ctx.deadline_exceeded()),
-                Sent::Transport { msg, at_deadline } => ctx.note_transport(msg, at_deadline),
-                Sent::Response {
-                    status,
-                    body,
-                    token,
-                } => match status {
-                    200 => return self.complete(parse_body(&inflate(body)?)?, &ctx).await,
-                    202 => return self.follow(parse_body(&body)?, &ctx).await,
-                    401 if !auth_retried => {
-                        auth_retried = true;
-                        retry = true;
-                        self.inner.auth.renew_after_401(&token).await?;
-                        ctx.note(format!("HTTP 401: {}", error_message(&body)));
-                        continue;
-                    }
-                    s if is_retryable_status(s) => {
-                        ctx.note(format!("HTTP {s}: {}", error_message(&body)))
-                    }
-                    s => return Err(failure(s, &body)),
-                },
+        })
+        .await
+    }
+
+    /// `POST /api/v2/statements?requestId=…[&retry=true]`.
+    fn submission_url(&self, request_id: Uuid, retry: bool) -> Url {
+        let mut url = self.inner.statements.clone();
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        if retry {
+            url.query_pairs_mut().append_pair("retry", "true");
+        }
+        url
+    }
+
+    /// What the answer to a submission means: a result (200), a statement to follow (202), a
+    /// first 401 (renew the token and resend), or what [`settle`] says.
+    async fn submitted(
+        &self,
+        sent: Sent,
+        ctx: &Ctx,
+        renewed: &AtomicBool,
+    ) -> Result<Attempt<QueryResult, SnowflakeError>, SnowflakeError> {
+        match sent {
+            Sent::Response {
+                status: 200, body, ..
+            } => {
+                let body = parse_body(&inflate(body)?)?;
+                self.complete(body, ctx).await.map(Attempt::Done)
             }
-            retry = true;
-            let delay = backoff_delay(policy, transient, rand::random::<f64>());
-            transient += 1;
-            if !sleep_before(delay, deadline).await {
-                return Err(ctx.deadline_exceeded());
+            Sent::Response {
+                status: 202, body, ..
+            } => self
+                .follow(parse_body(&body)?, ctx)
+                .await
+                .map(Attempt::Done),
+            Sent::Response {
+                status: 401,
+                body,
+                token,
+            } if first_401(renewed) => {
+                self.inner.auth.renew_after_401(&token).await?;
+                ctx.note(format!("HTTP 401: {}", error_message(&body)));
+                Ok(Attempt::Resend)
             }
+            other => settle(other, ctx),
         }
     }
 
@@ -372,12 +425,7 @@ impl SnowflakeClient {
         url.path_segments_mut()
             .expect("http URL")
             .extend([statement_handle, "cancel"]);
-        let ctx = Ctx {
-            request_id: Uuid::new_v4(),
-            deadline,
-            requests: AtomicU32::new(0),
-            last: Mutex::new(String::new()),
-        };
+        let ctx = Ctx::new(Uuid::new_v4(), deadline, "");
         match self.send(Method::POST, url, None, &ctx, 0).await? {
             Sent::Response { status: 200, .. } => Ok(()),
             Sent::Response { status, body, .. } => Err(failure(status, &body)),
@@ -405,28 +453,9 @@ impl SnowflakeClient {
         };
         let timeout = remaining.min(self.inner.config.retry.http_timeout);
         let token = self.inner.auth.token().await?;
-        let mut req = self
-            .inner
-            .http
-            .request(method.clone(), url.clone())
-            .timeout(timeout)
-            .bearer_auth(token.expose())
-            .header(
-                "X-Snowflake-Authorization-Token-Type",
-                self.inner.auth.kind().header_value(),
-            )
-            .header(ACCEPT, "application/json");
-        if let Some(b) = body {
-            req = req.header(CONTENT_TYPE, "application/json").body(b);
-        }
+        let req = self.http_request(method.clone(), url.clone(), body, &token, timeout);
         ctx.requests.fetch_add(1, Ordering::Relaxed);
-        let result = match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                resp.bytes().await.map(|b| (status, b))
-            }
-            Err(e) => Err(e),
-        };
+        let result = exchange(req).await;
         let ms = start.elapsed().as_millis() as u64;
         let path = url.path();
         match result {
@@ -439,20 +468,8 @@ impl SnowflakeClient {
                 })
             }
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect error"
-                } else {
-                    "transport error"
-                };
-                let mut msg = format!("{kind} after {ms} ms");
-                let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    msg.push_str(": ");
-                    msg.push_str(&s.to_string());
-                    source = s.source();
-                }
+                let kind = transport_kind(&e);
+                let msg = with_sources(format!("{kind} after {ms} ms"), &e);
                 tracing::debug!(%method, path, request_id = %ctx.request_id, status = kind, attempt, ms, "snowflake http");
                 let at_deadline = e.is_timeout() && timeout < self.inner.config.retry.http_timeout;
                 Ok(Sent::Transport { msg, at_deadline })
@@ -460,42 +477,59 @@ impl SnowflakeClient {
         }
     }
 
+    /// An authorized SQL API request (a JSON body when there is one).
+    fn http_request(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Bytes>,
+        token: &super::config::SecretString,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
+        let req = self
+            .inner
+            .http
+            .request(method, url)
+            .timeout(timeout)
+            .bearer_auth(token.expose())
+            .header(
+                "X-Snowflake-Authorization-Token-Type",
+                self.inner.auth.kind().header_value(),
+            )
+            .header(ACCEPT, "application/json");
+        match body {
+            Some(b) => req.header(CONTENT_TYPE, "application/json").body(b),
+            None => req,
+        }
+    }
+
     /// A GET (status poll or partition), retried on 429/5xx/transport and once on 401.
     /// Returns the 200 or 202 body; anything else is an error.
     async fn get(&self, url: &Url, ctx: &Ctx) -> Result<(u16, ResponseBody), SnowflakeError> {
-        let policy = &self.inner.config.retry;
-        let mut auth_retried = false;
-        let mut transient = 0u32;
-        loop {
-            match self
-                .send(Method::GET, url.clone(), None, ctx, transient)
-                .await?
-            {
-                Sent::DeadlinePassed => return Err(ctx.deadline_exceeded()),
-                Sent::Transport { msg, at_deadline } => ctx.note_transport(msg, at_deadline),
-                Sent::Response {
-                    status,
-                    body,
-                    token,
-                } => match status {
-                    200 | 202 => return Ok((status, parse_body(&inflate(body)?)?)),
-                    401 if !auth_retried => {
-                        auth_retried = true;
+        let renewed = AtomicBool::new(false);
+        retry_until(ctx.deadline, &self.inner.config.retry, |transient| {
+            let renewed = &renewed;
+            async move {
+                match self
+                    .send(Method::GET, url.clone(), None, ctx, transient)
+                    .await?
+                {
+                    Sent::Response {
+                        status: status @ (200 | 202),
+                        body,
+                        ..
+                    } => Ok(Attempt::Done((status, parse_body(&inflate(body)?)?))),
+                    Sent::Response {
+                        status: 401, token, ..
+                    } if first_401(renewed) => {
                         self.inner.auth.renew_after_401(&token).await?;
-                        continue;
+                        Ok(Attempt::Resend)
                     }
-                    s if is_retryable_status(s) => {
-                        ctx.note(format!("HTTP {s}: {}", error_message(&body)))
-                    }
-                    s => return Err(failure(s, &body)),
-                },
+                    other => settle(other, ctx),
+                }
             }
-            let delay = backoff_delay(policy, transient, rand::random::<f64>());
-            transient += 1;
-            if !sleep_before(delay, ctx.deadline).await {
-                return Err(ctx.deadline_exceeded());
-            }
-        }
+        })
+        .await
     }
 
     fn statement_url(&self, handle: &str) -> Url {
@@ -616,7 +650,7 @@ impl SnowflakeClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snowflake::config::{AuthConfig, SecretString, TokenSource, TokenType};
+    use crate::snowflake::config::{AuthConfig, RetryPolicy, SecretString, TokenSource, TokenType};
     use crate::snowflake::ident::IdentError;
     use crate::snowflake::types::Binding;
     use serde_json::json;
@@ -657,32 +691,6 @@ mod tests {
             request_id_for(&["upsert", "stream", "shard-1", "100", "201"])
         );
         assert_ne!(request_id_for(&["ab", "c"]), request_id_for(&["a", "bc"]));
-    }
-
-    #[test]
-    fn backoff_is_full_jitter_and_capped() {
-        let p = RetryPolicy::default();
-        assert_eq!(backoff_delay(&p, 0, 0.0), Duration::ZERO);
-        assert_eq!(backoff_delay(&p, 0, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff_delay(&p, 3, 1.0), Duration::from_millis(800));
-        assert_eq!(backoff_delay(&p, 10, 1.0), Duration::from_secs(5));
-        assert_eq!(
-            backoff_delay(&p, 500, 0.999),
-            Duration::from_secs(5).mul_f64(0.999)
-        );
-        assert!(backoff_delay(&p, 4, 0.5) <= Duration::from_millis(800));
-    }
-
-    #[tokio::test]
-    async fn sleep_never_reaches_the_deadline() {
-        let deadline = Instant::now() + Duration::from_millis(50);
-        let t0 = Instant::now();
-        assert!(!sleep_before(Duration::from_secs(5), deadline).await);
-        assert!(
-            t0.elapsed() < Duration::from_millis(20),
-            "returned without sleeping"
-        );
-        assert!(sleep_before(Duration::from_millis(5), deadline).await);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use crate::config::{ConfigError, Env};
 pub struct SecretString(String);
 
 impl SecretString {
+    /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
@@ -60,6 +61,7 @@ pub enum TokenType {
 }
 
 impl TokenType {
+    /// The header's value for this kind of token.
     pub fn header_value(self) -> &'static str {
         match self {
             TokenType::KeypairJwt => "KEYPAIR_JWT",
@@ -139,12 +141,12 @@ pub struct SnowflakeConfig {
 }
 
 /// `kinesis-snowflake/<version of this crate>`.
-pub fn default_user_agent() -> String {
+pub(crate) fn default_user_agent() -> String {
     format!("kinesis-snowflake/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The default URL for an account: underscores become hyphens (Snowflake's URL form).
-pub fn default_base_url(account: &str) -> String {
+pub(crate) fn default_base_url(account: &str) -> String {
     format!(
         "https://{}.snowflakecomputing.com",
         account.to_ascii_lowercase().replace('_', "-")
@@ -248,31 +250,8 @@ impl SnowflakeConfig {
     /// - pat/oauth: exactly one of `SNOWFLAKE_TOKEN`, `SNOWFLAKE_TOKEN_SECRET_ARN`,
     /// - `SNOWFLAKE_STATEMENT_TIMEOUT_SECS` (default 300), `SNOWFLAKE_QUERY_TAG` (optional).
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let account = env.required("SNOWFLAKE_ACCOUNT")?;
-        if !account
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(ConfigError::new(
-                "SNOWFLAKE_ACCOUNT",
-                "may contain only letters, digits, '-', '_' and '.'",
-            ));
-        }
-        let base_url = match env.optional("SNOWFLAKE_URL") {
-            Some(url) => {
-                let url = url.trim_end_matches('/').to_string();
-                let parsed = reqwest::Url::parse(&url)
-                    .map_err(|e| ConfigError::new("SNOWFLAKE_URL", format!("invalid URL: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                    return Err(ConfigError::new(
-                        "SNOWFLAKE_URL",
-                        "must be an http(s) URL with a host",
-                    ));
-                }
-                url
-            }
-            None => default_base_url(&account),
-        };
+        let account = account_from_env(env)?;
+        let base_url = base_url_from_env(env, &account)?;
         let schema = env.required("SNOWFLAKE_SCHEMA")?;
         check_name("SNOWFLAKE_SCHEMA", &schema)?;
         let database = env.optional("SNOWFLAKE_DATABASE");
@@ -287,55 +266,8 @@ impl SnowflakeConfig {
                 check_name(var, v)?;
             }
         }
-
-        let method = env
-            .optional("SNOWFLAKE_AUTH")
-            .map(|m| m.to_ascii_lowercase());
-        let auth = match method.as_deref().unwrap_or("keypair") {
-            "keypair" | "key_pair" | "key-pair" | "jwt" => {
-                reject_any(env, &TOKEN_VARS, "with SNOWFLAKE_AUTH=keypair")?;
-                let user = env.required("SNOWFLAKE_USER")?;
-                let (var, value) = exactly_one(env, &KEY_VARS, "key-pair authentication")?;
-                let key = match var {
-                    "SNOWFLAKE_PRIVATE_KEY_SECRET_ARN" => KeySource::SecretArn(value),
-                    "SNOWFLAKE_PRIVATE_KEY_FILE" => KeySource::File(PathBuf::from(value)),
-                    _ => {
-                        // env values are trimmed; PEM parsing tolerates that. Also accept "\n"
-                        // escapes, which is how a PEM usually ends up in a one-line variable.
-                        KeySource::Pem(SecretString(value.replace("\\n", "\n")))
-                    }
-                };
-                AuthConfig::KeyPair { user, key }
-            }
-            m @ ("pat" | "oauth") => {
-                reject_any(env, &KEY_VARS, &format!("with SNOWFLAKE_AUTH={m}"))?;
-                let kind = if m == "pat" {
-                    TokenType::ProgrammaticAccessToken
-                } else {
-                    TokenType::OAuth
-                };
-                let (var, value) = exactly_one(env, &TOKEN_VARS, "token authentication")?;
-                let source = if var == "SNOWFLAKE_TOKEN" {
-                    TokenSource::Value(SecretString(value))
-                } else {
-                    TokenSource::SecretArn(value)
-                };
-                AuthConfig::Token { kind, source }
-            }
-            other => {
-                return Err(ConfigError::new(
-                    "SNOWFLAKE_AUTH",
-                    format!("expected keypair, pat or oauth, got {other:?}"),
-                ))
-            }
-        };
-        let timeout_secs: u64 = env.parse_or("SNOWFLAKE_STATEMENT_TIMEOUT_SECS", 300)?;
-        if timeout_secs > 604_800 {
-            return Err(ConfigError::new(
-                "SNOWFLAKE_STATEMENT_TIMEOUT_SECS",
-                "at most 604800 (7 days)",
-            ));
-        }
+        let auth = AuthConfig::from_env(env)?;
+        let statement_timeout = statement_timeout_from_env(env)?;
         Ok(Self {
             account,
             base_url,
@@ -344,11 +276,108 @@ impl SnowflakeConfig {
             warehouse,
             role,
             auth,
-            statement_timeout: Duration::from_secs(timeout_secs),
+            statement_timeout,
             user_agent: default_user_agent(),
             query_tag: env.optional("SNOWFLAKE_QUERY_TAG"),
             retry: RetryPolicy::default(),
         })
+    }
+}
+
+/// `SNOWFLAKE_ACCOUNT`, which goes into URLs and JWT claims: letters, digits, `-`, `_`, `.`.
+fn account_from_env(env: &Env<'_>) -> Result<String, ConfigError> {
+    let account = env.required("SNOWFLAKE_ACCOUNT")?;
+    if !account
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(ConfigError::new(
+            "SNOWFLAKE_ACCOUNT",
+            "may contain only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(account)
+}
+
+/// `SNOWFLAKE_URL` without its trailing slash, or the account's default URL.
+fn base_url_from_env(env: &Env<'_>, account: &str) -> Result<String, ConfigError> {
+    let Some(url) = env.optional("SNOWFLAKE_URL") else {
+        return Ok(default_base_url(account));
+    };
+    let url = url.trim_end_matches('/').to_string();
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| ConfigError::new("SNOWFLAKE_URL", format!("invalid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ConfigError::new(
+            "SNOWFLAKE_URL",
+            "must be an http(s) URL with a host",
+        ));
+    }
+    Ok(url)
+}
+
+/// `SNOWFLAKE_STATEMENT_TIMEOUT_SECS`: 300 unless set, at most Snowflake's 7 days.
+fn statement_timeout_from_env(env: &Env<'_>) -> Result<Duration, ConfigError> {
+    let timeout_secs: u64 = env.parse_or("SNOWFLAKE_STATEMENT_TIMEOUT_SECS", 300)?;
+    if timeout_secs > 604_800 {
+        return Err(ConfigError::new(
+            "SNOWFLAKE_STATEMENT_TIMEOUT_SECS",
+            "at most 604800 (7 days)",
+        ));
+    }
+    Ok(Duration::from_secs(timeout_secs))
+}
+
+impl AuthConfig {
+    /// `SNOWFLAKE_AUTH` and the variables of the method it names (see
+    /// [`SnowflakeConfig::from_env`]).
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let method = env
+            .optional("SNOWFLAKE_AUTH")
+            .map(|m| m.to_ascii_lowercase());
+        match method.as_deref().unwrap_or("keypair") {
+            "keypair" | "key_pair" | "key-pair" | "jwt" => Self::key_pair_from_env(env),
+            m @ ("pat" | "oauth") => Self::token_from_env(env, m),
+            other => Err(ConfigError::new(
+                "SNOWFLAKE_AUTH",
+                format!("expected keypair, pat or oauth, got {other:?}"),
+            )),
+        }
+    }
+
+    /// `SNOWFLAKE_USER` and exactly one of [`KEY_VARS`]; no token variable.
+    fn key_pair_from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        reject_any(env, &TOKEN_VARS, "with SNOWFLAKE_AUTH=keypair")?;
+        let user = env.required("SNOWFLAKE_USER")?;
+        let (var, value) = exactly_one(env, &KEY_VARS, "key-pair authentication")?;
+        let key = match var {
+            "SNOWFLAKE_PRIVATE_KEY_SECRET_ARN" => KeySource::SecretArn(value),
+            "SNOWFLAKE_PRIVATE_KEY_FILE" => KeySource::File(PathBuf::from(value)),
+            _ => {
+                // env values are trimmed; PEM parsing tolerates that. Also accept "\n"
+                // escapes, which is how a PEM usually ends up in a one-line variable.
+                KeySource::Pem(SecretString(value.replace("\\n", "\n")))
+            }
+        };
+        Ok(AuthConfig::KeyPair { user, key })
+    }
+
+    /// Exactly one of [`TOKEN_VARS`] for `SNOWFLAKE_AUTH` `method` (`pat` or `oauth`); no key
+    /// variable.
+    fn token_from_env(env: &Env<'_>, method: &str) -> Result<Self, ConfigError> {
+        reject_any(env, &KEY_VARS, &format!("with SNOWFLAKE_AUTH={method}"))?;
+        let kind = if method == "pat" {
+            TokenType::ProgrammaticAccessToken
+        } else {
+            TokenType::OAuth
+        };
+        let (var, value) = exactly_one(env, &TOKEN_VARS, "token authentication")?;
+        let source = if var == "SNOWFLAKE_TOKEN" {
+            TokenSource::Value(SecretString(value))
+        } else {
+            TokenSource::SecretArn(value)
+        };
+        Ok(AuthConfig::Token { kind, source })
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::config::ConfigError;
 
 use super::ident::IdentError;
+use super::recovery::Recovery;
 
 /// What went wrong running a statement.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,7 @@ pub enum SnowflakeError {
     #[error("unexpected response: {0}")]
     Protocol(String),
 
+    /// The configuration is incomplete or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
 
@@ -62,22 +64,53 @@ pub enum SnowflakeError {
     #[error("secret {arn}: {message}")]
     Secret { arn: String, message: String },
 
+    /// A configured name is not a valid identifier.
     #[error(transparent)]
     Ident(#[from] IdentError),
 }
 
 impl SnowflakeError {
-    /// True when sending the same request again later may succeed: throttling (429), server
-    /// errors (500/502/503/504), transport failures, and an exceeded deadline (the statement may
-    /// still finish; re-sending the same deterministic requestId picks up its outcome).
-    /// A statement aborted by lock contention is retryable too. Other SQL errors, auth
-    /// failures, statement timeouts and configuration errors are permanent.
-    pub fn is_retryable(&self) -> bool {
+    /// What the caller should do about this error:
+    /// - [`Recovery::Retry`]: throttling (429), server errors (500/502/503/504), transport
+    ///   failures, an exceeded deadline (the statement may still finish; re-sending the same
+    ///   deterministic requestId picks up its outcome) and lock contention (000625).
+    /// - [`Recovery::Isolate`]: a data error (SQL state class 22, or 100090), see
+    ///   [`is_data_error`](Self::is_data_error).
+    /// - [`Recovery::Fatal`]: credentials or configuration (`Unauthorized`, `Config`, `Key`,
+    ///   `Secret`).
+    /// - [`Recovery::Reopen`]: everything else (other SQL errors, a statement timeout, a
+    ///   canceled statement, another HTTP status, an unexpected response, a bad identifier):
+    ///   the same request will not succeed now, but the batch sent again later may.
+    ///
+    /// The upsert fails the invocation on `Fatal`, splits the statement on `Isolate`, and hands
+    /// the batch back to Lambda on `Retry` and `Reopen`. The loader's choice to copy file by
+    /// file (any SQL error but SQL state classes 42 and 0A) looks at the SQL state itself: a
+    /// lock contention (`Retry`) and a missing table (`Reopen`) are told apart there.
+    pub fn recovery(&self) -> Recovery {
         match self {
-            SnowflakeError::Http { status, .. } => is_retryable_status(*status),
-            SnowflakeError::Transport(_) | SnowflakeError::DeadlineExceeded { .. } => true,
-            _ => self.is_lock_contention(),
+            // a data error wins over the lock code: the same rows would fail again
+            _ if self.is_data_error() => Recovery::Isolate,
+            _ if self.is_lock_contention() => Recovery::Retry,
+            SnowflakeError::Http { status, .. } if is_retryable_status(*status) => Recovery::Retry,
+            SnowflakeError::Transport(_) | SnowflakeError::DeadlineExceeded { .. } => {
+                Recovery::Retry
+            }
+            SnowflakeError::Unauthorized(_)
+            | SnowflakeError::Config(_)
+            | SnowflakeError::Key(_)
+            | SnowflakeError::Secret { .. } => Recovery::Fatal,
+            SnowflakeError::Sql { .. }
+            | SnowflakeError::StatementTimeout { .. }
+            | SnowflakeError::Canceled { .. }
+            | SnowflakeError::Http { .. }
+            | SnowflakeError::Protocol(_)
+            | SnowflakeError::Ident(_) => Recovery::Reopen,
         }
+    }
+
+    /// True when sending the same request again later may succeed ([`Recovery::Retry`]).
+    pub fn is_retryable(&self) -> bool {
+        self.recovery() == Recovery::Retry
     }
 
     /// Snowflake aborted the statement because too many statements were already queued on the
@@ -91,7 +124,7 @@ impl SnowflakeError {
     /// The statement failed on the values it was given (SQL state class 22, "data exception": a
     /// cast out of range, unparseable JSON; or 100090, a target row joined by several source rows
     /// of a MERGE, reported as 42P18): every retry of the same rows fails the same way, and only
-    /// splitting the statement isolates the rows.
+    /// splitting the statement isolates the rows ([`Recovery::Isolate`]).
     pub fn is_data_error(&self) -> bool {
         matches!(self, SnowflakeError::Sql { sql_state, code, .. }
             if sql_state.starts_with("22") || code == "100090")
@@ -173,5 +206,123 @@ mod tests {
         }
         .is_retryable());
         assert!(!SnowflakeError::Key("bad".into()).is_retryable());
+    }
+
+    fn sql(code: &str, sql_state: &str) -> SnowflakeError {
+        SnowflakeError::Sql {
+            code: code.into(),
+            sql_state: sql_state.into(),
+            message: String::new(),
+            statement_handle: None,
+        }
+    }
+
+    /// One error of every variant (and every kind of SQL error) with its recovery.
+    fn every_variant() -> Vec<(SnowflakeError, Recovery)> {
+        let http = |status| SnowflakeError::Http {
+            status,
+            message: String::new(),
+        };
+        vec![
+            (http(429), Recovery::Retry),
+            (http(503), Recovery::Retry),
+            (SnowflakeError::Transport("reset".into()), Recovery::Retry),
+            (
+                SnowflakeError::DeadlineExceeded {
+                    attempts: 2,
+                    last: "503".into(),
+                },
+                Recovery::Retry,
+            ),
+            (sql("000625", "57014"), Recovery::Retry),
+            (sql("100039", "22003"), Recovery::Isolate),
+            (sql("100090", "42P18"), Recovery::Isolate),
+            (SnowflakeError::Unauthorized("x".into()), Recovery::Fatal),
+            (
+                SnowflakeError::Config(ConfigError::new("SNOWFLAKE_SCHEMA", "required")),
+                Recovery::Fatal,
+            ),
+            (SnowflakeError::Key("bad".into()), Recovery::Fatal),
+            (
+                SnowflakeError::Secret {
+                    arn: "arn".into(),
+                    message: "denied".into(),
+                },
+                Recovery::Fatal,
+            ),
+            (sql("002003", "42S02"), Recovery::Reopen),
+            (sql("000002", "0A000"), Recovery::Reopen),
+            (sql("100132", "P0000"), Recovery::Reopen),
+            (
+                SnowflakeError::StatementTimeout {
+                    message: "t".into(),
+                    statement_handle: None,
+                },
+                Recovery::Reopen,
+            ),
+            (
+                SnowflakeError::Canceled {
+                    message: "c".into(),
+                    statement_handle: None,
+                },
+                Recovery::Reopen,
+            ),
+            (http(400), Recovery::Reopen),
+            (http(404), Recovery::Reopen),
+            (
+                SnowflakeError::Protocol("no handle".into()),
+                Recovery::Reopen,
+            ),
+            (SnowflakeError::Ident(IdentError::Empty), Recovery::Reopen),
+        ]
+    }
+
+    #[test]
+    fn every_variant_says_what_to_do() {
+        for (e, recovery) in every_variant() {
+            assert_eq!(e.recovery(), recovery, "{e:?}");
+            assert_eq!(e.is_retryable(), recovery == Recovery::Retry, "{e:?}");
+            assert_eq!(e.is_data_error(), recovery == Recovery::Isolate, "{e:?}");
+        }
+    }
+
+    /// The upsert's rules today (`is_fatal`, `is_data_error`) follow from `recovery()` alone.
+    #[test]
+    fn the_upserts_rules_follow_from_recovery() {
+        let upsert_is_fatal = |e: &SnowflakeError| {
+            matches!(
+                e,
+                SnowflakeError::Unauthorized(_)
+                    | SnowflakeError::Config(_)
+                    | SnowflakeError::Key(_)
+                    | SnowflakeError::Secret { .. }
+            )
+        };
+        for (e, _) in every_variant() {
+            assert_eq!(
+                upsert_is_fatal(&e),
+                e.recovery() == Recovery::Fatal,
+                "{e:?}"
+            );
+            assert_eq!(
+                e.is_data_error(),
+                e.recovery() == Recovery::Isolate,
+                "{e:?}"
+            );
+        }
+    }
+
+    /// The loader's rule (copy file by file after any SQL error but classes 42 and 0A) does not
+    /// follow from `recovery()`: it keeps its own predicate on the SQL state.
+    #[test]
+    fn the_loaders_rule_needs_the_sql_state() {
+        let lock = sql("000625", "57014");
+        let unavailable = SnowflakeError::Http {
+            status: 503,
+            message: String::new(),
+        };
+        assert_eq!(lock.recovery(), unavailable.recovery());
+        let (udf, missing) = (sql("100132", "P0000"), sql("002003", "42S02"));
+        assert_eq!(udf.recovery(), missing.recovery());
     }
 }

@@ -15,16 +15,19 @@ mod client;
 mod config;
 mod error;
 pub mod ident;
+mod recovery;
+mod retry;
 pub mod streaming;
 mod types;
 
-pub use auth::{fingerprint_of_pem, normalize_account, JwtClaims, JwtSigner, JWT_LIFETIME};
-pub use client::{request_id_for, SnowflakeClient, REQUEST_ID_NAMESPACE};
+pub use auth::{fingerprint_of_pem, JwtClaims, JwtSigner};
+pub use client::{request_id_for, SnowflakeClient};
 pub use config::{
     AuthConfig, KeySource, RetryPolicy, SecretString, SnowflakeConfig, TokenSource, TokenType,
 };
 pub use error::SnowflakeError;
 pub use ident::IdentError;
+pub use recovery::Recovery;
 pub use types::{Binding, ColumnType, DmlStats, QueryResult, Statement};
 
 #[cfg(test)]

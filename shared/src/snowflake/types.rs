@@ -31,15 +31,19 @@ pub enum Binding {
 }
 
 impl Binding {
+    /// A TEXT value.
     pub fn text(v: impl Into<String>) -> Self {
         Binding::Text(Some(v.into()))
     }
+    /// A FIXED (integer) value.
     pub fn int(v: i64) -> Self {
         Binding::Fixed(Some(v.to_string()))
     }
+    /// A REAL (floating point) value.
     pub fn real(v: f64) -> Self {
         Binding::Real(Some(v))
     }
+    /// A BOOLEAN value.
     pub fn boolean(v: bool) -> Self {
         Binding::Boolean(Some(v))
     }
@@ -54,6 +58,7 @@ impl Binding {
             i128::from(utc.timestamp()) * 1_000_000_000 + i128::from(utc.timestamp_subsec_nanos());
         Binding::TimestampNtz(Some(nanos.to_string()))
     }
+    /// A DATE value (`YYYY-MM-DD`).
     pub fn date(v: chrono::NaiveDate) -> Self {
         Binding::Date(Some(v.format("%Y-%m-%d").to_string()))
     }
@@ -144,24 +149,29 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// A statement with no bindings, a random requestId and the configured query tag.
     pub fn new(sql: impl Into<String>) -> Self {
         Self {
             sql: sql.into(),
             ..Self::default()
         }
     }
+    /// Binds the next `?`.
     pub fn bind(mut self, b: Binding) -> Self {
         self.bindings.push(b);
         self
     }
+    /// Binds the next `?`s, in order.
     pub fn bind_all(mut self, bs: impl IntoIterator<Item = Binding>) -> Self {
         self.bindings.extend(bs);
         self
     }
+    /// Sends under `id` (always with `retry=true`), e.g. one made by [`request_id_for`](super::request_id_for).
     pub fn with_request_id(mut self, id: Uuid) -> Self {
         self.request_id = Some(id);
         self
     }
+    /// Tags the statement (`query_tag`), instead of the configured tag.
     pub fn with_query_tag(mut self, tag: impl Into<String>) -> Self {
         self.query_tag = Some(tag.into());
         self

@@ -3,6 +3,7 @@
 //! caller's deadline and once after a 401 with a fresh scoped token.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,10 +11,11 @@ use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
 use super::api::{self, ChannelStatus, MAX_REQUEST_BYTES};
-use super::error::{Recovery, StreamingError};
-use crate::snowflake::client::backoff_delay;
+use super::error::StreamingError;
+use crate::snowflake::client::with_sources;
 use crate::snowflake::config::SecretString;
-use crate::snowflake::SnowflakeClient;
+use crate::snowflake::retry::{retry_until, Attempt};
+use crate::snowflake::{Recovery, SnowflakeClient};
 
 /// Snowflake does not say how long a scoped token lives; it is renewed well within an hour, and
 /// at once after a 401.
@@ -45,6 +47,7 @@ pub struct Channel {
 }
 
 impl StreamingClient {
+    /// A client that reaches Snowpipe Streaming with `snowflake`'s pool and credentials.
     pub fn new(snowflake: &SnowflakeClient) -> Self {
         Self {
             snowflake: snowflake.clone(),
@@ -140,6 +143,7 @@ impl StreamingClient {
         Ok(status.channel_statuses)
     }
 
+    /// Drops the channel (`DELETE`); its continuation token is then useless.
     pub async fn drop_channel(
         &self,
         channel: &Channel,
@@ -165,64 +169,16 @@ impl StreamingClient {
         {
             return Ok(s.clone());
         }
-        let (http, auth, base) = self.snowflake.parts();
+        let (_, auth, base) = self.snowflake.parts();
         let account_token = auth.token().await?;
-        let timeout = remaining(deadline)?;
-        let mut url = base.clone();
-        url.set_path("/v2/streaming/hostname");
-        let resp = http
-            .get(url)
-            .timeout(timeout)
-            .bearer_auth(account_token.expose())
-            .header(
-                "X-Snowflake-Authorization-Token-Type",
-                auth.kind().header_value(),
-            )
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(transport)?;
-        let (status, body) = (
-            resp.status().as_u16(),
-            resp.bytes().await.map_err(transport)?,
-        );
-        if status != 200 {
-            return Err(http_error(status, &body));
-        }
-        let hostname = parse::<api::Hostname>(&body)?.hostname;
+        let hostname = self.hostname(&account_token, deadline).await?;
         // The ingest host is reached the way the account is (https in AWS; the local stack's
         // plain http on loopback).
         let ingest = Url::parse(&format!("{}://{}", base.scheme(), hostname))
             .map_err(|e| StreamingError::Protocol(format!("ingest hostname {hostname:?}: {e}")))?;
-        let form = format!(
-            "grant_type={}&scope={}",
-            form_value("urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            form_value(&hostname)
-        );
-        let mut url = base.clone();
-        url.set_path("/oauth/token");
-        let resp = http
-            .post(url)
-            .timeout(remaining(deadline)?)
-            .bearer_auth(account_token.expose())
-            .header(
-                "X-Snowflake-Authorization-Token-Type",
-                auth.kind().header_value(),
-            )
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .map_err(transport)?;
-        let (status, body) = (
-            resp.status().as_u16(),
-            resp.bytes().await.map_err(transport)?,
-        );
-        if status != 200 {
-            return Err(http_error(status, &body));
-        }
-        let token = api::scoped_token(&body)
-            .ok_or_else(|| StreamingError::Protocol("empty scoped token".into()))?;
+        let token = self
+            .scoped_token(&account_token, &hostname, deadline)
+            .await?;
         let session = Session {
             ingest,
             token: SecretString::new(token),
@@ -232,6 +188,63 @@ impl StreamingClient {
         Ok(session)
     }
 
+    /// `GET /v2/streaming/hostname` on the account URL: the account's ingest host.
+    async fn hostname(
+        &self,
+        account_token: &SecretString,
+        deadline: Instant,
+    ) -> Result<String, StreamingError> {
+        let (http, _, base) = self.snowflake.parts();
+        let timeout = remaining(deadline)?;
+        let mut url = base.clone();
+        url.set_path("/v2/streaming/hostname");
+        let req = self
+            .with_account_token(http.get(url).timeout(timeout), account_token)
+            .header(ACCEPT, "application/json");
+        let body = fetch_200(req).await?;
+        Ok(parse::<api::Hostname>(&body)?.hostname)
+    }
+
+    /// `POST /oauth/token` on the account URL: trades the account's token for one scoped to
+    /// the ingest host.
+    async fn scoped_token(
+        &self,
+        account_token: &SecretString,
+        hostname: &str,
+        deadline: Instant,
+    ) -> Result<String, StreamingError> {
+        let (http, _, base) = self.snowflake.parts();
+        let form = format!(
+            "grant_type={}&scope={}",
+            form_value("urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            form_value(hostname)
+        );
+        let mut url = base.clone();
+        url.set_path("/oauth/token");
+        let req = self
+            .with_account_token(http.post(url).timeout(remaining(deadline)?), account_token)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form);
+        let body = fetch_200(req).await?;
+        api::scoped_token(&body)
+            .ok_or_else(|| StreamingError::Protocol("empty scoped token".into()))
+    }
+
+    /// `req` authorized with the account's own token, as the account URL wants it.
+    fn with_account_token(
+        &self,
+        req: reqwest::RequestBuilder,
+        account_token: &SecretString,
+    ) -> reqwest::RequestBuilder {
+        let (_, auth, _) = self.snowflake.parts();
+        req.bearer_auth(account_token.expose()).header(
+            "X-Snowflake-Authorization-Token-Type",
+            auth.kind().header_value(),
+        )
+    }
+
+    /// One channel operation on the ingest host, retried on what [`StreamingError::recovery`]
+    /// calls [`Recovery::Retry`] and once after a 401 with a fresh scoped token.
     async fn request(
         &self,
         method: Method,
@@ -240,61 +253,70 @@ impl StreamingClient {
         body: Option<Body>,
         deadline: Instant,
     ) -> Result<Bytes, StreamingError> {
-        let policy = &self.snowflake.config().retry;
-        let (http, _, _) = self.snowflake.parts();
-        let mut attempt = 0u32;
-        let mut renewed = false;
-        loop {
-            let session = match self.session(deadline).await {
-                Ok(s) => s,
-                Err(e) if e.recovery() == Recovery::Retry => {
-                    retry_after(e, policy, &mut attempt, deadline).await?;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut url = session.ingest.clone();
-            url.set_path(path);
-            if !query.is_empty() {
-                url.query_pairs_mut().extend_pairs(query);
-            }
-            let mut req = http
-                .request(method.clone(), url)
-                .timeout(remaining(deadline)?.min(policy.http_timeout))
-                .bearer_auth(session.token.expose())
-                .header("X-Snowflake-Authorization-Token-Type", "OAUTH")
-                .header(ACCEPT, "application/json");
-            if let Some(b) = &body {
-                req = req
-                    .header(CONTENT_TYPE, b.content_type)
-                    .body(b.bytes.clone());
-                if let Some(enc) = b.encoding {
-                    req = req.header(CONTENT_ENCODING, enc);
-                }
-            }
-            let error = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    match resp.bytes().await {
-                        Ok(b) if status == 200 => return Ok(b),
-                        Ok(_) if status == 401 && !renewed => {
-                            // The scoped token expired or was revoked: make a new one once.
-                            renewed = true;
-                            *self.session.lock().await = None;
-                            continue;
-                        }
-                        Ok(b) => http_error(status, &b),
-                        Err(e) => transport(e),
+        let renewed = AtomicBool::new(false);
+        retry_until(deadline, &self.snowflake.config().retry, |attempt| {
+            let (method, body, renewed) = (&method, body.as_ref(), &renewed);
+            async move {
+                let session = match self.session(deadline).await {
+                    Ok(s) => s,
+                    Err(e) if e.recovery() == Recovery::Retry => {
+                        return Ok(Attempt::Retry(deadline_after(e)))
                     }
+                    Err(e) => return Err(e),
+                };
+                let req = self.ingest_request(&session, method, path, query, body, deadline)?;
+                let error = match exchange(req).await {
+                    Ok((200, answer)) => return Ok(Attempt::Done(answer)),
+                    Ok((401, _)) if !renewed.swap(true, Ordering::Relaxed) => {
+                        // The scoped token expired or was revoked: make a new one once.
+                        *self.session.lock().await = None;
+                        return Ok(Attempt::Resend);
+                    }
+                    Ok((status, answer)) => http_error(status, &answer),
+                    Err(e) => e,
+                };
+                if error.recovery() != Recovery::Retry {
+                    return Err(error);
                 }
-                Err(e) => transport(e),
-            };
-            if error.recovery() != Recovery::Retry {
-                return Err(error);
+                tracing::debug!(%method, path, error = %error, attempt, "snowpipe streaming request failed; retrying");
+                Ok(Attempt::Retry(deadline_after(error)))
             }
-            tracing::debug!(%method, path, error = %error, attempt, "snowpipe streaming request failed; retrying");
-            retry_after(error, policy, &mut attempt, deadline).await?;
+        })
+        .await
+    }
+
+    /// A request to the ingest host with the session's scoped token, bounded by the deadline.
+    fn ingest_request(
+        &self,
+        session: &Session,
+        method: &Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Body>,
+        deadline: Instant,
+    ) -> Result<reqwest::RequestBuilder, StreamingError> {
+        let (http, _, _) = self.snowflake.parts();
+        let policy = &self.snowflake.config().retry;
+        let mut url = session.ingest.clone();
+        url.set_path(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
         }
+        let mut req = http
+            .request(method.clone(), url)
+            .timeout(remaining(deadline)?.min(policy.http_timeout))
+            .bearer_auth(session.token.expose())
+            .header("X-Snowflake-Authorization-Token-Type", "OAUTH")
+            .header(ACCEPT, "application/json");
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, b.content_type)
+                .body(b.bytes.clone());
+            if let Some(enc) = b.encoding {
+                req = req.header(CONTENT_ENCODING, enc);
+            }
+        }
+        Ok(req)
     }
 }
 
@@ -314,20 +336,25 @@ impl Body {
     }
 }
 
-/// Sleeps the backoff of `attempt` unless that passes the deadline, which ends with `error`.
-async fn retry_after(
-    error: StreamingError,
-    policy: &crate::snowflake::RetryPolicy,
-    attempt: &mut u32,
-    deadline: Instant,
-) -> Result<(), StreamingError> {
-    let delay = backoff_delay(policy, *attempt, rand::random::<f64>());
-    *attempt += 1;
-    if Instant::now() + delay >= deadline {
-        return Err(StreamingError::Deadline(error.to_string()));
+/// What ends the call when a transient `error` leaves no time for another attempt.
+fn deadline_after(error: StreamingError) -> StreamingError {
+    StreamingError::Deadline(error.to_string())
+}
+
+/// Sends `req` and reads the whole answer.
+async fn exchange(req: reqwest::RequestBuilder) -> Result<(u16, Bytes), StreamingError> {
+    let resp = req.send().await.map_err(transport)?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(transport)?;
+    Ok((status, body))
+}
+
+/// The body of a 200 answer to `req`; any other status is an error.
+async fn fetch_200(req: reqwest::RequestBuilder) -> Result<Bytes, StreamingError> {
+    match exchange(req).await? {
+        (200, body) => Ok(body),
+        (status, body) => Err(http_error(status, &body)),
     }
-    tokio::time::sleep(delay).await;
-    Ok(())
 }
 
 fn form_value(s: &str) -> String {
@@ -342,14 +369,7 @@ fn remaining(deadline: Instant) -> Result<Duration, StreamingError> {
 }
 
 fn transport(e: reqwest::Error) -> StreamingError {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    StreamingError::Transport(msg)
+    StreamingError::Transport(with_sources(e.to_string(), &e))
 }
 
 fn http_error(status: u16, body: &[u8]) -> StreamingError {

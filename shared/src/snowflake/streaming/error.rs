@@ -1,20 +1,8 @@
 //! Errors of the Snowpipe Streaming client, classified where they are defined.
 
-use crate::snowflake::SnowflakeError;
+use crate::snowflake::{Recovery, SnowflakeError};
 
-/// What the caller should do about a [`StreamingError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
-    /// Send the same request again after a backoff (429, 5xx, a dropped connection).
-    Retry,
-    /// Open the channel again and resume after its committed offset token: the continuation
-    /// token is stale (another opener, or an append whose answer was lost) or the channel was
-    /// invalidated.
-    Reopen,
-    /// Configuration or credentials: no retry helps.
-    Fatal,
-}
-
+/// What went wrong calling Snowpipe Streaming.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamingError {
     /// An error answer: `code` is Snowflake's stable code (`STALE_CONTINUATION_TOKEN_SEQUENCER`, …).
@@ -24,13 +12,16 @@ pub enum StreamingError {
         code: String,
         message: String,
     },
+    /// Connection refused/reset, DNS, timeout of one HTTP attempt.
     #[error("transport: {0}")]
     Transport(String),
+    /// An answer that does not follow the API (unparseable JSON, an empty token, ...).
     #[error("unexpected response: {0}")]
     Protocol(String),
     /// The account's credentials could not make a token.
     #[error(transparent)]
     Auth(#[from] SnowflakeError),
+    /// The caller's deadline passed; the last transient failure seen.
     #[error("deadline passed; last: {0}")]
     Deadline(String),
     /// One row is larger than a request may be.
@@ -39,6 +30,10 @@ pub enum StreamingError {
 }
 
 impl StreamingError {
+    /// What the caller should do: [`Recovery::Reopen`] for a stale continuation token or an
+    /// invalid channel, [`Recovery::Retry`] for 429, 5xx, transport failures and a passed
+    /// deadline, [`Recovery::Fatal`] otherwise. Never [`Recovery::Isolate`]: a request refused
+    /// for its rows is not told apart from other refusals.
     pub fn recovery(&self) -> Recovery {
         match self {
             StreamingError::Http { status, code, .. } => {
