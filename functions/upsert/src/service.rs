@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use shared::rawzone::quarantine::Rejected;
 use shared::snowflake::streaming::StreamingError;
-use shared::snowflake::{SnowflakeClient, SnowflakeError};
+use shared::snowflake::{Recovery, SnowflakeClient, SnowflakeError};
 
 use crate::merge::{Candidate, Chunk};
 use crate::outcome::TableOutcome;
@@ -50,7 +50,7 @@ pub(crate) async fn merge_table<'r>(
             }
             Err(e) => e,
         };
-        match recovery(&error) {
+        match error.recovery() {
             Recovery::Fatal => return Err(TableFailure::Fatal(error)),
             Recovery::Isolate if rows == 1 => {
                 outcome.statements += 1;
@@ -101,29 +101,5 @@ fn refusal_reason(error: &SnowflakeError) -> String {
             ..
         } => format!("Snowflake refused the row: {code} ({sql_state}): {message}"),
         other => format!("Snowflake refused the row: {other}"),
-    }
-}
-
-// TEMPORARY until SnowflakeError classifies itself.
-enum Recovery {
-    Retry,
-    Reopen,
-    Isolate,
-    Fatal,
-}
-
-fn recovery(e: &SnowflakeError) -> Recovery {
-    if matches!(
-        e,
-        SnowflakeError::Unauthorized(_)
-            | SnowflakeError::Config(_)
-            | SnowflakeError::Key(_)
-            | SnowflakeError::Secret { .. }
-    ) {
-        Recovery::Fatal
-    } else if e.is_data_error() {
-        Recovery::Isolate
-    } else {
-        Recovery::Retry
     }
 }
