@@ -14,23 +14,26 @@
 //!
 //! A requested file COPY's result does not name (Snowflake leaves out files its load metadata
 //! says were loaded before) counts as already loaded only when `LOAD_HISTORY` shows its load;
-//! otherwise it fails and is retried (see `shared::load::copy::history_statement`).
+//! otherwise it fails and is retried (see `copy::history_statement`).
+
+mod copy;
+mod notify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::copy::{
+    check_name, copy_report, history_statement, loaded_before, match_path, plan_copies, unreported,
+    CopyStatement, CopyTarget, FileStatus, Lineage, MetadataLineage, OnError, StagedFile,
+    MAX_FILES_PER_COPY,
+};
+use crate::notify::{parse_invocation, Notification, Trigger};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 use shared::config::{ConfigError, Env, ProcessEnv};
 use shared::lambda::FunctionSettings;
-use shared::load::copy::{
-    self, check_name, copy_report, history_statement, loaded_before, match_path, plan_copies,
-    unreported, CopyStatement, CopyTarget, FileStatus, Lineage, MetadataLineage, OnError,
-    StagedFile, MAX_FILES_PER_COPY,
-};
-use shared::load::notify::{parse_invocation, Notification, Trigger};
 use shared::rawzone::encode::Format;
 use shared::rawzone::layout::Layout;
 use shared::snowflake::{ident, SnowflakeClient, SnowflakeConfig, SnowflakeError, Statement};
