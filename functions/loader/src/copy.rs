@@ -29,11 +29,11 @@ use shared::rawzone::encode::Format;
 use shared::snowflake::{ident, request_id_for, Binding, QueryResult, Statement};
 
 /// Snowflake's limit on the `FILES` list of one COPY statement.
-pub const MAX_FILES_PER_COPY: usize = 1000;
+pub(crate) const MAX_FILES_PER_COPY: usize = 1000;
 
 /// Why a statement cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CopyError {
+pub(crate) enum CopyError {
     #[error("file path {0:?} contains a quote, backslash or control character and cannot be loaded safely")]
     UnsafePath(String),
     #[error("file path is empty")]
@@ -48,7 +48,7 @@ pub enum CopyError {
 
 /// COPY's `ON_ERROR` copy option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnError {
+pub(crate) enum OnError {
     #[default]
     AbortStatement,
     Continue,
@@ -105,7 +105,7 @@ impl fmt::Display for OnError {
 
 /// Where the lineage (file, row number) of a loaded row comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Lineage {
+pub(crate) enum Lineage {
     /// The files carry it (the orchestrator writes `metadata.file`/`metadata.row` into NDJSON and
     /// `SOURCE_FILE`/`SOURCE_ROW` columns into CSV): plain COPY.
     #[default]
@@ -117,14 +117,14 @@ pub enum Lineage {
 
 /// The columns of the `METADATA$` transform.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataLineage {
+pub(crate) struct MetadataLineage {
     /// The VARIANT column an NDJSON line goes to (default `RECORD`).
-    pub record_column: String,
+    pub(crate) record_column: String,
     /// Columns receiving file name, row number and load time (default
     /// `SOURCE_FILE`, `SOURCE_ROW`, `LOADED_AT`); the load time is left out when `None`.
-    pub file_column: String,
-    pub row_column: String,
-    pub loaded_at_column: Option<String>,
+    pub(crate) file_column: String,
+    pub(crate) row_column: String,
+    pub(crate) loaded_at_column: Option<String>,
 }
 
 impl Default for MetadataLineage {
@@ -140,18 +140,18 @@ impl Default for MetadataLineage {
 
 /// What is loaded where: one raw table and the named file format of its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyTarget {
+pub(crate) struct CopyTarget {
     /// The quoted, possibly qualified, table name (see [`ident::qualified`]).
-    pub table: String,
-    pub format: Format,
+    pub(crate) table: String,
+    pub(crate) format: Format,
     /// A checked file format name (see [`check_name`]).
-    pub file_format: String,
+    pub(crate) file_format: String,
     /// For [`Lineage::Metadata`] with CSV: the number of fields of a file.
-    pub csv_fields: Option<usize>,
+    pub(crate) csv_fields: Option<usize>,
 }
 
 /// Checks a stage or file format name: 1 to 3 unquoted-style parts separated by `.`.
-pub fn check_name(what: &'static str, name: &str) -> Result<String, CopyError> {
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<String, CopyError> {
     let parts: Vec<&str> = name.split('.').collect();
     if parts.len() > 3
         || !parts
@@ -167,7 +167,7 @@ pub fn check_name(what: &'static str, name: &str) -> Result<String, CopyError> {
 }
 
 /// A file path as a SQL string literal; refuses `'`, `\` and control characters.
-pub fn file_literal(path: &str) -> Result<String, CopyError> {
+pub(crate) fn file_literal(path: &str) -> Result<String, CopyError> {
     if path.is_empty() {
         return Err(CopyError::EmptyPath);
     }
@@ -182,24 +182,24 @@ pub fn file_literal(path: &str) -> Result<String, CopyError> {
 
 /// One statement to run and the files it loads.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CopyStatement {
-    pub sql: String,
+pub(crate) struct CopyStatement {
+    pub(crate) sql: String,
     /// Paths below the stage URL, in statement order.
-    pub files: Vec<String>,
+    pub(crate) files: Vec<String>,
     /// Deterministic: the same statement for the same object versions gets the same id, so a
     /// retried invocation picks up the outcome instead of running the COPY again.
-    pub request_id: Uuid,
+    pub(crate) request_id: Uuid,
 }
 
 /// A file to load: its path below the stage URL and, when known, the object's ETag.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct StagedFile {
-    pub path: String,
-    pub etag: Option<String>,
+pub(crate) struct StagedFile {
+    pub(crate) path: String,
+    pub(crate) etag: Option<String>,
 }
 
 /// The text of one COPY statement for `files` (at most [`MAX_FILES_PER_COPY`]).
-pub fn copy_sql(
+pub(crate) fn copy_sql(
     target: &CopyTarget,
     stage: &str,
     files: &[&str],
@@ -213,52 +213,55 @@ pub fn copy_sql(
         .iter()
         .map(|f| file_literal(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let source = match lineage {
-        Lineage::InFile => format!("@{stage}/"),
-        Lineage::Metadata(m) => {
-            let mut columns = Vec::new();
-            let mut select = Vec::new();
-            match target.format {
-                Format::Ndjson => {
-                    columns.push(ident::quote(&m.record_column)?);
-                    select.push("$1".to_string());
-                }
-                Format::Csv => {
-                    // without a field count the transform cannot be written; fall back to $1
-                    for i in 1..=target.csv_fields.unwrap_or(1) {
-                        select.push(format!("${i}"));
-                    }
-                }
-            }
-            columns.push(ident::quote(&m.file_column)?);
-            columns.push(ident::quote(&m.row_column)?);
-            select.push("METADATA$FILENAME".into());
-            select.push("METADATA$FILE_ROW_NUMBER".into());
-            if let Some(c) = &m.loaded_at_column {
-                columns.push(ident::quote(c)?);
-                select.push("METADATA$START_SCAN_TIME".into());
-            }
-            let into_columns = if target.format == Format::Csv {
-                // CSV: every table column in order, lineage last, so no column list is needed
-                String::new()
-            } else {
-                format!(" ({})", columns.join(", "))
-            };
-            return Ok(format!(
-                "COPY INTO {}{} FROM (SELECT {} FROM @{stage}/) FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error} {LOAD_UNCERTAIN}",
-                target.table,
-                into_columns,
-                select.join(", "),
-                literals.join(", "),
-                target.file_format,
-            ));
-        }
+    let (into, source) = match lineage {
+        Lineage::InFile => (target.table.clone(), format!("@{stage}/")),
+        Lineage::Metadata(m) => metadata_transform(target, stage, m)?,
     };
     Ok(format!(
-        "COPY INTO {} FROM {source} FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error} {LOAD_UNCERTAIN}",
-        target.table,
+        "COPY INTO {into} FROM {source} FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error} {LOAD_UNCERTAIN}",
         literals.join(", "),
         target.file_format,
+    ))
+}
+
+/// For [`Lineage::Metadata`]: what COPY loads into (the table, with a column list for NDJSON)
+/// and the `SELECT` from the stage that adds the `METADATA$` lineage columns.
+fn metadata_transform(
+    target: &CopyTarget,
+    stage: &str,
+    m: &MetadataLineage,
+) -> Result<(String, String), CopyError> {
+    let mut columns = Vec::new();
+    let mut select = Vec::new();
+    match target.format {
+        Format::Ndjson => {
+            columns.push(ident::quote(&m.record_column)?);
+            select.push("$1".to_string());
+        }
+        Format::Csv => {
+            // without a field count the transform cannot be written; fall back to $1
+            for i in 1..=target.csv_fields.unwrap_or(1) {
+                select.push(format!("${i}"));
+            }
+        }
+    }
+    columns.push(ident::quote(&m.file_column)?);
+    columns.push(ident::quote(&m.row_column)?);
+    select.push("METADATA$FILENAME".into());
+    select.push("METADATA$FILE_ROW_NUMBER".into());
+    if let Some(c) = &m.loaded_at_column {
+        columns.push(ident::quote(c)?);
+        select.push("METADATA$START_SCAN_TIME".into());
+    }
+    let into = if target.format == Format::Csv {
+        // CSV: every table column in order, lineage last, so no column list is needed
+        target.table.clone()
+    } else {
+        format!("{} ({})", target.table, columns.join(", "))
+    };
+    Ok((
+        into,
+        format!("(SELECT {} FROM @{stage}/)", select.join(", ")),
     ))
 }
 
@@ -274,7 +277,7 @@ const LOAD_UNCERTAIN: &str = "LOAD_UNCERTAIN_FILES = TRUE";
 
 /// The statements loading `files` into `target`: files sorted and de-duplicated, in chunks of at
 /// most `chunk` (≤ [`MAX_FILES_PER_COPY`]) files.
-pub fn plan_copies(
+pub(crate) fn plan_copies(
     target: &CopyTarget,
     stage: &str,
     files: &[StagedFile],
@@ -292,7 +295,7 @@ pub fn plan_copies(
 }
 
 /// One statement for exactly these files, in this order.
-pub fn statement(
+pub(crate) fn statement(
     target: &CopyTarget,
     stage: &str,
     files: &[&StagedFile],
@@ -314,7 +317,7 @@ pub fn statement(
 
 /// What COPY did with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileStatus {
+pub(crate) enum FileStatus {
     Loaded,
     /// Skipped because the load metadata says it was loaded before.
     AlreadyLoaded,
@@ -326,21 +329,21 @@ pub enum FileStatus {
 
 /// One row of COPY's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileResult {
+pub(crate) struct FileResult {
     /// As Snowflake reports it: the full `s3://bucket/path` URL for external stages.
-    pub file: String,
-    pub status: FileStatus,
-    pub raw_status: String,
-    pub rows_parsed: u64,
-    pub rows_loaded: u64,
-    pub errors_seen: u64,
-    pub first_error: Option<String>,
-    pub first_error_line: Option<u64>,
+    pub(crate) file: String,
+    pub(crate) status: FileStatus,
+    pub(crate) raw_status: String,
+    pub(crate) rows_parsed: u64,
+    pub(crate) rows_loaded: u64,
+    pub(crate) errors_seen: u64,
+    pub(crate) first_error: Option<String>,
+    pub(crate) first_error_line: Option<u64>,
 }
 
 /// What a COPY result says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CopyReport {
+pub(crate) enum CopyReport {
     /// One row per file COPY processed (loaded, failed, skipped for errors, ...).
     Files(Vec<FileResult>),
     /// The single row "Copy executed with 0 files processed.": COPY processed none of the
@@ -349,7 +352,7 @@ pub enum CopyReport {
 }
 
 impl CopyReport {
-    pub fn files(&self) -> &[FileResult] {
+    pub(crate) fn files(&self) -> &[FileResult] {
         match self {
             CopyReport::Files(f) => f,
             CopyReport::NoFilesProcessed => &[],
@@ -360,14 +363,14 @@ impl CopyReport {
 /// A COPY result of neither known shape: nothing can be concluded about any file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unexpected COPY result (columns {columns:?}, {rows} row(s)): no per-file results and not \"0 files processed\"")]
-pub struct UnexpectedReport {
-    pub columns: Vec<String>,
-    pub rows: usize,
+pub(crate) struct UnexpectedReport {
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: usize,
 }
 
 /// Reads a COPY result: per-file rows (a `file` column), or the one-row "0 files processed"
 /// status.
-pub fn copy_report(result: &QueryResult) -> Result<CopyReport, UnexpectedReport> {
+pub(crate) fn copy_report(result: &QueryResult) -> Result<CopyReport, UnexpectedReport> {
     if result.column("file").is_some() {
         return Ok(CopyReport::Files(file_results(result)));
     }
@@ -448,7 +451,7 @@ fn file_results(result: &QueryResult) -> Vec<FileResult> {
 
 /// Which of `paths` a result's `file` names: the longest path equal to it or ending it after a
 /// `/` (results carry the full `s3://bucket/prefix/path` URL).
-pub fn match_path<'p>(file: &str, paths: &[&'p str]) -> Option<&'p str> {
+pub(crate) fn match_path<'p>(file: &str, paths: &[&'p str]) -> Option<&'p str> {
     paths
         .iter()
         .copied()
@@ -463,7 +466,7 @@ pub fn match_path<'p>(file: &str, paths: &[&'p str]) -> Option<&'p str> {
 
 /// The requested `paths` no row of `report` names, in request order: the files COPY skipped
 /// without a word.
-pub fn unreported<'p>(paths: &[&'p str], report: &CopyReport) -> Vec<&'p str> {
+pub(crate) fn unreported<'p>(paths: &[&'p str], report: &CopyReport) -> Vec<&'p str> {
     let named: std::collections::BTreeSet<&str> = report
         .files()
         .iter()
@@ -497,7 +500,7 @@ pub fn unreported<'p>(paths: &[&'p str], report: &CopyReport) -> Vec<&'p str> {
 /// File names are matched with `LIKE '%<path>'`, whether the history holds the full stage URL
 /// or the path alone (`_` and `%` in a path only widen the match), and exactly again, at a `/`,
 /// by [`loaded_before`].
-pub fn history_statement(table: &str, paths: &[&str]) -> Result<Statement, CopyError> {
+pub(crate) fn history_statement(table: &str, paths: &[&str]) -> Result<Statement, CopyError> {
     if paths.is_empty() {
         return Err(CopyError::NoFiles);
     }
@@ -548,7 +551,7 @@ pub fn history_statement(table: &str, paths: &[&str]) -> Result<Statement, CopyE
 
 /// Of `paths`, those the [`history_statement`] result shows loaded (fully or partly: either way
 /// the load metadata keeps COPY from loading them again).
-pub fn loaded_before<'p>(
+pub(crate) fn loaded_before<'p>(
     history: &QueryResult,
     paths: &[&'p str],
 ) -> std::collections::BTreeSet<&'p str> {

@@ -15,18 +15,18 @@ use serde_json::Value;
 
 /// One object that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    pub bucket: String,
+pub(crate) struct ObjectRef {
+    pub(crate) bucket: String,
     /// The object key, decoded.
-    pub key: String,
-    pub size: Option<u64>,
+    pub(crate) key: String,
+    pub(crate) size: Option<u64>,
     /// The object's ETag without quotes, when the sender gives it.
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
 }
 
 /// What one message (or a direct event) says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notification {
+pub(crate) enum Notification {
     /// Objects created (possibly none: e.g. only `ObjectRemoved` records, which are not loaded).
     Objects(Vec<ObjectRef>),
     /// `s3:TestEvent`, sent by S3 and moto when a notification configuration is saved.
@@ -34,7 +34,7 @@ pub enum Notification {
 }
 
 impl Notification {
-    pub fn objects(&self) -> &[ObjectRef] {
+    pub(crate) fn objects(&self) -> &[ObjectRef] {
         match self {
             Notification::Objects(o) => o,
             Notification::TestEvent => &[],
@@ -44,16 +44,16 @@ impl Notification {
 
 /// One unit Lambda can retry on its own: an SQS message, or the whole direct invocation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item {
+pub(crate) struct Item {
     /// The SQS `messageId`; `None` for direct S3, SNS and EventBridge invocations.
-    pub message_id: Option<String>,
+    pub(crate) message_id: Option<String>,
     /// The notification, or why the message cannot be read.
-    pub notification: Result<Notification, NotifyError>,
+    pub(crate) notification: Result<Notification, NotifyError>,
 }
 
 /// How the function was invoked, which decides how failures are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// SQS event source mapping: failures are `batchItemFailures`.
     Sqs,
     /// S3 invoking the function directly.
@@ -66,14 +66,14 @@ pub enum Trigger {
 
 /// A parsed invocation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Invocation {
-    pub trigger: Trigger,
-    pub items: Vec<Item>,
+pub(crate) struct Invocation {
+    pub(crate) trigger: Trigger,
+    pub(crate) items: Vec<Item>,
 }
 
 /// Why an event or message cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotifyError {
+pub(crate) enum NotifyError {
     #[error("not JSON: {0}")]
     Json(String),
     #[error("not an S3 notification, SNS envelope or EventBridge event: {0}")]
@@ -83,7 +83,7 @@ pub enum NotifyError {
 }
 
 /// Parses an invocation payload of any supported shape.
-pub fn parse_invocation(event: &Value) -> Result<Invocation, NotifyError> {
+pub(crate) fn parse_invocation(event: &Value) -> Result<Invocation, NotifyError> {
     if let Some(records) = event.get("Records").and_then(Value::as_array) {
         let source = records
             .first()
@@ -159,7 +159,7 @@ fn sqs_item(record: &Value) -> Result<Item, NotifyError> {
 
 /// Parses one message body: an S3 event, an SNS envelope around one, an `s3:TestEvent`, or an
 /// EventBridge event.
-pub fn parse_body(body: &str) -> Result<Notification, NotifyError> {
+pub(crate) fn parse_body(body: &str) -> Result<Notification, NotifyError> {
     let value: Value = serde_json::from_str(body).map_err(|e| NotifyError::Json(e.to_string()))?;
     parse_value(&value)
 }
@@ -234,7 +234,7 @@ fn eventbridge(value: &Value) -> Result<Notification, NotifyError> {
 }
 
 /// Decodes an S3 notification key: `+` is a space, then percent escapes (UTF-8).
-pub fn decode_key(raw: &str) -> Result<String, NotifyError> {
+pub(crate) fn decode_key(raw: &str) -> Result<String, NotifyError> {
     let plus = raw.replace('+', " ");
     percent_decode_str(&plus)
         .decode_utf8()

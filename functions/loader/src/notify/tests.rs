@@ -157,3 +157,45 @@ fn unknown_shapes_are_errors() {
     assert!(parse_invocation(&json!([1, 2])).is_err());
     assert!(parse_body("{\"Records\": 5}").is_err());
 }
+
+#[test]
+fn sample_events_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    for (file, trigger, keys) in [
+        (
+            "s3-put.json",
+            Trigger::S3,
+            vec!["raw/sensor_readings/2024/03/05/07/shardId-000000000000-101-103.ndjson.gz"],
+        ),
+        (
+            "sqs-s3-notification.json",
+            Trigger::Sqs,
+            vec![
+                "raw/sensor_readings/2024/03/05/07/shardId-000000000000-101-103.ndjson.gz",
+                "raw/order_events/2024/03/05/07/shardId-000000000001-7-9.csv.gz",
+            ],
+        ),
+        (
+            "sqs-sns-s3-notification.json",
+            Trigger::Sqs,
+            vec!["raw/sensor_readings/2024/03/05/07/my file é.ndjson.gz"],
+        ),
+        (
+            "eventbridge-object-created.json",
+            Trigger::EventBridge,
+            vec!["raw/sensor_readings/2024/03/05/07/shardId-000000000000-101-103.ndjson.gz"],
+        ),
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let inv = parse_invocation(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(inv.trigger, trigger, "{file}");
+        let got: Vec<String> = inv
+            .items
+            .iter()
+            .flat_map(|i| i.notification.as_ref().expect(file).objects().to_vec())
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(got, keys, "{file}");
+    }
+}
