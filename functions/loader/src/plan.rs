@@ -178,3 +178,6 @@ fn target(
     }
     Ok(target)
 }
+
+#[cfg(test)]
+mod tests;

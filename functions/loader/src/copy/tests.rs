@@ -91,6 +91,24 @@ fn on_error_options() {
     }
 }
 
+/// `plan_copies` with ON_ERROR = ABORT_STATEMENT and lineage in the files.
+fn plan_plain(
+    target: &CopyTarget,
+    stage: &str,
+    files: &[StagedFile],
+    chunk: usize,
+) -> Vec<CopyStatement> {
+    plan_copies(
+        target,
+        stage,
+        files,
+        OnError::AbortStatement,
+        &Lineage::InFile,
+        chunk,
+    )
+    .unwrap()
+}
+
 #[test]
 fn chunks_of_at_most_1000_sorted_and_deduplicated_with_stable_request_ids() {
     let mut files: Vec<StagedFile> = (0..2500)
@@ -98,15 +116,12 @@ fn chunks_of_at_most_1000_sorted_and_deduplicated_with_stable_request_ids() {
         .collect();
     files.push(staged("t/00001.csv"));
     files.reverse();
-    let stmts = plan_copies(
+    let stmts = plan_plain(
         &target(Format::Csv),
         "RAW_STAGE",
         &files,
-        OnError::AbortStatement,
-        &Lineage::InFile,
         MAX_FILES_PER_COPY,
-    )
-    .unwrap();
+    );
     assert_eq!(
         stmts.iter().map(|s| s.files.len()).collect::<Vec<_>>(),
         [1000, 1000, 500]
@@ -115,76 +130,35 @@ fn chunks_of_at_most_1000_sorted_and_deduplicated_with_stable_request_ids() {
     assert_eq!(stmts[2].files[499], "t/02499.csv");
     assert_eq!(stmts[0].sql.matches("'t/").count(), 1000);
     // same (table, file set) in any order → same id; another set, table or ETag → another id
-    let again = plan_copies(
+    let again = plan_plain(
         &target(Format::Csv),
         "RAW_STAGE",
         &files.iter().rev().cloned().collect::<Vec<_>>(),
-        OnError::AbortStatement,
-        &Lineage::InFile,
         5000,
-    )
-    .unwrap();
+    );
     assert_eq!(again[1].request_id, stmts[1].request_id);
     assert_ne!(stmts[0].request_id, stmts[1].request_id);
+}
+
+#[test]
+fn request_ids_differ_by_table_and_etag() {
     let mut other_table = target(Format::Csv);
     other_table.table = table_name(&["OTHER"]).unwrap();
     let one = [staged("t/a.csv")];
-    let a = plan_copies(
-        &target(Format::Csv),
-        "S1",
-        &one,
-        OnError::AbortStatement,
-        &Lineage::InFile,
-        10,
-    )
-    .unwrap();
-    let b = plan_copies(
-        &other_table,
-        "S1",
-        &one,
-        OnError::AbortStatement,
-        &Lineage::InFile,
-        10,
-    )
-    .unwrap();
+    let a = plan_plain(&target(Format::Csv), "S1", &one, 10);
+    let b = plan_plain(&other_table, "S1", &one, 10);
     let tagged = [StagedFile {
         path: "t/a.csv".into(),
         etag: Some("e2".into()),
     }];
-    let c = plan_copies(
-        &target(Format::Csv),
-        "S1",
-        &tagged,
-        OnError::AbortStatement,
-        &Lineage::InFile,
-        10,
-    )
-    .unwrap();
+    let c = plan_plain(&target(Format::Csv), "S1", &tagged, 10);
     assert_ne!(a[0].request_id, b[0].request_id);
     assert_ne!(a[0].request_id, c[0].request_id);
     assert_eq!(
         a[0].request_id,
-        plan_copies(
-            &target(Format::Csv),
-            "S1",
-            &one,
-            OnError::AbortStatement,
-            &Lineage::InFile,
-            10
-        )
-        .unwrap()[0]
-            .request_id
+        plan_plain(&target(Format::Csv), "S1", &one, 10)[0].request_id
     );
-    assert!(plan_copies(
-        &target(Format::Csv),
-        "S1",
-        &[],
-        OnError::AbortStatement,
-        &Lineage::InFile,
-        10
-    )
-    .unwrap()
-    .is_empty());
+    assert!(plan_plain(&target(Format::Csv), "S1", &[], 10).is_empty());
 }
 
 #[test]
@@ -251,6 +225,17 @@ fn result(columns: &[&str], rows: Vec<Vec<Option<&str>>>) -> QueryResult {
     }
 }
 
+/// Result rows written `a|b||d`: cells separated by `|`, an empty cell is NULL.
+fn cells<'a>(rows: &[&'a str]) -> Vec<Vec<Option<&'a str>>> {
+    rows.iter()
+        .map(|row| {
+            row.split('|')
+                .map(|c| (!c.is_empty()).then_some(c))
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn reads_per_file_results() {
     let cols = [
@@ -265,58 +250,13 @@ fn reads_per_file_results() {
     ];
     let r = result(
         &cols,
-        vec![
-            vec![
-                Some("s3://b/raw/t/a.csv"),
-                Some("LOADED"),
-                Some("3"),
-                Some("3"),
-                Some("1"),
-                Some("0"),
-                None,
-                None,
-            ],
-            vec![
-                Some("s3://b/raw/t/b.csv"),
-                Some("LOAD_SKIPPED"),
-                Some("0"),
-                Some("0"),
-                None,
-                Some("1"),
-                Some("File was loaded before."),
-                None,
-            ],
-            vec![
-                Some("s3://b/raw/t/c.csv"),
-                Some("PARTIALLY_LOADED"),
-                Some("5"),
-                Some("4"),
-                Some("5"),
-                Some("1"),
-                Some("bad row"),
-                Some("3"),
-            ],
-            vec![
-                Some("s3://b/raw/t/d.csv"),
-                Some("LOAD_FAILED"),
-                Some("5"),
-                Some("0"),
-                Some("1"),
-                Some("1"),
-                Some("oops"),
-                Some("1"),
-            ],
-            vec![
-                Some("s3://b/raw/t/e.csv"),
-                Some("LOAD_SKIPPED"),
-                Some("5"),
-                Some("0"),
-                Some("1"),
-                Some("3"),
-                Some("Numeric value 'x' is not recognized"),
-                Some("2"),
-            ],
-        ],
+        cells(&[
+            "s3://b/raw/t/a.csv|LOADED|3|3|1|0||",
+            "s3://b/raw/t/b.csv|LOAD_SKIPPED|0|0||1|File was loaded before.|",
+            "s3://b/raw/t/c.csv|PARTIALLY_LOADED|5|4|5|1|bad row|3",
+            "s3://b/raw/t/d.csv|LOAD_FAILED|5|0|1|1|oops|1",
+            "s3://b/raw/t/e.csv|LOAD_SKIPPED|5|0|1|3|Numeric value 'x' is not recognized|2",
+        ]),
     );
     let report = copy_report(&r).unwrap();
     let files = report.files();
