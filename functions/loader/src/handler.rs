@@ -24,8 +24,11 @@ pub enum HandlerError {
     /// Direct, SNS or EventBridge invocation: Lambda retries it, then the on-failure destination.
     #[error("{count} file(s) not loaded, first {file}: {reason}")]
     FilesFailed {
+        /// Files not loaded (at least 1: a failed message counts as one).
         count: usize,
+        /// The first failed file's key, or `-` when only a message failed.
         file: String,
+        /// Why the first failed message failed.
         reason: String,
     },
 }
