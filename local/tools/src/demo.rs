@@ -99,11 +99,11 @@ pub(crate) async fn bootstrapped_database(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let outcomes = shared::snowflake::bootstrap::apply_dir(
+    let outcomes = crate::bootstrap::apply_dir(
         &client,
         local.sql_dir,
-        shared::snowflake::bootstrap::Profile::Local,
-        &shared::snowflake::bootstrap::with_defaults(&sql_vars),
+        crate::bootstrap::Profile::Local,
+        &crate::bootstrap::with_defaults(&sql_vars),
     )
     .await
     .map_err(|e| e.to_string())?;
