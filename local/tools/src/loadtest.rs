@@ -151,38 +151,13 @@ async fn run_one(
     let latencies = Arc::new(Mutex::new(Vec::<u64>::with_capacity(opts.records as usize)));
     let statements = Arc::new(AtomicU64::new(0));
     let invoke = measuring(upsert, latencies.clone(), statements.clone());
-    let counters = Arc::new(Counters::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let task = tokio::spawn(esm::run_kinesis(
-        KinesisSource {
-            kinesis: kinesis.clone(),
-            sqs: sqs.clone(),
-            region: opts.region.clone(),
-            stream: stream.clone(),
-        },
-        KinesisSettings {
-            function: format!("upsert-{mode}"),
-            batch_size: opts.batch_size,
-            batching_window: Duration::from_millis(200),
-            max_retries: 1_000,
-            on_failure_queue: None,
-        },
-        invoke,
-        counters.clone(),
-        stop.clone(),
-    ));
-    while counters.done.load(Ordering::SeqCst) < opts.records {
-        if task.is_finished() || started.elapsed() > Duration::from_secs(600) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::SeqCst);
-    task.await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let source = KinesisSource {
+        kinesis: kinesis.clone(),
+        sqs: sqs.clone(),
+        region: opts.region.clone(),
+        stream: stream.clone(),
+    };
+    let (seconds, counters) = drain(source, opts, mode, invoke).await?;
     let target = if mode == "merge" {
         &mapping.target
     } else {
@@ -206,6 +181,44 @@ async fn run_one(
         retries: counters.retries.load(Ordering::SeqCst),
         rows,
     })
+}
+
+/// Runs the mapping until it has finished `opts.records` records (or stopped, or 600 s passed);
+/// returns the seconds that took and the mapping's counters.
+async fn drain(
+    source: KinesisSource,
+    opts: &LoadTestOptions,
+    mode: &str,
+    invoke: KinesisInvoke,
+) -> Result<(f64, Arc<Counters>), String> {
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let task = tokio::spawn(esm::run_kinesis(
+        source,
+        KinesisSettings {
+            function: format!("upsert-{mode}"),
+            batch_size: opts.batch_size,
+            batching_window: Duration::from_millis(200),
+            max_retries: 1_000,
+            on_failure_queue: None,
+        },
+        invoke,
+        counters.clone(),
+        stop.clone(),
+    ));
+    while counters.done.load(Ordering::SeqCst) < opts.records {
+        if task.is_finished() || started.elapsed() > Duration::from_secs(600) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    task.await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok((seconds, counters))
 }
 
 /// The upsert as the mapping invokes it, recording each delivered record's latency (from its
