@@ -1,4 +1,4 @@
-//! `sql/` applied by `shared::snowflake::bootstrap` to the local Snowflake service: idempotent, creates the
+//! `sql/` applied by `tools::bootstrap` to the local Snowflake service: idempotent, creates the
 //! contract's objects with their exact columns, and the objects work together (files in the raw
 //! zone load through the stage and formats; the views read the tables).
 
@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use shared::rawzone::encode::Compression;
-use shared::snowflake::bootstrap::{apply_dir, Profile};
+use tools::bootstrap::{apply_dir, Profile};
 
 use crate::support;
 
@@ -355,12 +355,12 @@ fn curated_merge_from(db: &str, source: &str) -> String {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let task = shared::snowflake::bootstrap::split_statements(&text)
+    let task = tools::bootstrap::split_statements(&text)
         .into_iter()
         .find(|s| s.contains("CREATE OR REPLACE TASK"))
         .expect("the task statement");
     let merge = &task[task.find("MERGE INTO").expect("MERGE in the task")..];
-    shared::snowflake::bootstrap::render(
+    tools::bootstrap::render(
         &merge.replace("${DATABASE}.${SCHEMA}.ORDER_EVENTS_RAW_STREAM", source),
         &vars,
     )
@@ -389,7 +389,7 @@ async fn bootstrap_stops_at_the_first_failing_statement() {
         .await
         .unwrap_err();
     match &err {
-        shared::snowflake::bootstrap::BootstrapError::Statement {
+        tools::bootstrap::BootstrapError::Statement {
             file,
             statement,
             source,

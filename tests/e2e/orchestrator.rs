@@ -558,42 +558,6 @@ async fn lambda_context_deadline_is_used_less_the_margin() {
     assert!(list_keys(&s3, &bucket).await.is_empty());
 }
 
-#[test]
-fn configuration_errors_name_the_variable() {
-    let err = |vars: &[(&str, &str)]| Config::from_env(&Env::new(&vars.to_vec())).unwrap_err().var;
-    assert_eq!(err(&[("TABLE", "t")]), "RAW_BUCKET");
-    assert_eq!(err(&[("RAW_BUCKET", "b")]), "TABLE");
-    assert_eq!(
-        err(&[("RAW_BUCKET", "b"), ("TABLE", "t"), ("FORMAT", "csv")]),
-        "CSV_COLUMNS"
-    );
-    assert_eq!(
-        err(&[
-            ("RAW_BUCKET", "b"),
-            ("TABLE", "t"),
-            ("PUT_CONCURRENCY", "0")
-        ]),
-        "PUT_CONCURRENCY"
-    );
-    assert_eq!(
-        err(&[
-            ("RAW_BUCKET", "b"),
-            ("TABLE", "t"),
-            ("DEADLINE_MARGIN_MS", "2s")
-        ]),
-        "DEADLINE_MARGIN_MS"
-    );
-    assert_eq!(
-        err(&[
-            ("RAW_BUCKET", "b"),
-            ("TABLE", "t"),
-            ("RAW_PREFIX", "x"),
-            ("ERROR_PREFIX", "/x/")
-        ]),
-        "ERROR_PREFIX"
-    );
-}
-
 #[tokio::test]
 async fn kpl_aggregates_land_as_their_records_and_a_corrupt_one_is_quarantined_whole() {
     let s3 = support::s3().await;

@@ -283,10 +283,10 @@ pub async fn bootstrapped_database(prefix: &str, stage_url: &str) -> String {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    shared::snowflake::bootstrap::apply_dir(
+    tools::bootstrap::apply_dir(
         &client,
         &repo_root().join("sql"),
-        shared::snowflake::bootstrap::Profile::Local,
+        tools::bootstrap::Profile::Local,
         &vars,
     )
     .await

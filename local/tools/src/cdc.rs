@@ -115,42 +115,117 @@ pub async fn run(opts: CdcOptions) -> Result<CdcReport, String> {
     let started = Instant::now();
     let name = opts.name.to_lowercase();
     let (dms_stream, dbz_stream) = (format!("{name}-dms"), format!("{name}-debezium"));
+    let bucket = format!("{name}-errors");
+    let (kinesis, sqs, s3) = local_aws([&dms_stream, &dbz_stream], &bucket).await?;
+    let targets = bootstrap_targets(&opts, &bucket, &s3).await?;
+    println!("streams {dms_stream} (DMS) and {dbz_stream} (Debezium), 2 shards each; targets {} and {} (schema SHOP)", targets[0].database, targets[1].database);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let forced = Arc::new(AtomicU64::new(0));
+    let source = |stream: &String| KinesisSource {
+        kinesis: kinesis.clone(),
+        sqs: sqs.clone(),
+        region: opts.region.clone(),
+        stream: stream.clone(),
+    };
+    let (mappings, counters): (Vec<_>, Vec<_>) = [&dms_stream, &dbz_stream]
+        .into_iter()
+        .zip(&targets)
+        .map(|(stream, target)| {
+            let invoke = resending(target.upsert.clone(), opts.resend_every, forced.clone());
+            start_mapping(source(stream), invoke, stop.clone())
+        })
+        .unzip();
+
+    let script = Script {
+        python: &opts.python,
+        script: &opts.script,
+    };
+    let db = name.replace('-', "_");
+    let streams = [dms_stream.as_str(), dbz_stream.as_str()];
+    let (workload, capture) = run_capture(&script, &opts, &name, &db, streams).await?;
+
+    // Everything is on the streams: drain them.
+    stop.store(true, Ordering::SeqCst);
+    for m in mappings {
+        m.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    let invocations = counters
+        .iter()
+        .map(|c| c.invocations.load(Ordering::SeqCst))
+        .sum();
+    Ok(CdcReport {
+        workload,
+        capture,
+        invocations,
+        forced_resends: forced.load(Ordering::SeqCst),
+        tables: compare_targets(&script, &db, &targets).await?,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The Kinesis, SQS and S3 clients of the local stack, with both streams and the error bucket
+/// made.
+async fn local_aws(
+    streams: [&str; 2],
+    bucket: &str,
+) -> Result<
+    (
+        aws_sdk_kinesis::Client,
+        aws_sdk_sqs::Client,
+        aws_sdk_s3::Client,
+    ),
+    String,
+> {
     let aws = shared::aws::load_config().await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let s3 = shared::aws::s3_client(&aws);
-    for stream in [&dms_stream, &dbz_stream] {
+    for stream in streams {
         esm::ensure_stream(&kinesis, stream, 2)
             .await
             .map_err(|e| e.to_string())?;
     }
-    let bucket = format!("{name}-errors");
     s3.create_bucket()
-        .bucket(&bucket)
+        .bucket(bucket)
         .send()
         .await
         .map_err(|e| format!("create bucket {bucket}: {e}"))?;
+    Ok((kinesis, sqs, s3))
+}
 
+/// One envelope's Snowflake database, and the upsert writing to it.
+struct Target {
+    envelope: &'static str,
+    database: String,
+    client: shared::snowflake::SnowflakeClient,
+    upsert: Arc<upsert::Upsert>,
+}
+
+/// A database per envelope with `sql/` applied, and the upsert configured for it as Lambda
+/// would be (routes by the envelope's table field).
+async fn bootstrap_targets(
+    opts: &CdcOptions,
+    bucket: &str,
+    s3: &aws_sdk_s3::Client,
+) -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
     for envelope in ["dms", "debezium"] {
         let database = format!("{}_{}", opts.name.replace('-', "_"), envelope).to_uppercase();
-        targets.push((envelope, database));
-    }
-    let mut upserts = Vec::new();
-    let mut clients = Vec::new();
-    for (envelope, database) in &targets {
         let (client, snowflake_vars, _) = bootstrapped_database(
             &LocalSnowflake {
                 url: &opts.snowflake_url,
                 key_file: &opts.key_file,
                 sql_dir: &opts.sql_dir,
             },
-            database,
+            &database,
             "SHOP",
             &format!("s3://{bucket}/raw/"),
         )
         .await?;
-        let route_field = if *envelope == "dms" {
+        let route_field = if envelope == "dms" {
             "/metadata/table-name"
         } else {
             "/source/table"
@@ -160,57 +235,73 @@ pub async fn run(opts: CdcOptions) -> Result<CdcReport, String> {
             ("ROUTE_FIELD", route_field),
             ("ROUTE_MAP", ROUTES),
             ("UPSERT_TABLES", &mapping(envelope)),
-            ("ERROR_BUCKET", &bucket),
+            ("ERROR_BUCKET", bucket),
         ]));
         let config =
             upsert::Config::from_env(&Env::new(&env_of(&all))).map_err(|e| e.to_string())?;
-        upserts.push(Arc::new(upsert::Upsert::new(
-            config,
-            client.clone(),
-            s3.clone(),
-        )));
-        clients.push(client);
+        let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3.clone()));
+        targets.push(Target {
+            envelope,
+            database,
+            client,
+            upsert,
+        });
     }
-    println!("streams {dms_stream} (DMS) and {dbz_stream} (Debezium), 2 shards each; targets {} and {} (schema SHOP)", targets[0].1, targets[1].1);
+    Ok(targets)
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let forced = Arc::new(AtomicU64::new(0));
-    let mut mappings = Vec::new();
-    let mut counters = Vec::new();
-    for (stream, upsert) in [&dms_stream, &dbz_stream].into_iter().zip(&upserts) {
-        let c = Arc::new(Counters::default());
-        counters.push(c.clone());
-        let source = KinesisSource {
-            kinesis: kinesis.clone(),
-            sqs: sqs.clone(),
-            region: opts.region.clone(),
-            stream: stream.clone(),
-        };
-        let settings = KinesisSettings {
-            function: format!("upsert-{stream}"),
-            batch_size: 500,
-            batching_window: Duration::from_millis(500),
-            // Forced resends are not the function's failures: never let them discard a batch.
-            max_retries: 10_000,
-            on_failure_queue: None,
-        };
-        let invoke = resending(upsert.clone(), opts.resend_every, forced.clone());
-        mappings.push(tokio::spawn(esm::run_kinesis(
-            source,
-            settings,
-            invoke,
-            c,
-            stop.clone(),
-        )));
-    }
-
-    let py = |args: &[&str]| {
-        let mut cmd = Command::new(&opts.python);
-        cmd.arg(&opts.script).args(args).stdin(Stdio::null());
-        cmd
+/// Starts the local event source mapping of one stream; returns its task and counters.
+fn start_mapping(
+    source: KinesisSource,
+    invoke: KinesisInvoke,
+    stop: Arc<AtomicBool>,
+) -> (
+    tokio::task::JoinHandle<Result<(), esm::EsmError>>,
+    Arc<Counters>,
+) {
+    let counters = Arc::new(Counters::default());
+    let settings = KinesisSettings {
+        function: format!("upsert-{}", source.stream),
+        batch_size: 500,
+        batching_window: Duration::from_millis(500),
+        // Forced resends are not the function's failures: never let them discard a batch.
+        max_retries: 10_000,
+        on_failure_queue: None,
     };
-    let db = name.replace('-', "_");
-    run_json(py(&["schema", "--db", &db])).await?;
+    let task = tokio::spawn(esm::run_kinesis(
+        source,
+        settings,
+        invoke,
+        counters.clone(),
+        stop,
+    ));
+    (task, counters)
+}
+
+/// `cdc.py`, run with the configured Python.
+struct Script<'a> {
+    python: &'a PathBuf,
+    script: &'a PathBuf,
+}
+
+impl Script<'_> {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.python);
+        cmd.arg(self.script).args(args).stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// Creates the MariaDB schema, starts the capture of its binlog onto `streams` (DMS, Debezium),
+/// runs the workload, and waits for the capture; returns both summaries (and prints them).
+async fn run_capture(
+    script: &Script<'_>,
+    opts: &CdcOptions,
+    name: &str,
+    db: &str,
+    [dms_stream, dbz_stream]: [&str; 2],
+) -> Result<(serde_json::Value, serde_json::Value), String> {
+    run_json(script.command(&["schema", "--db", db])).await?;
     let marker = std::env::temp_dir().join(format!("{name}.snapshot"));
     let _ = std::fs::remove_file(&marker);
     let marker_arg = marker.to_string_lossy().to_string();
@@ -220,28 +311,29 @@ pub async fn run(opts: CdcOptions) -> Result<CdcReport, String> {
         opts.seed_rows.to_string(),
         opts.redeliver_every.to_string(),
     );
-    let capture = py(&[
-        "capture",
-        "--db",
-        &db,
-        "--dms-stream",
-        &dms_stream,
-        "--debezium-stream",
-        &dbz_stream,
-        "--seed",
-        &seed,
-        "--redeliver-every",
-        &redeliver,
-        "--wait-for",
-        &marker_arg,
-    ])
-    .stdout(Stdio::piped())
-    .spawn()
-    .map_err(|e| format!("start the capture: {e}"))?;
-    let workload = run_json(py(&[
+    let capture = script
+        .command(&[
+            "capture",
+            "--db",
+            db,
+            "--dms-stream",
+            dms_stream,
+            "--debezium-stream",
+            dbz_stream,
+            "--seed",
+            &seed,
+            "--redeliver-every",
+            &redeliver,
+            "--wait-for",
+            &marker_arg,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start the capture: {e}"))?;
+    let workload = run_json(script.command(&[
         "workload",
         "--db",
-        &db,
+        db,
         "--ops",
         &ops,
         "--seed",
@@ -256,24 +348,21 @@ pub async fn run(opts: CdcOptions) -> Result<CdcReport, String> {
     let capture = finish_json(capture, "capture").await?;
     println!("capture: {capture}");
     let _ = std::fs::remove_file(&marker);
+    Ok((workload, capture))
+}
 
-    // Everything is on the streams: drain them.
-    stop.store(true, Ordering::SeqCst);
-    for m in mappings {
-        m.await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    }
-    let invocations = counters
-        .iter()
-        .map(|c| c.invocations.load(Ordering::SeqCst))
-        .sum();
-
+/// Every target table of every envelope compared with its MariaDB source.
+async fn compare_targets(
+    script: &Script<'_>,
+    db: &str,
+    targets: &[Target],
+) -> Result<Vec<TableCheck>, String> {
     let mut tables = Vec::new();
-    for ((envelope, _), client) in targets.iter().zip(&clients) {
+    for target_db in targets {
         for (source, target, columns) in TABLES {
-            let expected = dump(py(&["dump", "--db", &db, "--table", source])).await?;
-            let landed = client
+            let expected = dump(script.command(&["dump", "--db", db, "--table", source])).await?;
+            let landed = target_db
+                .client
                 .execute(
                     &Statement::new(format!("SELECT {columns} FROM {target}")),
                     Instant::now() + Duration::from_secs(60),
@@ -281,17 +370,10 @@ pub async fn run(opts: CdcOptions) -> Result<CdcReport, String> {
                 .await
                 .map_err(|e| format!("{target}: {e}"))?
                 .rows;
-            tables.push(compare(envelope, target, expected, landed));
+            tables.push(compare(target_db.envelope, target, expected, landed));
         }
     }
-    Ok(CdcReport {
-        workload,
-        capture,
-        invocations,
-        forced_resends: forced.load(Ordering::SeqCst),
-        tables,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(tables)
 }
 
 /// The upsert as the mapping invokes it, with Lambda's two resend paths forced every

@@ -99,11 +99,11 @@ pub(crate) async fn bootstrapped_database(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let outcomes = shared::snowflake::bootstrap::apply_dir(
+    let outcomes = crate::bootstrap::apply_dir(
         &client,
         local.sql_dir,
-        shared::snowflake::bootstrap::Profile::Local,
-        &shared::snowflake::bootstrap::with_defaults(&sql_vars),
+        crate::bootstrap::Profile::Local,
+        &crate::bootstrap::with_defaults(&sql_vars),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -170,36 +170,129 @@ pub struct Landed {
     pub discarded_batches: u64,
 }
 
+/// The names of one demo run's resources, unique per run (seconds since the epoch).
+struct DemoNames {
+    suffix: String,
+    bucket: String,
+    sensor_stream: String,
+    order_stream: String,
+    cdc_stream: String,
+    database: String,
+}
+
+impl DemoNames {
+    fn new() -> Self {
+        let suffix = format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        );
+        Self {
+            bucket: format!("demo-raw-{suffix}"),
+            sensor_stream: format!("demo-sensors-{suffix}"),
+            order_stream: format!("demo-orders-{suffix}"),
+            cdc_stream: format!("demo-cdc-{suffix}"),
+            database: format!("DEMO_{suffix}"),
+            suffix,
+        }
+    }
+}
+
+const DEMO_SCHEMA: &str = "PIPELINE";
+
+/// The local AWS side: clients, and the queues the mappings use.
+struct LocalAws {
+    kinesis: aws_sdk_kinesis::Client,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    /// Where the bucket's object-created notifications arrive (the loader's queue).
+    queue_url: String,
+    /// The Kinesis mappings' on-failure destination.
+    on_failure: String,
+}
+
+/// Runs the demo on the local stack and reports what landed.
 pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     let started = Instant::now();
-    let suffix = format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    );
-    let bucket = format!("demo-raw-{suffix}");
-    let (sensor_stream, order_stream, cdc_stream) = (
-        format!("demo-sensors-{suffix}"),
-        format!("demo-orders-{suffix}"),
-        format!("demo-cdc-{suffix}"),
-    );
-    let database = format!("DEMO_{suffix}");
-    let schema = "PIPELINE";
+    let names = DemoNames::new();
+    let aws = local_aws(&names).await?;
 
+    step("local Snowflake: apply sql/ (bootstrap)");
+    let (snowflake, snowflake_vars, applied) = bootstrapped_database(
+        &LocalSnowflake {
+            url: &opts.snowflake_url,
+            key_file: &opts.key_file,
+            sql_dir: &opts.sql_dir,
+        },
+        &names.database,
+        DEMO_SCHEMA,
+        &format!("s3://{}/raw/", names.bucket),
+    )
+    .await?;
+    println!(
+        "{applied} statements applied to {}.{DEMO_SCHEMA}",
+        names.database
+    );
+
+    let functions = Functions::new(&names.bucket, &snowflake, &snowflake_vars, &aws.s3)?;
+    let mut mappings = Mappings::start(&aws, &names, functions, &opts.region);
+    let load_started = Instant::now();
+    let total_put = generate_load(&aws.kinesis, &names, &opts).await?;
+
+    step("waiting for both paths");
+    let wait_until = Instant::now() + Duration::from_secs(300);
+    let kinesis_elapsed = mappings
+        .wait_for_kinesis(&total_put, load_started, wait_until)
+        .await?;
+    // The loader is done when every raw-zone object has been loaded (or reported).
+    let objects = count_objects(&aws.s3, &names.bucket, "raw/").await?;
+    let orchestrator_rejected = quarantined_in(&aws.s3, &names.bucket, "errors/orchestrator/")
+        .await?
+        .1 as u64;
+    let expected_rows = opts.sensors + opts.bad_records + opts.orders - orchestrator_rejected;
+    let batch_done = wait_for_raw_rows(&snowflake, expected_rows, load_started, wait_until).await?;
+    mappings.stop_loader().await?;
+    let batch_elapsed = batch_done.ok_or("the raw tables did not fill within 300 s")?;
+
+    let (counts, matching) = report_snowflake(&snowflake).await?;
+    let (rejected_o, rejected_u) = report_quarantine(&aws.s3, &names.bucket).await?;
+    mappings.report(objects);
+
+    step("metrics the functions emitted (EMF, summed over invocations; lag is the maximum)");
+    mappings.metrics.print();
+    print_timings(&total_put, kinesis_elapsed, batch_elapsed, started);
+    Ok(Landed {
+        sensor_readings: counts[0],
+        orders: counts[1],
+        sensor_readings_raw: counts[2],
+        order_events_raw: counts[3],
+        sensors_matching_raw: matching,
+        rejected_by_orchestrator: rejected_o as u64,
+        rejected_by_upsert: rejected_u as u64,
+        discarded_batches: mappings.discarded_batches(),
+    })
+}
+
+/// The streams, bucket and queues of the run on the local AWS stand-in, the bucket notifying the
+/// loader's queue of every object under `raw`.
+async fn local_aws(names: &DemoNames) -> Result<LocalAws, String> {
     step("local AWS: stream, bucket, notification queue (moto)");
     let aws = shared::aws::load_config().await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
     let s3 = shared::aws::s3_client(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    for stream in [&sensor_stream, &order_stream, &cdc_stream] {
+    let (sensor_stream, order_stream, cdc_stream) =
+        (&names.sensor_stream, &names.order_stream, &names.cdc_stream);
+    for stream in [sensor_stream, order_stream, cdc_stream] {
         esm::ensure_stream(&kinesis, stream, 2)
             .await
             .map_err(|e| e.to_string())?;
     }
+    let (bucket, suffix) = (&names.bucket, &names.suffix);
     s3.create_bucket()
-        .bucket(&bucket)
+        .bucket(bucket)
         .send()
         .await
         .map_err(|e| format!("create bucket: {e}"))?;
@@ -213,193 +306,325 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     let queue_arn = esm::queue_arn(&sqs, &queue_url)
         .await
         .map_err(|e| e.to_string())?;
-    esm::notify_queue_on_create(&s3, &bucket, "raw", &queue_arn)
+    esm::notify_queue_on_create(&s3, bucket, "raw", &queue_arn)
         .await
         .map_err(|e| e.to_string())?;
     println!("streams {sensor_stream}, {order_stream}, {cdc_stream} (2 shards each); bucket {bucket}; queue {queue_url}");
+    Ok(LocalAws {
+        kinesis,
+        s3,
+        sqs,
+        queue_url,
+        on_failure,
+    })
+}
 
-    step("local Snowflake: apply sql/ (bootstrap)");
-    let (snowflake, snowflake_vars, applied) = bootstrapped_database(
-        &LocalSnowflake {
-            url: &opts.snowflake_url,
-            key_file: &opts.key_file,
-            sql_dir: &opts.sql_dir,
-        },
-        &database,
-        schema,
-        &format!("s3://{bucket}/raw/"),
-    )
-    .await?;
-    println!("{applied} statements applied to {database}.{schema}");
+/// The demo's function instances, configured as Lambda would configure them.
+struct Functions {
+    orch_sensors: Arc<orchestrator::Orchestrator>,
+    orch_orders: Arc<orchestrator::Orchestrator>,
+    up_sensors: Arc<upsert::Upsert>,
+    up_orders: Arc<upsert::Upsert>,
+    loader: Arc<loader::Loader>,
+}
 
-    step("functions, as Lambda would configure them");
-    let with = |extra: &[(&str, &str)]| {
-        let mut v = snowflake_vars.clone();
-        v.extend(vars(extra));
-        v
-    };
-    let orch_sensors = Arc::new(orchestrator::Orchestrator::new(
-        orchestrator::Config::from_env(&Env::new(&env_of(&vars(&[
-            ("RAW_BUCKET", &bucket),
-            ("TABLE", "sensor_readings"),
-        ]))))
-        .map_err(|e| e.to_string())?,
-        s3.clone(),
-    ));
-    let orch_orders = Arc::new(orchestrator::Orchestrator::new(
-        orchestrator::Config::from_env(&Env::new(&env_of(&vars(&[
-            ("RAW_BUCKET", &bucket),
+impl Functions {
+    fn new(
+        bucket: &str,
+        snowflake: &SnowflakeClient,
+        snowflake_vars: &Vars,
+        s3: &aws_sdk_s3::Client,
+    ) -> Result<Self, String> {
+        step("functions, as Lambda would configure them");
+        let with = |extra: &[(&str, &str)]| {
+            let mut v = snowflake_vars.clone();
+            v.extend(vars(extra));
+            v
+        };
+        let orchestrator_for = |extra: &[(&str, &str)]| -> Result<_, String> {
+            let mut all = vec![("RAW_BUCKET", bucket)];
+            all.extend_from_slice(extra);
+            let config = orchestrator::Config::from_env(&Env::new(&env_of(&vars(&all))))
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(orchestrator::Orchestrator::new(
+                config,
+                s3.clone(),
+            )))
+        };
+        let upsert_for = |table: &str, tables: &str| -> Result<_, String> {
+            let config = upsert::Config::from_env(&Env::new(&env_of(&with(&[
+                ("TABLE", table),
+                ("UPSERT_TABLES", tables),
+                ("ERROR_BUCKET", bucket),
+            ]))))
+            .map_err(|e| e.to_string())?;
+            Ok(Arc::new(upsert::Upsert::new(
+                config,
+                snowflake.clone(),
+                s3.clone(),
+            )))
+        };
+        let orch_sensors = orchestrator_for(&[("TABLE", "sensor_readings")])?;
+        let orch_orders = orchestrator_for(&[
             ("TABLE", "order_events"),
             ("FORMAT", "csv"),
             ("CSV_COLUMNS", ORDER_EVENT_COLUMNS),
             ("COMPRESSION", "zstd"),
+        ])?;
+        let up_sensors = upsert_for("sensor_readings", SENSOR_TABLES)?;
+        let up_orders = upsert_for("orders", ORDER_TABLES)?;
+        let loader_config = loader::Config::from_env(&Env::new(&env_of(&with(&[
+            ("RAW_BUCKET", bucket),
+            ("RAW_PREFIX", "raw"),
         ]))))
-        .map_err(|e| e.to_string())?,
-        s3.clone(),
-    ));
-    let upsert_for = |table: &str, tables: &str| -> Result<upsert::Config, String> {
-        upsert::Config::from_env(&Env::new(&env_of(&with(&[
-            ("TABLE", table),
-            ("UPSERT_TABLES", tables),
-            ("ERROR_BUCKET", &bucket),
-        ]))))
-        .map_err(|e| e.to_string())
-    };
-    let up_sensors = Arc::new(upsert::Upsert::new(
-        upsert_for("sensor_readings", SENSOR_TABLES)?,
-        snowflake.clone(),
-        s3.clone(),
-    ));
-    let up_orders = Arc::new(upsert::Upsert::new(
-        upsert_for("orders", ORDER_TABLES)?,
-        snowflake.clone(),
-        s3.clone(),
-    ));
-    let loader = Arc::new(
-        loader::Loader::new(
-            loader::Config::from_env(&Env::new(&env_of(&with(&[
-                ("RAW_BUCKET", &bucket),
-                ("RAW_PREFIX", "raw"),
-            ]))))
-            .map_err(|e| e.to_string())?,
-            snowflake.clone(),
-        )
-        .with_row_counts(Some(s3.clone())),
-    );
-    println!("orchestrator: sensors → NDJSON+gzip, orders → CSV+zstd; upsert: SENSOR_READINGS, ORDERS (CDC); loader: raw zone → *_RAW");
-
-    step("event source mappings (batch 500, window 1 s, 3 retries, on-failure queue)");
-    let stop_kinesis = Arc::new(AtomicBool::new(false));
-    let stop_sqs = Arc::new(AtomicBool::new(false));
-    let settings = |function: &str| KinesisSettings {
-        function: function.into(),
-        batch_size: 500,
-        batching_window: Duration::from_secs(1),
-        max_retries: 3,
-        on_failure_queue: Some(on_failure.clone()),
-    };
-    let deadline = || Instant::now() + Duration::from_secs(60);
-    // Each invocation's EMF document, as the functions print it in Lambda, added up per function.
-    let metrics = Arc::new(MetricTotals::default());
-    let orchestrator_invoke = |o: Arc<orchestrator::Orchestrator>| -> KinesisInvoke {
-        let metrics = metrics.clone();
-        Arc::new(move |body: String| {
-            let (o, metrics) = (o.clone(), metrics.clone());
-            Box::pin(async move {
-                let (r, outcome) = o
-                    .handle_body(&body, deadline())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                metrics.add(&outcome.metrics("KinesisSnowflake", shared::metrics::now_ms()));
-                Ok(r)
-            })
-        })
-    };
-    let upsert_invoke = |u: Arc<upsert::Upsert>| -> KinesisInvoke {
-        let metrics = metrics.clone();
-        Arc::new(move |body: String| {
-            let (u, metrics) = (u.clone(), metrics.clone());
-            Box::pin(async move {
-                let (r, outcome) = u
-                    .handle_body(&body, deadline())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                metrics.add(&outcome.metrics("KinesisSnowflake", shared::metrics::now_ms()));
-                Ok(r)
-            })
-        })
-    };
-    let loader_invoke: SqsInvoke = {
-        let (l, metrics) = (loader.clone(), metrics.clone());
-        Arc::new(move |event| {
-            let (l, metrics) = (l.clone(), metrics.clone());
-            Box::pin(async move {
-                let (r, outcome) = l
-                    .handle_value(&event, deadline())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                metrics.add(&outcome.metrics("KinesisSnowflake"));
-                Ok(r)
-            })
-        })
-    };
-    let mappings: Vec<(&str, String, KinesisInvoke)> = vec![
-        (
-            "orchestrator",
-            sensor_stream.clone(),
-            orchestrator_invoke(orch_sensors),
-        ),
-        ("upsert", sensor_stream.clone(), upsert_invoke(up_sensors)),
-        (
-            "orchestrator",
-            order_stream.clone(),
-            orchestrator_invoke(orch_orders),
-        ),
-        ("upsert", cdc_stream.clone(), upsert_invoke(up_orders)),
-    ];
-    let mut kinesis_tasks = Vec::new();
-    let mut kinesis_counters = Vec::new();
-    for (function, stream, invoke) in mappings {
-        let counters = Arc::new(Counters::default());
-        kinesis_counters.push((function, stream.clone(), counters.clone()));
-        let source = KinesisSource {
-            kinesis: kinesis.clone(),
-            sqs: sqs.clone(),
-            region: opts.region.clone(),
-            stream,
+        .map_err(|e| e.to_string())?;
+        let loader =
+            loader::Loader::new(loader_config, snowflake.clone()).with_row_counts(Some(s3.clone()));
+        let functions = Self {
+            orch_sensors,
+            orch_orders,
+            up_sensors,
+            up_orders,
+            loader: Arc::new(loader),
         };
-        kinesis_tasks.push(tokio::spawn(esm::run_kinesis(
-            source,
-            settings(function),
-            invoke,
-            counters,
-            stop_kinesis.clone(),
-        )));
+        println!("orchestrator: sensors → NDJSON+gzip, orders → CSV+zstd; upsert: SENSOR_READINGS, ORDERS (CDC); loader: raw zone → *_RAW");
+        Ok(functions)
     }
-    let loader_counters = Arc::new(Counters::default());
-    let sqs_task = tokio::spawn(esm::run_sqs(
-        sqs.clone(),
-        opts.region.clone(),
-        queue_url.clone(),
-        SqsSettings {
-            function: "loader".into(),
-            batch_size: 10,
-        },
-        loader_invoke,
-        loader_counters.clone(),
-        stop_sqs.clone(),
-    ));
+}
 
+/// The deadline each local invocation runs with.
+fn invocation_deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+// Each invocation's EMF document, as the functions print it in Lambda, is added up per function.
+
+fn orchestrator_invoke(
+    o: Arc<orchestrator::Orchestrator>,
+    metrics: Arc<MetricTotals>,
+) -> KinesisInvoke {
+    Arc::new(move |body: String| {
+        let (o, metrics) = (o.clone(), metrics.clone());
+        Box::pin(async move {
+            let (r, outcome) = o
+                .handle_body(&body, invocation_deadline())
+                .await
+                .map_err(|e| e.to_string())?;
+            metrics.add(&outcome.metrics("KinesisSnowflake", shared::metrics::now_ms()));
+            Ok(r)
+        })
+    })
+}
+
+fn upsert_invoke(u: Arc<upsert::Upsert>, metrics: Arc<MetricTotals>) -> KinesisInvoke {
+    Arc::new(move |body: String| {
+        let (u, metrics) = (u.clone(), metrics.clone());
+        Box::pin(async move {
+            let (r, outcome) = u
+                .handle_body(&body, invocation_deadline())
+                .await
+                .map_err(|e| e.to_string())?;
+            metrics.add(&outcome.metrics("KinesisSnowflake", shared::metrics::now_ms()));
+            Ok(r)
+        })
+    })
+}
+
+fn loader_invoke(l: Arc<loader::Loader>, metrics: Arc<MetricTotals>) -> SqsInvoke {
+    Arc::new(move |event| {
+        let (l, metrics) = (l.clone(), metrics.clone());
+        Box::pin(async move {
+            let (r, outcome) = l
+                .handle_value(&event, invocation_deadline())
+                .await
+                .map_err(|e| e.to_string())?;
+            metrics.add(&outcome.metrics("KinesisSnowflake"));
+            Ok(r)
+        })
+    })
+}
+
+/// The four Kinesis mappings: (function, stream, handler).
+fn kinesis_invokes(
+    names: &DemoNames,
+    functions: &Functions,
+    metrics: &Arc<MetricTotals>,
+) -> Vec<(&'static str, String, KinesisInvoke)> {
+    let m = || metrics.clone();
+    vec![
+        (
+            "orchestrator",
+            names.sensor_stream.clone(),
+            orchestrator_invoke(functions.orch_sensors.clone(), m()),
+        ),
+        (
+            "upsert",
+            names.sensor_stream.clone(),
+            upsert_invoke(functions.up_sensors.clone(), m()),
+        ),
+        (
+            "orchestrator",
+            names.order_stream.clone(),
+            orchestrator_invoke(functions.orch_orders.clone(), m()),
+        ),
+        (
+            "upsert",
+            names.cdc_stream.clone(),
+            upsert_invoke(functions.up_orders.clone(), m()),
+        ),
+    ]
+}
+
+/// The running event source mappings: four Kinesis ones and the loader's SQS one.
+struct Mappings {
+    stop_kinesis: Arc<AtomicBool>,
+    stop_sqs: Arc<AtomicBool>,
+    kinesis_tasks: Vec<tokio::task::JoinHandle<Result<(), esm::EsmError>>>,
+    /// (function, stream, counters) of each Kinesis mapping.
+    kinesis_counters: Vec<(&'static str, String, Arc<Counters>)>,
+    sqs_task: tokio::task::JoinHandle<Result<(), esm::EsmError>>,
+    loader_counters: Arc<Counters>,
+    metrics: Arc<MetricTotals>,
+}
+
+impl Mappings {
+    fn start(aws: &LocalAws, names: &DemoNames, functions: Functions, region: &str) -> Self {
+        step("event source mappings (batch 500, window 1 s, 3 retries, on-failure queue)");
+        let stop_kinesis = Arc::new(AtomicBool::new(false));
+        let stop_sqs = Arc::new(AtomicBool::new(false));
+        let settings = |function: &str| KinesisSettings {
+            function: function.into(),
+            batch_size: 500,
+            batching_window: Duration::from_secs(1),
+            max_retries: 3,
+            on_failure_queue: Some(aws.on_failure.clone()),
+        };
+        let metrics = Arc::new(MetricTotals::default());
+        let mappings = kinesis_invokes(names, &functions, &metrics);
+        let mut kinesis_tasks = Vec::new();
+        let mut kinesis_counters = Vec::new();
+        for (function, stream, invoke) in mappings {
+            let counters = Arc::new(Counters::default());
+            kinesis_counters.push((function, stream.clone(), counters.clone()));
+            let source = KinesisSource {
+                kinesis: aws.kinesis.clone(),
+                sqs: aws.sqs.clone(),
+                region: region.to_string(),
+                stream,
+            };
+            kinesis_tasks.push(tokio::spawn(esm::run_kinesis(
+                source,
+                settings(function),
+                invoke,
+                counters,
+                stop_kinesis.clone(),
+            )));
+        }
+        let loader_counters = Arc::new(Counters::default());
+        let sqs_task = tokio::spawn(esm::run_sqs(
+            aws.sqs.clone(),
+            region.to_string(),
+            aws.queue_url.clone(),
+            SqsSettings {
+                function: "loader".into(),
+                batch_size: 10,
+            },
+            loader_invoke(functions.loader, metrics.clone()),
+            loader_counters.clone(),
+            stop_sqs.clone(),
+        ));
+        Self {
+            stop_kinesis,
+            stop_sqs,
+            kinesis_tasks,
+            kinesis_counters,
+            sqs_task,
+            loader_counters,
+            metrics,
+        }
+    }
+
+    /// Waits until every Kinesis mapping has finished the records put on its stream, then stops
+    /// them; returns how long that took from `load_started`.
+    async fn wait_for_kinesis(
+        &mut self,
+        total_put: &HashMap<String, u64>,
+        load_started: Instant,
+        wait_until: Instant,
+    ) -> Result<Duration, String> {
+        let mut streaming_done = None;
+        while Instant::now() < wait_until {
+            let all = self
+                .kinesis_counters
+                .iter()
+                .all(|(_, stream, c)| c.done.load(Ordering::SeqCst) >= total_put[stream]);
+            if all {
+                streaming_done.get_or_insert(load_started.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let kinesis_elapsed =
+            streaming_done.ok_or("the Kinesis mappings did not finish within 300 s")?;
+        self.stop_kinesis.store(true, Ordering::SeqCst);
+        for t in std::mem::take(&mut self.kinesis_tasks) {
+            t.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(kinesis_elapsed)
+    }
+
+    /// Stops the loader's mapping and waits for it.
+    async fn stop_loader(&mut self) -> Result<(), String> {
+        self.stop_sqs.store(true, Ordering::SeqCst);
+        (&mut self.sqs_task)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Prints what each mapping did.
+    fn report(&self, objects: usize) {
+        println!(
+            "raw-zone objects: {objects}; loader invocations: {}, messages retried: {}",
+            self.loader_counters.invocations.load(Ordering::SeqCst),
+            self.loader_counters.retries.load(Ordering::SeqCst)
+        );
+        for (function, stream, c) in &self.kinesis_counters {
+            println!(
+                "{function:<13} {stream:<28} {} invocations, {} records delivered, {} retries",
+                c.invocations.load(Ordering::SeqCst),
+                c.records.load(Ordering::SeqCst),
+                c.retries.load(Ordering::SeqCst)
+            );
+        }
+    }
+
+    fn discarded_batches(&self) -> u64 {
+        self.kinesis_counters
+            .iter()
+            .map(|(_, _, c)| c.discarded_batches.load(Ordering::SeqCst))
+            .sum()
+    }
+}
+
+/// Puts the generated records on the three streams, then the malformed ones on the sensor
+/// stream; returns how many records each stream received.
+async fn generate_load(
+    kinesis: &aws_sdk_kinesis::Client,
+    names: &DemoNames,
+    opts: &DemoOptions,
+) -> Result<HashMap<String, u64>, String> {
     step("load generator → Kinesis");
-    let load_started = Instant::now();
     let mut total_put = HashMap::new();
     for (stream, template, count, keys) in [
-        (&sensor_stream, Template::Sensor, opts.sensors, 50),
-        (&order_stream, Template::Order, opts.orders, 500),
-        (&cdc_stream, Template::Cdc, opts.changes, 200),
+        (&names.sensor_stream, Template::Sensor, opts.sensors, 50),
+        (&names.order_stream, Template::Order, opts.orders, 500),
+        (&names.cdc_stream, Template::Cdc, opts.changes, 200),
     ] {
         let mut generator = Generator::new(template, 42, keys);
-        let report = loadgen::run(&kinesis, stream, &mut generator, count, 0, |_| {})
+        let report = loadgen::run(kinesis, stream, &mut generator, count, 0, |_| {})
             .await
             .map_err(|e| e.to_string())?;
         println!(
@@ -410,7 +635,24 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         );
         total_put.insert(stream.clone(), report.records);
     }
-    for i in 0..opts.bad_records {
+    let sensor_stream = &names.sensor_stream;
+    put_bad_records(kinesis, sensor_stream, opts.bad_records).await?;
+    *total_put.entry(sensor_stream.clone()).or_insert(0) += opts.bad_records;
+    println!(
+        "{} malformed records mixed into {sensor_stream}",
+        opts.bad_records
+    );
+    Ok(total_put)
+}
+
+/// Puts `count` records the orchestrator must quarantine: alternately not JSON, and JSON whose
+/// sensor id is not a number.
+async fn put_bad_records(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    count: u64,
+) -> Result<(), String> {
+    for i in 0..count {
         let data: &[u8] = if i % 2 == 0 {
             b"{not json"
         } else {
@@ -418,63 +660,38 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         };
         kinesis
             .put_record()
-            .stream_name(&sensor_stream)
+            .stream_name(stream)
             .partition_key("bad")
             .data(aws_sdk_kinesis::primitives::Blob::new(data))
             .send()
             .await
             .map_err(|e| format!("put bad record: {e}"))?;
-        *total_put.entry(sensor_stream.clone()).or_insert(0) += 1;
     }
-    println!(
-        "{} malformed records mixed into {sensor_stream}",
-        opts.bad_records
-    );
+    Ok(())
+}
 
-    step("waiting for both paths");
-    let wait_until = Instant::now() + Duration::from_secs(300);
-    let mut streaming_done = None;
+/// Waits until the raw tables hold `expected_rows`; returns how long that took from
+/// `load_started`, or `None` when `wait_until` came first.
+async fn wait_for_raw_rows(
+    snowflake: &SnowflakeClient,
+    expected_rows: u64,
+    load_started: Instant,
+    wait_until: Instant,
+) -> Result<Option<Duration>, String> {
     while Instant::now() < wait_until {
-        let all = kinesis_counters
-            .iter()
-            .all(|(_, stream, c)| c.done.load(Ordering::SeqCst) >= total_put[stream]);
-        if all {
-            streaming_done.get_or_insert(load_started.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let kinesis_elapsed =
-        streaming_done.ok_or("the Kinesis mappings did not finish within 300 s")?;
-    stop_kinesis.store(true, Ordering::SeqCst);
-    for t in kinesis_tasks {
-        t.await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    }
-    // The loader is done when every raw-zone object has been loaded (or reported).
-    let objects = count_objects(&s3, &bucket, "raw/").await?;
-    let orchestrator_rejected = quarantined_in(&s3, &bucket, "errors/orchestrator/")
-        .await?
-        .1 as u64;
-    let expected_rows = opts.sensors + opts.bad_records + opts.orders - orchestrator_rejected;
-    let mut batch_done = None;
-    while Instant::now() < wait_until {
-        let loaded = count(&snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS_RAW").await?
-            + count(&snowflake, "SELECT COUNT(*) AS N FROM ORDER_EVENTS_RAW").await?;
+        let loaded = count(snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS_RAW").await?
+            + count(snowflake, "SELECT COUNT(*) AS N FROM ORDER_EVENTS_RAW").await?;
         if loaded >= expected_rows {
-            batch_done = Some(load_started.elapsed());
-            break;
+            return Ok(Some(load_started.elapsed()));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    stop_sqs.store(true, Ordering::SeqCst);
-    sqs_task
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let batch_elapsed = batch_done.ok_or("the raw tables did not fill within 300 s")?;
+    Ok(None)
+}
 
+/// Prints what landed in Snowflake; returns the row counts of SENSOR_READINGS, ORDERS,
+/// SENSOR_READINGS_RAW and ORDER_EVENTS_RAW, and how many sensors match their newest raw reading.
+async fn report_snowflake(snowflake: &SnowflakeClient) -> Result<(Vec<u64>, u64), String> {
     step("what landed in Snowflake");
     let mut counts = Vec::new();
     for (table, what) in [
@@ -486,51 +703,55 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         ),
         ("ORDER_EVENTS_RAW", "loader: every order event (CSV)"),
     ] {
-        let n = count(&snowflake, &format!("SELECT COUNT(*) AS N FROM {table}")).await?;
+        let n = count(snowflake, &format!("SELECT COUNT(*) AS N FROM {table}")).await?;
         counts.push(n);
         println!("{table:<22} {n:>7} rows   {what}");
     }
-    println!("\nSENSOR_READINGS (first 5):");
-    print_rows(&snowflake, "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, KINESIS_SHARD_ID, KINESIS_SEQUENCE_NUMBER FROM SENSOR_READINGS ORDER BY SENSORID LIMIT 5").await?;
-    println!("\nSENSOR_READINGS_RAW_V (first 3, with lineage):");
-    print_rows(&snowflake, "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, SOURCE_FILE, SOURCE_ROW FROM SENSOR_READINGS_RAW_V ORDER BY SOURCE_FILE, SOURCE_ROW LIMIT 3").await?;
-    println!("\nORDERS (first 3):");
-    print_rows(&snowflake, "SELECT ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT::VARCHAR AS UPDATED_AT FROM ORDERS ORDER BY ORDER_ID LIMIT 3").await?;
-    println!("\nORDER_EVENTS_RAW (first 3):");
-    print_rows(&snowflake, "SELECT EVENT_ID, EVENT_TYPE, CUSTOMER_NAME, TOTAL, SOURCE_ROW FROM ORDER_EVENTS_RAW ORDER BY EVENT_ID LIMIT 3").await?;
-
+    print_samples(snowflake).await?;
     // Both paths carry the same sensor records: the streaming table must equal the newest
     // reading per sensor in the raw table.
     let matching = count(
-        &snowflake,
+        snowflake,
         "SELECT COUNT(*) AS N FROM SENSOR_READINGS s JOIN (SELECT SENSORID, CURRENTTEMPERATURE, STATUS, SEQUENCE_NUMBER FROM SENSOR_READINGS_RAW_V \
          QUALIFY ROW_NUMBER() OVER (PARTITION BY SHARD_ID, SENSORID ORDER BY LPAD(SEQUENCE_NUMBER, 64, '0') DESC) = 1) r \
          ON s.SENSORID = r.SENSORID AND s.KINESIS_SEQUENCE_NUMBER = r.SEQUENCE_NUMBER AND s.STATUS = r.STATUS",
     )
     .await?;
-    let sensors_total = count(&snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS").await?;
+    let sensors_total = count(snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS").await?;
     println!("\nstreaming table vs raw table: {matching} of {sensors_total} sensors hold exactly the newest raw reading");
+    Ok((counts, matching))
+}
 
-    let (objects_o, rejected_o) = quarantined_in(&s3, &bucket, "errors/orchestrator/").await?;
-    let (objects_u, rejected_u) = quarantined_in(&s3, &bucket, "errors/upsert/").await?;
+/// The first rows of each table the demo fills.
+async fn print_samples(snowflake: &SnowflakeClient) -> Result<(), String> {
+    println!("\nSENSOR_READINGS (first 5):");
+    print_rows(snowflake, "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, KINESIS_SHARD_ID, KINESIS_SEQUENCE_NUMBER FROM SENSOR_READINGS ORDER BY SENSORID LIMIT 5").await?;
+    println!("\nSENSOR_READINGS_RAW_V (first 3, with lineage):");
+    print_rows(snowflake, "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, SOURCE_FILE, SOURCE_ROW FROM SENSOR_READINGS_RAW_V ORDER BY SOURCE_FILE, SOURCE_ROW LIMIT 3").await?;
+    println!("\nORDERS (first 3):");
+    print_rows(snowflake, "SELECT ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT::VARCHAR AS UPDATED_AT FROM ORDERS ORDER BY ORDER_ID LIMIT 3").await?;
+    println!("\nORDER_EVENTS_RAW (first 3):");
+    print_rows(snowflake, "SELECT EVENT_ID, EVENT_TYPE, CUSTOMER_NAME, TOTAL, SOURCE_ROW FROM ORDER_EVENTS_RAW ORDER BY EVENT_ID LIMIT 3").await?;
+    Ok(())
+}
+
+/// Prints the records each function quarantined; returns (orchestrator, upsert) record counts.
+async fn report_quarantine(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<(usize, usize), String> {
+    let (objects_o, rejected_o) = quarantined_in(s3, bucket, "errors/orchestrator/").await?;
+    let (objects_u, rejected_u) = quarantined_in(s3, bucket, "errors/upsert/").await?;
     println!("quarantined records: orchestrator {rejected_o} (in {objects_o} object(s) under errors/orchestrator/), upsert {rejected_u} (in {objects_u} under errors/upsert/), each with its reason");
-    println!(
-        "raw-zone objects: {objects}; loader invocations: {}, messages retried: {}",
-        loader_counters.invocations.load(Ordering::SeqCst),
-        loader_counters.retries.load(Ordering::SeqCst)
-    );
-    for (function, stream, c) in &kinesis_counters {
-        println!(
-            "{function:<13} {stream:<28} {} invocations, {} records delivered, {} retries",
-            c.invocations.load(Ordering::SeqCst),
-            c.records.load(Ordering::SeqCst),
-            c.retries.load(Ordering::SeqCst)
-        );
-    }
+    Ok((rejected_o, rejected_u))
+}
 
-    step("metrics the functions emitted (EMF, summed over invocations; lag is the maximum)");
-    metrics.print();
-
+fn print_timings(
+    total_put: &HashMap<String, u64>,
+    kinesis_elapsed: Duration,
+    batch_elapsed: Duration,
+    started: Instant,
+) {
     step("timings");
     let records: u64 = total_put.values().sum();
     println!("records put: {records}");
@@ -544,20 +765,6 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         batch_elapsed.as_secs_f64()
     );
     println!("demo total: {:.1} s", started.elapsed().as_secs_f64());
-    let discarded_batches = kinesis_counters
-        .iter()
-        .map(|(_, _, c)| c.discarded_batches.load(Ordering::SeqCst))
-        .sum();
-    Ok(Landed {
-        sensor_readings: counts[0],
-        orders: counts[1],
-        sensor_readings_raw: counts[2],
-        order_events_raw: counts[3],
-        sensors_matching_raw: matching,
-        rejected_by_orchestrator: rejected_o as u64,
-        rejected_by_upsert: rejected_u as u64,
-        discarded_batches,
-    })
 }
 
 async fn count(client: &SnowflakeClient, sql: &str) -> Result<u64, String> {

@@ -1,9 +1,10 @@
-//! Tools around the functions: the load generator, the local event source mapping that invokes
-//! the handlers as Lambda would, the demo that wires them to the local stack, and the CDC
-//! table-equality run.
+//! Tools around the functions: the Snowflake bootstrap (`sql/` applied), the load generator, the
+//! local event source mapping that invokes the handlers as Lambda would, the demo that wires them
+//! to the local stack, and the CDC table-equality run.
 
 pub mod args;
 pub mod backfill;
+pub mod bootstrap;
 pub mod cdc;
 pub mod demo;
 pub mod esm;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::config::Env;
-use shared::snowflake::Statement;
+use shared::snowflake::{SnowflakeClient, Statement};
 use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
 use crate::demo::{bootstrapped_database, env_of, vars, LocalSnowflake, SENSOR_TABLES};
@@ -130,18 +130,15 @@ async fn run_one(
         .clone();
     let objects = ChangeObjects::of(&mapping, "_CHANGES", "_LATEST");
     if mode == "streaming" {
-        for sql in [
-            change_table_ddl(&mapping, &objects),
-            latest_ddl(&mapping, &objects, "1 minute", "COMPUTE_WH"),
-        ] {
-            client
-                .execute(
-                    &Statement::new(sql),
-                    Instant::now() + Duration::from_secs(60),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        // The change table and the latest-state Dynamic Table streaming mode writes through.
+        execute_each(
+            &client,
+            [
+                change_table_ddl(&mapping, &objects),
+                latest_ddl(&mapping, &objects, "1 minute", "COMPUTE_WH"),
+            ],
+        )
+        .await?;
     }
     let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3.clone()));
 
@@ -153,50 +150,52 @@ async fn run_one(
     let aborts_before = lock_aborts(&opts.snowflake_url).await;
     let latencies = Arc::new(Mutex::new(Vec::<u64>::with_capacity(opts.records as usize)));
     let statements = Arc::new(AtomicU64::new(0));
-    let invoke: KinesisInvoke = {
-        let (upsert, latencies, statements) =
-            (upsert.clone(), latencies.clone(), statements.clone());
-        Arc::new(move |body: String| {
-            let (upsert, latencies, statements) =
-                (upsert.clone(), latencies.clone(), statements.clone());
-            Box::pin(async move {
-                let result = upsert
-                    .handle_body(&body, Instant::now() + Duration::from_secs(120))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let (response, outcome) = result;
-                statements.fetch_add(
-                    outcome.tables.values().map(|t| t.statements as u64).sum(),
-                    Ordering::Relaxed,
-                );
-                if response.batch_item_failures.is_empty() {
-                    let now_ms = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_millis() as f64)
-                        .unwrap_or(0.0);
-                    let event: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                    let mut l = latencies.lock().unwrap_or_else(|e| e.into_inner());
-                    for r in event["Records"].as_array().into_iter().flatten() {
-                        let arrival = r["kinesis"]["approximateArrivalTimestamp"]
-                            .as_f64()
-                            .unwrap_or(0.0);
-                        l.push((now_ms - arrival * 1000.0).max(0.0) as u64);
-                    }
-                }
-                Ok(response)
-            })
-        })
+    let invoke = measuring(upsert, latencies.clone(), statements.clone());
+    let source = KinesisSource {
+        kinesis: kinesis.clone(),
+        sqs: sqs.clone(),
+        region: opts.region.clone(),
+        stream: stream.clone(),
     };
+    let (seconds, counters) = drain(source, opts, mode, invoke).await?;
+    let target = if mode == "merge" {
+        &mapping.target
+    } else {
+        &objects.latest
+    };
+    let rows = count_rows(&client, target).await?;
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    l.sort_unstable();
+    let pct = |p: f64| percentile(&l, p);
+    Ok(RunReport {
+        shards,
+        mode,
+        records: opts.records,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        statements: statements.load(Ordering::Relaxed),
+        lock_aborts: lock_aborts(&opts.snowflake_url)
+            .await
+            .saturating_sub(aborts_before),
+        retries: counters.retries.load(Ordering::SeqCst),
+        rows,
+    })
+}
+
+/// Runs the mapping until it has finished `opts.records` records (or stopped, or 600 s passed);
+/// returns the seconds that took and the mapping's counters.
+async fn drain(
+    source: KinesisSource,
+    opts: &LoadTestOptions,
+    mode: &str,
+    invoke: KinesisInvoke,
+) -> Result<(f64, Arc<Counters>), String> {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let task = tokio::spawn(esm::run_kinesis(
-        KinesisSource {
-            kinesis: kinesis.clone(),
-            sqs: sqs.clone(),
-            region: opts.region.clone(),
-            stream: stream.clone(),
-        },
+        source,
         KinesisSettings {
             function: format!("upsert-{mode}"),
             batch_size: opts.batch_size,
@@ -219,12 +218,72 @@ async fn run_one(
     task.await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let target = if mode == "merge" {
-        &mapping.target
-    } else {
-        &objects.latest
-    };
-    let rows = client
+    Ok((seconds, counters))
+}
+
+/// The upsert as the mapping invokes it, recording each delivered record's latency (from its
+/// arrival on the stream) and the statements each invocation ran.
+fn measuring(
+    upsert: Arc<upsert::Upsert>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    statements: Arc<AtomicU64>,
+) -> KinesisInvoke {
+    Arc::new(move |body: String| {
+        let (upsert, latencies, statements) =
+            (upsert.clone(), latencies.clone(), statements.clone());
+        Box::pin(async move {
+            let result = upsert
+                .handle_body(&body, Instant::now() + Duration::from_secs(120))
+                .await
+                .map_err(|e| e.to_string())?;
+            let (response, outcome) = result;
+            statements.fetch_add(
+                outcome.tables.values().map(|t| t.statements as u64).sum(),
+                Ordering::Relaxed,
+            );
+            if response.batch_item_failures.is_empty() {
+                record_latencies(&body, &latencies);
+            }
+            Ok(response)
+        })
+    })
+}
+
+/// Adds the latency of every record of the event `body`, arrival to now.
+fn record_latencies(body: &str, latencies: &Mutex<Vec<u64>>) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as f64)
+        .unwrap_or(0.0);
+    let event: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let mut l = latencies.lock().unwrap_or_else(|e| e.into_inner());
+    for r in event["Records"].as_array().into_iter().flatten() {
+        let arrival = r["kinesis"]["approximateArrivalTimestamp"]
+            .as_f64()
+            .unwrap_or(0.0);
+        l.push((now_ms - arrival * 1000.0).max(0.0) as u64);
+    }
+}
+
+/// Runs `statements` in order, stopping at the first failure.
+async fn execute_each(
+    client: &SnowflakeClient,
+    statements: impl IntoIterator<Item = String>,
+) -> Result<(), String> {
+    for sql in statements {
+        client
+            .execute(
+                &Statement::new(sql),
+                Instant::now() + Duration::from_secs(60),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn count_rows(client: &SnowflakeClient, target: &str) -> Result<u64, String> {
+    Ok(client
         .execute(
             &Statement::new(format!("SELECT COUNT(*) FROM {target}")),
             Instant::now() + Duration::from_secs(60),
@@ -234,28 +293,15 @@ async fn run_one(
         .rows
         .first()
         .and_then(|r| r[0].as_deref().and_then(|v| v.parse().ok()))
-        .unwrap_or(0);
-    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
-    l.sort_unstable();
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
-    Ok(RunReport {
-        shards,
-        mode,
-        records: opts.records,
-        seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        statements: statements.load(Ordering::Relaxed),
-        lock_aborts: lock_aborts(&opts.snowflake_url)
-            .await
-            .saturating_sub(aborts_before),
-        retries: counters.retries.load(Ordering::SeqCst),
-        rows,
-    })
+        .unwrap_or(0))
+}
+
+/// The `p` quantile of `sorted` (0 when empty).
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
 }
 
 async fn lock_aborts(snowflake_url: &str) -> u64 {

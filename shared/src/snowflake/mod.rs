@@ -10,7 +10,6 @@
 //! SQL safety: values are always bound ([`Binding`]); identifiers go through [`ident`].
 
 mod auth;
-pub mod bootstrap;
 mod client;
 mod config;
 mod error;

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use shared::config::{Env, ProcessEnv};
-use shared::snowflake::bootstrap::{self, Profile};
 use shared::snowflake::{SnowflakeClient, SnowflakeConfig};
+use tools::bootstrap::{self, Profile};
 
 const USAGE: &str = "usage: bootstrap [--sql-dir DIR] [--profile local|aws] [--var NAME=VALUE]... [--streaming [--target-lag LAG]]";
 

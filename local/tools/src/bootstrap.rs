@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use crate::config::Env;
-use crate::snowflake::{SnowflakeClient, SnowflakeError, Statement};
+use shared::config::Env;
+use shared::snowflake::{ident, SnowflakeClient, SnowflakeError, Statement};
 
 /// Variables with a built-in default; the caller's values win.
-pub const DEFAULT_VARS: [(&str, &str); 2] = [("STAGE", "RAW_STAGE"), ("WAREHOUSE", "COMPUTE_WH")];
+pub(crate) const DEFAULT_VARS: [(&str, &str); 2] =
+    [("STAGE", "RAW_STAGE"), ("WAREHOUSE", "COMPUTE_WH")];
 
 /// Which environment-specific files apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,7 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The profile's name, as `--profile` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::Local => "local",
@@ -119,6 +121,7 @@ pub struct Outcome {
     pub statement: String,
     /// Snowflake's status text (first cell of the result), e.g. "Table X successfully created.".
     pub status: String,
+    /// How long the statement took, request to response.
     pub ms: u64,
 }
 
@@ -139,12 +142,12 @@ fn is_var_name(name: &str) -> bool {
 }
 
 /// True for variables used as string literals (`*_URL`, `*_ARN`); all others are identifiers.
-pub fn is_literal_var(name: &str) -> bool {
+pub(crate) fn is_literal_var(name: &str) -> bool {
     name.ends_with("_URL") || name.ends_with("_ARN")
 }
 
 /// Checks that `value` is safe for variable `name` (see the module documentation).
-pub fn validate_value(name: &str, value: &str) -> Result<(), BootstrapError> {
+pub(crate) fn validate_value(name: &str, value: &str) -> Result<(), BootstrapError> {
     let bad = |reason: &str| {
         Err(BootstrapError::InvalidValue {
             name: name.to_string(),
@@ -167,12 +170,12 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), BootstrapError> {
         }
         Ok(())
     } else {
-        if !crate::snowflake::ident::is_unquoted_style(value) {
+        if !ident::is_unquoted_style(value) {
             return bad(&format!(
                 "{value:?} is not a plain identifier (letters, digits, _ and $, not starting with a digit or $)"
             ));
         }
-        if value.len() > crate::snowflake::ident::MAX_LEN {
+        if value.len() > ident::MAX_LEN {
             return bad("is longer than 255 characters");
         }
         Ok(())
@@ -221,83 +224,105 @@ pub fn split_statements(sql: &str) -> Vec<String> {
     let mut statements = Vec::new();
     let mut cur = String::new();
     let mut chars = sql.chars().peekable();
-    let flush = |cur: &mut String, statements: &mut Vec<String>| {
-        let s = cur.trim();
-        if !s.is_empty() {
-            statements.push(s.to_string());
-        }
-        cur.clear();
-    };
     while let Some(c) = chars.next() {
         match c {
-            '\'' => {
-                cur.push(c);
-                while let Some(d) = chars.next() {
-                    cur.push(d);
-                    match d {
-                        '\\' => {
-                            if let Some(e) = chars.next() {
-                                cur.push(e);
-                            }
-                        }
-                        '\'' => {
-                            if chars.peek() == Some(&'\'') {
-                                cur.push(chars.next().expect("peeked"));
-                            } else {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            '"' => {
-                cur.push(c);
-                while let Some(d) = chars.next() {
-                    cur.push(d);
-                    if d == '"' {
-                        if chars.peek() == Some(&'"') {
-                            cur.push(chars.next().expect("peeked"));
-                        } else {
-                            break;
-                        }
-                    }
-                }
-            }
+            '\'' => push_single_quoted(&mut chars, &mut cur),
+            '"' => push_double_quoted(&mut chars, &mut cur),
             '$' if chars.peek() == Some(&'$') => {
-                cur.push_str("$$");
                 chars.next();
-                let mut prev = '\0';
-                for d in chars.by_ref() {
-                    cur.push(d);
-                    if prev == '$' && d == '$' {
-                        break;
-                    }
-                    prev = d;
-                }
+                push_dollar_quoted(&mut chars, &mut cur);
             }
             '-' if chars.peek() == Some(&'-') => skip_line(&mut chars),
             '/' if chars.peek() == Some(&'/') => skip_line(&mut chars),
             '/' if chars.peek() == Some(&'*') => {
                 chars.next();
-                let mut prev = '\0';
-                for d in chars.by_ref() {
-                    if prev == '*' && d == '/' {
-                        break;
-                    }
-                    prev = d;
-                }
+                skip_block_comment(&mut chars);
                 cur.push(' ');
             }
-            ';' => flush(&mut cur, &mut statements),
+            ';' => flush_statement(&mut cur, &mut statements),
             _ => cur.push(c),
         }
     }
-    flush(&mut cur, &mut statements);
+    flush_statement(&mut cur, &mut statements);
     statements
 }
 
-fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
+
+/// Ends the current statement: kept trimmed, dropped when empty.
+fn flush_statement(cur: &mut String, statements: &mut Vec<String>) {
+    let s = cur.trim();
+    if !s.is_empty() {
+        statements.push(s.to_string());
+    }
+    cur.clear();
+}
+
+/// Copies a `'...'` string (its opening quote already read) through its closing quote, so its
+/// semicolons and comment markers stay text: `''` and backslash escapes do not close it.
+fn push_single_quoted(chars: &mut Chars<'_>, cur: &mut String) {
+    cur.push('\'');
+    while let Some(d) = chars.next() {
+        cur.push(d);
+        match d {
+            '\\' => {
+                if let Some(e) = chars.next() {
+                    cur.push(e);
+                }
+            }
+            '\'' => {
+                if chars.peek() == Some(&'\'') {
+                    cur.push(chars.next().expect("peeked"));
+                } else {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Copies a `"..."` identifier (its opening quote already read) through its closing quote; `""`
+/// does not close it.
+fn push_double_quoted(chars: &mut Chars<'_>, cur: &mut String) {
+    cur.push('"');
+    while let Some(d) = chars.next() {
+        cur.push(d);
+        if d == '"' {
+            if chars.peek() == Some(&'"') {
+                cur.push(chars.next().expect("peeked"));
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// Copies a `$$...$$` block (its opening `$$` already read) through its closing `$$`.
+fn push_dollar_quoted(chars: &mut Chars<'_>, cur: &mut String) {
+    cur.push_str("$$");
+    let mut prev = '\0';
+    for d in chars.by_ref() {
+        cur.push(d);
+        if prev == '$' && d == '$' {
+            break;
+        }
+        prev = d;
+    }
+}
+
+/// Skips a `/* ... */` comment (its opening `/*` already read) through its closing `*/`.
+fn skip_block_comment(chars: &mut Chars<'_>) {
+    let mut prev = '\0';
+    for d in chars.by_ref() {
+        if prev == '*' && d == '/' {
+            break;
+        }
+        prev = d;
+    }
+}
+
+fn skip_line(chars: &mut Chars<'_>) {
     while let Some(&d) = chars.peek() {
         if d == '\n' {
             break;
@@ -307,7 +332,7 @@ fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 }
 
 /// The `*.sql` files of `dir` that apply to `profile`, sorted by file name.
-pub fn files(dir: &Path, profile: Profile) -> Result<Vec<PathBuf>, BootstrapError> {
+pub(crate) fn files(dir: &Path, profile: Profile) -> Result<Vec<PathBuf>, BootstrapError> {
     let io = |e| BootstrapError::Io {
         path: dir.to_path_buf(),
         source: e,
@@ -330,7 +355,7 @@ pub fn files(dir: &Path, profile: Profile) -> Result<Vec<PathBuf>, BootstrapErro
 }
 
 /// Whether a file name applies to a profile (`*.local.sql`, `*.aws.sql`, or any other `*.sql`).
-pub fn applies(name: &str, profile: Profile) -> bool {
+pub(crate) fn applies(name: &str, profile: Profile) -> bool {
     if name.ends_with(".local.sql") {
         profile == Profile::Local
     } else if name.ends_with(".aws.sql") {
@@ -341,7 +366,7 @@ pub fn applies(name: &str, profile: Profile) -> bool {
 }
 
 /// [`DEFAULT_VARS`] overlaid with `vars`.
-pub fn with_defaults(vars: &HashMap<String, String>) -> HashMap<String, String> {
+pub(crate) fn with_defaults(vars: &HashMap<String, String>) -> HashMap<String, String> {
     let mut all: HashMap<String, String> = DEFAULT_VARS
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -388,8 +413,11 @@ pub fn parse_var(arg: &str) -> Result<(String, String), BootstrapError> {
 /// One statement ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
+    /// File name (without directory).
     pub file: String,
+    /// 1-based position of the statement in its file.
     pub index: usize,
+    /// The rendered statement.
     pub sql: String,
 }
 
@@ -436,7 +464,7 @@ pub fn plan(
 }
 
 /// The first line of a statement, shortened for display.
-pub fn first_line(sql: &str) -> String {
+pub(crate) fn first_line(sql: &str) -> String {
     let line = sql.lines().next().unwrap_or_default().trim();
     let more = sql.lines().nth(1).is_some();
     if line.chars().count() > 100 {
@@ -503,242 +531,4 @@ pub async fn apply_dir(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn render_substitutes_and_keeps_other_dollars() {
-        let v = vars(&[("DATABASE", "DB1"), ("STAGE_URL", "s3://b/raw/")]);
-        let out = render(
-            "CREATE STAGE ${DATABASE}.S.X URL = '${STAGE_URL}' -- $1 $ SYSTEM$STREAM_HAS_DATA $$",
-            &v,
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            "CREATE STAGE DB1.S.X URL = 's3://b/raw/' -- $1 $ SYSTEM$STREAM_HAS_DATA $$"
-        );
-        assert_eq!(render("no vars; $", &v).unwrap(), "no vars; $");
-        assert_eq!(render("${DATABASE}${DATABASE}", &v).unwrap(), "DB1DB1");
-    }
-
-    #[test]
-    fn render_unknown_variable_is_named() {
-        let err = render("USE ${NOPE}", &vars(&[])).unwrap_err();
-        assert!(matches!(&err, BootstrapError::UnknownVariable { name } if name == "NOPE"));
-        assert!(err.to_string().contains("NOPE"), "{err}");
-    }
-
-    #[test]
-    fn render_malformed_references() {
-        for t in ["${", "${DATABASE", "${lower}", "${}", "${A B}", "x ${A;}"] {
-            assert!(
-                matches!(
-                    render(t, &vars(&[("DATABASE", "D")])),
-                    Err(BootstrapError::MalformedVariable { .. })
-                ),
-                "{t}"
-            );
-        }
-    }
-
-    #[test]
-    fn render_rejects_injection() {
-        for bad in [
-            "DB; DROP TABLE X",
-            "DB\"",
-            "a b",
-            "DB'",
-            "1DB",
-            "DB-1",
-            "",
-            "DB.S",
-        ] {
-            let err = render("${DATABASE}", &vars(&[("DATABASE", bad)])).unwrap_err();
-            assert!(
-                matches!(&err, BootstrapError::InvalidValue { name, .. } if name == "DATABASE"),
-                "{bad:?}: {err}"
-            );
-        }
-        for bad in [
-            "s3://b/x'; DROP TABLE X; --",
-            "s3://b/ x",
-            "s3://b/\\",
-            "s3://b/--",
-            "s3://b/;",
-            "s3://b/\n",
-        ] {
-            assert!(
-                render("'${STAGE_URL}'", &vars(&[("STAGE_URL", bad)])).is_err(),
-                "{bad:?}"
-            );
-        }
-        // ordinary values pass
-        render(
-            "${DATABASE} '${STAGE_URL}' '${SNOWFLAKE_ROLE_ARN}' ${WAREHOUSE}",
-            &vars(&[
-                ("DATABASE", "Raw_DB$1"),
-                ("STAGE_URL", "s3://my-bucket.prod/raw/zone-1/"),
-                (
-                    "SNOWFLAKE_ROLE_ARN",
-                    "arn:aws:iam::123456789012:role/snowflake-s3",
-                ),
-                ("WAREHOUSE", "COMPUTE_WH"),
-            ]),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn split_plain_and_empty() {
-        assert_eq!(
-            split_statements("SELECT 1; SELECT 2;\n;  ;\nSELECT 3"),
-            vec!["SELECT 1", "SELECT 2", "SELECT 3"]
-        );
-        assert!(split_statements("  ;; -- only a comment\n /* x; */ ").is_empty());
-    }
-
-    #[test]
-    fn split_ignores_semicolons_in_strings_and_identifiers() {
-        let sql = r#"INSERT INTO T VALUES ('a;b', 'it''s; ok', 'esc\'; still', "we;ird"."c""; d");
-SELECT ';'"#;
-        let got = split_statements(sql);
-        assert_eq!(got.len(), 2, "{got:?}");
-        assert_eq!(
-            got[0],
-            r#"INSERT INTO T VALUES ('a;b', 'it''s; ok', 'esc\'; still', "we;ird"."c""; d")"#
-        );
-        assert_eq!(got[1], "SELECT ';'");
-    }
-
-    #[test]
-    fn split_drops_comments_but_not_comment_markers_in_strings() {
-        let sql = "-- header; with semicolon\nCREATE TABLE T (A INT) -- trailing; comment\n;\n/* block; \n comment */ SELECT '--not a comment', '/* nor this */' // c++ style; \n;\nSELECT 's3://bucket/x'";
-        let got = split_statements(sql);
-        assert_eq!(
-            got,
-            vec![
-                "CREATE TABLE T (A INT)",
-                "SELECT '--not a comment', '/* nor this */'",
-                "SELECT 's3://bucket/x'"
-            ]
-        );
-    }
-
-    #[test]
-    fn split_keeps_dollar_quoted_blocks() {
-        let got = split_statements("CREATE FUNCTION F() RETURNS INT AS $$ SELECT 1; $$; SELECT 2");
-        assert_eq!(
-            got,
-            vec![
-                "CREATE FUNCTION F() RETURNS INT AS $$ SELECT 1; $$",
-                "SELECT 2"
-            ]
-        );
-    }
-
-    #[test]
-    fn files_by_profile_in_lexical_order() {
-        let dir = std::env::temp_dir().join(format!("bootstrap-files-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in [
-            "20_stage.local.sql",
-            "20_stage.aws.sql",
-            "10_b.sql",
-            "00_a.sql",
-            "README.md",
-        ] {
-            std::fs::write(dir.join(f), "SELECT 1;").unwrap();
-        }
-        let names = |p: Profile| -> Vec<String> {
-            files(&dir, p)
-                .unwrap()
-                .iter()
-                .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
-                .collect()
-        };
-        assert_eq!(
-            names(Profile::Local),
-            ["00_a.sql", "10_b.sql", "20_stage.local.sql"]
-        );
-        assert_eq!(
-            names(Profile::Aws),
-            ["00_a.sql", "10_b.sql", "20_stage.aws.sql"]
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn repo_sql() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql")
-    }
-
-    #[test]
-    fn repository_sql_plans_for_both_profiles() {
-        let base = vars(&[
-            ("DATABASE", "DB"),
-            ("SCHEMA", "S"),
-            ("STAGE_URL", "s3://bucket/raw/"),
-        ]);
-        let local = plan(&repo_sql(), Profile::Local, &base).unwrap();
-        assert!(local.iter().all(|p| !p.sql.contains("${")));
-        assert!(local.iter().any(|p| p
-            .sql
-            .starts_with("CREATE STAGE IF NOT EXISTS DB.S.RAW_STAGE")));
-        assert!(!local.iter().any(|p| p.sql.contains("STORAGE INTEGRATION")));
-        assert!(local
-            .iter()
-            .all(|p| !p.sql.starts_with("--") && !p.sql.starts_with("/*")));
-
-        // the aws profile needs the integration variables, and names the missing one
-        let err = plan(&repo_sql(), Profile::Aws, &base).unwrap_err();
-        assert!(err.to_string().contains("STORAGE_INTEGRATION"), "{err}");
-        let mut aws = base.clone();
-        aws.insert("STORAGE_INTEGRATION".into(), "RAW_S3_INT".into());
-        aws.insert(
-            "SNOWFLAKE_ROLE_ARN".into(),
-            "arn:aws:iam::123456789012:role/snowflake".into(),
-        );
-        let planned = plan(&repo_sql(), Profile::Aws, &aws).unwrap();
-        assert!(planned.iter().any(|p| p
-            .sql
-            .starts_with("CREATE STORAGE INTEGRATION IF NOT EXISTS RAW_S3_INT")));
-    }
-
-    #[test]
-    fn env_defaults_and_explicit_vars() {
-        let src = [
-            ("SNOWFLAKE_DATABASE", "ENV_DB"),
-            ("SNOWFLAKE_SCHEMA", "RAW"),
-            ("STAGE_URL", "s3://b/raw/"),
-        ];
-        let env = Env::new(&src);
-        let v = vars_from_env(&env, &vars(&[("DATABASE", "CLI_DB")]));
-        assert_eq!(v["DATABASE"], "CLI_DB");
-        assert_eq!(v["SCHEMA"], "RAW");
-        assert_eq!(v["STAGE_URL"], "s3://b/raw/");
-        let all = with_defaults(&v);
-        assert_eq!(all["STAGE"], "RAW_STAGE");
-        assert_eq!(all["WAREHOUSE"], "COMPUTE_WH");
-        assert_eq!(parse_var("A_1=x=y").unwrap(), ("A_1".into(), "x=y".into()));
-        assert!(parse_var("novalue").is_err());
-        assert!(parse_var("lower=x").is_err());
-        assert_eq!("AWS".parse::<Profile>().unwrap(), Profile::Aws);
-        assert!("prod".parse::<Profile>().is_err());
-    }
-
-    #[test]
-    fn first_line_is_short() {
-        assert_eq!(
-            first_line("CREATE TABLE X (\n A INT)"),
-            "CREATE TABLE X ( ..."
-        );
-        assert_eq!(first_line("SELECT 1"), "SELECT 1");
-    }
-}
+mod tests;
