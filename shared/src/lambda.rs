@@ -35,7 +35,7 @@ impl FunctionSettings {
 
 /// Lambda's deadline (milliseconds since the epoch, from the invocation context) as an
 /// `Instant`, less `margin` so a failure can still be reported before Lambda ends the invocation.
-pub fn deadline_from(deadline_ms: u64, margin: Duration) -> Instant {
+pub(crate) fn deadline_from(deadline_ms: u64, margin: Duration) -> Instant {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -23,9 +23,9 @@ pub mod file {
     /// The line's number in its object, as NDJSON names it (`metadata.row`).
     pub const NDJSON_ROW: &str = "row";
     /// The object's key, as a CSV column.
-    pub const CSV_FILE: &str = "source_file";
+    pub(crate) const CSV_FILE: &str = "source_file";
     /// The line's number in its object, as a CSV column.
-    pub const CSV_ROW: &str = "source_row";
+    pub(crate) const CSV_ROW: &str = "source_row";
 
     /// The lineage columns a CSV file appends after its mapped ones, in order.
     pub const CSV_COLUMNS: [&str; 7] = [

@@ -12,10 +12,10 @@ use std::fmt::Write as _;
 use crate::config::{ConfigError, Env};
 
 /// `METRICS_NAMESPACE` when not set.
-pub const DEFAULT_NAMESPACE: &str = "KinesisSnowflake";
+pub(crate) const DEFAULT_NAMESPACE: &str = "KinesisSnowflake";
 
 /// `METRICS_NAMESPACE`: 1 to 255 characters, no `:` (CloudWatch's rule for namespaces).
-pub fn namespace_from_env(env: &Env<'_>) -> Result<String, ConfigError> {
+pub(crate) fn namespace_from_env(env: &Env<'_>) -> Result<String, ConfigError> {
     let ns = env
         .optional("METRICS_NAMESPACE")
         .unwrap_or_else(|| DEFAULT_NAMESPACE.into());

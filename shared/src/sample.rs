@@ -13,7 +13,7 @@ impl Rng {
         Self(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -25,7 +25,7 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 }
@@ -195,12 +195,12 @@ pub fn kpl_aggregated_event(body: &str, group: usize) -> String {
 }
 
 /// CSV columns of the order events, for the benchmarks.
-pub const ORDER_CSV_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id"},{"name":"event_type","path":"/event_type"},
+pub(crate) const ORDER_CSV_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id"},{"name":"event_type","path":"/event_type"},
  {"name":"event_timestamp","path":"/event_timestamp"},{"name":"customer_id","path":"/customer/id"},
  {"name":"customer_name","path":"/customer/name"},{"name":"city","path":"/customer/city"},
  {"name":"total","path":"/order/total"},{"name":"currency","path":"/order/currency"},{"name":"items","path":"/order/items"}]"#;
 /// CSV columns of the sensor readings, for the benchmarks.
-pub const SENSOR_CSV_COLUMNS: &str = r#"[{"name":"sensorid","path":"/sensorId"},{"name":"currenttemperature","path":"/currentTemperature"},{"name":"status","path":"/status"}]"#;
+pub(crate) const SENSOR_CSV_COLUMNS: &str = r#"[{"name":"sensorid","path":"/sensorId"},{"name":"currenttemperature","path":"/currentTemperature"},{"name":"status","path":"/status"}]"#;
 
 /// One benchmark batch: a whole Lambda event body.
 pub struct BenchBatch {

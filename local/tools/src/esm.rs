@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_kinesis::types::{Record, ShardIteratorType, StreamStatus};
 use serde_json::Value;
-use shared::kinesis::record::cmp_sequence_numbers;
+use shared::kinesis::sequence::cmp_sequence_numbers;
 
 use crate::events::{kinesis_event, sqs_event, KinesisRecordIn, SqsMessageIn};
 

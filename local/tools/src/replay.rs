@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::ShardIteratorType;
-use shared::kinesis::record::cmp_sequence_numbers;
+use shared::kinesis::sequence::cmp_sequence_numbers;
 
 use crate::events::{kinesis_event, KinesisRecordIn};
 use crate::redrive::Target;

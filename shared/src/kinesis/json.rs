@@ -29,7 +29,7 @@ pub struct JsonError {
 
 /// A string as it appears between its quotes, with whether it holds escapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JsonStr<'a> {
+pub(crate) struct JsonStr<'a> {
     raw: &'a str,
     escaped: bool,
 }
@@ -45,7 +45,7 @@ impl<'a> JsonStr<'a> {
     }
 
     /// Whether the value equals `s`, without unescaping when there is nothing to unescape.
-    pub fn eq_str(&self, s: &str) -> bool {
+    pub(crate) fn eq_str(&self, s: &str) -> bool {
         if self.escaped {
             unescape(self.raw) == s
         } else {
@@ -55,7 +55,7 @@ impl<'a> JsonStr<'a> {
 }
 
 /// A cursor over one JSON text.
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     text: &'a str,
     pos: usize,
     depth: usize,
@@ -211,6 +211,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one value and returns its text, as written (without surrounding whitespace).
+    #[cfg(test)]
     pub fn raw_value(&mut self) -> Result<&'a str, JsonError> {
         let start = self.value_start();
         self.skip()?;
@@ -218,7 +219,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Where the next value starts, to take its text with [`Reader::text_from`] once read.
-    pub fn value_start(&mut self) -> usize {
+    pub(crate) fn value_start(&mut self) -> usize {
         self.skip_whitespace();
         self.pos
     }
@@ -255,6 +256,7 @@ impl<'a> Reader<'a> {
         self.depth = depth;
     }
 
+    #[cfg(test)]
     /// The text from `start` to what has been read.
     pub fn text_from(&self, start: usize) -> &'a str {
         &self.text[start..self.pos]

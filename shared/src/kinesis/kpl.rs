@@ -25,7 +25,7 @@
 use md5::{Digest, Md5};
 
 /// The first bytes of every KPL aggregated record.
-pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
+pub(crate) const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 
 const DIGEST_LEN: usize = 16;
 

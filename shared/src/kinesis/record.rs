@@ -4,9 +4,7 @@
 //! measured that at 50–90% of the whole pipeline's time. This envelope reads only the fields the
 //! pipeline uses and borrows strings from the event body wherever JSON escaping allows.
 
-pub use crate::kinesis::sequence::{
-    cmp_sequence_numbers, min_sequence_number, sequence_bounds, SequenceNumber,
-};
+pub use crate::kinesis::sequence::{min_sequence_number, SequenceNumber};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -53,13 +51,13 @@ impl RecordMeta<'_> {
 
     /// Appends the arrival time as `YYYY-MM-DDTHH:MM:SS.mmmZ`. Written by hand: it runs once per
     /// row of every file, and a formatter plus a `String` per call showed up in profiles.
-    pub fn push_arrival(&self, out: &mut Vec<u8>) {
+    pub(crate) fn push_arrival(&self, out: &mut Vec<u8>) {
         push_rfc3339_millis(out, self.arrival_ms);
     }
 }
 
 /// Appends `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (years 0000–9999).
-pub fn push_rfc3339_millis(out: &mut Vec<u8>, ms: i64) {
+pub(crate) fn push_rfc3339_millis(out: &mut Vec<u8>, ms: i64) {
     let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -101,7 +99,7 @@ pub fn push_rfc3339_millis(out: &mut Vec<u8>, ms: i64) {
 /// the same hour, so the date and hour are formatted once per hour and only minutes, seconds and
 /// milliseconds per row.
 #[derive(Debug, Clone, Default)]
-pub struct ArrivalFormatter {
+pub(crate) struct ArrivalFormatter {
     hour: Option<i64>,
     /// `YYYY-MM-DDTHH:` of `hour`.
     prefix: [u8; 14],
@@ -981,24 +979,5 @@ mod tests {
             }
             ms += 7_777_777_777 + 123;
         }
-    }
-
-    #[test]
-    fn sequence_numbers_compare_numerically() {
-        assert_eq!(cmp_sequence_numbers("9", "10"), Ordering::Less);
-        assert_eq!(
-            cmp_sequence_numbers(
-                "49590338271490256608559692538361571095921575989136588898",
-                "49590338271490256608559692538361571095921575989136588899"
-            ),
-            Ordering::Less
-        );
-        assert_eq!(cmp_sequence_numbers("007", "7"), Ordering::Equal);
-        assert_eq!(min_sequence_number(["12", "3", "100"]), Some("3"));
-        assert_eq!(
-            sequence_bounds(["12", "3", "100", "99"]),
-            Some(("3", "100"))
-        );
-        assert_eq!(sequence_bounds([]), None);
     }
 }

@@ -13,7 +13,7 @@ pub struct SequenceNumber<'a>(Cow<'a, str>);
 
 impl<'a> SequenceNumber<'a> {
     /// The longest sequence number Kinesis allows, in digits: what SQL pads to before comparing.
-    pub const MAX_DIGITS: usize = 129;
+    pub(crate) const MAX_DIGITS: usize = 129;
 
     /// The number as its decimal text.
     pub fn as_str(&self) -> &str {
@@ -118,7 +118,9 @@ fn significant_digits(s: &str) -> &str {
 }
 
 /// The smallest and largest sequence numbers of an iterator, numerically; `None` when empty.
-pub fn sequence_bounds<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Option<(&'s str, &'s str)> {
+pub(crate) fn sequence_bounds<'s>(
+    seqs: impl IntoIterator<Item = &'s str>,
+) -> Option<(&'s str, &'s str)> {
     // Records of a shard arrive in order, so the newest is usually the new maximum and the
     // comparison with the minimum is skipped.
     seqs.into_iter().fold(None, |bounds, s| match bounds {
@@ -137,6 +139,7 @@ pub fn min_sequence_number<'s>(seqs: impl IntoIterator<Item = &'s str>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
 
     #[test]
     fn orders_as_numbers_not_text() {
@@ -165,6 +168,25 @@ mod tests {
     fn bounds_and_minimum() {
         assert_eq!(sequence_bounds(["30", "4", "200"]), Some(("4", "200")));
         assert_eq!(min_sequence_number(["30", "4", "200"]), Some("4"));
+        assert_eq!(sequence_bounds([]), None);
+    }
+
+    #[test]
+    fn sequence_numbers_compare_numerically() {
+        assert_eq!(cmp_sequence_numbers("9", "10"), Ordering::Less);
+        assert_eq!(
+            cmp_sequence_numbers(
+                "49590338271490256608559692538361571095921575989136588898",
+                "49590338271490256608559692538361571095921575989136588899"
+            ),
+            Ordering::Less
+        );
+        assert_eq!(cmp_sequence_numbers("007", "7"), Ordering::Equal);
+        assert_eq!(min_sequence_number(["12", "3", "100"]), Some("3"));
+        assert_eq!(
+            sequence_bounds(["12", "3", "100", "99"]),
+            Some(("3", "100"))
+        );
         assert_eq!(sequence_bounds([]), None);
     }
 }

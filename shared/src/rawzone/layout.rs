@@ -86,11 +86,11 @@ impl Layout {
         &self.prefix
     }
 
-    pub fn error_prefix(&self) -> &str {
+    pub(crate) fn error_prefix(&self) -> &str {
         &self.error_prefix
     }
 
-    pub fn object_key(
+    pub(crate) fn object_key(
         &self,
         group: &GroupKey,
         first_seq: &str,
@@ -220,7 +220,7 @@ fn parse_partition(path: &str) -> Option<Partition<'_>> {
 }
 
 /// Hours since the epoch for an arrival time in milliseconds.
-pub fn hour_of(arrival_ms: i64) -> i64 {
+pub(crate) fn hour_of(arrival_ms: i64) -> i64 {
     arrival_ms.div_euclid(3_600_000)
 }
 
@@ -254,7 +254,7 @@ fn clean_prefix(prefix: &str) -> String {
 /// The key segment value of the empty string: a key segment cannot be empty, and S3 and COPY
 /// paths are clearer without `name=/`. It is made of characters [`sanitize`] keeps, so it reads
 /// back unchanged.
-pub const EMPTY_VALUE: &str = "_empty";
+pub(crate) const EMPTY_VALUE: &str = "_empty";
 
 fn is_clean_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
@@ -271,7 +271,7 @@ fn is_clean(value: &str) -> bool {
 /// Makes a field value safe as one key segment and inside COPY's quoted `FILES` list: letters,
 /// digits, `-`, `_` and `.` stay; everything else becomes `_`; never a dot segment, at most 100
 /// bytes; the empty string becomes [`EMPTY_VALUE`].
-pub fn sanitize(value: &str) -> Cow<'_, str> {
+pub(crate) fn sanitize(value: &str) -> Cow<'_, str> {
     if is_clean(value) {
         return Cow::Borrowed(value);
     }
@@ -296,7 +296,7 @@ pub fn sanitize(value: &str) -> Cow<'_, str> {
 }
 
 /// [`sanitize`] for a value held as a `Cow`: the same `Cow` (no copy) when it is already clean.
-pub fn sanitize_cow(value: Cow<'_, str>) -> Cow<'_, str> {
+pub(crate) fn sanitize_cow(value: Cow<'_, str>) -> Cow<'_, str> {
     if is_clean(&value) {
         value
     } else {
@@ -305,7 +305,7 @@ pub fn sanitize_cow(value: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 /// `name=value` for a field partition.
-pub fn partition_segment(name: &str, value: &str) -> String {
+pub(crate) fn partition_segment(name: &str, value: &str) -> String {
     format!("{}={}", sanitize(name), sanitize(value))
 }
 

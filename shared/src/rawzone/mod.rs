@@ -9,4 +9,4 @@ pub mod quarantine;
 pub mod s3;
 
 pub use object::PlannedObject;
-pub use plan::{plan, FieldPartition, Plan, RawZoneConfig};
+pub use plan::{plan, Plan, RawZoneConfig};

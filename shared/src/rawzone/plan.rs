@@ -9,9 +9,10 @@ use std::io::Write;
 
 use crate::config::{ConfigError, Env};
 use crate::kinesis::payload::{Extractor, JsonPointer, Payload, PayloadParser};
-use crate::kinesis::record::{sequence_bounds, KinesisRecord};
+use crate::kinesis::record::KinesisRecord;
 use crate::kinesis::route::{route_record, Router};
 use crate::kinesis::scan::same_text;
+use crate::kinesis::sequence::sequence_bounds;
 use crate::rawzone::encode::csv::CsvMappings;
 use crate::rawzone::encode::{ndjson, Compression, Format, RowLineage};
 use crate::rawzone::layout::{

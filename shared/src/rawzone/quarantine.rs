@@ -10,7 +10,8 @@ use std::io::Write;
 
 use base64::Engine as _;
 
-use crate::kinesis::record::{sequence_bounds, RecordMeta};
+use crate::kinesis::record::RecordMeta;
+use crate::kinesis::sequence::sequence_bounds;
 use crate::rawzone::encode::ndjson::push_metadata;
 use crate::rawzone::encode::{push_json_str, Compression};
 use crate::rawzone::layout::{hour_of, Layout, Writer};
@@ -42,7 +43,7 @@ impl<'a> RawData<'a> {
     }
 }
 
-pub fn push_line(out: &mut Vec<u8>, rejected: &Rejected<'_>) {
+pub(crate) fn push_line(out: &mut Vec<u8>, rejected: &Rejected<'_>) {
     out.extend_from_slice(b"{\"reason\":");
     push_json_str(out, &rejected.reason);
     out.extend_from_slice(b",\"metadata\":");

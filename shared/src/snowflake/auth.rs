@@ -81,6 +81,7 @@ fn fingerprint_of(key: &RsaPrivateKey) -> Result<String, SnowflakeError> {
     ))
 }
 
+#[cfg(test)]
 /// `SHA256:<base64 of SHA-256 of the public key's DER (SubjectPublicKeyInfo)>` for a private key
 /// PEM: what `RSA_PUBLIC_KEY_FP` shows in `DESC USER` and what `openssl` computes.
 pub fn fingerprint_of_pem(pem: &str) -> Result<String, SnowflakeError> {
@@ -150,7 +151,7 @@ impl JwtSigner {
     }
 
     /// A fresh token issued now.
-    pub fn token_now(&self) -> Result<(String, i64), SnowflakeError> {
+    pub(crate) fn token_now(&self) -> Result<(String, i64), SnowflakeError> {
         let claims = self.claims_at(unix_now());
         Ok((self.sign(&claims)?, claims.exp))
     }

@@ -16,7 +16,7 @@ impl SecretString {
         Self(s.into())
     }
     /// The secret itself; call only where it is used (signing, the Authorization header).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -62,7 +62,7 @@ pub enum TokenType {
 
 impl TokenType {
     /// The header's value for this kind of token.
-    pub fn header_value(self) -> &'static str {
+    pub(crate) fn header_value(self) -> &'static str {
         match self {
             TokenType::KeypairJwt => "KEYPAIR_JWT",
             TokenType::ProgrammaticAccessToken => "PROGRAMMATIC_ACCESS_TOKEN",

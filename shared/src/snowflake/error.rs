@@ -117,7 +117,7 @@ impl SnowflakeError {
     /// table's lock (`000625 (57014)`: "the number of waiters for this lock exceeds the 20
     /// statements limit"; https://docs.snowflake.com/en/sql-reference/transactions#resource-locking).
     /// Nothing ran; the same statement succeeds once the queue drains.
-    pub fn is_lock_contention(&self) -> bool {
+    pub(crate) fn is_lock_contention(&self) -> bool {
         matches!(self, SnowflakeError::Sql { code, .. } if code == "000625")
     }
 
@@ -125,7 +125,7 @@ impl SnowflakeError {
     /// cast out of range, unparseable JSON; or 100090, a target row joined by several source rows
     /// of a MERGE, reported as 42P18): every retry of the same rows fails the same way, and only
     /// splitting the statement isolates the rows ([`Recovery::Isolate`]).
-    pub fn is_data_error(&self) -> bool {
+    pub(crate) fn is_data_error(&self) -> bool {
         matches!(self, SnowflakeError::Sql { sql_state, code, .. }
             if sql_state.starts_with("22") || code == "100090")
     }

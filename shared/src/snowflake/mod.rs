@@ -19,7 +19,7 @@ mod retry;
 pub mod streaming;
 mod types;
 
-pub use auth::{fingerprint_of_pem, JwtClaims, JwtSigner};
+pub use auth::JwtSigner;
 pub use client::{request_id_for, SnowflakeClient};
 pub use config::{
     AuthConfig, KeySource, RetryPolicy, SecretString, SnowflakeConfig, TokenSource, TokenType,
@@ -27,7 +27,7 @@ pub use config::{
 pub use error::SnowflakeError;
 pub use ident::IdentError;
 pub use recovery::Recovery;
-pub use types::{Binding, ColumnType, DmlStats, QueryResult, Statement};
+pub use types::{Binding, ColumnType, QueryResult, Statement};
 
 #[cfg(test)]
 mod mock_tests;

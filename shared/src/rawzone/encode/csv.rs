@@ -16,11 +16,11 @@ use crate::kinesis::scan;
 use super::RowLineage;
 
 /// The lineage columns appended after the mapped ones, in file order.
-pub const LINEAGE_COLUMNS: [&str; 7] = crate::lineage::file::CSV_COLUMNS;
+pub(crate) const LINEAGE_COLUMNS: [&str; 7] = crate::lineage::file::CSV_COLUMNS;
 
 /// One mapped column.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CsvColumn {
+pub(crate) struct CsvColumn {
     pub name: String,
     #[serde(alias = "pointer")]
     pub path: JsonPointer,
@@ -31,7 +31,7 @@ pub struct CsvColumn {
 
 /// The mapped columns of one table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CsvMapping {
+pub(crate) struct CsvMapping {
     pub columns: Vec<CsvColumn>,
     /// The extractor slot of each column.
     slots: Vec<usize>,
@@ -40,7 +40,7 @@ pub struct CsvMapping {
 /// Why a record cannot become a CSV row.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("required field {path} for column {column} is missing or null")]
-pub struct MissingField {
+pub(crate) struct MissingField {
     pub column: String,
     pub path: String,
 }
@@ -76,7 +76,7 @@ impl CsvMapping {
     }
 
     /// The header line: mapped columns then lineage columns.
-    pub fn push_header(&self, out: &mut Vec<u8>) {
+    pub(crate) fn push_header(&self, out: &mut Vec<u8>) {
         let names = self
             .columns
             .iter()
@@ -188,14 +188,7 @@ impl CsvMappings {
         Ok(mappings)
     }
 
-    pub fn single(mapping: CsvMapping) -> Self {
-        Self {
-            all: Some(mapping),
-            by_table: HashMap::new(),
-        }
-    }
-
-    pub fn get(&self, table: &str) -> Option<&CsvMapping> {
+    pub(crate) fn get(&self, table: &str) -> Option<&CsvMapping> {
         self.by_table.get(table).or(self.all.as_ref())
     }
 }
@@ -205,7 +198,7 @@ const NEEDS_QUOTES: &[u8] = b",\"\n\r\\";
 
 /// Appends a value's JSON text as a field, as [`push_field`] does its text (see
 /// [`crate::kinesis::payload::value_text`]): strings unescaped, null as `\N`, the rest as written.
-pub fn push_json_field(out: &mut Vec<u8>, json: Option<&str>) {
+pub(crate) fn push_json_field(out: &mut Vec<u8>, json: Option<&str>) {
     match json.map(str::as_bytes) {
         // A number's text is digits, signs, '.' and exponents, and true and false are plain
         // words: nothing that needs quotes.
@@ -240,7 +233,7 @@ pub fn push_json_field(out: &mut Vec<u8>, json: Option<&str>) {
 }
 
 /// Appends one field, quoted when it needs to be.
-pub fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
+pub(crate) fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     let Some(value) = value else {
         out.extend_from_slice(b"\\N");
         return;

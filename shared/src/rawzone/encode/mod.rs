@@ -200,7 +200,7 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
 /// as a field of the file's format, the arrival-time formatter, the encoded stream and shard of
 /// the last row (a group's records share both) and the last row number written.
 #[derive(Debug, Clone)]
-pub struct RowLineage<'m> {
+pub(crate) struct RowLineage<'m> {
     format: Format,
     file_field: Vec<u8>,
     arrivals: ArrivalFormatter,

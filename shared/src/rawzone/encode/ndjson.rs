@@ -9,7 +9,7 @@ use crate::kinesis::record::RecordMeta;
 use super::{push_json_str, RowLineage};
 
 /// Appends the line of one record; `lineage` is the object's, `row` its 1-based number.
-pub fn push_line<'m>(
+pub(crate) fn push_line<'m>(
     out: &mut Vec<u8>,
     payload: &Payload<'_>,
     meta: &'m RecordMeta<'_>,
@@ -29,7 +29,7 @@ pub fn push_line<'m>(
 }
 
 /// The metadata object alone (also used by quarantine lines).
-pub fn push_metadata(out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
+pub(crate) fn push_metadata(out: &mut Vec<u8>, meta: &RecordMeta<'_>) {
     out.extend_from_slice(b"{\"stream\":");
     push_json_str(out, &meta.stream);
     out.extend_from_slice(b",\"shard_id\":");

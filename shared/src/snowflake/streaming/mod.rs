@@ -20,6 +20,6 @@ mod error;
 
 /// The one classification of errors, re-exported where the streaming client's callers look.
 pub use crate::snowflake::Recovery;
-pub use api::{ChannelStatus, MAX_REQUEST_BYTES};
+pub use api::MAX_REQUEST_BYTES;
 pub use client::{Channel, StreamingClient};
 pub use error::StreamingError;
