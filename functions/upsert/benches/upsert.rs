@@ -72,14 +72,50 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut rng = Rng::new(7);
-    let sensors: Vec<String> = (0..10_000).map(|_| sensor_reading(&mut rng, 50)).collect();
-    let orders: Vec<String> = (0..6_000).map(|n| cdc_change(&mut rng, 1_000, n)).collect();
-    let debezium: Vec<String> = (0..6_000)
-        .map(|n| debezium_change(&mut rng, 1_000, n))
+    let cases = cases(&Records::generate());
+    let mut criterion = Criterion::default()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    let summary: Vec<String> = cases
+        .iter()
+        .map(|case| bench(&mut criterion, &runtime, case))
         .collect();
-    // as the KPL packs them: 100 user records per Kinesis record, partition keys kept
-    let kpl: Vec<Vec<u8>> = sensors
+    criterion.final_summary();
+    print_summary(&summary);
+}
+
+/// The records the cases are made of, drawn in this order from one seeded generator so that
+/// every run measures the same records.
+struct Records {
+    sensors: Vec<String>,
+    orders: Vec<String>,
+    debezium: Vec<String>,
+    /// The sensor readings as the KPL packs them.
+    kpl: Vec<Vec<u8>>,
+}
+
+impl Records {
+    fn generate() -> Self {
+        let mut rng = Rng::new(7);
+        let sensors: Vec<String> = (0..10_000).map(|_| sensor_reading(&mut rng, 50)).collect();
+        let orders: Vec<String> = (0..6_000).map(|n| cdc_change(&mut rng, 1_000, n)).collect();
+        let debezium: Vec<String> = (0..6_000)
+            .map(|n| debezium_change(&mut rng, 1_000, n))
+            .collect();
+        let kpl = kpl_aggregated(&sensors);
+        Self {
+            sensors,
+            orders,
+            debezium,
+            kpl,
+        }
+    }
+}
+
+/// As the KPL packs them: 100 user records per Kinesis record, partition keys kept.
+fn kpl_aggregated(records: &[String]) -> Vec<Vec<u8>> {
+    records
         .chunks(100)
         .map(|chunk| {
             let keys: Vec<String> = (0..chunk.len()).map(|i| format!("pk-{i}")).collect();
@@ -90,67 +126,86 @@ fn main() {
                 .collect();
             aggregate(&records)
         })
-        .collect();
-    let cases = [
-        (
-            "sensor_10000_50_keys",
-            kinesis_event("s", "shardId-000000000000", 1, 1.7e9, &sensors),
-            config("sensor_readings", SENSORS),
-            sensors.len(),
-        ),
-        (
-            "orders_cdc_6000",
-            kinesis_event("o", "shardId-000000000000", 1, 1.7e9, &orders),
-            config("orders", ORDERS),
-            orders.len(),
-        ),
-        (
-            "orders_debezium_6000",
-            kinesis_event("d", "shardId-000000000000", 1, 1.7e9, &debezium),
-            config("orders", DEBEZIUM_ORDERS),
-            debezium.len(),
-        ),
-        (
-            "sensor_kpl_10000",
-            kinesis_event("k", "shardId-000000000000", 1, 1.7e9, &kpl),
-            config("sensor_readings", SENSORS),
-            sensors.len(),
-        ),
-    ];
-    let mut criterion = Criterion::default()
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(4))
-        .configure_from_args();
-    let mut summary = Vec::new();
-    for (name, event, config, records) in &cases {
-        let client = runtime
-            .block_on(SnowflakeClient::new(config.snowflake.clone(), None))
-            .expect("client");
-        let mut group = criterion.benchmark_group("upsert");
-        group.throughput(Throughput::Elements(*records as u64));
-        group.bench_function(*name, |b| {
-            b.iter(|| black_box(run(config, &client, black_box(event))))
-        });
-        group.finish();
-        let (statements, bytes) = run(config, &client, event);
-        let started = Instant::now();
-        for _ in 0..10 {
-            black_box(run(config, &client, event));
-        }
-        let secs = started.elapsed().as_secs_f64() / 10.0;
-        summary.push(format!(
-            "{name:<22} {:>12.0} {:>14} {:>14}",
-            *records as f64 / secs,
-            statements,
-            bytes
-        ));
+        .collect()
+}
+
+/// One benchmark: the Kinesis event a batch arrives in, the configuration it runs with, and how
+/// many user records it holds (the throughput counted).
+struct Case {
+    name: &'static str,
+    event: String,
+    config: Config,
+    records: usize,
+}
+
+/// Every benchmark, in the order they run and are summarised.
+fn cases(r: &Records) -> [Case; 4] {
+    [
+        Case {
+            name: "sensor_10000_50_keys",
+            event: kinesis_event("s", "shardId-000000000000", 1, 1.7e9, &r.sensors),
+            config: config("sensor_readings", SENSORS),
+            records: r.sensors.len(),
+        },
+        Case {
+            name: "orders_cdc_6000",
+            event: kinesis_event("o", "shardId-000000000000", 1, 1.7e9, &r.orders),
+            config: config("orders", ORDERS),
+            records: r.orders.len(),
+        },
+        Case {
+            name: "orders_debezium_6000",
+            event: kinesis_event("d", "shardId-000000000000", 1, 1.7e9, &r.debezium),
+            config: config("orders", DEBEZIUM_ORDERS),
+            records: r.debezium.len(),
+        },
+        Case {
+            name: "sensor_kpl_10000",
+            event: kinesis_event("k", "shardId-000000000000", 1, 1.7e9, &r.kpl),
+            config: config("sensor_readings", SENSORS),
+            records: r.sensors.len(),
+        },
+    ]
+}
+
+/// Benchmarks the case as `upsert/<name>` (the id earlier numbers are matched by); returns its
+/// summary line: records/s over ten plain runs, the statements (HTTP requests) and body bytes.
+fn bench(criterion: &mut Criterion, runtime: &tokio::runtime::Runtime, case: &Case) -> String {
+    let Case {
+        name,
+        event,
+        config,
+        records,
+    } = case;
+    let client = runtime
+        .block_on(SnowflakeClient::new(config.snowflake.clone(), None))
+        .expect("client");
+    let mut group = criterion.benchmark_group("upsert");
+    group.throughput(Throughput::Elements(*records as u64));
+    group.bench_function(*name, |b| {
+        b.iter(|| black_box(run(config, &client, black_box(event))))
+    });
+    group.finish();
+    let (statements, bytes) = run(config, &client, event);
+    let started = Instant::now();
+    for _ in 0..10 {
+        black_box(run(config, &client, event));
     }
-    criterion.final_summary();
+    let secs = started.elapsed().as_secs_f64() / 10.0;
+    format!(
+        "{name:<22} {:>12.0} {:>14} {:>14}",
+        *records as f64 / secs,
+        statements,
+        bytes
+    )
+}
+
+fn print_summary(lines: &[String]) {
     println!(
         "\n{:<22} {:>12} {:>14} {:>14}",
         "batch", "records/s", "HTTP requests", "body bytes"
     );
-    for line in summary {
+    for line in lines {
         println!("{line}");
     }
 }

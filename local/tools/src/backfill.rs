@@ -16,6 +16,16 @@ pub struct BackfillReport {
     pub rows_loaded: u64,
 }
 
+impl BackfillReport {
+    /// Adds what one invocation of the loader did.
+    fn add(&mut self, outcome: &loader::Outcome) {
+        self.loaded += outcome.loaded;
+        self.already_loaded += outcome.already_loaded;
+        self.failed += outcome.failed;
+        self.rows_loaded += outcome.rows_loaded;
+    }
+}
+
 /// Loads every object under `prefix` of `bucket`, `chunk` objects per invocation of the loader;
 /// with `dry_run` only lists them.
 pub async fn run(
@@ -42,17 +52,7 @@ pub async fn run(
             );
             continue;
         }
-        // The event S3 sends for new objects (keys URL-encoded as S3 encodes them).
-        let records: Vec<serde_json::Value> = keys
-            .iter()
-            .map(|k| {
-                let encoded: String = url_encode(k);
-                json!({"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                    "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-                           "object": {"key": encoded}}})
-            })
-            .collect();
-        let event = json!({ "Records": records }).to_string();
+        let event = objects_created_event(bucket, keys);
         let deadline = Instant::now() + Duration::from_secs(600);
         let outcome = match loader.handle_body(&event, deadline).await {
             Ok((_, outcome)) => outcome,
@@ -63,10 +63,7 @@ pub async fn run(
                 continue;
             }
         };
-        report.loaded += outcome.loaded;
-        report.already_loaded += outcome.already_loaded;
-        report.failed += outcome.failed;
-        report.rows_loaded += outcome.rows_loaded;
+        report.add(&outcome);
         println!(
             "[{}/{}] {} object(s): {} loaded ({} rows), {} already loaded, {} failed",
             i + 1,
@@ -79,6 +76,20 @@ pub async fn run(
         );
     }
     Ok(report)
+}
+
+/// The event S3 sends for new objects (keys URL-encoded as S3 encodes them).
+fn objects_created_event(bucket: &str, keys: &[String]) -> String {
+    let records: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            let encoded: String = url_encode(k);
+            json!({"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                       "object": {"key": encoded}}})
+        })
+        .collect();
+    json!({ "Records": records }).to_string()
 }
 
 /// A key as S3 puts it in notifications: URL-encoded, `/` kept, space as `+`.

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
-use shared::config::Env;
 use shared::snowflake::Statement;
 
-use crate::demo::{bootstrapped_database, env_of, vars, LocalSnowflake};
+use crate::demo::{bootstrapped_database, upsert_config, LocalSnowflake};
 use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
 
 /// The source tables and their Snowflake targets (`sql/40_upsert_tables.sql`), columns in the
@@ -230,15 +229,15 @@ async fn bootstrap_targets(
         } else {
             "/source/table"
         };
-        let mut all = snowflake_vars.clone();
-        all.extend(vars(&[
-            ("ROUTE_FIELD", route_field),
-            ("ROUTE_MAP", ROUTES),
-            ("UPSERT_TABLES", &mapping(envelope)),
-            ("ERROR_BUCKET", bucket),
-        ]));
-        let config =
-            upsert::Config::from_env(&Env::new(&env_of(&all))).map_err(|e| e.to_string())?;
+        let config = upsert_config(
+            &snowflake_vars,
+            &[
+                ("ROUTE_FIELD", route_field),
+                ("ROUTE_MAP", ROUTES),
+                ("UPSERT_TABLES", &mapping(envelope)),
+                ("ERROR_BUCKET", bucket),
+            ],
+        )?;
         let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3.clone()));
         targets.push(Target {
             envelope,

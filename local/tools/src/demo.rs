@@ -63,6 +63,22 @@ pub(crate) fn env_of(vars: &Vars) -> Vec<(&str, &str)> {
     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
+/// `base`, then `extra`.
+pub(crate) fn with_vars(base: &Vars, extra: &[(&str, &str)]) -> Vars {
+    let mut all = base.clone();
+    all.extend(vars(extra));
+    all
+}
+
+/// The upsert configured as Lambda would: the `SNOWFLAKE_*` variables, then its own.
+pub(crate) fn upsert_config(
+    snowflake_vars: &Vars,
+    extra: &[(&str, &str)],
+) -> Result<upsert::Config, String> {
+    upsert::Config::from_env(&Env::new(&env_of(&with_vars(snowflake_vars, extra))))
+        .map_err(|e| e.to_string())
+}
+
 /// Where the local Snowflake service is and what to apply to a new database.
 pub(crate) struct LocalSnowflake<'a> {
     pub url: &'a str,
@@ -336,60 +352,67 @@ impl Functions {
         s3: &aws_sdk_s3::Client,
     ) -> Result<Self, String> {
         step("functions, as Lambda would configure them");
-        let with = |extra: &[(&str, &str)]| {
-            let mut v = snowflake_vars.clone();
-            v.extend(vars(extra));
-            v
-        };
-        let orchestrator_for = |extra: &[(&str, &str)]| -> Result<_, String> {
-            let mut all = vec![("RAW_BUCKET", bucket)];
-            all.extend_from_slice(extra);
-            let config = orchestrator::Config::from_env(&Env::new(&env_of(&vars(&all))))
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(orchestrator::Orchestrator::new(
-                config,
-                s3.clone(),
-            )))
-        };
-        let upsert_for = |table: &str, tables: &str| -> Result<_, String> {
-            let config = upsert::Config::from_env(&Env::new(&env_of(&with(&[
-                ("TABLE", table),
-                ("UPSERT_TABLES", tables),
-                ("ERROR_BUCKET", bucket),
-            ]))))
-            .map_err(|e| e.to_string())?;
+        let orchestrator = |extra: &[(&str, &str)]| orchestrator_writing_to(bucket, s3, extra);
+        let upsert = |table: &str, tables: &str| -> Result<_, String> {
+            let config = upsert_config(
+                snowflake_vars,
+                &[
+                    ("TABLE", table),
+                    ("UPSERT_TABLES", tables),
+                    ("ERROR_BUCKET", bucket),
+                ],
+            )?;
             Ok(Arc::new(upsert::Upsert::new(
                 config,
                 snowflake.clone(),
                 s3.clone(),
             )))
         };
-        let orch_sensors = orchestrator_for(&[("TABLE", "sensor_readings")])?;
-        let orch_orders = orchestrator_for(&[
-            ("TABLE", "order_events"),
-            ("FORMAT", "csv"),
-            ("CSV_COLUMNS", ORDER_EVENT_COLUMNS),
-            ("COMPRESSION", "zstd"),
-        ])?;
-        let up_sensors = upsert_for("sensor_readings", SENSOR_TABLES)?;
-        let up_orders = upsert_for("orders", ORDER_TABLES)?;
-        let loader_config = loader::Config::from_env(&Env::new(&env_of(&with(&[
-            ("RAW_BUCKET", bucket),
-            ("RAW_PREFIX", "raw"),
-        ]))))
-        .map_err(|e| e.to_string())?;
-        let loader =
-            loader::Loader::new(loader_config, snowflake.clone()).with_row_counts(Some(s3.clone()));
         let functions = Self {
-            orch_sensors,
-            orch_orders,
-            up_sensors,
-            up_orders,
-            loader: Arc::new(loader),
+            orch_sensors: orchestrator(&[("TABLE", "sensor_readings")])?,
+            orch_orders: orchestrator(&[
+                ("TABLE", "order_events"),
+                ("FORMAT", "csv"),
+                ("CSV_COLUMNS", ORDER_EVENT_COLUMNS),
+                ("COMPRESSION", "zstd"),
+            ])?,
+            up_sensors: upsert("sensor_readings", SENSOR_TABLES)?,
+            up_orders: upsert("orders", ORDER_TABLES)?,
+            loader: Arc::new(loader_of(bucket, snowflake, snowflake_vars, s3)?),
         };
         println!("orchestrator: sensors → NDJSON+gzip, orders → CSV+zstd; upsert: SENSOR_READINGS, ORDERS (CDC); loader: raw zone → *_RAW");
         Ok(functions)
     }
+}
+
+/// An orchestrator writing to `bucket`, configured by `extra`.
+fn orchestrator_writing_to(
+    bucket: &str,
+    s3: &aws_sdk_s3::Client,
+    extra: &[(&str, &str)],
+) -> Result<Arc<orchestrator::Orchestrator>, String> {
+    let mut all = vec![("RAW_BUCKET", bucket)];
+    all.extend_from_slice(extra);
+    let config = orchestrator::Config::from_env(&Env::new(&all)).map_err(|e| e.to_string())?;
+    Ok(Arc::new(orchestrator::Orchestrator::new(
+        config,
+        s3.clone(),
+    )))
+}
+
+/// The loader of the raw zone in `bucket`, counting the rows of what it loads.
+fn loader_of(
+    bucket: &str,
+    snowflake: &SnowflakeClient,
+    snowflake_vars: &Vars,
+    s3: &aws_sdk_s3::Client,
+) -> Result<loader::Loader, String> {
+    let config = loader::Config::from_env(&Env::new(&env_of(&with_vars(
+        snowflake_vars,
+        &[("RAW_BUCKET", bucket), ("RAW_PREFIX", "raw")],
+    ))))
+    .map_err(|e| e.to_string())?;
+    Ok(loader::Loader::new(config, snowflake.clone()).with_row_counts(Some(s3.clone())))
 }
 
 /// The deadline each local invocation runs with.

@@ -168,9 +168,38 @@ struct ShardPoller {
     stop: Arc<AtomicBool>,
 }
 
+/// The records a poller has read but not finished, when the first of them was read (the batching
+/// window runs from then), and how often the batch has been tried.
+#[derive(Default)]
+struct Pending {
+    records: Vec<Record>,
+    first_buffered: Option<Instant>,
+    attempts: u32,
+}
+
 impl ShardPoller {
     async fn run(self) -> Result<(), EsmError> {
-        let mut iterator = self
+        let mut iterator = self.trim_horizon().await?;
+        let mut pending = Pending::default();
+        loop {
+            let got = self.read(&mut iterator, &mut pending).await?;
+            let stopping = self.stop.load(Ordering::SeqCst);
+            if self.batch_due(&pending, stopping && got == 0) {
+                self.deliver_pending(&mut pending).await;
+                continue;
+            }
+            if stopping && pending.records.is_empty() && got == 0 {
+                return Ok(());
+            }
+            if got == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// An iterator at the shard's oldest record.
+    async fn trim_horizon(&self) -> Result<Option<String>, EsmError> {
+        Ok(self
             .client
             .get_shard_iterator()
             .stream_name(&self.stream)
@@ -180,81 +209,81 @@ impl ShardPoller {
             .await
             .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?
             .shard_iterator()
-            .map(String::from);
-        let mut buffer: Vec<Record> = Vec::new();
-        let mut first_buffered: Option<Instant> = None;
-        let mut attempts = 0u32;
-        loop {
-            let mut got = 0;
-            if buffer.len() < self.settings.batch_size {
-                if let Some(it) = iterator.clone() {
-                    let out = self
-                        .client
-                        .get_records()
-                        .shard_iterator(it)
-                        .limit((self.settings.batch_size - buffer.len()) as i32)
-                        .send()
-                        .await
-                        .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
-                    got = out.records().len();
-                    buffer.extend(out.records().iter().cloned());
-                    iterator = out.next_shard_iterator().map(String::from);
-                    if got > 0 && first_buffered.is_none() {
-                        first_buffered = Some(Instant::now());
-                    }
-                }
-            }
-            let window_over =
-                first_buffered.is_some_and(|t| t.elapsed() >= self.settings.batching_window);
-            let stopping = self.stop.load(Ordering::SeqCst);
-            if !buffer.is_empty()
-                && (buffer.len() >= self.settings.batch_size
-                    || window_over
-                    || (stopping && got == 0))
-            {
-                match self.deliver(&buffer).await {
-                    None => {
-                        self.counters
-                            .done
-                            .fetch_add(buffer.len() as u64, Ordering::SeqCst);
-                        buffer.clear();
-                        first_buffered = None;
-                        attempts = 0;
-                    }
-                    Some(from) => {
-                        attempts += 1;
-                        self.counters.retries.fetch_add(1, Ordering::SeqCst);
-                        if attempts > self.settings.max_retries {
-                            self.discard(&buffer).await;
-                            self.counters
-                                .done
-                                .fetch_add(buffer.len() as u64, Ordering::SeqCst);
-                            buffer.clear();
-                            first_buffered = None;
-                            attempts = 0;
-                        } else {
-                            // Lambda resends the batch from the reported record.
-                            let before = buffer.len();
-                            buffer.retain(|r| {
-                                cmp_sequence_numbers(r.sequence_number(), &from).is_ge()
-                            });
-                            self.counters
-                                .done
-                                .fetch_add((before - buffer.len()) as u64, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempts)))
-                                .await;
-                        }
-                    }
-                }
-                continue;
-            }
-            if stopping && buffer.is_empty() && got == 0 {
-                return Ok(());
-            }
-            if got == 0 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            .map(String::from))
+    }
+
+    /// Reads as many records as the batch has room for; returns how many came.
+    async fn read(
+        &self,
+        iterator: &mut Option<String>,
+        pending: &mut Pending,
+    ) -> Result<usize, EsmError> {
+        if pending.records.len() >= self.settings.batch_size {
+            return Ok(0);
         }
+        let Some(it) = iterator.clone() else {
+            return Ok(0);
+        };
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(it)
+            .limit((self.settings.batch_size - pending.records.len()) as i32)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+        let got = out.records().len();
+        pending.records.extend(out.records().iter().cloned());
+        *iterator = out.next_shard_iterator().map(String::from);
+        if got > 0 && pending.first_buffered.is_none() {
+            pending.first_buffered = Some(Instant::now());
+        }
+        Ok(got)
+    }
+
+    /// Whether the pending records go to the handler now: the batch is full, the batching window
+    /// is over, or the mapping is stopping and the shard has nothing more (`drained`).
+    fn batch_due(&self, pending: &Pending, drained: bool) -> bool {
+        let window_over = pending
+            .first_buffered
+            .is_some_and(|t| t.elapsed() >= self.settings.batching_window);
+        !pending.records.is_empty()
+            && (pending.records.len() >= self.settings.batch_size || window_over || drained)
+    }
+
+    /// Delivers the pending batch; what the handler did not finish stays pending for the retry,
+    /// unless the retries are exhausted (then the batch is discarded).
+    async fn deliver_pending(&self, pending: &mut Pending) {
+        let Some(from) = self.deliver(&pending.records).await else {
+            self.finish(pending);
+            return;
+        };
+        pending.attempts += 1;
+        self.counters.retries.fetch_add(1, Ordering::SeqCst);
+        if pending.attempts > self.settings.max_retries {
+            self.discard(&pending.records).await;
+            self.finish(pending);
+            return;
+        }
+        // Lambda resends the batch from the reported record.
+        let before = pending.records.len();
+        pending
+            .records
+            .retain(|r| cmp_sequence_numbers(r.sequence_number(), &from).is_ge());
+        self.counters
+            .done
+            .fetch_add((before - pending.records.len()) as u64, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(pending.attempts))).await;
+    }
+
+    /// Counts the pending records done and starts a new batch.
+    fn finish(&self, pending: &mut Pending) {
+        self.counters
+            .done
+            .fetch_add(pending.records.len() as u64, Ordering::SeqCst);
+        pending.records.clear();
+        pending.first_buffered = None;
+        pending.attempts = 0;
     }
 
     /// Invokes the handler; `Some(sequence number)` when the batch must be resent from there.
@@ -343,66 +372,82 @@ pub async fn run_sqs(
             }
             continue;
         }
-        let attr = |m: &aws_sdk_sqs::types::Message,
-                    name: aws_sdk_sqs::types::MessageSystemAttributeName| {
-            m.attributes()
-                .and_then(|a| a.get(&name))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let inputs: Vec<SqsMessageIn<'_>> = messages
-            .iter()
-            .map(|m| SqsMessageIn {
-                message_id: m.message_id().unwrap_or_default(),
-                receipt_handle: m.receipt_handle().unwrap_or_default(),
-                body: m.body().unwrap_or_default(),
-                md5_of_body: m.md5_of_body().unwrap_or_default(),
-                receive_count: attr(
-                    m,
-                    aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
-                ) as u32,
-                sent_timestamp_ms: attr(
-                    m,
-                    aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
-                ),
-            })
-            .collect();
+        let inputs: Vec<SqsMessageIn<'_>> = messages.iter().map(sqs_message_in).collect();
         let event = sqs_event(&region, &arn, &inputs);
         counters.invocations.fetch_add(1, Ordering::SeqCst);
         counters
             .records
             .fetch_add(messages.len() as u64, Ordering::SeqCst);
-        let failed: Vec<String> = match invoke(event).await {
-            Ok(response) => response["batchItemFailures"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|f| f["itemIdentifier"].as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(function = %settings.function, error = %e, "invocation failed; every message stays on the queue");
-                inputs.iter().map(|m| m.message_id.to_string()).collect()
-            }
-        };
+        let failed = invoke_sqs(&invoke, event, &settings, &inputs).await;
         for m in messages {
             let id = m.message_id().unwrap_or_default();
             if failed.iter().any(|f| f == id) {
                 counters.retries.fetch_add(1, Ordering::SeqCst);
                 continue;
             }
-            if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(&queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .map_err(|e| err(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
-            }
+            delete_message(&sqs, &queue_url, m).await?;
             counters.done.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// A received message as its event record needs it.
+fn sqs_message_in(m: &aws_sdk_sqs::types::Message) -> SqsMessageIn<'_> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+    let attr = |name: A| {
+        m.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    SqsMessageIn {
+        message_id: m.message_id().unwrap_or_default(),
+        receipt_handle: m.receipt_handle().unwrap_or_default(),
+        body: m.body().unwrap_or_default(),
+        md5_of_body: m.md5_of_body().unwrap_or_default(),
+        receive_count: attr(A::ApproximateReceiveCount) as u32,
+        sent_timestamp_ms: attr(A::SentTimestamp),
+    }
+}
+
+/// Invokes the handler with `event`; returns the ids of the messages that stay on the queue:
+/// those it reported failed, or all of them when the invocation failed.
+async fn invoke_sqs(
+    invoke: &SqsInvoke,
+    event: Value,
+    settings: &SqsSettings,
+    inputs: &[SqsMessageIn<'_>],
+) -> Vec<String> {
+    match invoke(event).await {
+        Ok(response) => response["batchItemFailures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f["itemIdentifier"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(function = %settings.function, error = %e, "invocation failed; every message stays on the queue");
+            inputs.iter().map(|m| m.message_id.to_string()).collect()
+        }
+    }
+}
+
+async fn delete_message(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    m: &aws_sdk_sqs::types::Message,
+) -> Result<(), EsmError> {
+    if let Some(handle) = m.receipt_handle() {
+        sqs.delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    }
+    Ok(())
 }
 
 pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, EsmError> {

@@ -111,63 +111,89 @@ pub async fn run(
     let mut report = Report::default();
     while report.records < count {
         let n = (count - report.records).min(MAX_BATCH);
-        let mut entries: Vec<PutRecordsRequestEntry> = (0..n)
-            .map(|_| {
-                let (key, payload) = generator.next_record();
-                report.bytes += payload.len() as u64;
-                PutRecordsRequestEntry::builder()
-                    .partition_key(key)
-                    .data(Blob::new(payload.into_bytes()))
-                    .build()
-                    .expect("partition key and data are set")
-            })
-            .collect();
-        let mut attempts = 0u32;
-        while !entries.is_empty() {
-            attempts += 1;
-            report.requests += 1;
-            let out = client
-                .put_records()
-                .stream_name(stream)
-                .set_records(Some(entries.clone()))
-                .send()
-                .await
-                .map_err(|e| LoadError::Put {
-                    stream: stream.into(),
-                    message: aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
-                })?;
-            // Results line up with the request entries; keep only the rejected ones.
-            let rejected: Vec<PutRecordsRequestEntry> = out
-                .records()
-                .iter()
-                .zip(entries)
-                .filter(|(r, _)| r.error_code().is_some())
-                .map(|(_, e)| e)
-                .collect();
-            if !rejected.is_empty() {
-                if attempts >= 10 {
-                    return Err(LoadError::GaveUp {
-                        failed: rejected.len(),
-                        attempts,
-                    });
-                }
-                report.retried_entries += rejected.len() as u64;
-                tokio::time::sleep(Duration::from_millis(50 << attempts.min(6))).await;
-            }
-            entries = rejected;
-        }
+        let entries = next_entries(generator, n, &mut report);
+        put_all(client, stream, entries, &mut report).await?;
         report.records += n;
         report.elapsed = started.elapsed();
         progress(&report);
         if rate > 0 {
-            let due = Duration::from_secs_f64(report.records as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
+            keep_to_rate(started, report.records, rate).await;
         }
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The generator's next `n` records as `PutRecords` entries, their payload bytes counted.
+fn next_entries(
+    generator: &mut Generator,
+    n: u64,
+    report: &mut Report,
+) -> Vec<PutRecordsRequestEntry> {
+    (0..n)
+        .map(|_| {
+            let (key, payload) = generator.next_record();
+            report.bytes += payload.len() as u64;
+            PutRecordsRequestEntry::builder()
+                .partition_key(key)
+                .data(Blob::new(payload.into_bytes()))
+                .build()
+                .expect("partition key and data are set")
+        })
+        .collect()
+}
+
+/// Puts `entries`, putting the rejected ones again with backoff until every one has landed (or
+/// ten attempts were not enough).
+async fn put_all(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    mut entries: Vec<PutRecordsRequestEntry>,
+    report: &mut Report,
+) -> Result<(), LoadError> {
+    let mut attempts = 0u32;
+    while !entries.is_empty() {
+        attempts += 1;
+        report.requests += 1;
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries.clone()))
+            .send()
+            .await
+            .map_err(|e| LoadError::Put {
+                stream: stream.into(),
+                message: aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        // Results line up with the request entries; keep only the rejected ones.
+        let rejected: Vec<PutRecordsRequestEntry> = out
+            .records()
+            .iter()
+            .zip(entries)
+            .filter(|(r, _)| r.error_code().is_some())
+            .map(|(_, e)| e)
+            .collect();
+        if !rejected.is_empty() {
+            if attempts >= 10 {
+                return Err(LoadError::GaveUp {
+                    failed: rejected.len(),
+                    attempts,
+                });
+            }
+            report.retried_entries += rejected.len() as u64;
+            tokio::time::sleep(Duration::from_millis(50 << attempts.min(6))).await;
+        }
+        entries = rejected;
+    }
+    Ok(())
+}
+
+/// Waits until `records` are due at `rate` records/s since `started`.
+async fn keep_to_rate(started: Instant, records: u64, rate: u64) {
+    let due = Duration::from_secs_f64(records as f64 / rate as f64);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
 }
 
 #[cfg(test)]

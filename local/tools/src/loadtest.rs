@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shared::config::Env;
 use shared::snowflake::{SnowflakeClient, Statement};
 use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
-use crate::demo::{bootstrapped_database, env_of, vars, LocalSnowflake, SENSOR_TABLES};
+use crate::demo::{bootstrapped_database, upsert_config, LocalSnowflake, SENSOR_TABLES};
 use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
 use crate::loadgen::{self, Generator, Template};
 
@@ -84,86 +83,25 @@ async fn run_one(
     shards: i32,
     mode: &'static str,
 ) -> Result<RunReport, String> {
-    let suffix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let stream = format!("loadtest-{mode}-{shards}-{suffix}");
-    let database = format!("LOADTEST_{}_{shards}_{suffix}", mode.to_uppercase());
-    let aws = shared::aws::load_config().await;
-    let kinesis = aws_sdk_kinesis::Client::new(&aws);
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let s3 = shared::aws::s3_client(&aws);
-    esm::ensure_stream(&kinesis, &stream, shards)
-        .await
-        .map_err(|e| e.to_string())?;
-    let bucket = format!("loadtest-errors-{suffix}");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .map_err(|e| format!("create bucket: {e}"))?;
-
-    let (client, snowflake_vars, _) = bootstrapped_database(
-        &LocalSnowflake {
-            url: &opts.snowflake_url,
-            key_file: &opts.key_file,
-            sql_dir: &opts.sql_dir,
-        },
-        &database,
-        "LOAD",
-        &format!("s3://{bucket}/raw/"),
-    )
-    .await?;
-    let mut all = snowflake_vars.clone();
-    all.extend(vars(&[
-        ("TABLE", "sensor_readings"),
-        ("UPSERT_TABLES", SENSOR_TABLES),
-        ("ERROR_BUCKET", &bucket),
-        ("WRITE_MODE", mode),
-    ]));
-    let config = upsert::Config::from_env(&Env::new(&env_of(&all))).map_err(|e| e.to_string())?;
-    let mapping = config
-        .tables
-        .get("sensor_readings")
-        .ok_or("no sensor_readings mapping")?
-        .clone();
-    let objects = ChangeObjects::of(&mapping, "_CHANGES", "_LATEST");
-    if mode == "streaming" {
-        // The change table and the latest-state Dynamic Table streaming mode writes through.
-        execute_each(
-            &client,
-            [
-                change_table_ddl(&mapping, &objects),
-                latest_ddl(&mapping, &objects, "1 minute", "COMPUTE_WH"),
-            ],
-        )
-        .await?;
-    }
-    let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3.clone()));
-
+    let setup = RunSetup::new(opts, shards, mode).await?;
     let mut generator = Generator::new(Template::Sensor, shards as u64, opts.keys);
-    loadgen::run(&kinesis, &stream, &mut generator, opts.records, 0, |_| {})
-        .await
-        .map_err(|e| e.to_string())?;
+    loadgen::run(
+        &setup.source.kinesis,
+        &setup.source.stream,
+        &mut generator,
+        opts.records,
+        0,
+        |_| {},
+    )
+    .await
+    .map_err(|e| e.to_string())?;
 
     let aborts_before = lock_aborts(&opts.snowflake_url).await;
     let latencies = Arc::new(Mutex::new(Vec::<u64>::with_capacity(opts.records as usize)));
     let statements = Arc::new(AtomicU64::new(0));
-    let invoke = measuring(upsert, latencies.clone(), statements.clone());
-    let source = KinesisSource {
-        kinesis: kinesis.clone(),
-        sqs: sqs.clone(),
-        region: opts.region.clone(),
-        stream: stream.clone(),
-    };
-    let (seconds, counters) = drain(source, opts, mode, invoke).await?;
-    let target = if mode == "merge" {
-        &mapping.target
-    } else {
-        &objects.latest
-    };
-    let rows = count_rows(&client, target).await?;
+    let invoke = measuring(setup.upsert, latencies.clone(), statements.clone());
+    let (seconds, counters) = drain(setup.source, opts, mode, invoke).await?;
+    let rows = count_rows(&setup.client, &setup.rows_in).await?;
     let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
     l.sort_unstable();
     let pct = |p: f64| percentile(&l, p);
@@ -180,6 +118,106 @@ async fn run_one(
             .saturating_sub(aborts_before),
         retries: counters.retries.load(Ordering::SeqCst),
         rows,
+    })
+}
+
+/// One run's own resources on the local stack, named by mode, shard count and start time.
+struct RunSetup {
+    /// A new stream of the run's shard count.
+    source: KinesisSource,
+    /// A new database with `sql/` applied.
+    client: SnowflakeClient,
+    /// Configured for the run's mode, quarantining to a new bucket.
+    upsert: Arc<upsert::Upsert>,
+    /// Where the rows are counted at the end.
+    rows_in: String,
+}
+
+impl RunSetup {
+    async fn new(opts: &LoadTestOptions, shards: i32, mode: &str) -> Result<Self, String> {
+        let suffix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let stream = format!("loadtest-{mode}-{shards}-{suffix}");
+        let database = format!("LOADTEST_{}_{shards}_{suffix}", mode.to_uppercase());
+        let bucket = format!("loadtest-errors-{suffix}");
+        let aws = shared::aws::load_config().await;
+        let kinesis = aws_sdk_kinesis::Client::new(&aws);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let s3 = shared::aws::s3_client(&aws);
+        esm::ensure_stream(&kinesis, &stream, shards)
+            .await
+            .map_err(|e| e.to_string())?;
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map_err(|e| format!("create bucket: {e}"))?;
+
+        let (client, snowflake_vars, _) = bootstrapped_database(
+            &LocalSnowflake {
+                url: &opts.snowflake_url,
+                key_file: &opts.key_file,
+                sql_dir: &opts.sql_dir,
+            },
+            &database,
+            "LOAD",
+            &format!("s3://{bucket}/raw/"),
+        )
+        .await?;
+        let config = upsert_config(
+            &snowflake_vars,
+            &[
+                ("TABLE", "sensor_readings"),
+                ("UPSERT_TABLES", SENSOR_TABLES),
+                ("ERROR_BUCKET", &bucket),
+                ("WRITE_MODE", mode),
+            ],
+        )?;
+        let rows_in = prepare_tables(&client, &config, mode).await?;
+        let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3));
+        Ok(Self {
+            source: KinesisSource {
+                kinesis,
+                sqs,
+                region: opts.region.clone(),
+                stream,
+            },
+            client,
+            upsert,
+            rows_in,
+        })
+    }
+}
+
+/// Creates what streaming mode writes through; returns where the run's rows end up: the target
+/// table (merge) or the latest-state view (streaming).
+async fn prepare_tables(
+    client: &SnowflakeClient,
+    config: &upsert::Config,
+    mode: &str,
+) -> Result<String, String> {
+    let mapping = config
+        .tables
+        .get("sensor_readings")
+        .ok_or("no sensor_readings mapping")?;
+    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
+    if mode == "streaming" {
+        // The change table and the latest-state Dynamic Table streaming mode writes through.
+        execute_each(
+            client,
+            [
+                change_table_ddl(mapping, &objects),
+                latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
+            ],
+        )
+        .await?;
+    }
+    Ok(if mode == "merge" {
+        mapping.target.clone()
+    } else {
+        objects.latest
     })
 }
 

@@ -39,6 +39,27 @@ impl Target {
             other => return Err(format!("--function {other:?}: upsert or orchestrator")),
         })
     }
+
+    /// Runs the Kinesis event `body` through the handler; returns how many records it reported
+    /// failed (to be retried) and how many it quarantined.
+    pub(crate) async fn handle(
+        &self,
+        body: &str,
+        deadline: Instant,
+    ) -> Result<(usize, usize), String> {
+        match self {
+            Target::Orchestrator(o) => o
+                .handle_body(body, deadline)
+                .await
+                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
+                .map_err(|e| e.to_string()),
+            Target::Upsert(u) => u
+                .handle_body(body, deadline)
+                .await
+                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -104,30 +125,7 @@ pub async fn run(
     let mut report = RedriveReport::default();
     let total = keys.len();
     for (i, key) in keys.iter().enumerate() {
-        let object = s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| format!("get {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
-        let etag = object.e_tag().map(String::from);
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| format!("read {key}: {e}"))?
-            .into_bytes();
-        let mut text = String::new();
-        flate2::read::MultiGzDecoder::new(&body[..])
-            .read_to_string(&mut text)
-            .map_err(|e| format!("{key} is not gzip NDJSON: {e}"))?;
-        let lines: Vec<Line> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(parse_line)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{key}: {e}"))?;
+        let (lines, etag) = read_quarantine(s3, bucket, key).await?;
         report.objects += 1;
         report.records += lines.len();
         println!(
@@ -139,64 +137,21 @@ pub async fn run(
         if dry_run || lines.is_empty() {
             continue;
         }
-        let first = &lines[0];
-        let records: Vec<KinesisRecordIn<'_>> = lines
-            .iter()
-            .map(|l| KinesisRecordIn {
-                sequence_number: &l.sequence_number,
-                partition_key: &l.partition_key,
-                data: &l.data,
-                arrival_secs: l.arrival_secs,
-            })
-            .collect();
-        let arn = format!(
-            "arn:aws:kinesis:{region}:000000000000:stream/{}",
-            first.stream
-        );
-        let event = kinesis_event(region, &arn, &first.shard_id, &records);
+        let event = redrive_event(region, &lines);
         let deadline = Instant::now() + Duration::from_secs(120);
-        let (failures, quarantined) = match target {
-            Target::Orchestrator(o) => o
-                .handle_body(&event, deadline)
-                .await
-                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
-                .map_err(|e| e.to_string()),
-            Target::Upsert(u) => u
-                .handle_body(&event, deadline)
-                .await
-                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
-                .map_err(|e| e.to_string()),
-        }
-        .map_err(|e| format!("{key}: the handler failed: {e}"))?;
+        let (failures, quarantined) = target
+            .handle(&event, deadline)
+            .await
+            .map_err(|e| format!("{key}: the handler failed: {e}"))?;
         if failures > 0 {
             println!("    not accepted (the handler reported a retry); left as it is");
             report.failed += 1;
             continue;
         }
         report.still_quarantined += quarantined;
-        // Rewritten in place when the records still quarantined have the same key.
-        let rewritten = quarantined > 0
-            && s3
-                .head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .ok()
-                .and_then(|h| h.e_tag().map(String::from))
-                != etag;
+        let rewritten = quarantined > 0 && rewritten_in_place(s3, bucket, key, &etag).await;
         if !rewritten {
-            s3.delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "delete {key}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(&e)
-                    )
-                })?;
+            delete(s3, bucket, key).await?;
             report.deleted += 1;
         }
         println!(
@@ -210,4 +165,90 @@ pub async fn run(
         );
     }
     Ok(report)
+}
+
+/// The records of the quarantine object `key`, and its ETag as read.
+async fn read_quarantine(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(Vec<Line>, Option<String>), String> {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("get {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    let etag = object.e_tag().map(String::from);
+    let body = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| format!("read {key}: {e}"))?
+        .into_bytes();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{key} is not gzip NDJSON: {e}"))?;
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_line)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{key}: {e}"))?;
+    Ok((lines, etag))
+}
+
+/// The Kinesis event the lines arrived in: one object holds the records of one shard's batch,
+/// so the first line names the stream and shard for all of them.
+fn redrive_event(region: &str, lines: &[Line]) -> String {
+    let first = &lines[0];
+    let records: Vec<KinesisRecordIn<'_>> = lines
+        .iter()
+        .map(|l| KinesisRecordIn {
+            sequence_number: &l.sequence_number,
+            partition_key: &l.partition_key,
+            data: &l.data,
+            arrival_secs: l.arrival_secs,
+        })
+        .collect();
+    let arn = format!(
+        "arn:aws:kinesis:{region}:000000000000:stream/{}",
+        first.stream
+    );
+    kinesis_event(region, &arn, &first.shard_id, &records)
+}
+
+/// Whether the handler wrote its new quarantine to `key` itself: the object's ETag is no longer
+/// the one read.
+async fn rewritten_in_place(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    etag_read: &Option<String>,
+) -> bool {
+    s3.head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()
+        .and_then(|h| h.e_tag().map(String::from))
+        != *etag_read
+}
+
+async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(), String> {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "delete {key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(())
 }

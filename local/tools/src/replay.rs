@@ -34,6 +34,13 @@ struct BatchInfo {
     end: String,
 }
 
+impl BatchInfo {
+    /// The stream's name, the last part of its ARN.
+    fn stream_name(&self) -> &str {
+        self.stream_arn.rsplit('/').next().unwrap_or_default()
+    }
+}
+
 fn batch_info(body: &str) -> Result<BatchInfo, String> {
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("not an on-failure record: {e}"))?;
@@ -62,18 +69,18 @@ pub async fn run(
     max: usize,
     dry_run: bool,
 ) -> Result<ReplayReport, String> {
+    let replayer = Replayer {
+        sqs,
+        kinesis,
+        queue_url,
+        target,
+        region,
+        dry_run,
+    };
     let mut report = ReplayReport::default();
     let mut seen = std::collections::HashSet::new();
     'receiving: while report.messages < max {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(300)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .map_err(|e| format!("receive: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+        let received = replayer.receive().await?;
         let messages = received.messages();
         if messages.is_empty() {
             break;
@@ -87,73 +94,105 @@ pub async fn run(
                 break 'receiving;
             }
             report.messages += 1;
-            let info = batch_info(m.body().unwrap_or_default())?;
-            let stream = info
-                .stream_arn
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let records = match read_range(kinesis, &stream, &info).await {
-                Ok(r) => r,
-                Err(e) => {
-                    println!(
-                        "{} {}..{}: expired or unreadable ({e})",
-                        info.shard_id, info.start, info.end
-                    );
-                    report.expired += 1;
-                    continue;
-                }
-            };
-            println!(
-                "[{}] {} {}..{}: {} record(s){}",
-                report.messages,
-                info.shard_id,
-                info.start,
-                info.end,
-                records.len(),
-                if dry_run { " (dry run)" } else { "" }
-            );
-            if dry_run {
-                show_again(sqs, queue_url, m).await;
-                continue;
-            }
-            let inputs: Vec<KinesisRecordIn<'_>> =
-                records.iter().map(KinesisRecordIn::from_record).collect();
-            let event = kinesis_event(region, &info.stream_arn, &info.shard_id, &inputs);
-            let deadline = Instant::now() + Duration::from_secs(240);
-            let accepted = match target {
-                Target::Orchestrator(o) => o
-                    .handle_body(&event, deadline)
-                    .await
-                    .map(|(r, _)| r.batch_item_failures.is_empty())
-                    .unwrap_or(false),
-                Target::Upsert(u) => u
-                    .handle_body(&event, deadline)
-                    .await
-                    .map(|(r, _)| r.batch_item_failures.is_empty())
-                    .unwrap_or(false),
-            };
-            if !accepted {
-                println!("    not accepted; the message stays for the next replay");
-                report.failed += 1;
-                continue;
-            }
-            report.batches_recovered += 1;
-            report.records += records.len();
-            if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!("delete: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))
-                    })?;
-            }
+            replayer.replay(m, &mut report).await?;
         }
     }
     Ok(report)
+}
+
+/// Where the messages come from and what their batches go through.
+struct Replayer<'a> {
+    sqs: &'a aws_sdk_sqs::Client,
+    kinesis: &'a aws_sdk_kinesis::Client,
+    queue_url: &'a str,
+    target: &'a Target,
+    region: &'a str,
+    dry_run: bool,
+}
+
+impl Replayer<'_> {
+    /// The next messages, hidden from other readers while they are replayed.
+    async fn receive(
+        &self,
+    ) -> Result<aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput, String> {
+        self.sqs
+            .receive_message()
+            .queue_url(self.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(300)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| format!("receive: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+    }
+
+    /// Replays one message's batch and counts what became of it in `report` (whose `messages`
+    /// already counts this one).
+    async fn replay(
+        &self,
+        m: &aws_sdk_sqs::types::Message,
+        report: &mut ReplayReport,
+    ) -> Result<(), String> {
+        let info = batch_info(m.body().unwrap_or_default())?;
+        let records = match read_range(self.kinesis, info.stream_name(), &info).await {
+            Ok(r) => r,
+            Err(e) => {
+                println!(
+                    "{} {}..{}: expired or unreadable ({e})",
+                    info.shard_id, info.start, info.end
+                );
+                report.expired += 1;
+                return Ok(());
+            }
+        };
+        println!(
+            "[{}] {} {}..{}: {} record(s){}",
+            report.messages,
+            info.shard_id,
+            info.start,
+            info.end,
+            records.len(),
+            if self.dry_run { " (dry run)" } else { "" }
+        );
+        if self.dry_run {
+            show_again(self.sqs, self.queue_url, m).await;
+            return Ok(());
+        }
+        if !self.accepted(&info, &records).await {
+            println!("    not accepted; the message stays for the next replay");
+            report.failed += 1;
+            return Ok(());
+        }
+        report.batches_recovered += 1;
+        report.records += records.len();
+        self.delete(m).await
+    }
+
+    /// Whether the handler took the batch without reporting a failure.
+    async fn accepted(&self, info: &BatchInfo, records: &[aws_sdk_kinesis::types::Record]) -> bool {
+        let inputs: Vec<KinesisRecordIn<'_>> =
+            records.iter().map(KinesisRecordIn::from_record).collect();
+        let event = kinesis_event(self.region, &info.stream_arn, &info.shard_id, &inputs);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        self.target
+            .handle(&event, deadline)
+            .await
+            .map(|(failures, _)| failures == 0)
+            .unwrap_or(false)
+    }
+
+    async fn delete(&self, m: &aws_sdk_sqs::types::Message) -> Result<(), String> {
+        if let Some(handle) = m.receipt_handle() {
+            self.sqs
+                .delete_message()
+                .queue_url(self.queue_url)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .map_err(|e| format!("delete: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+        }
+        Ok(())
+    }
 }
 
 /// Makes a received message visible again at once: a dry run takes nothing off the queue.
