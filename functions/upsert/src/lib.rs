@@ -14,10 +14,10 @@
 
 pub mod changes;
 pub mod config;
-pub mod envelope;
+mod envelope;
 mod handler;
-pub mod mapping;
-pub mod merge;
+mod mapping;
+mod merge;
 mod number;
 mod outcome;
 mod plan;
