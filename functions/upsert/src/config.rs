@@ -15,13 +15,18 @@ use crate::mapping::TableMappings;
 /// Configuration, read once at init.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Which table each record belongs to (`TABLE`, or `ROUTE_FIELD` with `ROUTE_MAP`).
     pub router: Router,
+    /// Each table's columns, keys, version and envelope (`UPSERT_TABLES`).
     pub tables: TableMappings,
+    /// Every field the router and the mappings read, resolved in one pass per record.
     pub extractor: Extractor,
     /// Where rejected records go (`ERROR_BUCKET`, `ERROR_PREFIX` default `errors`; keys continue
     /// with `upsert/`, see [`Writer`]).
     pub error_bucket: String,
+    /// Where quarantine objects go under `ERROR_BUCKET` (`ERROR_PREFIX`).
     pub error_layout: Layout,
+    /// The `SNOWFLAKE_*` connection: account, credentials, database and schema.
     pub snowflake: SnowflakeConfig,
     /// Rows per MERGE statement (`MAX_ROWS_PER_STATEMENT`, default 5,000).
     pub max_rows: usize,
@@ -36,6 +41,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads every variable once; an error names the variable that does not fit.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let snowflake = SnowflakeConfig::from_env(env)?;
         let mut extractor = Extractor::new();
@@ -83,10 +89,12 @@ fn max_rows(env: &Env<'_>) -> Result<usize, ConfigError> {
 pub enum WriteMode {
     /// One MERGE per table and chunk (the default).
     Merge,
+    /// Appends to a change table per target through Snowpipe Streaming.
     Streaming(StreamingSettings),
 }
 
 #[derive(Debug, Clone)]
+/// Where `WRITE_MODE=streaming` writes: the change and latest-state tables' suffixes and schema.
 pub struct StreamingSettings {
     /// Appended to each target's name for its change table (`CHANGE_TABLE_SUFFIX`, `_CHANGES`).
     pub change_suffix: String,
@@ -95,10 +103,12 @@ pub struct StreamingSettings {
     pub latest_suffix: String,
     /// The connection's database and schema as the streaming API's paths name them.
     pub database: String,
+    /// The connection's schema, resolved as the streaming API's paths name it.
     pub schema: String,
 }
 
 impl WriteMode {
+    /// `WRITE_MODE` (`merge` or `streaming`) and, for streaming, its table suffixes.
     pub fn from_env(env: &Env<'_>, snowflake: &SnowflakeConfig) -> Result<Self, ConfigError> {
         match env.optional("WRITE_MODE").as_deref().unwrap_or("merge") {
             "merge" => Ok(WriteMode::Merge),

@@ -27,12 +27,16 @@ use crate::streaming::StreamingWriter;
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error(transparent)]
+    /// The event is not a Kinesis batch.
     Decode(#[from] DecodeError),
     #[error("Snowflake refused the credentials or configuration: {0}")]
+    /// Snowflake refused the credentials or configuration: no resend can succeed.
     Snowflake(SnowflakeError),
     #[error("Snowpipe Streaming refused the credentials or configuration: {0}")]
+    /// Snowpipe Streaming refused the credentials or configuration.
     Streaming(StreamingError),
     #[error("encoding quarantined records failed: {0}")]
+    /// The quarantine object could not be compressed.
     Encode(#[from] std::io::Error),
 }
 

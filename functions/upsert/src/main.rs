@@ -1,3 +1,5 @@
+//! The upsert Lambda: init once, then each Kinesis batch through the handler.
+
 use lambda_runtime::{service_fn, Error};
 
 #[tokio::main]

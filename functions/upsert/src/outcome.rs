@@ -8,15 +8,23 @@ use shared::snowflake::QueryResult;
 /// What one table's MERGEs did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TableOutcome {
+    /// Rows the table was sent after mapping (before de-duplication).
     pub rows: usize,
+    /// Rows collapsed because a newer version of their key was in the batch.
     pub duplicates: usize,
     /// Rows Snowflake refused (a data error isolated by splitting the statement), quarantined.
     pub refused: usize,
+    /// Rows Snowflake reports inserted (appended, in streaming mode).
     pub inserted: u64,
+    /// Rows Snowflake reports updated.
     pub updated: u64,
+    /// Rows Snowflake reports deleted.
     pub deleted: u64,
+    /// MERGE statements (or appends) sent, counting the ones split to isolate rows.
     pub statements: usize,
+    /// HTTP requests made for them, retries included.
     pub http_requests: u32,
+    /// Why the table's rows did not all land; Lambda resends the batch from them.
     pub error: Option<String>,
 }
 
@@ -36,11 +44,14 @@ impl TableOutcome {
 /// What one batch did, for the log line and for tests.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BatchOutcome {
+    /// Records in the batch (KPL sub-records counted one by one).
     pub records: usize,
+    /// Records put into the quarantine object, at mapping or refused by Snowflake.
     pub quarantined: usize,
     /// Valid change records applied to no row (truncates, tombstones, DMS control records), by
     /// reason.
     pub skipped: BTreeMap<&'static str, usize>,
+    /// What each table's writes did, by table name in the configuration.
     pub tables: BTreeMap<String, TableOutcome>,
     /// Records that became rows (a DMS key change is one record and two rows).
     pub mapped: usize,

@@ -18,7 +18,9 @@ use crate::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
 /// A batch's records sorted into rows per table, rejections and skipped change records.
 #[derive(Default)]
 pub struct Mapping<'r> {
+    /// Rows per table, in record order.
     pub by_table: BTreeMap<String, Vec<Candidate<'r>>>,
+    /// Records that do not fit, with their reasons, for the quarantine.
     pub rejected: Vec<Rejected<'r>>,
     /// Counts by [`Skip::reason`].
     pub skipped: BTreeMap<&'static str, usize>,
@@ -114,12 +116,16 @@ impl<'r> Mapping<'r> {
 pub struct TablePlan<'r, 'c> {
     mapping: &'c TableMapping,
     logical: &'c str,
+    /// The newest row per key, in sequence order.
     pub rows: Vec<Candidate<'r>>,
+    /// Rows collapsed into a newer one of the same key.
     pub duplicates: usize,
+    /// The rows cut into statements within the row and byte limits.
     pub chunks: Vec<Chunk>,
     sql: String,
 }
 
+/// De-duplicates a table's rows and cuts them into statements.
 pub fn plan_table<'r, 'c>(
     config: &'c Config,
     table: &'c str,
