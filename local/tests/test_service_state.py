@@ -161,7 +161,7 @@ def _ndjson(*ids: int) -> bytes:
 
 
 def _copy(table: str, stage: str, files: list[str], extra: str = "") -> str:
-    # the form the loader sends by default (shared/src/load/copy.rs, LINEAGE=in_file)
+    # the form the loader sends by default (functions/loader/src/copy.rs, LINEAGE=in_file)
     names = ", ".join(f"'{f}'" for f in files)
     return (f"COPY INTO {table} FROM @{stage}/ FILES = ({names}) FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') "
             f"ON_ERROR = ABORT_STATEMENT{extra}")

@@ -48,7 +48,7 @@ def rows(client: Client, sql: str, **kw) -> list[list]:
 
 
 def merge_sql(table: str = "M") -> str:
-    """The shape of the upsert's MERGE (shared/src/upsert/merge.rs): rows as one bound JSON array."""
+    """The shape of the upsert's MERGE (functions/upsert/src/merge.rs and row.rs): rows as one bound JSON array."""
     return (
         f'MERGE INTO {table} AS t USING (SELECT value:"k"::NUMBER(38,0) AS "K", value:"v"::VARCHAR AS "V", '
         'value:"d"::BOOLEAN AS "__DELETE" FROM (SELECT PARSE_JSON(?, \'d\') AS J) AS SRC, '
