@@ -13,7 +13,7 @@ change records of both shapes on (moto's) Kinesis.
 Connection: MARIADB_HOST [127.0.0.1], MARIADB_PORT [3307], MARIADB_USER [root], MARIADB_PASSWORD [].
 Kinesis: AWS_ENDPOINT_URL, AWS_REGION and credentials, as for the functions.
 
-Shapes (what the upsert's `"envelope"` mappings read; shared/src/upsert/envelope.rs cites both):
+Shapes (what the upsert's `"envelope"` mappings read; functions/upsert/src/envelope.rs cites both):
 - DMS to Kinesis, https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.Kinesis.html:
   `{"data": {...}, "metadata": {"timestamp", "record-type", "operation", "partition-key-type",
   "schema-name", "table-name", "transaction-id"}}` with `IncludeTransactionDetails` (transaction-id),
