@@ -1,3 +1,6 @@
+//! The upsert Lambda's binary: Kinesis batches become MERGEs into Snowflake (see the `upsert`
+//! crate). Configuration is read once at init; a bad one fails the init.
+
 use lambda_runtime::{service_fn, Error};
 
 #[tokio::main]
