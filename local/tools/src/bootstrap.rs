@@ -66,33 +66,60 @@ impl FromStr for Profile {
 /// What went wrong bootstrapping.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// `--profile` named neither `local` nor `aws`; holds what it named.
     #[error("unknown profile {0:?} (expected local or aws)")]
     Profile(String),
 
+    /// A statement references a variable that has no value.
     #[error("unknown variable ${{{name}}}: pass it with --var {name}=VALUE")]
-    UnknownVariable { name: String },
+    UnknownVariable {
+        /// The variable's name, without `${}`.
+        name: String,
+    },
 
+    /// A `${` without a closing `}`, or with a name that is not a variable name.
     #[error("malformed variable reference at byte {offset}: expected ${{NAME}} with NAME made of A-Z, 0-9 and _")]
-    MalformedVariable { offset: usize },
+    MalformedVariable {
+        /// Byte offset of the `${` in the statement.
+        offset: usize,
+    },
 
+    /// A value that could change the shape of the SQL, or a malformed `--var` argument.
     #[error("variable {name}: {reason}")]
-    InvalidValue { name: String, reason: String },
+    InvalidValue {
+        /// The variable's name (the whole argument for a malformed `--var`).
+        name: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
 
+    /// The SQL directory or one of its files could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The directory or file.
         path: PathBuf,
+        /// The error reading it.
         #[source]
         source: std::io::Error,
     },
 
+    /// The directory has no `*.sql` file for the profile: most likely the wrong `--sql-dir`.
     #[error("{dir}: no .sql files apply to profile {profile}")]
-    NoFiles { dir: PathBuf, profile: Profile },
+    NoFiles {
+        /// The SQL directory searched.
+        dir: PathBuf,
+        /// The profile no file applied to.
+        profile: Profile,
+    },
 
     /// A template problem in one statement of one file.
     #[error("{file}#{statement}: {source}")]
     Template {
+        /// File name (without directory).
         file: String,
+        /// 1-based position of the statement in its file.
         statement: usize,
+        /// The problem: an unknown, malformed or invalid variable.
         #[source]
         source: Box<BootstrapError>,
     },
@@ -100,11 +127,13 @@ pub enum BootstrapError {
     /// Snowflake rejected a statement; nothing after it was applied.
     #[error("{file}#{statement} failed: {sql}: {source}")]
     Statement {
+        /// File name (without directory).
         file: String,
         /// 1-based position of the statement in its file.
         statement: usize,
         /// The statement's first line.
         sql: String,
+        /// Snowflake's error, or the client's.
         #[source]
         source: Box<SnowflakeError>,
     },
