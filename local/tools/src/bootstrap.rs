@@ -12,7 +12,7 @@
 //! - every other variable is an identifier and must look like an unquoted Snowflake identifier
 //!   (`[A-Za-z_][A-Za-z0-9_$]*`, at most 255 characters).
 //!
-//! Built-in defaults ([`DEFAULT_VARS`]): `STAGE=RAW_STAGE`, `WAREHOUSE=COMPUTE_WH`.
+//! Built-in defaults (`DEFAULT_VARS`): `STAGE=RAW_STAGE`, `WAREHOUSE=COMPUTE_WH`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -212,7 +212,7 @@ pub(crate) fn validate_value(name: &str, value: &str) -> Result<(), BootstrapErr
 }
 
 /// Substitutes every `${NAME}` in `template` with `vars[NAME]` (validated with
-/// [`validate_value`]). A `$` not followed by `{` is kept as is (`SYSTEM$STREAM_HAS_DATA`,
+/// `validate_value`). A `$` not followed by `{` is kept as is (`SYSTEM$STREAM_HAS_DATA`,
 /// `METADATA$FILENAME`, `$1`). An unknown name is an error naming it.
 pub fn render(template: &str, vars: &HashMap<String, String>) -> Result<String, BootstrapError> {
     let mut out = String::with_capacity(template.len());
@@ -505,7 +505,7 @@ pub(crate) fn first_line(sql: &str) -> String {
     }
 }
 
-/// Applies the files of `dir` for `profile` with `vars` (plus [`DEFAULT_VARS`]): one SQL API
+/// Applies the files of `dir` for `profile` with `vars` (plus `DEFAULT_VARS`): one SQL API
 /// request per statement, in order, stopping at the first failure. `on_outcome` sees each
 /// statement's outcome as it completes (for printing progress).
 pub async fn apply_dir_with(
