@@ -1,3 +1,6 @@
+//! The loader Lambda's binary: S3 object-created notifications become `COPY INTO` the raw
+//! tables (see the `loader` crate). Configuration is read once at init; a bad one fails the init.
+
 use lambda_runtime::{service_fn, Error};
 
 #[tokio::main]

@@ -11,14 +11,25 @@ use shared::metrics::{Emf, Unit};
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum FileOutcome {
     /// COPY loaded the file's rows.
-    Loaded { rows: u64 },
+    Loaded {
+        /// Rows COPY reported loaded from the file.
+        rows: u64,
+    },
     /// COPY skipped the file, and its load history shows it loaded before.
     AlreadyLoaded,
     /// ON_ERROR = CONTINUE loaded some rows and rejected others: reported, not retried (a retry
     /// would find the file already loaded).
-    PartiallyLoaded { rows: u64, error: String },
+    PartiallyLoaded {
+        /// Rows COPY loaded from the file.
+        rows: u64,
+        /// The first error COPY reported for the rejected rows.
+        error: String,
+    },
     /// Not loaded; its message is retried.
-    Failed { error: String },
+    Failed {
+        /// Why: COPY's error for the file, or the statement's or query's error.
+        error: String,
+    },
 }
 
 impl FileOutcome {

@@ -1,3 +1,6 @@
+//! The orchestrator Lambda's binary: Kinesis batches become objects in the S3 raw zone (see the
+//! `orchestrator` crate). Configuration is read once at init; a bad one fails the init.
+
 use lambda_runtime::{service_fn, Error};
 
 #[tokio::main]

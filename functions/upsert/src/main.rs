@@ -1,4 +1,5 @@
-//! The upsert Lambda: init once, then each Kinesis batch through the handler.
+//! The upsert Lambda's binary: Kinesis batches become MERGEs into Snowflake (see the `upsert`
+//! crate). Configuration is read once at init; a bad one fails the init.
 
 use lambda_runtime::{service_fn, Error};
 

@@ -13,6 +13,7 @@ impl Args {
         Self::from_iter(std::env::args().skip(1), switches)
     }
 
+    /// Parses `args` (without the program name), as [`Args::parse`] does; the tests call it.
     pub fn from_iter(
         args: impl IntoIterator<Item = String>,
         switches: &[&str],
@@ -35,14 +36,17 @@ impl Args {
         Ok(Self { values })
     }
 
+    /// The value of `--name`, if given (`"true"` for a switch).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
 
+    /// Whether `--name` was given, with or without a value.
     pub fn flag(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }
 
+    /// `--name` parsed as a `T`, or `default` when it is not given; an error names the flag.
     pub fn parse_or<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
         match self.get(name) {
             None => Ok(default),
@@ -55,12 +59,16 @@ impl Args {
 
 /// Where the tools find the local stack, from the variables `make` exports.
 pub struct LocalStack {
+    /// The local Snowflake emulator's SQL API (`LOCAL_SF_URL`, default `http://127.0.0.1:8787`).
     pub snowflake_url: String,
+    /// The PKCS#8 key the tools sign their JWTs with (`SNOWFLAKE_PRIVATE_KEY_FILE`).
     pub key_file: String,
+    /// The AWS region (`AWS_REGION`, default `us-east-1`).
     pub region: String,
 }
 
 impl LocalStack {
+    /// Reads the variables, with the defaults of the local stack for those not set.
     pub fn from_env() -> Self {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());

@@ -7,12 +7,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+/// What a backfill did, summed over its invocations of the loader.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BackfillReport {
+    /// Objects listed under the prefix.
     pub objects: usize,
+    /// Files the loader's COPY loaded.
     pub loaded: usize,
+    /// Files Snowflake's load metadata shows were loaded before (a backfill run again).
     pub already_loaded: usize,
+    /// Files not loaded, counting every file of a chunk whose invocation failed as a whole.
     pub failed: usize,
+    /// Rows loaded, in all tables.
     pub rows_loaded: u64,
 }
 

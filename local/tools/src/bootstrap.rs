@@ -12,7 +12,7 @@
 //! - every other variable is an identifier and must look like an unquoted Snowflake identifier
 //!   (`[A-Za-z_][A-Za-z0-9_$]*`, at most 255 characters).
 //!
-//! Built-in defaults ([`DEFAULT_VARS`]): `STAGE=RAW_STAGE`, `WAREHOUSE=COMPUTE_WH`.
+//! Built-in defaults (`DEFAULT_VARS`): `STAGE=RAW_STAGE`, `WAREHOUSE=COMPUTE_WH`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,33 +66,60 @@ impl FromStr for Profile {
 /// What went wrong bootstrapping.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// `--profile` named neither `local` nor `aws`; holds what it named.
     #[error("unknown profile {0:?} (expected local or aws)")]
     Profile(String),
 
+    /// A statement references a variable that has no value.
     #[error("unknown variable ${{{name}}}: pass it with --var {name}=VALUE")]
-    UnknownVariable { name: String },
+    UnknownVariable {
+        /// The variable's name, without `${}`.
+        name: String,
+    },
 
+    /// A `${` without a closing `}`, or with a name that is not a variable name.
     #[error("malformed variable reference at byte {offset}: expected ${{NAME}} with NAME made of A-Z, 0-9 and _")]
-    MalformedVariable { offset: usize },
+    MalformedVariable {
+        /// Byte offset of the `${` in the statement.
+        offset: usize,
+    },
 
+    /// A value that could change the shape of the SQL, or a malformed `--var` argument.
     #[error("variable {name}: {reason}")]
-    InvalidValue { name: String, reason: String },
+    InvalidValue {
+        /// The variable's name (the whole argument for a malformed `--var`).
+        name: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
 
+    /// The SQL directory or one of its files could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The directory or file.
         path: PathBuf,
+        /// The error reading it.
         #[source]
         source: std::io::Error,
     },
 
+    /// The directory has no `*.sql` file for the profile: most likely the wrong `--sql-dir`.
     #[error("{dir}: no .sql files apply to profile {profile}")]
-    NoFiles { dir: PathBuf, profile: Profile },
+    NoFiles {
+        /// The SQL directory searched.
+        dir: PathBuf,
+        /// The profile no file applied to.
+        profile: Profile,
+    },
 
     /// A template problem in one statement of one file.
     #[error("{file}#{statement}: {source}")]
     Template {
+        /// File name (without directory).
         file: String,
+        /// 1-based position of the statement in its file.
         statement: usize,
+        /// The problem: an unknown, malformed or invalid variable.
         #[source]
         source: Box<BootstrapError>,
     },
@@ -100,11 +127,13 @@ pub enum BootstrapError {
     /// Snowflake rejected a statement; nothing after it was applied.
     #[error("{file}#{statement} failed: {sql}: {source}")]
     Statement {
+        /// File name (without directory).
         file: String,
         /// 1-based position of the statement in its file.
         statement: usize,
         /// The statement's first line.
         sql: String,
+        /// Snowflake's error, or the client's.
         #[source]
         source: Box<SnowflakeError>,
     },
@@ -183,7 +212,7 @@ pub(crate) fn validate_value(name: &str, value: &str) -> Result<(), BootstrapErr
 }
 
 /// Substitutes every `${NAME}` in `template` with `vars[NAME]` (validated with
-/// [`validate_value`]). A `$` not followed by `{` is kept as is (`SYSTEM$STREAM_HAS_DATA`,
+/// `validate_value`). A `$` not followed by `{` is kept as is (`SYSTEM$STREAM_HAS_DATA`,
 /// `METADATA$FILENAME`, `$1`). An unknown name is an error naming it.
 pub fn render(template: &str, vars: &HashMap<String, String>) -> Result<String, BootstrapError> {
     let mut out = String::with_capacity(template.len());
@@ -476,7 +505,7 @@ pub(crate) fn first_line(sql: &str) -> String {
     }
 }
 
-/// Applies the files of `dir` for `profile` with `vars` (plus [`DEFAULT_VARS`]): one SQL API
+/// Applies the files of `dir` for `profile` with `vars` (plus `DEFAULT_VARS`): one SQL API
 /// request per statement, in order, stopping at the first failure. `on_outcome` sees each
 /// statement's outcome as it completes (for printing progress).
 pub async fn apply_dir_with(

@@ -60,23 +60,31 @@ fn mapping(envelope: &str) -> String {
 
 const ROUTES: &str = r#"{"orders":"orders","customers":"customers"}"#;
 
+/// What a CDC run does and where: the workload's size and faults, the capture script, the stack.
 #[derive(Debug, Clone)]
 pub struct CdcOptions {
     /// Row changes after the initial rows (each insert, update, delete is one).
     pub ops: u64,
     /// Rows inserted before the capture's snapshot.
     pub seed_rows: u64,
+    /// Seed of the workload's and the capture's random choices, so a run can be repeated.
     pub seed: u64,
     /// Every this many changes the capture puts its last few records again (0: never).
     pub redeliver_every: u64,
     /// Every this many invocations, the mapping reports the whole batch failed after the
     /// function applied it (a lost response), and half-way through the next one.
     pub resend_every: u64,
+    /// The Python that runs the capture script (the repository's `.venv` by default).
     pub python: PathBuf,
+    /// The capture script, `local/tools/cdc.py`: schema, workload, binlog capture and dumps.
     pub script: PathBuf,
+    /// The Snowflake setup applied to each target database (`sql/`).
     pub sql_dir: PathBuf,
+    /// The local Snowflake emulator's SQL API (see [`crate::args::LocalStack`]).
     pub snowflake_url: String,
+    /// The key the Snowflake client signs its JWTs with.
     pub key_file: String,
+    /// The AWS region of the local stack.
     pub region: String,
     /// Prefix of the MariaDB database, streams and Snowflake database made for the run.
     pub name: String,
@@ -85,27 +93,39 @@ pub struct CdcOptions {
 /// One target compared with its source.
 #[derive(Debug, Clone)]
 pub struct TableCheck {
+    /// The envelope whose target this is (`dms` or `debezium`).
     pub envelope: &'static str,
+    /// The Snowflake target table (`SHOP_ORDERS`, `SHOP_CUSTOMERS`).
     pub table: &'static str,
+    /// Rows in the MariaDB source table at the end of the run.
     pub source_rows: usize,
+    /// Rows in the Snowflake target table at the end of the run.
     pub target_rows: usize,
     /// Rows in one and not the other (source rows first, marked `-`; target rows `+`), at most 10.
     pub differences: Vec<String>,
 }
 
 impl TableCheck {
+    /// Whether the target holds exactly the source's rows.
     pub fn equal(&self) -> bool {
         self.differences.is_empty() && self.source_rows == self.target_rows
     }
 }
 
+/// What a CDC run did, and whether every target ended equal to its source.
 #[derive(Debug, Clone)]
 pub struct CdcReport {
+    /// The workload's JSON summary from `cdc.py workload` (`ops`, `seed_ops`, `seconds`).
     pub workload: serde_json::Value,
+    /// The capture's JSON summary from `cdc.py capture` (records per envelope, `redelivered`).
     pub capture: serde_json::Value,
+    /// Invocations of the upsert by both mappings, resends included.
     pub invocations: u64,
+    /// Resends the mappings forced after the function had applied a batch.
     pub forced_resends: u64,
+    /// Every target of both envelopes compared with its source.
     pub tables: Vec<TableCheck>,
+    /// Wall-clock time of the whole run, in seconds.
     pub seconds: f64,
 }
 

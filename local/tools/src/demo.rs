@@ -17,12 +17,14 @@ use crate::esm::{
 };
 use crate::loadgen::{self, Generator, Template};
 
-pub const SENSOR_TABLES: &str = r#"{"sensor_readings":{"table":"SENSOR_READINGS","keys":["sensorid"],"columns":[
+/// The upsert mapping of the sensor stream: latest reading per sensor (also the load test's).
+pub(crate) const SENSOR_TABLES: &str = r#"{"sensor_readings":{"table":"SENSOR_READINGS","keys":["sensorid"],"columns":[
     {"name":"sensorid","path":"/sensorId","type":"NUMBER"},
     {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
     {"name":"status","path":"/status","type":"TEXT"}]}}"#;
 
-pub const ORDER_TABLES: &str = r#"{"orders":{"table":"ORDERS","keys":["order_id"],"columns":[
+/// The upsert mapping of the CDC stream: latest state per order, versioned, `op = d` deletes.
+pub(crate) const ORDER_TABLES: &str = r#"{"orders":{"table":"ORDERS","keys":["order_id"],"columns":[
     {"name":"order_id","path":"/order_id","type":"NUMBER"},
     {"name":"status","path":"/status","type":"TEXT"},
     {"name":"amount","path":"/amount","type":"NUMBER(12,2)"},
@@ -30,7 +32,8 @@ pub const ORDER_TABLES: &str = r#"{"orders":{"table":"ORDERS","keys":["order_id"
     {"name":"updated_at","path":"/updated_at","type":"TIMESTAMP_NTZ"}],
     "version":"updated_at","delete":{"path":"/op","value":"d"},"payload_column":"payload"}}"#;
 
-pub const ORDER_EVENT_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id","required":true},
+/// The orchestrator's `CSV_COLUMNS` for the order events, loaded as CSV into the raw table.
+pub(crate) const ORDER_EVENT_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id","required":true},
     {"name":"event_type","path":"/event_type"},{"name":"event_timestamp","path":"/event_timestamp"},
     {"name":"customer_id","path":"/customer/id"},{"name":"customer_name","path":"/customer/name"},
     {"name":"city","path":"/customer/city"},{"name":"total","path":"/order/total"},
@@ -39,12 +42,19 @@ pub const ORDER_EVENT_COLUMNS: &str = r#"[{"name":"event_id","path":"/event_id",
 /// What the demo runs with.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    /// Sensor readings put to the sensor stream (read by both the orchestrator and the upsert).
     pub sensors: u64,
+    /// Order events put to the order stream (the orchestrator's CSV path).
     pub orders: u64,
+    /// Order change records put to the CDC stream (the upsert's versioned, deleting path).
     pub changes: u64,
+    /// Malformed records mixed into the sensor stream, for the functions to quarantine.
     pub bad_records: u64,
+    /// The local Snowflake emulator's SQL API (see [`crate::args::LocalStack`]).
     pub snowflake_url: String,
+    /// The key the Snowflake client signs its JWTs with.
     pub key_file: String,
+    /// The AWS region of the local stack.
     pub region: String,
     /// The `sql/` folder applied to a fresh database.
     pub sql_dir: std::path::PathBuf,
@@ -175,14 +185,21 @@ fn step(name: &str) {
 /// What landed, for the caller to check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Landed {
+    /// Rows in `SENSOR_READINGS` (the upsert: latest state per sensor).
     pub sensor_readings: u64,
+    /// Rows in `ORDERS` (the upsert from the CDC stream: latest state per order).
     pub orders: u64,
+    /// Rows in `SENSOR_READINGS_RAW` (the loader: every sensor reading, NDJSON).
     pub sensor_readings_raw: u64,
+    /// Rows in `ORDER_EVENTS_RAW` (the loader: every order event, CSV).
     pub order_events_raw: u64,
     /// Sensors whose streaming row is exactly the newest raw reading.
     pub sensors_matching_raw: u64,
+    /// Records quarantined under `errors/orchestrator/`.
     pub rejected_by_orchestrator: u64,
+    /// Records quarantined under `errors/upsert/`.
     pub rejected_by_upsert: u64,
+    /// Batches the Kinesis mappings gave up on and sent to the on-failure queue (0 in a good run).
     pub discarded_batches: u64,
 }
 

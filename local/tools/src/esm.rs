@@ -16,6 +16,7 @@ use shared::kinesis::sequence::cmp_sequence_numbers;
 
 use crate::events::{kinesis_event, sqs_event, KinesisRecordIn, SqsMessageIn};
 
+/// What a handler returns: a boxed future, so handlers of different functions share one type.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A Kinesis handler: event body in, Lambda's response or the invocation's error out.
 pub type KinesisInvoke =
@@ -23,9 +24,13 @@ pub type KinesisInvoke =
 /// An SQS handler: event in, `SqsBatchResponse` JSON or the invocation's error out.
 pub type SqsInvoke = Arc<dyn Fn(Value) -> BoxFuture<Result<Value, String>> + Send + Sync>;
 
+/// An AWS call the local mapping or its setup (stream, queue, notification) could not make.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct EsmError(pub String);
+pub struct EsmError(
+    /// The AWS error with its context, or what did not happen (a stream never active, ...).
+    pub String,
+);
 
 fn err(e: impl std::fmt::Display) -> EsmError {
     EsmError(e.to_string())
@@ -34,9 +39,13 @@ fn err(e: impl std::fmt::Display) -> EsmError {
 /// How a Kinesis mapping batches and retries, as in the SAM template.
 #[derive(Debug, Clone)]
 pub struct KinesisSettings {
+    /// The function's name, for the logs and the on-failure record's `functionArn`.
     pub function: String,
+    /// Most records per invocation (`BatchSize`).
     pub batch_size: usize,
+    /// How long a batch that is not full waits for more records (`MaximumBatchingWindowInSeconds`).
     pub batching_window: Duration,
+    /// Resends of a failed batch before it is discarded (`MaximumRetryAttempts`).
     pub max_retries: u32,
     /// SQS queue URL receiving a record of every batch that exhausted its retries.
     pub on_failure_queue: Option<String>,
@@ -45,9 +54,13 @@ pub struct KinesisSettings {
 /// Counters shared with whoever watches the mapping.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Handler invocations, resends included.
     pub invocations: AtomicU64,
+    /// Records (or messages) sent to the handler, counted again on every resend.
     pub records: AtomicU64,
+    /// Kinesis batches resent, or SQS messages left on the queue, after a failure.
     pub retries: AtomicU64,
+    /// Kinesis batches discarded after their retries, each reported to the on-failure queue.
     pub discarded_batches: AtomicU64,
     /// Records finished (delivered without a failure report, or discarded).
     pub done: AtomicU64,
@@ -93,9 +106,13 @@ pub async fn ensure_stream(
 /// Where a Kinesis mapping reads from and where its on-failure records go.
 #[derive(Clone)]
 pub struct KinesisSource {
+    /// The client the shards are read with.
     pub kinesis: aws_sdk_kinesis::Client,
+    /// The client the on-failure records are sent with.
     pub sqs: aws_sdk_sqs::Client,
+    /// The region put in the events' `awsRegion`.
     pub region: String,
+    /// The stream's name.
     pub stream: String,
 }
 
@@ -338,7 +355,9 @@ impl ShardPoller {
 /// How the SQS mapping batches, as in the SAM template.
 #[derive(Debug, Clone)]
 pub struct SqsSettings {
+    /// The function's name, for the logs.
     pub function: String,
+    /// Most messages per invocation (`BatchSize`; SQS receives at most 10 at a time).
     pub batch_size: i32,
 }
 
@@ -450,6 +469,7 @@ async fn delete_message(
     Ok(())
 }
 
+/// The queue's ARN, for the events' `eventSourceARN` and the bucket's notification target.
 pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, EsmError> {
     let attrs = sqs
         .get_queue_attributes()

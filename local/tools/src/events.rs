@@ -6,13 +6,18 @@ use serde_json::{json, Value};
 
 /// A Kinesis record as `GetRecords` returned it.
 pub struct KinesisRecordIn<'a> {
+    /// The record's sequence number (also the event's `eventID` after the shard id).
     pub sequence_number: &'a str,
+    /// The partition key the producer gave.
     pub partition_key: &'a str,
+    /// The payload, raw (the event carries it base64-encoded).
     pub data: &'a [u8],
+    /// Approximate arrival, in seconds since the epoch (0 when Kinesis gave none).
     pub arrival_secs: f64,
 }
 
 impl<'a> KinesisRecordIn<'a> {
+    /// Borrows what the event needs from a `GetRecords` record.
     pub fn from_record(r: &'a aws_sdk_kinesis::types::Record) -> Self {
         Self {
             sequence_number: r.sequence_number(),
@@ -59,11 +64,17 @@ pub fn kinesis_event(
 
 /// An SQS message as `ReceiveMessage` returned it.
 pub struct SqsMessageIn<'a> {
+    /// The message id, which a handler names in its `batchItemFailures`.
     pub message_id: &'a str,
+    /// The handle the message is deleted with once handled.
     pub receipt_handle: &'a str,
+    /// The body as sent (for the loader, an S3 notification, maybe in an SNS envelope).
     pub body: &'a str,
+    /// The MD5 of the body, as SQS computed it.
     pub md5_of_body: &'a str,
+    /// How often the message has been received (`ApproximateReceiveCount`), this time included.
     pub receive_count: u32,
+    /// When the message was sent (`SentTimestamp`), in milliseconds since the epoch.
     pub sent_timestamp_ms: u64,
 }
 

@@ -42,6 +42,8 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// A generator of `template` records over `keys` distinct keys (at least 1); the same
+    /// `seed` gives the same records.
     pub fn new(template: Template, seed: u64, keys: u64) -> Self {
         Self {
             template,
@@ -75,25 +77,44 @@ impl Generator {
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Report {
+    /// Records put so far (each exactly once, retries aside).
     pub records: u64,
+    /// Payload bytes generated, partition keys not counted.
     pub bytes: u64,
+    /// `PutRecords` requests sent, retries included.
     pub requests: u64,
+    /// Entries the service rejected (throttled) and that were put again.
     pub retried_entries: u64,
+    /// Time since the run started.
     pub elapsed: Duration,
 }
 
 impl Report {
+    /// The rate achieved so far.
     pub fn records_per_sec(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
+/// Why a run stopped before putting every record.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// A `PutRecords` request failed as a whole (no stream, no credentials, ...).
     #[error("PutRecords to {stream} failed: {message}")]
-    Put { stream: String, message: String },
+    Put {
+        /// The stream's name.
+        stream: String,
+        /// The SDK's error, with its context.
+        message: String,
+    },
+    /// Some entries were still rejected after the last attempt.
     #[error("{failed} entries still rejected after {attempts} attempts")]
-    GaveUp { failed: usize, attempts: u32 },
+    GaveUp {
+        /// Entries of the batch not put.
+        failed: usize,
+        /// `PutRecords` attempts made for the batch.
+        attempts: u32,
+    },
 }
 
 /// Puts `count` records at about `rate` records/s (0: as fast as possible), in batches of at

@@ -14,41 +14,61 @@ use crate::demo::{bootstrapped_database, upsert_config, LocalSnowflake, SENSOR_T
 use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
 use crate::loadgen::{self, Generator, Template};
 
+/// What the load test runs: the shard counts, the load per run, and the local stack.
 #[derive(Debug, Clone)]
 pub struct LoadTestOptions {
+    /// The shard counts to try; each gets a merge run and a streaming run on a new stream.
     pub shards: Vec<i32>,
+    /// Sensor readings put per run.
     pub records: u64,
+    /// Distinct sensors, i.e. rows the target ends with.
     pub keys: u64,
+    /// Most records per invocation, as the mapping's `BatchSize`.
     pub batch_size: usize,
+    /// The local Snowflake emulator's SQL API; its `/admin/stats` counts the lock aborts.
     pub snowflake_url: String,
+    /// The key the Snowflake client signs its JWTs with.
     pub key_file: String,
+    /// The AWS region of the local stack.
     pub region: String,
+    /// The `sql/` folder applied to each run's new database.
     pub sql_dir: std::path::PathBuf,
 }
 
 /// One run's numbers.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// The stream's shard count.
     pub shards: i32,
+    /// The upsert's write mode: `merge` or `streaming`.
     pub mode: &'static str,
+    /// Records put to the stream.
     pub records: u64,
+    /// From the mapping's start until every record was finished (or it gave up).
     pub seconds: f64,
     /// Arrival in Kinesis → the invocation that landed it returned, per record.
     pub p50_ms: u64,
+    /// The 99th percentile of the same latency.
     pub p99_ms: u64,
+    /// Statements (MERGEs, or streaming appends) the invocations ran.
     pub statements: u64,
+    /// MERGEs the local service aborted for queueing behind a table lock (`000625`).
     pub lock_aborts: u64,
+    /// Batches the mapping resent after a failed invocation.
     pub retries: u64,
     /// Rows in the target (merge) or the latest-state view (streaming) at the end.
     pub rows: u64,
 }
 
 impl RunReport {
+    /// The run's throughput, put to finished.
     pub fn records_per_sec(&self) -> f64 {
         self.records as f64 / self.seconds.max(1e-9)
     }
 }
 
+/// Runs merge mode, then streaming mode, at every shard count, printing a line per run under
+/// [`print_header`]; returns the runs' numbers.
 pub async fn run(opts: LoadTestOptions) -> Result<Vec<RunReport>, String> {
     let mut reports = Vec::new();
     for &shards in &opts.shards {
@@ -71,6 +91,7 @@ pub async fn run(opts: LoadTestOptions) -> Result<Vec<RunReport>, String> {
     Ok(reports)
 }
 
+/// The column headings of the lines [`run`] prints.
 pub fn print_header() {
     println!(
         "{:>6} {:>9} {:>10} {:>8} {:>8} {:>10} {:>11} {:>7}",

@@ -18,7 +18,9 @@ use crate::events::{kinesis_event, KinesisRecordIn};
 
 /// Which handler runs the records.
 pub enum Target {
+    /// The orchestrator: records land in the raw zone again.
     Orchestrator(Box<orchestrator::Orchestrator>),
+    /// The upsert: records are merged into their tables again.
     Upsert(Box<upsert::Upsert>),
 }
 
@@ -62,9 +64,12 @@ impl Target {
     }
 }
 
+/// What a redrive did, over every quarantine object under the prefix.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RedriveReport {
+    /// Quarantine objects read.
     pub objects: usize,
+    /// Records in them (counted in a dry run too).
     pub records: usize,
     /// Records that did not fit again (quarantined anew).
     pub still_quarantined: usize,

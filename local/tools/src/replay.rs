@@ -16,10 +16,14 @@ use shared::kinesis::sequence::cmp_sequence_numbers;
 use crate::events::{kinesis_event, KinesisRecordIn};
 use crate::redrive::Target;
 
+/// What a replay did, over the on-failure messages it received.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
+    /// On-failure messages received (each once, up to `max`).
     pub messages: usize,
+    /// Batches the handler accepted; their messages were deleted.
     pub batches_recovered: usize,
+    /// Records in the recovered batches.
     pub records: usize,
     /// Ranges no longer (fully) in the stream.
     pub expired: usize,

@@ -1,7 +1,9 @@
 //! Loads an existing raw-zone prefix through the loader's COPY path (see `tools::backfill` and
 //! the README runbook), with the loader's configuration from the environment.
 //!
+//! ```text
 //! backfill --prefix raw/<table>/[YYYY/MM/DD/HH/] [--chunk 100] [--dry-run]
+//! ```
 
 use tools::args::Args;
 

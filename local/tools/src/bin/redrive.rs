@@ -2,7 +2,9 @@
 //! `tools::redrive` and the README runbook). The function's variables come from the
 //! environment, as Lambda gives them; AWS as usual (`AWS_ENDPOINT_URL` for the local stack).
 //!
+//! ```text
 //! redrive --function upsert|orchestrator --bucket BUCKET [--prefix errors/<function>/] [--dry-run]
+//! ```
 
 use tools::args::{Args, LocalStack};
 use tools::redrive::{run, Target};
