@@ -19,7 +19,7 @@ use shared::snowflake::{SnowflakeClient, SnowflakeError};
 use crate::config::{Config, WriteMode};
 use crate::merge::Candidate;
 use crate::outcome::BatchOutcome;
-use crate::plan::{map_records, plan_table, Mapping};
+use crate::plan::{map_records, plan_table, MappedBatch};
 use crate::service::{merge_table, TableFailure, TableResult};
 use crate::streaming::StreamingWriter;
 
@@ -107,13 +107,13 @@ impl Upsert {
         let started = Instant::now();
         let mut payloads = PayloadBuffer::default();
         let records = decode_kinesis_event(body, &mut payloads)?;
-        let mapping = map_records(&self.config, &records);
-        let mut outcome = BatchOutcome::of(&records, &mapping);
-        let Mapping {
+        let batch = map_records(&self.config, &records);
+        let mut outcome = BatchOutcome::of(&records, &batch);
+        let MappedBatch {
             by_table,
             mut rejected,
             ..
-        } = mapping;
+        } = batch;
         let written = self.write_tables(by_table, deadline).await;
         let mut failed = collect_tables(written, &mut outcome, &mut rejected)?;
         // After the writes, so rows Snowflake refused go into the batch's one quarantine object.
@@ -231,16 +231,16 @@ fn log_batch(outcome: &BatchOutcome, response: &KinesisEventResponse, started: I
 impl BatchOutcome {
     /// The counts known once the batch is mapped; logs a reconciliation mismatch (a bug, never
     /// data) when records read ≠ mapped + quarantined + skipped.
-    fn of(records: &[KinesisRecord<'_>], mapping: &Mapping<'_>) -> Self {
-        let skipped: usize = mapping.skipped.values().sum();
-        let accounted = mapping.mapped + mapping.rejected.len() + skipped;
+    fn of(records: &[KinesisRecord<'_>], batch: &MappedBatch<'_>) -> Self {
+        let skipped: usize = batch.skipped.values().sum();
+        let accounted = batch.mapped + batch.rejected.len() + skipped;
         let mismatches = usize::from(accounted != records.len());
         if mismatches > 0 {
             tracing::error!(
                 records = records.len(),
-                mapped = mapping.mapped,
-                quarantined = mapping.rejected.len(),
-                skipped = ?mapping.skipped,
+                mapped = batch.mapped,
+                quarantined = batch.rejected.len(),
+                skipped = ?batch.skipped,
                 shard_id = records.first().map(|r| r.meta.shard_id.as_ref()),
                 first_sequence_number = records.first().map(|r| r.meta.sequence_number.as_str()),
                 last_sequence_number = records.last().map(|r| r.meta.sequence_number.as_str()),
@@ -249,9 +249,9 @@ impl BatchOutcome {
         }
         BatchOutcome {
             records: records.len(),
-            skipped: mapping.skipped.clone(),
+            skipped: batch.skipped.clone(),
             tables: BTreeMap::new(),
-            mapped: mapping.mapped,
+            mapped: batch.mapped,
             newest_arrival_ms: records.iter().map(|r| r.meta.arrival_ms).max(),
             mismatches,
             ..BatchOutcome::default()

@@ -28,4 +28,4 @@ mod streaming;
 pub use config::{Config, StreamingSettings, WriteMode};
 pub use handler::{HandlerError, Upsert};
 pub use outcome::{BatchOutcome, TableOutcome};
-pub use plan::{map_records, plan_table, Mapping, TablePlan};
+pub use plan::{map_records, plan_table, MappedBatch, TablePlan};

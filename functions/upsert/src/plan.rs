@@ -17,7 +17,7 @@ use crate::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
 
 /// A batch's records sorted into rows per table, rejections and skipped change records.
 #[derive(Default)]
-pub struct Mapping<'r> {
+pub struct MappedBatch<'r> {
     /// Rows per table, in record order.
     pub by_table: BTreeMap<String, Vec<Candidate<'r>>>,
     /// Records that do not fit, with their reasons, for the quarantine.
@@ -28,13 +28,13 @@ pub struct Mapping<'r> {
     pub mapped: usize,
 }
 
-/// What one record became before it is sorted into the [`Mapping`].
+/// What one record became before it is sorted into the [`MappedBatch`].
 type MappedRecord<'c, 'r> = Option<(&'c str, Mapped, Option<std::borrow::Cow<'r, str>>)>;
 
 /// Routes, maps and coerces every record; what does not fit is rejected with its reason, and
 /// change records that apply to no row are counted and logged.
-pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> Mapping<'r> {
-    let mut out = Mapping::default();
+pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> MappedBatch<'r> {
+    let mut out = MappedBatch::default();
     let mut parser = config.extractor.parser();
     let tombstones = config.tables.any_debezium();
     for record in records {
@@ -79,7 +79,7 @@ fn map_record<'c, 'r>(
     Ok(Some((table, rows, payload)))
 }
 
-impl<'r> Mapping<'r> {
+impl<'r> MappedBatch<'r> {
     /// Counts and logs a valid change record that applies to no row.
     fn skip(&mut self, record: &KinesisRecord<'_>, skip: Skip) {
         tracing::info!(

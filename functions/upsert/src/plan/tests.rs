@@ -46,7 +46,7 @@ fn sample_cdc_event_becomes_one_merge_of_the_newest_changes() {
         &mut payloads,
     )
     .unwrap();
-    let Mapping {
+    let MappedBatch {
         by_table, rejected, ..
     } = map_records(&config, &records);
     assert!(rejected.is_empty());
@@ -159,7 +159,7 @@ fn merged(
 ) {
     let mut payloads = PayloadBuffer::default();
     let records = decode_kinesis_event(event, &mut payloads).unwrap();
-    let Mapping {
+    let MappedBatch {
         by_table,
         rejected,
         skipped,
@@ -422,7 +422,7 @@ fn sample_bad_records_are_rejected_with_reasons() {
         &mut payloads,
     )
     .unwrap();
-    let Mapping {
+    let MappedBatch {
         by_table, rejected, ..
     } = map_records(&config, &records);
     assert_eq!(by_table["sensor_readings"].len(), 2);
