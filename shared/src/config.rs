@@ -10,11 +10,14 @@ use std::str::FromStr;
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {reason}")]
 pub struct ConfigError {
+    /// The variable's name, so the operator knows which one to fix.
     pub var: String,
+    /// What is wrong with it (not set, unparseable, out of range, in conflict with another).
     pub reason: String,
 }
 
 impl ConfigError {
+    /// The error for variable `var`, with why it cannot be used.
     pub fn new(var: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             var: var.into(),
@@ -25,6 +28,7 @@ impl ConfigError {
 
 /// Where configuration values come from: the process environment in production, a map in tests.
 pub trait Source {
+    /// The raw value of variable `name`, `None` when it is not set.
     fn get(&self, name: &str) -> Option<String>;
 }
 
@@ -75,10 +79,12 @@ pub struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
+    /// Reads from `source`: [`ProcessEnv`], or pairs and maps in tests and tools.
     pub fn new(source: &'a dyn Source) -> Self {
         Self { source }
     }
 
+    /// The value, trimmed; `None` when unset or blank.
     pub fn optional(&self, name: &str) -> Option<String> {
         self.source
             .get(name)
@@ -86,11 +92,14 @@ impl<'a> Env<'a> {
             .filter(|v| !v.is_empty())
     }
 
+    /// The value, or an error naming the variable when it is unset or blank.
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
         self.optional(name)
             .ok_or_else(|| ConfigError::new(name, "is required but not set"))
     }
 
+    /// The value parsed as `T`, or `default` when unset; a value that does not parse is an error,
+    /// never the default.
     pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr,
@@ -104,6 +113,7 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// The value parsed as `T`, `None` when unset; a value that does not parse is an error.
     pub fn parse_optional<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
     where
         T: FromStr,
@@ -117,6 +127,7 @@ impl<'a> Env<'a> {
             .transpose()
     }
 
+    /// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` in any case, or `default` when unset.
     pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match self.optional(name).map(|v| v.to_ascii_lowercase()) {
             None => Ok(default),

@@ -28,10 +28,14 @@ pub(crate) fn namespace_from_env(env: &Env<'_>) -> Result<String, ConfigError> {
     Ok(ns)
 }
 
+/// The CloudWatch unit a metric is recorded in (the EMF `Unit` of its definition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
+    /// Records, objects, statements, ...
     Count,
+    /// Payload and object sizes.
     Bytes,
+    /// Durations.
     Milliseconds,
 }
 
@@ -55,6 +59,7 @@ pub struct Emf {
 }
 
 impl Emf {
+    /// An empty document for `function` (its `Function` dimension) in `namespace`.
     pub fn new(namespace: &str, function: &str) -> Self {
         Self {
             namespace: namespace.into(),
@@ -70,11 +75,13 @@ impl Emf {
         self
     }
 
+    /// Adds a metric: its definition in the directive's `Metrics`, its value at the root.
     pub fn metric(mut self, name: &'static str, unit: Unit, value: f64) -> Self {
         self.metrics.push((name, unit, value));
         self
     }
 
+    /// Adds a [`Unit::Count`] metric.
     pub fn count(self, name: &'static str, value: usize) -> Self {
         self.metric(name, Unit::Count, value as f64)
     }
@@ -87,10 +94,12 @@ impl Emf {
             .map(|(_, _, v)| *v)
     }
 
+    /// The `Function` dimension.
     pub fn function(&self) -> &str {
         &self.function
     }
 
+    /// The metric names, in the order they were added.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.metrics.iter().map(|(n, _, _)| *n)
     }

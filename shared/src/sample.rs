@@ -9,6 +9,7 @@ use base64::Engine as _;
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose sequence `seed` alone decides: the same seed, the same records.
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
@@ -21,7 +22,8 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    pub fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n` (0 when `n` is 0); the modulo bias is irrelevant for sample data.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
 
@@ -204,9 +206,13 @@ pub(crate) const SENSOR_CSV_COLUMNS: &str = r#"[{"name":"sensorid","path":"/sens
 
 /// One benchmark batch: a whole Lambda event body.
 pub struct BenchBatch {
+    /// The benchmark group's name (`medium_6000`, `sensor_10000`).
     pub name: &'static str,
+    /// The Kinesis event body, as Lambda would send it.
     pub event: String,
+    /// Records in the event, for throughput in records per second.
     pub records: usize,
+    /// `CSV_COLUMNS` for the records' shape, for the CSV cases.
     pub columns: &'static str,
 }
 

@@ -23,7 +23,9 @@ const MAX_DEPTH: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what} at byte {offset}")]
 pub struct JsonError {
+    /// What the reader expected or found (`expected ',' or '}'`, `nested too deep`, ...).
     pub what: &'static str,
+    /// The byte in the text where reading stopped.
     pub offset: usize,
 }
 

@@ -32,18 +32,26 @@ const DIGEST_LEN: usize = 16;
 /// Why an aggregated record cannot be split; the whole record is quarantined with this reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AggregateError {
+    /// Fewer than 16 bytes follow the magic: the record was cut short.
     #[error("KPL aggregated record is too short for its MD5 trailer")]
     TooShort,
+    /// The trailer is not the MD5 of the protobuf: corrupted, or data that only starts like one.
     #[error("KPL aggregated record fails its MD5 check")]
     Digest,
+    /// The digest matches but the protobuf does not parse; carries what is wrong with it.
     #[error("KPL aggregated record is not a valid AggregatedRecord protobuf: {0}")]
     Protobuf(&'static str),
+    /// A sub-record's `partition_key_index` is past the end of `partition_key_table`.
     #[error("KPL sub-record {record} names partition key {index}, but the table has {len}")]
     PartitionKeyIndex {
+        /// The sub-record's position in the aggregate, from 0.
         record: usize,
+        /// The index it names.
         index: u64,
+        /// How many partition keys the table holds.
         len: usize,
     },
+    /// A valid protobuf with no `records`.
     #[error("KPL aggregated record holds no sub-records")]
     Empty,
 }

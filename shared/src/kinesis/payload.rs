@@ -15,10 +15,13 @@ use crate::kinesis::json::{self, JsonError, JsonStr, Reader};
 /// Why a payload cannot be used as a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
+    /// The bytes are not UTF-8, which JSON text must be (RFC 8259).
     #[error("payload is not UTF-8")]
     NotUtf8,
+    /// The text is not one JSON value (or is larger than 4 GiB); carries the parser's reason.
     #[error("payload is not valid JSON: {0}")]
     NotJson(String),
+    /// Valid JSON, but an array, string, number, boolean or null: a record must be an object.
     #[error("payload is JSON but not an object")]
     NotAnObject,
 }
@@ -31,10 +34,12 @@ pub struct JsonPointer {
 }
 
 impl JsonPointer {
+    /// The pointer in RFC 6901 syntax (`/a/b`); a bare name `a` reads `/a`.
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
+    /// The reference tokens, `~1` and `~0` already unescaped to `/` and `~`.
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }
@@ -112,6 +117,7 @@ impl Node {
 }
 
 impl Extractor {
+    /// An extractor with no pointer: it only validates payloads.
     pub fn new() -> Self {
         Self::default()
     }
@@ -144,10 +150,12 @@ impl Extractor {
         slot
     }
 
+    /// How many slots there are: every pointer added, each once.
     pub fn len(&self) -> usize {
         self.pointers.len()
     }
 
+    /// True when no pointer was added.
     pub fn is_empty(&self) -> bool {
         self.pointers.is_empty()
     }

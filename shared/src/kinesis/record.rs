@@ -16,18 +16,31 @@ use crate::kinesis::kpl::{self, AggregateError};
 /// The event body as a whole could not be read: nothing in it can be trusted to be a record.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The body is not valid JSON, or not an object whose `Records` is an array of objects.
     #[error("the event is not a Kinesis batch: {0}")]
     NotJson(#[from] JsonError),
+    /// A record lacks a field every Kinesis record has (`kinesis`, its `sequenceNumber`, `data`).
     #[error("the event is not a Kinesis batch: record {index} has no {field}")]
-    MissingField { index: usize, field: &'static str },
+    MissingField {
+        /// The record's position in `Records`, from 0.
+        index: usize,
+        /// The missing field's path, e.g. `kinesis.sequenceNumber`.
+        field: &'static str,
+    },
 }
 
 /// Where a record came from; travels with it into files, quarantine and Snowflake lineage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordMeta<'a> {
+    /// The stream name from `eventSourceARN` (the whole ARN if it has no `:stream/`), or
+    /// `unknown-stream` without one.
     pub stream: Cow<'a, str>,
+    /// The shard, the part of `eventID` before its `:` (`shardId-000000000006`), or
+    /// `unknown-shard`.
     pub shard_id: Cow<'a, str>,
+    /// `kinesis.sequenceNumber`: the record's position in its shard, what Lambda resends from.
     pub sequence_number: SequenceNumber<'a>,
+    /// `kinesis.partitionKey` (a KPL sub-record's own key); empty when absent.
     pub partition_key: Cow<'a, str>,
     /// Approximate arrival time in milliseconds since the epoch.
     pub arrival_ms: i64,
@@ -38,6 +51,7 @@ pub struct RecordMeta<'a> {
 }
 
 impl RecordMeta<'_> {
+    /// The arrival time as a date; the epoch if `arrival_ms` is out of chrono's range.
     pub fn arrival(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.arrival_ms).unwrap_or(DateTime::UNIX_EPOCH)
     }
@@ -151,6 +165,7 @@ impl ArrivalFormatter {
 /// One Kinesis record: its metadata and its payload bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KinesisRecord<'a> {
+    /// Where it came from.
     pub meta: RecordMeta<'a>,
     /// The base64-decoded payload (in the batch's [`PayloadBuffer`]), or the undecodable `data`
     /// text as it arrived.

@@ -9,19 +9,31 @@ use crate::kinesis::record::KinesisRecord;
 /// Why a record has no table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
+    /// The payload has no value at the routing field (carried as its pointer), or it is null.
     #[error("routing field {0} is missing or null")]
     MissingField(String),
+    /// The value is not in `ROUTE_MAP` and there is no `ROUTE_DEFAULT_TABLE`.
     #[error("routing field {field} has value {value:?}, which maps to no table")]
-    UnknownValue { field: String, value: String },
+    UnknownValue {
+        /// The routing field's pointer.
+        field: String,
+        /// Its value as text (a string unescaped, anything else as its JSON).
+        value: String,
+    },
 }
 
 /// Routes every record to one table, or by a field's value through a map.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Router {
+    /// Every record to this table (`TABLE`).
     Fixed(String),
+    /// By the value of a payload field (`ROUTE_FIELD`, `ROUTE_MAP`, `ROUTE_DEFAULT_TABLE`).
     ByField {
+        /// Where the value is in the payload.
         field: JsonPointer,
+        /// The field's slot in the configuration's [`Extractor`].
         slot: usize,
+        /// Value (as text) → table.
         tables: HashMap<String, String>,
         /// Table for values the map does not name; `None` quarantines them.
         default: Option<String>,
@@ -68,7 +80,8 @@ impl Router {
         }
     }
 
-    pub fn route<'r>(&'r self, payload: &Payload<'_>) -> Result<&'r str, RouteError> {
+    /// The table of a payload read through the configuration's extractor.
+    pub(crate) fn route<'r>(&'r self, payload: &Payload<'_>) -> Result<&'r str, RouteError> {
         match self {
             Router::Fixed(table) => Ok(table),
             Router::ByField {

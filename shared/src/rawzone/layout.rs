@@ -23,19 +23,23 @@ use crate::rawzone::encode::{Compression, Format};
 
 /// Where an object's records belong: the group a batch is split into, one object per group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupKey {
+pub(crate) struct GroupKey {
+    /// The table the records are routed to: the key's first segment below the prefix.
     pub table: String,
     /// Sanitised `name=value` of the optional field partition.
     pub partition: Option<String>,
     /// Hours since the epoch of the records' arrival time.
     pub hour: i64,
+    /// The shard the records were read from, sanitised into the file name.
     pub shard_id: String,
 }
 
 /// The function that writes a quarantine object: its own key segment under the error prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writer {
+    /// Records the orchestrator rejected: not a JSON object, no table, no partition value, ...
     Orchestrator,
+    /// Records the upsert function rejected, or Snowflake refused as rows.
     Upsert,
 }
 
@@ -57,7 +61,9 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(prefix: &str, error_prefix: &str) -> Self {
+    /// A layout under `prefix`, quarantining under `error_prefix`; slashes at either end and
+    /// empty segments are dropped.
+    pub(crate) fn new(prefix: &str, error_prefix: &str) -> Self {
         Self {
             prefix: clean_prefix(prefix),
             error_prefix: clean_prefix(error_prefix),
@@ -82,6 +88,7 @@ impl Layout {
         Ok(layout)
     }
 
+    /// The raw-zone prefix, without slashes at either end; every object key starts with it.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -181,8 +188,11 @@ impl Layout {
 /// What a raw-zone key says about its object.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ParsedKey<'k> {
+    /// The first segment below the prefix (letters, digits and `_` only).
     pub table: &'k str,
+    /// From the file name's extension: `.ndjson` or `.json`, or `.csv`.
     pub format: Format,
+    /// From the file name's last extension: `.gz`, `.zst` or none (the level is 0, unknown).
     pub compression: Compression,
     /// The `name=value` segment of a field partition, if the key has one.
     pub partition: Option<Partition<'k>>,
@@ -193,7 +203,9 @@ pub struct ParsedKey<'k> {
 /// A field partition segment read back from a key: both parts as written (sanitised).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partition<'k> {
+    /// Before the `=`: the partition's name (`PARTITION_NAME`, or the field's last token).
     pub name: &'k str,
+    /// After the `=`: the field's sanitised value, `_empty` for the empty string.
     pub value: &'k str,
 }
 

@@ -24,12 +24,19 @@ use crate::rawzone::quarantine::{self, RawData, Rejected};
 /// Everything that decides what the orchestrator writes where.
 #[derive(Debug, Clone)]
 pub struct RawZoneConfig {
+    /// The S3 bucket of the raw zone (`RAW_BUCKET`).
     pub bucket: String,
+    /// The prefixes and key scheme of objects and quarantine objects.
     pub layout: Layout,
+    /// Which table each record belongs to.
     pub router: Router,
+    /// The text format of the objects (`FORMAT`).
     pub format: Format,
+    /// The columns of each table's CSV files; None unless `FORMAT=csv`.
     pub csv: Option<CsvMappings>,
+    /// How objects are compressed (`COMPRESSION`, `COMPRESSION_LEVEL`).
     pub compression: Compression,
+    /// The field objects are also partitioned by (`PARTITION_FIELD`); None when unset.
     pub partition: Option<FieldPartition>,
     /// Every field the above reads, resolved in one pass per record.
     pub extractor: Extractor,
@@ -38,12 +45,17 @@ pub struct RawZoneConfig {
 /// Optional partitioning of objects by a record field, like Firehose dynamic partitioning.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldPartition {
+    /// The `name` of `name=value` in keys (`PARTITION_NAME`, default the field's last token),
+    /// sanitised.
     pub name: String,
+    /// Where the value is in the payload (`PARTITION_FIELD`).
     pub path: JsonPointer,
     slot: usize,
 }
 
 impl RawZoneConfig {
+    /// `RAW_BUCKET` (required) and the variables of the layout, router, format, compression and
+    /// field partition, every field they read registered in one extractor.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let bucket = env.required("RAW_BUCKET")?;
         let layout = Layout::from_env(env)?;
@@ -94,14 +106,20 @@ impl RawZoneConfig {
 /// What one batch becomes.
 #[derive(Debug, Default)]
 pub struct Plan {
+    /// One object per group, in group order (table, partition, hour, shard).
     pub objects: Vec<PlannedObject>,
+    /// The batch's rejected records with their reasons; None when every record was accepted.
     pub quarantine: Option<PlannedObject>,
+    /// Records in the batch, KPL sub-records counted one by one.
     pub records: usize,
+    /// Records in the quarantine object.
     pub quarantined: usize,
+    /// Payload bytes read, before encoding and compression.
     pub bytes_in: usize,
 }
 
 impl Plan {
+    /// Bytes to put: every object's compressed body, the quarantine object's included.
     pub fn bytes_out(&self) -> usize {
         self.objects
             .iter()

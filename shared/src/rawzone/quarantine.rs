@@ -20,8 +20,11 @@ use crate::rawzone::object::PlannedObject;
 /// A record set aside, with why.
 #[derive(Debug, Clone)]
 pub struct Rejected<'a> {
+    /// Where the record came from, written as the line's `metadata`.
     pub meta: RecordMeta<'a>,
+    /// Why it was set aside, for whoever replays it.
     pub reason: String,
+    /// The record as it arrived, so it can be recovered exactly.
     pub raw: RawData<'a>,
 }
 
@@ -35,6 +38,8 @@ pub enum RawData<'a> {
 }
 
 impl<'a> RawData<'a> {
+    /// From a [`KinesisRecord`](crate::kinesis::record::KinesisRecord)'s `data`: the decoded
+    /// bytes, or the text that was not base64.
     pub fn from_record(data: &'a Result<&'a [u8], Cow<'a, str>>) -> Self {
         match data {
             Ok(bytes) => RawData::Bytes(bytes),

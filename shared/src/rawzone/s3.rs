@@ -14,15 +14,23 @@ pub enum PutError {
     /// S3 refused it, or could not be reached, after the SDK's own retries.
     #[error("put s3://{bucket}/{key} failed: {message}")]
     Failed {
+        /// The bucket it was put in.
         bucket: String,
+        /// The object's key.
         key: String,
+        /// The SDK error with its sources (service code and message, or the transport failure).
         message: String,
     },
     /// Not started, or started but not confirmed, before the deadline. A PUT is atomic, so S3
     /// holds either the whole object or nothing; the retry writes the same key with the same
     /// bytes either way.
     #[error("put s3://{bucket}/{key} not confirmed before the invocation's deadline")]
-    Deadline { bucket: String, key: String },
+    Deadline {
+        /// The bucket it was to be put in.
+        bucket: String,
+        /// The object's key.
+        key: String,
+    },
 }
 
 /// Puts one planned object with its content type and encoding.

@@ -47,6 +47,7 @@ pub enum KeySource {
 /// Where a bearer token (PAT, OAuth access token, or a pre-made JWT) comes from.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
+    /// The token itself (`SNOWFLAKE_TOKEN`).
     Value(SecretString),
     /// A Secrets Manager secret whose `SecretString` is the token or JSON with `token`.
     SecretArn(String),
@@ -55,8 +56,11 @@ pub enum TokenSource {
 /// The `X-Snowflake-Authorization-Token-Type` of a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenType {
+    /// A key-pair JWT made elsewhere and passed in as a token (`KEYPAIR_JWT`).
     KeypairJwt,
+    /// A programmatic access token (`SNOWFLAKE_AUTH=pat`).
     ProgrammaticAccessToken,
+    /// An OAuth access token (`SNOWFLAKE_AUTH=oauth`).
     OAuth,
 }
 
@@ -75,11 +79,18 @@ impl TokenType {
 #[derive(Debug, Clone)]
 pub enum AuthConfig {
     /// Key-pair JWTs signed by the client (RS256), renewed before they expire.
-    KeyPair { user: String, key: KeySource },
+    KeyPair {
+        /// The Snowflake login name (`SNOWFLAKE_USER`); upper-cased into the JWT's `iss` and `sub`.
+        user: String,
+        /// Where the private key whose public half is set on that user comes from.
+        key: KeySource,
+    },
     /// A static bearer token: a programmatic access token, an OAuth access token, or a JWT made
     /// elsewhere (`TokenType::KeypairJwt`).
     Token {
+        /// What the token is, sent as its `X-Snowflake-Authorization-Token-Type`.
         kind: TokenType,
+        /// Where the token comes from.
         source: TokenSource,
     },
 }
@@ -90,14 +101,17 @@ pub struct RetryPolicy {
     /// Full-jitter exponential backoff for 429/5xx/transport failures: attempt n sleeps a random
     /// duration in `[0, min(max, base * 2^n)]`.
     pub base: Duration,
+    /// The cap on one backoff sleep.
     pub max: Duration,
     /// Polling of a running statement (after a 202): starts at `poll_initial`, doubles up to
     /// `poll_max`.
     pub poll_initial: Duration,
+    /// The longest wait between two polls of a running statement.
     pub poll_max: Duration,
     /// Upper bound of one HTTP attempt (further bounded by the caller's deadline). Snowflake holds
     /// a synchronous submission up to 45 s before answering 202.
     pub http_timeout: Duration,
+    /// Upper bound of the TCP and TLS handshake of a new connection.
     pub connect_timeout: Duration,
     /// Time allowed for the best-effort cancel sent after the deadline has passed.
     pub cancel_timeout: Duration,
@@ -128,15 +142,22 @@ pub struct SnowflakeConfig {
     /// `"Mixed"` is `Mixed`). [`ident`](super::ident) quotes them that way in qualified names,
     /// and the client sends them resolved (see [`Context`]).
     pub database: Option<String>,
+    /// The schema statements run in (`SNOWFLAKE_SCHEMA`), the one unqualified names resolve to.
     pub schema: String,
+    /// The warehouse that runs the statements; None leaves the user's default warehouse.
     pub warehouse: Option<String>,
+    /// The role statements run as; None leaves the user's default role.
     pub role: Option<String>,
+    /// How the client proves who it is.
     pub auth: AuthConfig,
     /// Sent as the statement `timeout`; Snowflake cancels the statement after it (HTTP 408).
     pub statement_timeout: Duration,
+    /// The `User-Agent` header of every request: `kinesis-snowflake/<version>` unless a caller
+    /// changes it.
     pub user_agent: String,
     /// Default `query_tag` session parameter; a statement's own tag wins.
     pub query_tag: Option<String>,
+    /// Backoff between retries, statement polling and HTTP timeouts.
     pub retry: RetryPolicy,
 }
 

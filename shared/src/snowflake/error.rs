@@ -11,9 +11,13 @@ pub enum SnowflakeError {
     /// The statement failed in Snowflake (HTTP 422): compilation error, constraint, bad data, ...
     #[error("SQL error {code} ({sql_state}): {message} [statement {}]", statement_handle.as_deref().unwrap_or("-"))]
     Sql {
+        /// Snowflake's error code (`"002003"`: no such object); empty if the body had none.
         code: String,
+        /// The five-character SQLSTATE (`"42S02"`); its first two characters are the class.
         sql_state: String,
+        /// Snowflake's message, as the response body gives it.
         message: String,
+        /// The failed statement's handle, to look it up in the query history; None if not sent.
         statement_handle: Option<String>,
     },
 
@@ -24,25 +28,39 @@ pub enum SnowflakeError {
     /// The caller's deadline passed before the statement finished; `last` is the last transient
     /// failure seen (or "statement still running" when it was being polled).
     #[error("deadline exceeded after {attempts} HTTP attempt(s); last: {last}")]
-    DeadlineExceeded { attempts: u32, last: String },
+    DeadlineExceeded {
+        /// HTTP requests sent for the statement, polls included.
+        attempts: u32,
+        /// The last transient failure seen, or "statement still running".
+        last: String,
+    },
 
     /// HTTP 408: the statement ran longer than its `timeout` and Snowflake canceled it.
     #[error("statement timed out and was canceled by Snowflake: {message} [statement {}]", statement_handle.as_deref().unwrap_or("-"))]
     StatementTimeout {
+        /// Snowflake's message, or "statement timeout" if the body had none.
         message: String,
+        /// The canceled statement's handle; None if the response did not give it.
         statement_handle: Option<String>,
     },
 
     /// The statement was canceled (SQL error 000604), e.g. by another client.
     #[error("statement canceled: {message} [statement {}]", statement_handle.as_deref().unwrap_or("-"))]
     Canceled {
+        /// Snowflake's message.
         message: String,
+        /// The canceled statement's handle; None if the response did not give it.
         statement_handle: Option<String>,
     },
 
     /// Any other HTTP status (400, 403, 404, ...; or 429/5xx when classified individually).
     #[error("HTTP {status}: {message}")]
-    Http { status: u16, message: String },
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// `code: message` of the error body, or the body's text; at most 500 characters.
+        message: String,
+    },
 
     /// Connection refused/reset, DNS, timeout of one HTTP attempt: retryable.
     #[error("transport: {0}")]
@@ -62,7 +80,12 @@ pub enum SnowflakeError {
 
     /// Secrets Manager could not provide the key or token.
     #[error("secret {arn}: {message}")]
-    Secret { arn: String, message: String },
+    Secret {
+        /// The ARN of the secret that was asked for.
+        arn: String,
+        /// Why: the Secrets Manager error, or a secret without a `SecretString`.
+        message: String,
+    },
 
     /// A configured name is not a valid identifier.
     #[error(transparent)]

@@ -24,18 +24,25 @@ pub const MAX_LEN: usize = 255;
 /// Why a name cannot be used as an identifier. Carries the offending name (names are not secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentError {
+    /// The name, or what is between its double quotes, is empty.
     #[error("identifier is empty")]
     Empty,
+    /// More than [`MAX_LEN`] characters; carries the first 40 of them.
     #[error("identifier {0:?} is longer than 255 characters")]
     TooLong(String),
+    /// Whitespace at either end: almost always a copy-paste slip, and invisible in a log.
     #[error("identifier {0:?} has leading or trailing whitespace")]
     Whitespace(String),
+    /// A control, zero-width or bidi character; carries the name with it escaped.
     #[error("identifier {0:?} contains a control or invisible formatting character")]
     ControlCharacter(String),
+    /// A `"` inside the name, which is rejected rather than doubled (see the module rules).
     #[error("identifier {0:?} contains a double quote")]
     DoubleQuote(String),
+    /// [`qualified`] was given no part or more than three (database, schema, object).
     #[error("qualified name needs 1 to 3 parts, got {0}")]
     Parts(usize),
+    /// [`resolve`] was given an unquoted name that Snowflake would not accept unquoted.
     #[error("{0:?} is not a valid unquoted identifier ([A-Za-z_][A-Za-z0-9_$]*); write it in double quotes if the name is case-sensitive or has other characters")]
     NotUnquoted(String),
 }

@@ -11,10 +11,13 @@ use uuid::Uuid;
 /// fakesnow (the local service) fails on typed nulls.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Binding {
+    /// A string; Snowflake casts it to the column's type where the statement needs one.
     Text(Option<String>),
     /// An exact number (integer or decimal) in its decimal text form, e.g. `"123"`, `"-1.50"`.
     Fixed(Option<String>),
+    /// A double-precision float, sent in Rust's shortest round-trip text form.
     Real(Option<f64>),
+    /// `true` or `false`.
     Boolean(Option<bool>),
     /// `YYYY-MM-DD`.
     Date(Option<String>),
@@ -138,7 +141,9 @@ impl Serialize for Bindings<'_> {
 /// One SQL statement with its positional (`?`) bind values.
 #[derive(Debug, Clone, Default)]
 pub struct Statement {
+    /// The SQL text, one statement, with `?` where a value is bound.
     pub sql: String,
+    /// The values of the `?`s, in order.
     pub bindings: Vec<Binding>,
     /// A caller-chosen requestId (see [`request_id_for`](super::request_id_for)); it is always sent
     /// with `retry=true`, so sending it again (a re-invoked Lambda) returns the stored outcome
@@ -181,16 +186,21 @@ impl Statement {
 /// A result column (`resultSetMetaData.rowType` entry).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ColumnType {
+    /// The column's name in the result (upper case for an unquoted name or alias).
     pub name: String,
     /// Snowflake type: FIXED, REAL, TEXT, BOOLEAN, DATE, TIMESTAMP_NTZ, VARIANT, ...
     #[serde(rename = "type")]
     pub type_name: String,
+    /// Maximum length of a TEXT (characters) or BINARY (bytes) column; None for other types.
     #[serde(default)]
     pub length: Option<u64>,
+    /// Total digits of a FIXED column; None for other types.
     #[serde(default)]
     pub precision: Option<u64>,
+    /// Digits after the decimal point (FIXED) or of fractional seconds (TIME, TIMESTAMP_*).
     #[serde(default)]
     pub scale: Option<u64>,
+    /// Whether the column may hold NULL; None when Snowflake leaves it out.
     #[serde(default)]
     pub nullable: Option<bool>,
 }
@@ -198,12 +208,16 @@ pub struct ColumnType {
 /// Row counts of a DML statement (`stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct DmlStats {
+    /// Rows the statement inserted (a MERGE's `WHEN NOT MATCHED`, an INSERT).
     #[serde(rename = "numRowsInserted", default)]
     pub inserted: u64,
+    /// Rows the statement updated.
     #[serde(rename = "numRowsUpdated", default)]
     pub updated: u64,
+    /// Rows the statement deleted.
     #[serde(rename = "numRowsDeleted", default)]
     pub deleted: u64,
+    /// Updated rows that joined several source rows (Snowpark's `multi_joined_rows_updated`).
     #[serde(rename = "numDuplicateRowsUpdated", default)]
     pub duplicates_updated: u64,
 }
@@ -211,13 +225,17 @@ pub struct DmlStats {
 /// The complete outcome of a statement: every partition's rows, in order.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
+    /// Snowflake's id of the statement, as the query history shows it.
     pub statement_handle: String,
+    /// The requestId the statement was submitted under (the caller's, or the random one).
     pub request_id: Uuid,
+    /// The result columns, in order; each row has one value per column.
     pub columns: Vec<ColumnType>,
     /// Values as Snowflake returns them (`jsonv2`): strings, `None` for NULL. Note the encodings:
     /// FIXED/REAL as decimal text, BOOLEAN `"true"`/`"false"`, DATE as days since the epoch,
     /// TIMESTAMP_NTZ as `"<seconds>.<nanoseconds>"`.
     pub rows: Vec<Vec<Option<String>>>,
+    /// Row counts of a DML statement; None for a query or DDL.
     pub stats: Option<DmlStats>,
     /// HTTP requests made for this result (submissions, polls, partitions), retries included.
     pub http_requests: u32,

@@ -146,6 +146,8 @@ pub struct CsvMappings {
 }
 
 impl CsvMappings {
+    /// `CSV_COLUMNS`, with columns for every one of `tables` (the tables records are routed to);
+    /// each column's pointer gets its slot in `extractor`.
     pub fn from_env(
         env: &Env<'_>,
         tables: &[&str],

@@ -15,11 +15,14 @@ use crate::kinesis::record::{ArrivalFormatter, RecordMeta};
 /// The text format of a raw-zone file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// One JSON object per line: the record as sent under `payload`, its lineage under `metadata`.
     Ndjson,
+    /// One CSV line per record: the columns configured for its table, then the lineage.
     Csv,
 }
 
 impl Format {
+    /// The extension in object keys, before the compression's; the loader reads it back.
     pub fn extension(self) -> &'static str {
         match self {
             Format::Ndjson => "ndjson",
@@ -27,6 +30,7 @@ impl Format {
         }
     }
 
+    /// The `Content-Type` objects of this format are put with.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Ndjson => "application/x-ndjson",
@@ -34,6 +38,7 @@ impl Format {
         }
     }
 
+    /// `FORMAT`: `ndjson` (the default, also `json`) or `csv`.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         match env
             .optional("FORMAT")
@@ -54,12 +59,22 @@ impl Format {
 /// How a file is compressed; the level only matters when writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
-    Gzip { level: u32 },
-    Zstd { level: i32 },
+    /// gzip, which every COPY and every tool reads.
+    Gzip {
+        /// 0 (stored) to 9 (smallest).
+        level: u32,
+    },
+    /// zstd: smaller files than gzip for the same CPU time.
+    Zstd {
+        /// 1 (fastest) to 19 (smallest).
+        level: i32,
+    },
+    /// Stored as is.
     None,
 }
 
 impl Compression {
+    /// The suffix after the format's extension in object keys: `.gz`, `.zst` or nothing.
     pub fn extension(self) -> &'static str {
         match self {
             Compression::Gzip { .. } => ".gz",
@@ -68,6 +83,7 @@ impl Compression {
         }
     }
 
+    /// The `Content-Encoding` objects are put with; None for uncompressed objects.
     pub fn content_encoding(self) -> Option<&'static str> {
         match self {
             Compression::Gzip { .. } => Some("gzip"),
@@ -110,6 +126,7 @@ impl Compression {
         }
     }
 
+    /// A writer that compresses into memory, its buffer sized for `capacity` bytes of output.
     pub fn writer(self, capacity: usize) -> io::Result<CompressWriter> {
         let buf = Vec::with_capacity(capacity);
         Ok(match self {
@@ -127,12 +144,16 @@ impl Compression {
 
 /// A writer that compresses into memory.
 pub enum CompressWriter {
+    /// [`Compression::Gzip`].
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    /// [`Compression::Zstd`].
     Zstd(zstd::stream::Encoder<'static, Vec<u8>>),
+    /// [`Compression::None`]: the bytes as written.
     Plain(Vec<u8>),
 }
 
 impl CompressWriter {
+    /// Ends the stream (the gzip trailer, the last zstd frame) and returns the compressed bytes.
     pub fn finish(self) -> io::Result<Vec<u8>> {
         match self {
             CompressWriter::Gzip(w) => w.finish(),

@@ -38,11 +38,17 @@ struct Session {
 /// token Snowflake had committed when it was opened.
 #[derive(Debug, Clone)]
 pub struct Channel {
+    /// The database of the pipe, as given to [`StreamingClient::open_channel`] (a stored name).
     pub database: String,
+    /// The schema of the pipe, likewise.
     pub schema: String,
+    /// The pipe the channel writes through.
     pub pipe: String,
+    /// The channel's name, unique per pipe; reopening it by this name resumes it.
     pub name: String,
     continuation: String,
+    /// The last offset token Snowflake had committed on the channel when it was opened; None for
+    /// a new channel, or one that never committed a row.
     pub committed_when_opened: Option<String>,
 }
 

@@ -8,8 +8,11 @@ pub enum StreamingError {
     /// An error answer: `code` is Snowflake's stable code (`STALE_CONTINUATION_TOKEN_SEQUENCER`, …).
     #[error("HTTP {status} {code}: {message}")]
     Http {
+        /// The HTTP status code.
         status: u16,
+        /// The body's `code`; empty when the body had none.
         code: String,
+        /// The body's `message`, or its first 300 bytes when it had none.
         message: String,
     },
     /// Connection refused/reset, DNS, timeout of one HTTP attempt.
