@@ -13,7 +13,7 @@ use crate::row;
 use shared::kinesis::record::{cmp_positions, RecordMeta};
 use shared::kinesis::sequence::SequenceNumber;
 use shared::lineage::table as lineage;
-use shared::rawzone::quarantine::RawData;
+use shared::rawzone::quarantine::RecordData;
 
 /// One record mapped to a row of a table, with what lineage and the payload column need.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub struct Candidate<'a> {
     /// The payload on one line, when the table keeps it in a VARIANT column.
     pub payload: Option<std::borrow::Cow<'a, str>>,
     /// The record as it arrived, quarantined if Snowflake refuses the row.
-    pub raw: RawData<'a>,
+    pub data: RecordData<'a>,
 }
 
 /// Keeps the newest candidate per key, in sequence order: the highest version when the mapping
@@ -279,7 +279,7 @@ mod tests {
             row,
             meta,
             payload: None,
-            raw: RawData::Bytes(json.as_bytes()),
+            data: RecordData::Bytes(json.as_bytes()),
         }
     }
 

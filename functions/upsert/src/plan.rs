@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use shared::kinesis::payload::PayloadParser;
 use shared::kinesis::record::KinesisRecord;
 use shared::kinesis::route::route_record;
-use shared::rawzone::quarantine::{RawData, Rejected};
+use shared::rawzone::quarantine::{RecordData, Rejected};
 use shared::snowflake::{request_id_for, Binding, Statement};
 
 use crate::config::Config;
@@ -51,7 +51,7 @@ pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> Map
             Err(reason) => out.rejected.push(Rejected {
                 meta: record.meta.clone(),
                 reason,
-                raw: RawData::from_record(&record.data),
+                data: RecordData::from_record(&record.data),
             }),
         }
     }
@@ -106,7 +106,7 @@ impl<'r> MappedBatch<'r> {
                 row,
                 meta: record.meta.clone(),
                 payload: payload.clone(),
-                raw: RawData::from_record(&record.data),
+                data: RecordData::from_record(&record.data),
             });
         }
     }

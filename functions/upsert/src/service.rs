@@ -85,7 +85,7 @@ fn take_refused<'r>(rows: Vec<Candidate<'r>>, refused: Vec<(usize, String)>) -> 
             Some(Rejected {
                 meta: c.meta,
                 reason,
-                raw: c.raw,
+                data: c.data,
             })
         })
         .collect()

@@ -19,7 +19,7 @@ use crate::rawzone::layout::{
     hour_of, partition_segment, sanitize, sanitize_cow, GroupKey, Layout, Writer,
 };
 use crate::rawzone::object::PlannedObject;
-use crate::rawzone::quarantine::{self, RawData, Rejected};
+use crate::rawzone::quarantine::{self, RecordData, Rejected};
 
 /// Everything that decides what the orchestrator writes where.
 #[derive(Debug, Clone)]
@@ -165,7 +165,7 @@ pub fn plan(config: &RawZoneConfig, records: &[KinesisRecord<'_>]) -> std::io::R
             Err(reason) => rejected.push(Rejected {
                 meta: record.meta.clone(),
                 reason,
-                raw: RawData::from_record(&record.data),
+                data: RecordData::from_record(&record.data),
             }),
         }
     }

@@ -25,25 +25,25 @@ pub struct Rejected<'a> {
     /// Why it was set aside, for whoever replays it.
     pub reason: String,
     /// The record as it arrived, so it can be recovered exactly.
-    pub raw: RawData<'a>,
+    pub data: RecordData<'a>,
 }
 
 /// What arrived in the record's `data` field.
 #[derive(Debug, Clone)]
-pub enum RawData<'a> {
+pub enum RecordData<'a> {
     /// Base64-decoded bytes.
     Bytes(&'a [u8]),
     /// The `data` text itself, when it was not valid base64.
     Undecodable(&'a str),
 }
 
-impl<'a> RawData<'a> {
+impl<'a> RecordData<'a> {
     /// From a [`KinesisRecord`](crate::kinesis::record::KinesisRecord)'s `data`: the decoded
     /// bytes, or the text that was not base64.
     pub fn from_record(data: &'a Result<&'a [u8], Cow<'a, str>>) -> Self {
         match data {
-            Ok(bytes) => RawData::Bytes(bytes),
-            Err(text) => RawData::Undecodable(text),
+            Ok(bytes) => RecordData::Bytes(bytes),
+            Err(text) => RecordData::Undecodable(text),
         }
     }
 }
@@ -53,8 +53,8 @@ pub(crate) fn push_line(out: &mut Vec<u8>, rejected: &Rejected<'_>) {
     push_json_str(out, &rejected.reason);
     out.extend_from_slice(b",\"metadata\":");
     push_metadata(out, &rejected.meta);
-    match rejected.raw {
-        RawData::Bytes(bytes) => match std::str::from_utf8(bytes) {
+    match rejected.data {
+        RecordData::Bytes(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => {
                 out.extend_from_slice(b",\"payload\":");
                 push_json_str(out, text);
@@ -69,7 +69,7 @@ pub(crate) fn push_line(out: &mut Vec<u8>, rejected: &Rejected<'_>) {
                 out.push(b'"');
             }
         },
-        RawData::Undecodable(text) => {
+        RecordData::Undecodable(text) => {
             out.extend_from_slice(b",\"data_field\":");
             push_json_str(out, text);
         }
@@ -139,17 +139,17 @@ mod tests {
             Rejected {
                 meta: meta(),
                 reason: "payload is JSON but not an object".into(),
-                raw: RawData::Bytes(b"[1,2]"),
+                data: RecordData::Bytes(b"[1,2]"),
             },
             Rejected {
                 meta: meta(),
                 reason: "payload is not UTF-8".into(),
-                raw: RawData::Bytes(&binary),
+                data: RecordData::Bytes(&binary),
             },
             Rejected {
                 meta: meta(),
                 reason: "data is not base64".into(),
-                raw: RawData::Undecodable("%%%"),
+                data: RecordData::Undecodable("%%%"),
             },
         ];
         let body = encode(&rejected).unwrap();
@@ -177,7 +177,7 @@ mod tests {
         let rejected = [Rejected {
             meta: meta(),
             reason: "payload is not valid JSON".into(),
-            raw: RawData::Bytes(b"{"),
+            data: RecordData::Bytes(b"{"),
         }];
         let orchestrator = object(&layout, Writer::Orchestrator, &rejected)
             .unwrap()
