@@ -9,47 +9,19 @@ use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 use shared::config::{Env, ProcessEnv};
 use shared::kinesis::record::{
-    decode_kinesis_event, min_sequence_number, DecodeError, KinesisRecord, PayloadBuffer,
+    decode_kinesis_event, min_sequence_number, KinesisRecord, PayloadBuffer,
 };
 use shared::rawzone::layout::Writer;
 use shared::rawzone::quarantine::Rejected;
-use shared::snowflake::streaming::StreamingError;
-use shared::snowflake::{SnowflakeClient, SnowflakeError};
+use shared::snowflake::SnowflakeClient;
 
 use crate::config::{Config, WriteMode};
+pub use crate::error::HandlerError;
 use crate::merge::Candidate;
 use crate::outcome::BatchOutcome;
 use crate::plan::{map_records, plan_table, MappedBatch};
 use crate::service::{merge_table, TableFailure, TableResult};
 use crate::streaming::StreamingWriter;
-
-/// Why an invocation failed as a whole; Lambda retries the batch.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    #[error(transparent)]
-    /// The event is not a Kinesis batch.
-    Decode(#[from] DecodeError),
-    #[error("Snowflake refused the credentials or configuration: {0}")]
-    /// Snowflake refused the credentials or configuration: no resend can succeed.
-    Snowflake(SnowflakeError),
-    #[error("Snowpipe Streaming refused the credentials or configuration: {0}")]
-    /// Snowpipe Streaming refused the credentials or configuration.
-    Streaming(StreamingError),
-    #[error("encoding quarantined records failed: {0}")]
-    /// The quarantine object could not be compressed.
-    Encode(#[from] std::io::Error),
-}
-
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(error: HandlerError) -> Self {
-        let error_type = match error {
-            HandlerError::Decode(_) => "InvalidEvent",
-            HandlerError::Snowflake(_) | HandlerError::Streaming(_) => "SnowflakeConfiguration",
-            HandlerError::Encode(_) => "EncodeError",
-        };
-        shared::lambda::diagnostic(error_type, &error)
-    }
-}
 
 /// The upsert function with its configuration and clients, made once per container.
 pub struct Upsert {
@@ -188,12 +160,8 @@ fn collect_tables<'r>(
                 t
             }
             Err(TableFailure::Fatal(e)) => {
-                tracing::error!(table = %table, error = %e, "Snowflake refused the credentials or configuration; failing the invocation");
-                return Err(HandlerError::Snowflake(e));
-            }
-            Err(TableFailure::FatalStreaming(e)) => {
-                tracing::error!(table = %table, error = %e, "Snowpipe Streaming refused the credentials or configuration; failing the invocation");
-                return Err(HandlerError::Streaming(e));
+                tracing::error!(table = %table, error = %e, "credentials or configuration refused; failing the invocation");
+                return Err(e);
             }
             Err(TableFailure::Retry(t)) => {
                 failed.extend(lowest);

@@ -15,6 +15,7 @@
 pub mod changes;
 pub mod config;
 mod envelope;
+mod error;
 mod handler;
 mod mapping;
 mod merge;

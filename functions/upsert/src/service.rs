@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use shared::rawzone::quarantine::Rejected;
-use shared::snowflake::streaming::StreamingError;
 use shared::snowflake::{Recovery, SnowflakeClient, SnowflakeError};
 
+use crate::error::HandlerError;
 use crate::merge::{Candidate, Chunk};
 use crate::outcome::TableOutcome;
 use crate::plan::TablePlan;
@@ -15,8 +15,7 @@ use crate::plan::TablePlan;
 /// Why a table's rows did not all land.
 pub(crate) enum TableFailure {
     /// Credentials or configuration: no retry of the batch can succeed until someone fixes it.
-    Fatal(SnowflakeError),
-    FatalStreaming(StreamingError),
+    Fatal(HandlerError),
     /// Lambda resends the batch from the table's lowest sequence number.
     Retry(TableOutcome),
 }
@@ -51,7 +50,7 @@ pub(crate) async fn merge_table<'r>(
             Err(e) => e,
         };
         match error.recovery() {
-            Recovery::Fatal => return Err(TableFailure::Fatal(error)),
+            Recovery::Fatal => return Err(TableFailure::Fatal(HandlerError::Snowflake(error))),
             Recovery::Isolate if rows == 1 => {
                 outcome.statements += 1;
                 tracing::warn!(table, error = %error, sequence_number = %first, "Snowflake refused a row; quarantining it");

@@ -19,18 +19,9 @@ use shared::snowflake::streaming::{
 use shared::snowflake::SnowflakeClient;
 
 use crate::config::StreamingSettings;
+use crate::error::HandlerError;
 use crate::outcome::TableOutcome;
 use crate::service::{TableFailure, TableResult};
-
-/// Why a table's appends did not complete.
-#[derive(Debug)]
-pub enum StreamFailure {
-    /// Resend the batch (after a backoff Lambda provides): throttling, a deadline, a channel
-    /// reopened too often.
-    Retry(String),
-    /// Configuration or credentials.
-    Fatal(StreamingError),
-}
 
 /// An open channel and the offset of the last row appended through it (committed or on its
 /// way): what the next batch skips up to.
@@ -69,18 +60,13 @@ impl StreamingWriter {
         candidates: Vec<Candidate<'r>>,
         deadline: Instant,
     ) -> TableResult<'r> {
-        let rows = candidates.len();
         match self.write(mapping, candidates, deadline).await {
             Ok(outcome) => Ok((outcome, Vec::new())),
-            Err(StreamFailure::Fatal(e)) => Err(TableFailure::FatalStreaming(e)),
-            Err(StreamFailure::Retry(error)) => {
-                tracing::error!(table, error = %error, "appends not committed; Lambda will resend from this table's lowest sequence number (committed rows are skipped)");
-                Err(TableFailure::Retry(TableOutcome {
-                    rows,
-                    error: Some(error),
-                    ..TableOutcome::default()
-                }))
+            Err(TableFailure::Retry(outcome)) => {
+                tracing::error!(table, error = ?outcome.error, "appends not committed; Lambda will resend from this table's lowest sequence number (committed rows are skipped)");
+                Err(TableFailure::Retry(outcome))
             }
+            Err(fatal) => Err(fatal),
         }
     }
 
@@ -91,7 +77,7 @@ impl StreamingWriter {
         mapping: &TableMapping,
         mut candidates: Vec<Candidate<'_>>,
         deadline: Instant,
-    ) -> Result<TableOutcome, StreamFailure> {
+    ) -> Result<TableOutcome, TableFailure> {
         let mut outcome = TableOutcome {
             rows: candidates.len(),
             ..TableOutcome::default()
@@ -127,7 +113,7 @@ impl StreamingWriter {
                     tracing::warn!(channel = %name, error = %e, "channel must be reopened; resuming after its committed offset");
                     channels.remove(&key);
                 }
-                Err(e) => return Err(failure(e)),
+                Err(e) => return Err(failure(e, outcome.rows)),
             }
         }
         let Some(high_water) = channels.get(&key).and_then(|s| s.high_water.clone()) else {
@@ -135,7 +121,8 @@ impl StreamingWriter {
         };
         drop(channels);
         self.wait_committed(&objects, &name, &high_water, deadline)
-            .await?;
+            .await
+            .map_err(|e| e.into_failure(outcome.rows))?;
         Ok(outcome)
     }
 
@@ -146,7 +133,7 @@ impl StreamingWriter {
         name: &str,
         deadline: Instant,
         outcome: &mut TableOutcome,
-    ) -> Result<ChannelState, StreamFailure> {
+    ) -> Result<ChannelState, TableFailure> {
         let channel = self
             .client
             .open_channel(
@@ -157,7 +144,7 @@ impl StreamingWriter {
                 deadline,
             )
             .await
-            .map_err(failure)?;
+            .map_err(|e| failure(e, outcome.rows))?;
         outcome.http_requests += 1;
         let high_water = channel.committed_when_opened.clone();
         Ok(ChannelState {
@@ -216,7 +203,7 @@ impl StreamingWriter {
         name: &str,
         offset: &str,
         deadline: Instant,
-    ) -> Result<(), StreamFailure> {
+    ) -> Result<(), NotCommitted> {
         loop {
             let statuses = self
                 .client
@@ -228,7 +215,7 @@ impl StreamingWriter {
                     deadline,
                 )
                 .await
-                .map_err(failure)?;
+                .map_err(NotCommitted::Error)?;
             let status = statuses.get(name).cloned().unwrap_or_default();
             if let Some(committed) = status.last_committed_offset_token.as_deref() {
                 if offset_reached(committed, offset) {
@@ -239,12 +226,29 @@ impl StreamingWriter {
                 }
             }
             if Instant::now() + COMMIT_POLL >= deadline {
-                return Err(StreamFailure::Retry(format!(
+                return Err(NotCommitted::Deadline(format!(
                     "offset {offset} not committed before the deadline (committed: {:?})",
                     status.last_committed_offset_token
                 )));
             }
             tokio::time::sleep(COMMIT_POLL).await;
+        }
+    }
+}
+
+/// Why appended rows were not seen committed.
+enum NotCommitted {
+    /// The status request failed.
+    Error(StreamingError),
+    /// The deadline came first.
+    Deadline(String),
+}
+
+impl NotCommitted {
+    fn into_failure(self, rows: usize) -> TableFailure {
+        match self {
+            NotCommitted::Error(e) => failure(e, rows),
+            NotCommitted::Deadline(why) => resend(why, rows),
         }
     }
 }
@@ -267,13 +271,22 @@ fn requests(lines: &[String]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-fn failure(e: StreamingError) -> StreamFailure {
+/// What an error the writer cannot recover from within the batch means for it: credentials or
+/// configuration fail the invocation, anything else has Lambda resend the table's `rows`.
+fn failure(e: StreamingError, rows: usize) -> TableFailure {
     match e.recovery() {
-        Recovery::Fatal => StreamFailure::Fatal(e),
-        Recovery::Retry | Recovery::Reopen | Recovery::Isolate => {
-            StreamFailure::Retry(e.to_string())
-        }
+        Recovery::Fatal => TableFailure::Fatal(HandlerError::Streaming(e)),
+        Recovery::Retry | Recovery::Reopen | Recovery::Isolate => resend(e.to_string(), rows),
     }
+}
+
+/// Lambda resends the table's `rows` (committed ones are skipped then).
+fn resend(error: String, rows: usize) -> TableFailure {
+    TableFailure::Retry(TableOutcome {
+        rows,
+        error: Some(error),
+        ..TableOutcome::default()
+    })
 }
 
 #[cfg(test)]
