@@ -160,50 +160,21 @@ pub(crate) fn coerce(
     }
     let first = raw.as_bytes()[0];
     let text = value_text(raw).unwrap_or_default();
-    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
     match ty {
         ColumnType::Variant => Ok(raw.to_string()),
         ColumnType::Text => Ok(quoted(&text)),
         ColumnType::Number { precision, scale } => {
-            if matches!(first, b'{' | b'[' | b't' | b'f') {
-                return Err(format!("expected a number, got {}", short(raw)));
-            }
-            let t = text.trim();
-            canonical_number(t, precision, scale, rounding)
-                .map(|n| quoted(&n))
-                .map_err(|e| match e {
-                    NumberError::NotANumber => format!("expected a number, got {}", short(raw)),
-                    NumberError::OutOfRange => format!(
-                        "numeric value {} is out of range for NUMBER({precision},{scale})",
-                        short(raw)
-                    ),
-                    NumberError::Inexact => format!(
-                        "key value {} has more than {scale} decimal places (NUMBER({precision},{scale}) would round it into another key)",
-                        short(raw)
-                    ),
-                })
+            coerce_number(raw, first, &text, precision, scale, rounding)
         }
-        ColumnType::Float => {
-            if matches!(first, b'{' | b'[' | b't' | b'f') {
-                return Err(format!("expected a number, got {}", short(raw)));
-            }
-            let f: f64 = text
-                .trim()
-                .parse()
-                .map_err(|_| format!("expected a number, got {}", short(raw)))?;
-            if !f.is_finite() {
-                return Err(format!("expected a finite number, got {}", short(raw)));
-            }
-            Ok(quoted(&canonical_float(f)))
-        }
+        ColumnType::Float => coerce_float(raw, first, &text),
         ColumnType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok("true".into()),
             "false" | "0" | "no" => Ok("false".into()),
-            _ => Err(format!("expected a boolean, got {}", short(raw))),
+            _ => Err(expected("a boolean", raw)),
         },
         ColumnType::TimestampNtz(unit) => {
-            let ts = parse_timestamp(first, &text, unit)
-                .ok_or_else(|| format!("expected a timestamp, got {}", short(raw)))?;
+            let ts =
+                parse_timestamp(first, &text, unit).ok_or_else(|| expected("a timestamp", raw))?;
             in_snowflake_years(ts.date(), raw)?;
             Ok(quoted(&ts.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
         }
@@ -211,11 +182,82 @@ pub(crate) fn coerce(
             let d = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
                 .ok()
                 .or_else(|| parse_timestamp(first, &text, EpochUnit::Magnitude).map(|t| t.date()))
-                .ok_or_else(|| format!("expected a date, got {}", short(raw)))?;
+                .ok_or_else(|| expected("a date", raw))?;
             in_snowflake_years(d, raw)?;
             Ok(quoted(&d.format("%Y-%m-%d").to_string()))
         }
     }
+}
+
+// `coerce` runs once per column of every record: its steps are `#[inline]` and its error
+// messages `#[cold]`. Split so, it ran 1 % fewer instructions per call than written in one
+// piece (callgrind on the `upsert` bench; wall-clock on the shared 2-core machine varied by
+// 50–140 % between runs).
+
+/// A string as JSON text.
+#[inline]
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "null".into())
+}
+
+/// Whether a value whose text starts with `first` is an object, an array or a boolean, which
+/// a numeric column refuses even where its text would parse.
+#[inline]
+fn is_not_numeric(first: u8) -> bool {
+    matches!(first, b'{' | b'[' | b't' | b'f')
+}
+
+/// [`coerce`] to NUMBER(p,s): the canonical text, as a JSON string.
+#[inline]
+fn coerce_number(
+    raw: &str,
+    first: u8,
+    text: &str,
+    precision: u8,
+    scale: u8,
+    rounding: Rounding,
+) -> Result<String, String> {
+    if is_not_numeric(first) {
+        return Err(expected("a number", raw));
+    }
+    canonical_number(text.trim(), precision, scale, rounding)
+        .map(|n| quoted(&n))
+        .map_err(|e| number_error(e, raw, precision, scale))
+}
+
+/// The reason a value does not fit NUMBER(p,s).
+#[cold]
+fn number_error(e: NumberError, raw: &str, precision: u8, scale: u8) -> String {
+    match e {
+        NumberError::NotANumber => expected("a number", raw),
+        NumberError::OutOfRange => format!(
+            "numeric value {} is out of range for NUMBER({precision},{scale})",
+            short(raw)
+        ),
+        NumberError::Inexact => format!(
+            "key value {} has more than {scale} decimal places (NUMBER({precision},{scale}) would round it into another key)",
+            short(raw)
+        ),
+    }
+}
+
+/// [`coerce`] to FLOAT: the shortest text of the finite value, as a JSON string.
+#[inline]
+fn coerce_float(raw: &str, first: u8, text: &str) -> Result<String, String> {
+    if is_not_numeric(first) {
+        return Err(expected("a number", raw));
+    }
+    let f: f64 = text.trim().parse().map_err(|_| expected("a number", raw))?;
+    if !f.is_finite() {
+        return Err(expected("a finite number", raw));
+    }
+    Ok(quoted(&canonical_float(f)))
+}
+
+/// The reason a value is not `what` (e.g. `a number`).
+#[cold]
+fn expected(what: &str, raw: &str) -> String {
+    format!("expected {what}, got {}", short(raw))
 }
 
 fn short(raw: &str) -> String {
