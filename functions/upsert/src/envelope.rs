@@ -39,6 +39,24 @@ impl EnvelopeKind {
             EnvelopeKind::Dms => "dms",
         }
     }
+
+    /// The field that names the operation, for reasons.
+    fn op_field(self) -> &'static str {
+        match self {
+            EnvelopeKind::Debezium => "op",
+            EnvelopeKind::Dms => "metadata.operation",
+        }
+    }
+
+    /// What this envelope calls `image`, for reasons.
+    fn image_name(self, image: Image) -> &'static str {
+        match (self, image) {
+            (EnvelopeKind::Debezium, Image::New) => "after",
+            (EnvelopeKind::Debezium, Image::Old) => "before",
+            (EnvelopeKind::Dms, Image::New) => "data",
+            (EnvelopeKind::Dms, Image::Old) => "before-image",
+        }
+    }
 }
 
 /// A record that is valid but changes no row: counted and logged, never applied.
@@ -118,7 +136,83 @@ pub(crate) struct Layout {
     version: Vec<usize>,
 }
 
+/// Where an envelope kind keeps its fields, relative to the root of one layout.
+struct Fields {
+    op: &'static str,
+    record_type: Option<&'static str>,
+    /// The new and old image.
+    images: [String; 2],
+    /// Version parts in order of significance.
+    version: &'static [&'static str],
+}
+
+impl Fields {
+    /// `before_image` is the field DMS writes the before-image to.
+    fn of(kind: EnvelopeKind, before_image: &str) -> Self {
+        match kind {
+            EnvelopeKind::Debezium => Fields {
+                op: "/op",
+                record_type: None,
+                images: ["/after".into(), "/before".into()],
+                version: &[
+                    "/source/file",
+                    "/source/pos",
+                    "/source/row",
+                    "/source/lsn",
+                    "/source/ts_ms",
+                ],
+            },
+            EnvelopeKind::Dms => Fields {
+                op: "/metadata/operation",
+                record_type: Some("/metadata/record-type"),
+                images: [
+                    "/data".into(),
+                    // the configured field name as one pointer token (RFC 6901 escapes)
+                    format!("/{}", before_image.replace('~', "~0").replace('/', "~1")),
+                ],
+                version: &["/metadata/timestamp", "/metadata/transaction-id"],
+            },
+        }
+    }
+}
+
 impl Layout {
+    /// Registers `fields` under `prefix`, then every column path under each image.
+    fn register(
+        prefix: &str,
+        fields: &Fields,
+        columns: &[&JsonPointer],
+        x: &mut Extractor,
+    ) -> Result<Self, String> {
+        let mut slot = |p: &str| pointer(prefix, p).map(|p| x.slot(&p));
+        let op = slot(fields.op)?;
+        let record_type = fields.record_type.map(&mut slot).transpose()?;
+        let version = fields
+            .version
+            .iter()
+            .map(|v| slot(v))
+            .collect::<Result<_, _>>()?;
+        let images = &fields.images;
+        let image_slots = [slot(&images[0])?, slot(&images[1])?];
+        let mut cols: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+        for (i, image) in images.iter().enumerate() {
+            for c in columns {
+                cols[i].push(slot(&format!("{image}{}", c.as_str()))?);
+            }
+        }
+        Ok(Layout {
+            op,
+            record_type,
+            images: image_slots,
+            columns: cols,
+            image_paths: [
+                format!("{prefix}{}", images[0]),
+                format!("{prefix}{}", images[1]),
+            ],
+            version,
+        })
+    }
+
     /// The slot of column `i` in `image`.
     pub(crate) fn column_slot(&self, image: Image, i: usize) -> usize {
         self.columns[image as usize][i]
@@ -170,54 +264,8 @@ impl Envelope {
         before_image: &str,
         x: &mut Extractor,
     ) -> Result<Self, String> {
-        let mut layout = |prefix: &str| -> Result<Layout, String> {
-            let (op, record_type, images, version): (&str, Option<&str>, [String; 2], &[&str]) =
-                match kind {
-                    EnvelopeKind::Debezium => (
-                        "/op",
-                        None,
-                        ["/after".into(), "/before".into()],
-                        &[
-                            "/source/file",
-                            "/source/pos",
-                            "/source/row",
-                            "/source/lsn",
-                            "/source/ts_ms",
-                        ],
-                    ),
-                    EnvelopeKind::Dms => (
-                        "/metadata/operation",
-                        Some("/metadata/record-type"),
-                        [
-                            "/data".into(),
-                            format!("/{}", before_image.replace('~', "~0").replace('/', "~1")),
-                        ],
-                        &["/metadata/timestamp", "/metadata/transaction-id"],
-                    ),
-                };
-            let mut slot = |p: &str| pointer(prefix, p).map(|p| x.slot(&p));
-            let op = slot(op)?;
-            let record_type = record_type.map(&mut slot).transpose()?;
-            let version = version.iter().map(|v| slot(v)).collect::<Result<_, _>>()?;
-            let image_slots = [slot(&images[0])?, slot(&images[1])?];
-            let mut cols: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
-            for (i, image) in images.iter().enumerate() {
-                for c in columns {
-                    cols[i].push(slot(&format!("{image}{}", c.as_str()))?);
-                }
-            }
-            Ok(Layout {
-                op,
-                record_type,
-                images: image_slots,
-                columns: cols,
-                image_paths: [
-                    format!("{prefix}{}", images[0]),
-                    format!("{prefix}{}", images[1]),
-                ],
-                version,
-            })
-        };
+        let fields = Fields::of(kind, before_image);
+        let mut layout = |prefix: &str| Layout::register(prefix, &fields, columns, x);
         let (layouts, wrapper) = match kind {
             EnvelopeKind::Debezium => {
                 let plain = layout("")?;
@@ -255,15 +303,9 @@ impl Envelope {
         payload: &Payload<'_>,
     ) -> Result<Decision<'l>, EnvelopeError> {
         let envelope = self.kind.name();
-        let layout = match self.wrapper {
-            // Wrapped when the plain op is absent and `payload` is there (the JSON converter
-            // with schemas enabled).
-            Some(w) if payload.value(self.layouts[0].op).is_none() => match payload.value(w) {
-                Some("null") => return Ok(Decision::Skip(Skip::Tombstone)),
-                Some(_) => &self.layouts[1],
-                None => &self.layouts[0],
-            },
-            _ => &self.layouts[0],
+        let layout = match self.layout_of(payload) {
+            Ok(layout) => layout,
+            Err(skip) => return Ok(Decision::Skip(skip)),
         };
         if let Some(rt) = layout.record_type {
             match payload.text_of(rt).as_deref() {
@@ -274,10 +316,7 @@ impl Envelope {
         }
         let op = payload.text_of(layout.op).ok_or(EnvelopeError::MissingOp {
             envelope,
-            field: match self.kind {
-                EnvelopeKind::Debezium => "op",
-                EnvelopeKind::Dms => "metadata.operation",
-            },
+            field: self.kind.op_field(),
         })?;
         let change = match (self.kind, op.as_ref()) {
             (EnvelopeKind::Debezium, "c" | "r" | "u") => Change::Upsert { old: None },
@@ -303,12 +342,7 @@ impl Envelope {
             return Err(EnvelopeError::MissingImage {
                 envelope,
                 op: op.into_owned(),
-                image: match (self.kind, needed) {
-                    (EnvelopeKind::Debezium, Image::New) => "after",
-                    (EnvelopeKind::Debezium, Image::Old) => "before",
-                    (EnvelopeKind::Dms, Image::New) => "data",
-                    (EnvelopeKind::Dms, Image::Old) => "before-image",
-                },
+                image: self.kind.image_name(needed),
             });
         }
         Ok(Decision::Apply {
@@ -316,6 +350,19 @@ impl Envelope {
             layout,
             version: version_text(self.kind, payload, &layout.version),
         })
+    }
+
+    /// The layout a record is in, or the skip a Debezium tombstone is. Wrapped when the plain
+    /// op is absent and `payload` is there (the JSON converter with schemas enabled).
+    fn layout_of(&self, payload: &Payload<'_>) -> Result<&Layout, Skip> {
+        match self.wrapper {
+            Some(w) if payload.value(self.layouts[0].op).is_none() => match payload.value(w) {
+                Some("null") => Err(Skip::Tombstone),
+                Some(_) => Ok(&self.layouts[1]),
+                None => Ok(&self.layouts[0]),
+            },
+            _ => Ok(&self.layouts[0]),
+        }
     }
 }
 

@@ -160,50 +160,21 @@ pub(crate) fn coerce(
     }
     let first = raw.as_bytes()[0];
     let text = value_text(raw).unwrap_or_default();
-    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".into());
     match ty {
         ColumnType::Variant => Ok(raw.to_string()),
         ColumnType::Text => Ok(quoted(&text)),
         ColumnType::Number { precision, scale } => {
-            if matches!(first, b'{' | b'[' | b't' | b'f') {
-                return Err(format!("expected a number, got {}", short(raw)));
-            }
-            let t = text.trim();
-            canonical_number(t, precision, scale, rounding)
-                .map(|n| quoted(&n))
-                .map_err(|e| match e {
-                    NumberError::NotANumber => format!("expected a number, got {}", short(raw)),
-                    NumberError::OutOfRange => format!(
-                        "numeric value {} is out of range for NUMBER({precision},{scale})",
-                        short(raw)
-                    ),
-                    NumberError::Inexact => format!(
-                        "key value {} has more than {scale} decimal places (NUMBER({precision},{scale}) would round it into another key)",
-                        short(raw)
-                    ),
-                })
+            coerce_number(raw, first, &text, precision, scale, rounding)
         }
-        ColumnType::Float => {
-            if matches!(first, b'{' | b'[' | b't' | b'f') {
-                return Err(format!("expected a number, got {}", short(raw)));
-            }
-            let f: f64 = text
-                .trim()
-                .parse()
-                .map_err(|_| format!("expected a number, got {}", short(raw)))?;
-            if !f.is_finite() {
-                return Err(format!("expected a finite number, got {}", short(raw)));
-            }
-            Ok(quoted(&canonical_float(f)))
-        }
+        ColumnType::Float => coerce_float(raw, first, &text),
         ColumnType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok("true".into()),
             "false" | "0" | "no" => Ok("false".into()),
-            _ => Err(format!("expected a boolean, got {}", short(raw))),
+            _ => Err(expected("a boolean", raw)),
         },
         ColumnType::TimestampNtz(unit) => {
-            let ts = parse_timestamp(first, &text, unit)
-                .ok_or_else(|| format!("expected a timestamp, got {}", short(raw)))?;
+            let ts =
+                parse_timestamp(first, &text, unit).ok_or_else(|| expected("a timestamp", raw))?;
             in_snowflake_years(ts.date(), raw)?;
             Ok(quoted(&ts.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
         }
@@ -211,11 +182,82 @@ pub(crate) fn coerce(
             let d = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
                 .ok()
                 .or_else(|| parse_timestamp(first, &text, EpochUnit::Magnitude).map(|t| t.date()))
-                .ok_or_else(|| format!("expected a date, got {}", short(raw)))?;
+                .ok_or_else(|| expected("a date", raw))?;
             in_snowflake_years(d, raw)?;
             Ok(quoted(&d.format("%Y-%m-%d").to_string()))
         }
     }
+}
+
+// `coerce` runs once per column of every record: its steps are `#[inline]` and its error
+// messages `#[cold]`. Split so, it ran 1 % fewer instructions per call than written in one
+// piece (callgrind on the `upsert` bench; wall-clock on the shared 2-core machine varied by
+// 50–140 % between runs).
+
+/// A string as JSON text.
+#[inline]
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "null".into())
+}
+
+/// Whether a value whose text starts with `first` is an object, an array or a boolean, which
+/// a numeric column refuses even where its text would parse.
+#[inline]
+fn is_not_numeric(first: u8) -> bool {
+    matches!(first, b'{' | b'[' | b't' | b'f')
+}
+
+/// [`coerce`] to NUMBER(p,s): the canonical text, as a JSON string.
+#[inline]
+fn coerce_number(
+    raw: &str,
+    first: u8,
+    text: &str,
+    precision: u8,
+    scale: u8,
+    rounding: Rounding,
+) -> Result<String, String> {
+    if is_not_numeric(first) {
+        return Err(expected("a number", raw));
+    }
+    canonical_number(text.trim(), precision, scale, rounding)
+        .map(|n| quoted(&n))
+        .map_err(|e| number_error(e, raw, precision, scale))
+}
+
+/// The reason a value does not fit NUMBER(p,s).
+#[cold]
+fn number_error(e: NumberError, raw: &str, precision: u8, scale: u8) -> String {
+    match e {
+        NumberError::NotANumber => expected("a number", raw),
+        NumberError::OutOfRange => format!(
+            "numeric value {} is out of range for NUMBER({precision},{scale})",
+            short(raw)
+        ),
+        NumberError::Inexact => format!(
+            "key value {} has more than {scale} decimal places (NUMBER({precision},{scale}) would round it into another key)",
+            short(raw)
+        ),
+    }
+}
+
+/// [`coerce`] to FLOAT: the shortest text of the finite value, as a JSON string.
+#[inline]
+fn coerce_float(raw: &str, first: u8, text: &str) -> Result<String, String> {
+    if is_not_numeric(first) {
+        return Err(expected("a number", raw));
+    }
+    let f: f64 = text.trim().parse().map_err(|_| expected("a number", raw))?;
+    if !f.is_finite() {
+        return Err(expected("a finite number", raw));
+    }
+    Ok(quoted(&canonical_float(f)))
+}
+
+/// The reason a value is not `what` (e.g. `a number`).
+#[cold]
+fn expected(what: &str, raw: &str) -> String {
+    format!("expected {what}, got {}", short(raw))
 }
 
 fn short(raw: &str) -> String {
@@ -598,98 +640,20 @@ impl TableMappings {
     }
 }
 
+/// Validates one table's configuration and registers its pointers in `x`: columns first, then
+/// the envelope's fields, then the delete marker.
 fn build(
     logical: &str,
     t: RawTable,
     qualifier: &[&str],
     x: &mut Extractor,
 ) -> Result<TableMapping, String> {
-    let name = t.table.clone().unwrap_or_else(|| logical.to_string());
-    let mut parts: Vec<&str> = qualifier.to_vec();
-    parts.push(&name);
-    let target = ident::qualified(&parts).map_err(|e| e.to_string())?;
-    if t.columns.is_empty() {
-        return Err("needs at least one column".into());
-    }
-    let mut columns = Vec::with_capacity(t.columns.len());
-    for c in &t.columns {
-        let ident = ident::quote(&c.name).map_err(|e| e.to_string())?;
-        if columns.iter().any(|o: &Column| o.ident == ident) {
-            return Err(format!("column {} appears twice", c.name));
-        }
-        if t.lineage && LINEAGE.iter().any(|l| ident == format!("\"{l}\"")) {
-            return Err(format!("column {} is a lineage column", c.name));
-        }
-        let ty = match (c.ty.parse()?, c.epoch.as_deref()) {
-            (ty, None) => ty,
-            (ColumnType::TimestampNtz(_), Some(unit)) => {
-                ColumnType::TimestampNtz(EpochUnit::parse(unit)?)
-            }
-            (_, Some(_)) => {
-                return Err(format!(
-                    "column {}: epoch applies to TIMESTAMP_NTZ only",
-                    c.name
-                ))
-            }
-        };
-        // With an envelope the path is relative to each row image and resolved there.
-        let slot = match t.envelope {
-            None => x.slot(&c.path),
-            Some(_) => usize::MAX,
-        };
-        columns.push(Column {
-            ident,
-            path: c.path.clone(),
-            ty,
-            slot,
-        });
-    }
-    let mut envelope_version = None;
-    let envelope = match t.envelope {
-        None => {
-            if t.before_image.is_some() {
-                return Err("before_image needs \"envelope\": \"dms\"".into());
-            }
-            None
-        }
-        Some(kind) => {
-            if t.before_image.is_some() && kind != EnvelopeKind::Dms {
-                return Err("before_image is a DMS setting; Debezium has \"before\"".into());
-            }
-            if t.delete.is_some() {
-                return Err("an envelope decides deletes itself; remove \"delete\"".into());
-            }
-            let paths: Vec<&JsonPointer> = columns.iter().map(|c| &c.path).collect();
-            let envelope = Envelope::new(
-                kind,
-                &paths,
-                t.before_image.as_deref().unwrap_or("before-image"),
-                x,
-            )?;
-            if t.version.is_none() {
-                let ident = format!("\"{ENVELOPE_VERSION}\"");
-                if columns.iter().any(|c| c.ident == ident) {
-                    return Err(format!(
-                        "column {ENVELOPE_VERSION} holds the envelope's version; name it in \"version\" or rename it"
-                    ));
-                }
-                envelope_version = Some(columns.len());
-                columns.push(Column {
-                    ident,
-                    path: "/source".parse()?,
-                    ty: ColumnType::Text,
-                    slot: usize::MAX,
-                });
-            }
-            Some(envelope)
-        }
-    };
-    let find = |name: &str| -> Result<usize, String> {
-        let q = ident::quote(name).map_err(|e| e.to_string())?;
-        columns
-            .iter()
-            .position(|c| c.ident == q)
-            .ok_or_else(|| format!("{name} is not one of the columns"))
+    let target = qualified_target(t.table.as_deref().unwrap_or(logical), qualifier)?;
+    let mut columns = mapped_columns(&t, x)?;
+    let envelope = envelope(&t, &columns, x)?;
+    let envelope_version = match envelope {
+        Some(_) if t.version.is_none() => Some(push_envelope_version(&mut columns)?),
+        _ => None,
     };
     if t.keys.is_empty() {
         return Err("needs at least one key column".into());
@@ -697,18 +661,9 @@ fn build(
     let keys = t
         .keys
         .iter()
-        .map(|k| find(k))
+        .map(|k| column_index(&columns, k))
         .collect::<Result<Vec<_>, _>>()?;
-    let version = match &t.version {
-        None if envelope_version.is_some() => Version::Column(columns.len() - 1),
-        None => {
-            if !t.lineage {
-                return Err("the default version (sequence number) needs lineage columns".into());
-            }
-            Version::Sequence
-        }
-        Some(v) => Version::Column(find(v)?),
-    };
+    let version = version(&t, &columns, envelope_version)?;
     let delete = t
         .delete
         .as_ref()
@@ -730,6 +685,131 @@ fn build(
         lineage: t.lineage,
         envelope,
         envelope_version,
+    })
+}
+
+/// The quoted Snowflake name of table `name`, qualified by `qualifier` (database, schema).
+fn qualified_target(name: &str, qualifier: &[&str]) -> Result<String, String> {
+    let mut parts: Vec<&str> = qualifier.to_vec();
+    parts.push(name);
+    ident::qualified(&parts).map_err(|e| e.to_string())
+}
+
+/// The configured columns, in order, each path registered in `x` unless an envelope resolves
+/// it inside each row image.
+fn mapped_columns(t: &RawTable, x: &mut Extractor) -> Result<Vec<Column>, String> {
+    if t.columns.is_empty() {
+        return Err("needs at least one column".into());
+    }
+    let mut columns = Vec::with_capacity(t.columns.len());
+    for c in &t.columns {
+        let ident = ident::quote(&c.name).map_err(|e| e.to_string())?;
+        if columns.iter().any(|o: &Column| o.ident == ident) {
+            return Err(format!("column {} appears twice", c.name));
+        }
+        if t.lineage && LINEAGE.iter().any(|l| ident == format!("\"{l}\"")) {
+            return Err(format!("column {} is a lineage column", c.name));
+        }
+        let ty = column_type(c)?;
+        // With an envelope the path is relative to each row image and resolved there.
+        let slot = match t.envelope {
+            None => x.slot(&c.path),
+            Some(_) => usize::MAX,
+        };
+        columns.push(Column {
+            ident,
+            path: c.path.clone(),
+            ty,
+            slot,
+        });
+    }
+    Ok(columns)
+}
+
+/// A column's type with its `epoch` option, which only a TIMESTAMP_NTZ column takes.
+fn column_type(c: &RawColumn) -> Result<ColumnType, String> {
+    Ok(match (c.ty.parse()?, c.epoch.as_deref()) {
+        (ty, None) => ty,
+        (ColumnType::TimestampNtz(_), Some(unit)) => {
+            ColumnType::TimestampNtz(EpochUnit::parse(unit)?)
+        }
+        (_, Some(_)) => {
+            return Err(format!(
+                "column {}: epoch applies to TIMESTAMP_NTZ only",
+                c.name
+            ))
+        }
+    })
+}
+
+/// The table's envelope, its fields and every column under each image registered in `x`;
+/// `None` for flat records. Settings that belong to another envelope, or to flat records, are
+/// refused rather than ignored.
+fn envelope(
+    t: &RawTable,
+    columns: &[Column],
+    x: &mut Extractor,
+) -> Result<Option<Envelope>, String> {
+    let Some(kind) = t.envelope else {
+        if t.before_image.is_some() {
+            return Err("before_image needs \"envelope\": \"dms\"".into());
+        }
+        return Ok(None);
+    };
+    if t.before_image.is_some() && kind != EnvelopeKind::Dms {
+        return Err("before_image is a DMS setting; Debezium has \"before\"".into());
+    }
+    if t.delete.is_some() {
+        return Err("an envelope decides deletes itself; remove \"delete\"".into());
+    }
+    let paths: Vec<&JsonPointer> = columns.iter().map(|c| &c.path).collect();
+    let before_image = t.before_image.as_deref().unwrap_or("before-image");
+    Envelope::new(kind, &paths, before_image, x).map(Some)
+}
+
+/// Appends the [`ENVELOPE_VERSION`] column and returns its index; a configured column of that
+/// name would be overwritten, so it is refused.
+fn push_envelope_version(columns: &mut Vec<Column>) -> Result<usize, String> {
+    let ident = format!("\"{ENVELOPE_VERSION}\"");
+    if columns.iter().any(|c| c.ident == ident) {
+        return Err(format!(
+            "column {ENVELOPE_VERSION} holds the envelope's version; name it in \"version\" or rename it"
+        ));
+    }
+    columns.push(Column {
+        ident,
+        path: "/source".parse()?,
+        ty: ColumnType::Text,
+        slot: usize::MAX,
+    });
+    Ok(columns.len() - 1)
+}
+
+/// The index of the column configured as `name`.
+fn column_index(columns: &[Column], name: &str) -> Result<usize, String> {
+    let q = ident::quote(name).map_err(|e| e.to_string())?;
+    columns
+        .iter()
+        .position(|c| c.ident == q)
+        .ok_or_else(|| format!("{name} is not one of the columns"))
+}
+
+/// What orders versions: the configured column, else the envelope's version column, else the
+/// sequence number (kept in a lineage column, so it needs them).
+fn version(
+    t: &RawTable,
+    columns: &[Column],
+    envelope_version: Option<usize>,
+) -> Result<Version, String> {
+    Ok(match (&t.version, envelope_version) {
+        (Some(v), _) => Version::Column(column_index(columns, v)?),
+        (None, Some(i)) => Version::Column(i),
+        (None, None) => {
+            if !t.lineage {
+                return Err("the default version (sequence number) needs lineage columns".into());
+            }
+            Version::Sequence
+        }
     })
 }
 

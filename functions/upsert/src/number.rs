@@ -64,6 +64,8 @@ fn is_canonical(literal: &str, precision: u8, scale: u8) -> bool {
         && !(zero && literal.starts_with('-'))
 }
 
+/// Every literal the fast path declines: signs, exponents, leading zeros, other scales, and
+/// everything that is not a number. Cold: producers almost always write the canonical text.
 #[cold]
 fn canonical_number_slow(
     literal: &str,
@@ -71,22 +73,44 @@ fn canonical_number_slow(
     scale: u8,
     rounding: Rounding,
 ) -> Result<String, NumberError> {
-    let out_of_range = || NumberError::OutOfRange;
-    let (negative, unsigned) = match literal.as_bytes().first() {
-        Some(b'-') => (true, &literal[1..]),
-        Some(b'+') => (false, &literal[1..]),
-        _ => (false, literal),
-    };
+    let (negative, unsigned) = split_sign(literal);
     let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
         Some(i) => (&unsigned[..i], &unsigned[i + 1..]),
         None => (unsigned, "0"),
     };
+    // A zero mantissa is zero whatever its exponent, so the exponent is not read.
+    let Some((digits, int_digits)) = significant_digits(mantissa)? else {
+        return Ok(format_scaled(false, b"0", scale));
+    };
+    let point = int_digits.saturating_add(parse_exponent(exponent)?);
+    let scaled = round_to_scale(&digits, point, precision, scale, rounding)?;
+    if scaled.is_empty() {
+        // rounded away entirely: zero, which has no sign
+        return Ok(format_scaled(false, b"0", scale));
+    }
+    Ok(format_scaled(negative, &scaled, scale))
+}
+
+/// Whether the literal is negative, and the literal without its sign.
+fn split_sign(literal: &str) -> (bool, &str) {
+    match literal.as_bytes().first() {
+        Some(b'-') => (true, &literal[1..]),
+        Some(b'+') => (false, &literal[1..]),
+        _ => (false, literal),
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The mantissa `int[.frac]` as 0.DIGITS × 10^int_digits, DIGITS without leading or trailing
+/// zeros: `(DIGITS, int_digits)`, or `None` when the mantissa is zero.
+fn significant_digits(mantissa: &str) -> Result<Option<(Vec<u8>, i64)>, NumberError> {
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
         return Err(NumberError::NotANumber);
     }
-    // The value is 0.DIGITS × 10^point, DIGITS without leading or trailing zeros.
     let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
     let leading = digits.iter().take_while(|&&d| d == b'0').count();
     digits.drain(..leading);
@@ -94,42 +118,53 @@ fn canonical_number_slow(
         digits.pop();
     }
     if digits.is_empty() {
-        return Ok(format_scaled(false, b"0", scale));
+        return Ok(None);
     }
-    let exponent: i64 = match exponent.parse() {
-        Ok(e) => e,
-        Err(_)
-            if {
-                let magnitude = exponent.strip_prefix(['-', '+']).unwrap_or(exponent);
-                !magnitude.is_empty() && all_digits(magnitude)
-            } =>
-        {
-            // beyond i64: far below any scale (rounds to zero) or far above any precision
-            if exponent.starts_with('-') {
-                i64::MIN / 2
+    Ok(Some((digits, int.len() as i64 - leading as i64)))
+}
+
+/// The exponent's value. One beyond i64 is still a number: far below any scale (it rounds to
+/// zero) or far above any precision (out of range).
+fn parse_exponent(exponent: &str) -> Result<i64, NumberError> {
+    match exponent.parse() {
+        Ok(e) => Ok(e),
+        Err(_) => {
+            let magnitude = exponent.strip_prefix(['-', '+']).unwrap_or(exponent);
+            if magnitude.is_empty() || !all_digits(magnitude) {
+                Err(NumberError::NotANumber)
+            } else if exponent.starts_with('-') {
+                Ok(i64::MIN / 2)
             } else {
-                return Err(out_of_range());
+                Err(NumberError::OutOfRange)
             }
         }
-        Err(_) => return Err(NumberError::NotANumber),
-    };
-    let point = (int.len() as i64 - leading as i64).saturating_add(exponent);
-    // Digits of round(value × 10^scale): the first `keep` of DIGITS, then zeros.
+    }
+}
+
+/// The digits of round(0.DIGITS × 10^point × 10^scale) (empty when that is zero), as the
+/// rounding allows, within `precision` digits.
+fn round_to_scale(
+    digits: &[u8],
+    point: i64,
+    precision: u8,
+    scale: u8,
+    rounding: Rounding,
+) -> Result<Vec<u8>, NumberError> {
+    // The first `keep` of DIGITS, then zeros.
     let keep = point.saturating_add(i64::from(scale));
     if keep > i64::from(precision) {
-        return Err(out_of_range());
+        return Err(NumberError::OutOfRange);
     }
     let mut scaled: Vec<u8> = if keep <= 0 {
         Vec::new()
     } else if keep as usize >= digits.len() {
-        let mut d = digits.clone();
+        let mut d = digits.to_vec();
         d.resize(keep as usize, b'0');
         d
     } else {
         digits[..keep as usize].to_vec()
     };
-    let dropped = keep < digits.len() as i64;
-    if dropped {
+    if keep < digits.len() as i64 {
         if rounding == Rounding::Exact {
             return Err(NumberError::Inexact);
         }
@@ -143,12 +178,9 @@ fn canonical_number_slow(
         }
     }
     if scaled.len() > usize::from(precision) {
-        return Err(out_of_range());
+        return Err(NumberError::OutOfRange);
     }
-    if scaled.is_empty() {
-        return Ok(format_scaled(false, b"0", scale));
-    }
-    Ok(format_scaled(negative, &scaled, scale))
+    Ok(scaled)
 }
 
 /// Adds one to a decimal digit string, growing it on carry.

@@ -438,19 +438,7 @@ fn read_record<'a>(
     index: usize,
     batch: &mut Decoding<'a>,
 ) -> Result<(), DecodeError> {
-    let fields = match batch.template.as_ref().and_then(|t| t.read(r)) {
-        Some(fields) => {
-            batch.template_reads += 1;
-            fields
-        }
-        None => {
-            let (fields, template) = read_record_in_full(r, batch.body)?;
-            if batch.templates {
-                batch.template = template;
-            }
-            fields
-        }
-    };
+    let fields = batch.read_fields(r)?;
     let missing = |field| DecodeError::MissingField { index, field };
     if !fields.kinesis {
         return Err(missing("kinesis"));
@@ -463,31 +451,10 @@ fn read_record<'a>(
         .event_source_arn
         .map(|s| s.value())
         .unwrap_or_default();
-    // Every record of a batch comes from one stream: the name is found once per ARN, which a
-    // template passes on by address.
-    let stream = match &batch.last_stream {
-        Some((last, stream)) if crate::kinesis::scan::same_text(last, &arn) => share(stream),
-        _ => {
-            let stream = stream_name(arn.clone());
-            batch.last_stream = Some((arn, stream.clone()));
-            stream
-        }
-    };
+    let stream = batch.stream(arn);
     let event_id = fields.event_id.map(|s| s.value()).unwrap_or_default();
-    // Likewise the shard, and records put together often share an arrival time.
-    let shard_id = match batch.records.last() {
-        Some(prev) if is_shard_of(&prev.meta.shard_id, &event_id) => share(&prev.meta.shard_id),
-        _ => shard_id(event_id),
-    };
-    let arrival_ms = match (fields.arrival, batch.last_arrival) {
-        (Some(text), Some((last, ms))) if crate::kinesis::scan::same_text(text, last) => ms,
-        (Some(text), _) => {
-            let ms = arrival_ms(text);
-            batch.last_arrival = Some((text, ms));
-            ms
-        }
-        (None, _) => 0,
-    };
+    let shard_id = batch.shard(event_id);
+    let arrival_ms = fields.arrival.map_or(0, |text| batch.arrival(text));
     let data = batch.decode(data);
     batch.records.push(KinesisRecord {
         meta: RecordMeta {
@@ -502,6 +469,63 @@ fn read_record<'a>(
         aggregate_error: None,
     });
     Ok(())
+}
+
+// The steps of `read_record` that reuse what the batch's earlier records found. They run once
+// per record, so each is `#[inline]`: split out and inlined, `read_record` ran 0.3 % fewer
+// instructions per record than written in one piece (callgrind on the `pipeline` and `upsert`
+// benches; wall-clock on the shared 2-core machine varied by 20–70 % between runs).
+impl<'a> Decoding<'a> {
+    /// The record's values, through the template when the record has its shape, otherwise read
+    /// in full (and, when templates are on, the record becomes the template).
+    #[inline]
+    fn read_fields(&mut self, r: &mut Reader<'a>) -> Result<Fields<'a>, JsonError> {
+        if let Some(fields) = self.template.as_ref().and_then(|t| t.read(r)) {
+            self.template_reads += 1;
+            return Ok(fields);
+        }
+        let (fields, template) = read_record_in_full(r, self.body)?;
+        if self.templates {
+            self.template = template;
+        }
+        Ok(fields)
+    }
+
+    /// The stream `arn` names. Every record of a batch comes from one stream: the name is found
+    /// once per ARN, which a template passes on by address.
+    #[inline]
+    fn stream(&mut self, arn: Cow<'a, str>) -> Cow<'a, str> {
+        match &self.last_stream {
+            Some((last, stream)) if crate::kinesis::scan::same_text(last, &arn) => share(stream),
+            _ => {
+                let stream = stream_name(arn.clone());
+                self.last_stream = Some((arn, stream.clone()));
+                stream
+            }
+        }
+    }
+
+    /// The shard of `event_id`, shared with the previous record's when it is the same shard.
+    #[inline]
+    fn shard(&self, event_id: Cow<'a, str>) -> Cow<'a, str> {
+        match self.records.last() {
+            Some(prev) if is_shard_of(&prev.meta.shard_id, &event_id) => share(&prev.meta.shard_id),
+            _ => shard_id(event_id),
+        }
+    }
+
+    /// [`arrival_ms`] of `text`, remembered: records put together often share an arrival time.
+    #[inline]
+    fn arrival(&mut self, text: &'a str) -> i64 {
+        match self.last_arrival {
+            Some((last, ms)) if crate::kinesis::scan::same_text(text, last) => ms,
+            _ => {
+                let ms = arrival_ms(text);
+                self.last_arrival = Some((text, ms));
+                ms
+            }
+        }
+    }
 }
 
 /// `Cow::clone`, inlined: per record it is nearly always a borrowed string, a copy of two words.
