@@ -95,3 +95,71 @@ async fn quarantined_records_land_after_the_fix_and_what_still_does_not_fit_stay
         "{lines:?}"
     );
 }
+
+/// Before the fix, every record fails again with the same reason: the handler writes the same
+/// key (and the same bytes). The object is then the one place its records are, so it stays —
+/// after one redrive and after a second.
+#[tokio::test]
+async fn a_redrive_before_the_fix_and_a_second_one_remove_nothing() {
+    let _g = support::snowflake_shared().await;
+    let db = support::bootstrapped_database("REDRIVE_EARLY", "s3://unused/raw/").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("redrive-early");
+    support::create_bucket(&s3, &bucket).await;
+    let broken = ORDERS.replace(r#""path":"/order_id""#, r#""path":"/id""#);
+    let config = [("TABLE", "orders"), ("UPSERT_TABLES", broken.as_str())];
+    let event = support::kinesis_event(
+        "orders",
+        "shardId-000000000004",
+        &[
+            ("7", "7", br#"{"op":"c","order_id":7,"status":"NEW","amount":5,"customer":"a","updated_at":"2024-11-21T10:00:00Z"}"#),
+            ("8", "8", br#"{"op":"c","order_id":8,"status":"NEW","amount":5,"customer":"b","updated_at":"2024-11-21T10:00:00Z"}"#),
+        ],
+        1_732_200_000.0,
+    );
+    let before = upsert_for(&db, &bucket, &config, None).await;
+    let (_, outcome) = before
+        .handle_body(&event, Instant::now() + Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(outcome.quarantined, 2);
+    let quarantined = support::list_keys(&s3, &bucket).await;
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let original = support::rejected_lines(&s3, &bucket, &quarantined[0]).await;
+
+    // The fix is not deployed yet: the redrive runs the same broken mapping, twice.
+    let target =
+        tools::redrive::Target::Upsert(Box::new(upsert_for(&db, &bucket, &config, None).await));
+    for run in 1..=2 {
+        let report =
+            tools::redrive::run(&s3, &bucket, "errors/upsert/", &target, "us-east-1", false)
+                .await
+                .unwrap();
+        assert_eq!(
+            (
+                report.objects,
+                report.records,
+                report.still_quarantined,
+                report.deleted
+            ),
+            (1, 2, 2, 0),
+            "run {run}"
+        );
+        assert_eq!(
+            support::list_keys(&s3, &bucket).await,
+            quarantined,
+            "run {run}"
+        );
+        let lines = support::rejected_lines(&s3, &bucket, &quarantined[0]).await;
+        let seqs = |l: &[serde_json::Value]| {
+            l.iter()
+                .map(|x| x["metadata"]["sequence_number"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            seqs(&lines),
+            seqs(&original),
+            "run {run}: both records still there"
+        );
+    }
+}

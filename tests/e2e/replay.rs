@@ -1,6 +1,7 @@
 //! `replay`: a batch that failed until its retries ran out (its target table did not exist) is on
 //! the on-failure queue as a pointer into the stream; once the table exists, replay reads that
-//! range from the stream and lands it exactly once.
+//! range from the stream and lands it exactly once. It takes only its own function's messages
+//! (both Kinesis functions share the queue) and acknowledges only a range read to its end.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,8 +38,9 @@ async fn a_batch_that_exhausted_its_retries_is_replayed_once_after_the_fix() {
         )
         .await,
     );
+    let mut sequence_numbers = Vec::new();
     for i in 1..=5 {
-        kinesis
+        let put = kinesis
             .put_record()
             .stream_name(&name)
             .partition_key(i.to_string())
@@ -48,6 +50,7 @@ async fn a_batch_that_exhausted_its_retries_is_replayed_once_after_the_fix() {
             .send()
             .await
             .unwrap();
+        sequence_numbers.push(put.sequence_number().to_string());
     }
 
     // LATE_ORDERS does not exist yet: every attempt fails, and after 1 retry the mapping gives up.
@@ -91,6 +94,20 @@ async fn a_batch_that_exhausted_its_retries_is_replayed_once_after_the_fix() {
     stop.store(true, Ordering::SeqCst);
     mapping.await.unwrap().unwrap();
     assert_eq!(counters.discarded_batches.load(Ordering::SeqCst), 1);
+    // Beside the upsert's message: the orchestrator's (same queue, same range), and one of the
+    // upsert's whose range ends past what the stream holds (it cannot be read to its end).
+    let stream_arn = format!("arn:aws:kinesis:us-east-1:123456789012:stream/{name}");
+    let (first, last) = (&sequence_numbers[0], &sequence_numbers[4]);
+    let other = on_failure_message(&stream_arn, "orchestrator", first, last);
+    let beyond = on_failure_message(&stream_arn, "upsert", first, &format!("{last}0"));
+    for body in [other, beyond] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
 
     let client = support::snowflake_client(&db, "S").await;
     support::sql(
@@ -108,11 +125,25 @@ async fn a_batch_that_exhausted_its_retries_is_replayed_once_after_the_fix() {
         )
         .await,
     ));
-    let dry = tools::replay::run(&sqs, &kinesis, &queue, &target, "us-east-1", 10, true)
+    let source = tools::replay::ReplaySource {
+        sqs: &sqs,
+        kinesis: &kinesis,
+        queue_url: &queue,
+        region: "us-east-1",
+    };
+    let options = |dry_run| tools::replay::ReplayOptions {
+        function_name: "upsert",
+        max: 10,
+        dry_run,
+    };
+    let dry = tools::replay::run(&source, &target, &options(true))
         .await
         .unwrap();
-    assert_eq!((dry.messages, dry.batches_recovered), (1, 0));
-    let report = tools::replay::run(&sqs, &kinesis, &queue, &target, "us-east-1", 10, false)
+    assert_eq!(
+        (dry.messages, dry.batches_recovered, dry.other_function),
+        (2, 0, 1)
+    );
+    let report = tools::replay::run(&source, &target, &options(false))
         .await
         .unwrap();
     assert_eq!(
@@ -121,9 +152,10 @@ async fn a_batch_that_exhausted_its_retries_is_replayed_once_after_the_fix() {
             report.batches_recovered,
             report.records,
             report.expired,
-            report.failed
+            report.failed,
+            report.other_function
         ),
-        (1, 1, 5, 0, 0)
+        (2, 1, 5, 1, 0, 1)
     );
     assert_eq!(
         rows(
@@ -138,8 +170,52 @@ async fn a_batch_that_exhausted_its_retries_is_replayed_once_after_the_fix() {
             Some("S5".to_string())
         ]]
     );
-    let again = tools::replay::run(&sqs, &kinesis, &queue, &target, "us-east-1", 10, false)
+    let again = tools::replay::run(&source, &target, &options(false))
         .await
         .unwrap();
-    assert_eq!(again.messages, 0, "the message was deleted");
+    assert_eq!(again.messages, 0, "the replayed message was deleted");
+    assert_eq!(again.other_function, 1, "the orchestrator's message stays");
+    // The orchestrator's message (visible) and the unreadable range's (hidden until its
+    // visibility timeout) are both still on the queue.
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    let count = |a| {
+        attributes.attributes().unwrap()[&a]
+            .parse::<usize>()
+            .unwrap()
+    };
+    use aws_sdk_sqs::types::QueueAttributeName::*;
+    assert_eq!(
+        (
+            count(ApproximateNumberOfMessages),
+            count(ApproximateNumberOfMessagesNotVisible)
+        ),
+        (1, 1)
+    );
+}
+
+/// An on-failure record as Lambda writes it for a Kinesis batch of `function`.
+fn on_failure_message(stream_arn: &str, function: &str, start: &str, end: &str) -> String {
+    serde_json::json!({
+        "requestContext": {
+            "condition": "RetryAttemptsExhausted",
+            "functionArn": format!("arn:aws:lambda:us-east-1:123456789012:function:{function}"),
+        },
+        "KinesisBatchInfo": {
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": start,
+            "endSequenceNumber": end,
+            "batchSize": 5,
+            "streamArn": stream_arn,
+        }
+    })
+    .to_string()
 }

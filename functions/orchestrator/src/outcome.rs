@@ -16,6 +16,8 @@ pub struct BatchOutcome {
     pub records: usize,
     /// Records put in the quarantine object.
     pub quarantined: usize,
+    /// The key of the batch's quarantine object, when it had one.
+    pub quarantine_key: Option<String>,
     /// Objects written, the quarantine object included.
     pub objects_written: usize,
     /// Objects not written: refused by S3, or not confirmed before the deadline.
@@ -54,6 +56,7 @@ impl BatchOutcome {
         Self {
             records: plan.records,
             quarantined: plan.quarantined,
+            quarantine_key: plan.quarantine.as_ref().map(|q| q.key.clone()),
             objects_written: plan.objects.len() + usize::from(plan.quarantine.is_some())
                 - failures.len(),
             objects_failed: failures.len(),

@@ -90,7 +90,7 @@ impl Upsert {
         let mut failed = collect_tables(written, &mut outcome, &mut rejected)?;
         // After the writes, so rows Snowflake refused go into the batch's one quarantine object.
         outcome.quarantined = rejected.len();
-        failed.extend(self.quarantine(&rejected).await?);
+        failed.extend(self.quarantine(&rejected, &mut outcome).await?);
         let response = shared::kinesis::batch::kinesis_response(failed.iter().map(String::as_str));
         log_batch(&outcome, &response, started);
         Ok((response, outcome))
@@ -129,12 +129,17 @@ impl Upsert {
 
     /// Puts the batch's rejected records into one quarantine object; on failure, the sequence
     /// number Lambda must resend from.
-    async fn quarantine(&self, rejected: &[Rejected<'_>]) -> Result<Option<String>, HandlerError> {
+    async fn quarantine(
+        &self,
+        rejected: &[Rejected<'_>],
+        outcome: &mut BatchOutcome,
+    ) -> Result<Option<String>, HandlerError> {
         let layout = &self.config.error_layout;
         let Some(object) = shared::rawzone::quarantine::object(layout, Writer::Upsert, rejected)?
         else {
             return Ok(None);
         };
+        outcome.quarantine_key = Some(object.key.clone());
         match shared::rawzone::s3::put_object(&self.s3, &self.config.error_bucket, &object).await {
             Ok(_) => Ok(None),
             Err(e) => {

@@ -48,6 +48,8 @@ pub struct BatchOutcome {
     pub records: usize,
     /// Records put into the quarantine object, at mapping or refused by Snowflake.
     pub quarantined: usize,
+    /// The key of the batch's quarantine object, when it had one.
+    pub quarantine_key: Option<String>,
     /// Valid change records applied to no row (truncates, tombstones, DMS control records), by
     /// reason.
     pub skipped: BTreeMap<&'static str, usize>,

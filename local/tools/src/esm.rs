@@ -330,7 +330,10 @@ impl ShardPoller {
             .discarded_batches
             .fetch_add(1, Ordering::SeqCst);
         let record = serde_json::json!({
-            "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": self.settings.function},
+            "requestContext": {
+                "condition": "RetryAttemptsExhausted",
+                "functionArn": function_arn(&self.arn, &self.settings.function),
+            },
             "KinesisBatchInfo": {
                 "shardId": self.shard_id,
                 "startSequenceNumber": batch.first().map(|r| r.sequence_number()),
@@ -350,6 +353,16 @@ impl ShardPoller {
                 .await;
         }
     }
+}
+
+/// The ARN Lambda's on-failure record names the function by: in the stream's region and account.
+fn function_arn(stream_arn: &str, function: &str) -> String {
+    let parts: Vec<&str> = stream_arn.split(':').collect();
+    let (region, account) = match parts.as_slice() {
+        [_, _, _, region, account, ..] => (*region, *account),
+        _ => ("us-east-1", "000000000000"),
+    };
+    format!("arn:aws:lambda:{region}:{account}:function:{function}")
 }
 
 /// How the SQS mapping batches, as in the SAM template.

@@ -4,8 +4,11 @@
 //! lineage and the original bytes, see `shared::rawzone::quarantine`) becomes the Kinesis event
 //! its records arrived in, and the function's own handler runs it: what fits now lands; what
 //! still does not is quarantined again by the handler, with today's reason. The original object
-//! is deleted once the handler has accepted the batch, unless the handler wrote its new
-//! quarantine to the same key (then that object now holds only what still does not fit).
+//! is deleted only when each of its records landed or was quarantined anew under another key:
+//! quarantine keys depend only on the records, so when the same records fail again (a redrive
+//! before the fix, or a second one) the handler writes the very same key — often the very same
+//! bytes — and that object is then the one place its records are. Running a redrive twice, or
+//! before the fix is deployed, therefore removes nothing.
 //! KPL sub-records come back as plain records of their aggregate's sequence number.
 
 use std::io::Read as _;
@@ -42,26 +45,39 @@ impl Target {
         })
     }
 
-    /// Runs the Kinesis event `body` through the handler; returns how many records it reported
-    /// failed (to be retried) and how many it quarantined.
-    pub(crate) async fn handle(
-        &self,
-        body: &str,
-        deadline: Instant,
-    ) -> Result<(usize, usize), String> {
+    /// Runs the Kinesis event `body` through the handler; returns what it did with the batch.
+    pub(crate) async fn handle(&self, body: &str, deadline: Instant) -> Result<Handled, String> {
         match self {
             Target::Orchestrator(o) => o
                 .handle_body(body, deadline)
                 .await
-                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
+                .map(|(r, out)| Handled {
+                    failures: r.batch_item_failures.len(),
+                    quarantined: out.quarantined,
+                    quarantine_key: out.quarantine_key,
+                })
                 .map_err(|e| e.to_string()),
             Target::Upsert(u) => u
                 .handle_body(body, deadline)
                 .await
-                .map(|(r, out)| (r.batch_item_failures.len(), out.quarantined))
+                .map(|(r, out)| Handled {
+                    failures: r.batch_item_failures.len(),
+                    quarantined: out.quarantined,
+                    quarantine_key: out.quarantine_key,
+                })
                 .map_err(|e| e.to_string()),
         }
     }
+}
+
+/// What a handler did with a batch, as a recovery tool needs it.
+pub(crate) struct Handled {
+    /// Records it reported failed (Lambda would resend from the lowest).
+    pub(crate) failures: usize,
+    /// Records it quarantined.
+    pub(crate) quarantined: usize,
+    /// Where it wrote them.
+    pub(crate) quarantine_key: Option<String>,
 }
 
 /// What a redrive did, over every quarantine object under the prefix.
@@ -130,7 +146,7 @@ pub async fn run(
     let mut report = RedriveReport::default();
     let total = keys.len();
     for (i, key) in keys.iter().enumerate() {
-        let (lines, etag) = read_quarantine(s3, bucket, key).await?;
+        let lines = read_quarantine(s3, bucket, key).await?;
         report.objects += 1;
         report.records += lines.len();
         println!(
@@ -144,26 +160,28 @@ pub async fn run(
         }
         let event = redrive_event(region, &lines);
         let deadline = Instant::now() + Duration::from_secs(120);
-        let (failures, quarantined) = target
+        let handled = target
             .handle(&event, deadline)
             .await
             .map_err(|e| format!("{key}: the handler failed: {e}"))?;
-        if failures > 0 {
+        if handled.failures > 0 {
             println!("    not accepted (the handler reported a retry); left as it is");
             report.failed += 1;
             continue;
         }
-        report.still_quarantined += quarantined;
-        let rewritten = quarantined > 0 && rewritten_in_place(s3, bucket, key, &etag).await;
-        if !rewritten {
+        report.still_quarantined += handled.quarantined;
+        // Quarantined again under this very key: that object is now where they are.
+        let requarantined_here = handled.quarantine_key.as_deref() == Some(key.as_str());
+        if !requarantined_here {
             delete(s3, bucket, key).await?;
             report.deleted += 1;
         }
         println!(
-            "    landed {}, quarantined again {quarantined}{}",
-            lines.len() - quarantined,
-            if rewritten {
-                " (in the same object)"
+            "    landed {}, quarantined again {}{}",
+            lines.len() - handled.quarantined,
+            handled.quarantined,
+            if requarantined_here {
+                " (in the same object, which stays)"
             } else {
                 ""
             }
@@ -172,12 +190,12 @@ pub async fn run(
     Ok(report)
 }
 
-/// The records of the quarantine object `key`, and its ETag as read.
+/// The records of the quarantine object `key`.
 async fn read_quarantine(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> Result<(Vec<Line>, Option<String>), String> {
+) -> Result<Vec<Line>, String> {
     let object = s3
         .get_object()
         .bucket(bucket)
@@ -185,7 +203,6 @@ async fn read_quarantine(
         .send()
         .await
         .map_err(|e| format!("get {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
-    let etag = object.e_tag().map(String::from);
     let body = object
         .body
         .collect()
@@ -202,7 +219,7 @@ async fn read_quarantine(
         .map(parse_line)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{key}: {e}"))?;
-    Ok((lines, etag))
+    Ok(lines)
 }
 
 /// The Kinesis event the lines arrived in: one object holds the records of one shard's batch,
@@ -223,24 +240,6 @@ fn redrive_event(region: &str, lines: &[Line]) -> String {
         first.stream
     );
     kinesis_event(region, &arn, &first.shard_id, &records)
-}
-
-/// Whether the handler wrote its new quarantine to `key` itself: the object's ETag is no longer
-/// the one read.
-async fn rewritten_in_place(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    etag_read: &Option<String>,
-) -> bool {
-    s3.head_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .ok()
-        .and_then(|h| h.e_tag().map(String::from))
-        != *etag_read
 }
 
 async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(), String> {

@@ -5,8 +5,12 @@
 //! <https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html>. For each
 //! such message this reads the records of that range from the stream while it still holds them,
 //! runs them through the function's handler as the batch it was, and deletes the message once the
-//! handler accepted it. A range the stream no longer holds is reported as expired and its message
-//! left for an operator.
+//! handler accepted it. A range the stream no longer holds, or that could not be read to its last
+//! record, is reported and its message left for an operator.
+//!
+//! Both Kinesis functions share the on-failure queue, so a replay takes only the messages of the
+//! function it was asked to run: each message names it in `requestContext.functionArn`. Other
+//! functions' messages are made visible again at once, untouched.
 
 use std::time::{Duration, Instant};
 
@@ -25,13 +29,17 @@ pub struct ReplayReport {
     pub batches_recovered: usize,
     /// Records in the recovered batches.
     pub records: usize,
-    /// Ranges no longer (fully) in the stream.
+    /// Ranges no longer (fully) in the stream, or not read to their last record.
     pub expired: usize,
+    /// Messages of other functions (or naming none), left on the queue untouched.
+    pub other_function: usize,
     /// Batches the handler did not accept again (their messages stay).
     pub failed: usize,
 }
 
 struct BatchInfo {
+    /// `requestContext.functionArn`: the function whose batch this was.
+    function_arn: Option<String>,
     stream_arn: String,
     shard_id: String,
     start: String,
@@ -42,6 +50,22 @@ impl BatchInfo {
     /// The stream's name, the last part of its ARN.
     fn stream_name(&self) -> &str {
         self.stream_arn.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// Whether the batch was the named function's (a name, or an ARN with or without a
+    /// version or alias).
+    fn belongs_to(&self, function: &str) -> bool {
+        self.function_arn
+            .as_deref()
+            .is_some_and(|arn| function_name(arn) == function_name(function))
+    }
+}
+
+/// A function's name from its name or ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`).
+fn function_name(name_or_arn: &str) -> &str {
+    match name_or_arn.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or_default(),
+        None => name_or_arn,
     }
 }
 
@@ -55,6 +79,9 @@ fn batch_info(body: &str) -> Result<BatchInfo, String> {
             .ok_or_else(|| format!("KinesisBatchInfo.{k} is missing"))
     };
     Ok(BatchInfo {
+        function_arn: v["requestContext"]["functionArn"]
+            .as_str()
+            .map(String::from),
         stream_arn: text("streamArn")?,
         shard_id: text("shardId")?,
         start: text("startSequenceNumber")?,
@@ -62,44 +89,73 @@ fn batch_info(body: &str) -> Result<BatchInfo, String> {
     })
 }
 
-/// Reads up to `max` messages of the on-failure `queue_url` and replays their ranges.
-#[allow(clippy::too_many_arguments)]
+/// Where a replay reads its messages and records.
+pub struct ReplaySource<'a> {
+    /// The on-failure queue's client.
+    pub sqs: &'a aws_sdk_sqs::Client,
+    /// The stream's client.
+    pub kinesis: &'a aws_sdk_kinesis::Client,
+    /// The on-failure queue both Kinesis functions send to.
+    pub queue_url: &'a str,
+    /// The region the replayed events name, as Lambda's would.
+    pub region: &'a str,
+}
+
+/// What a replay takes and how far it goes.
+pub struct ReplayOptions<'a> {
+    /// The deployed function whose messages are replayed (its name or ARN); other functions'
+    /// messages stay on the queue.
+    pub function_name: &'a str,
+    /// At most this many messages.
+    pub max: usize,
+    /// Read and report, change nothing.
+    pub dry_run: bool,
+}
+
+/// Reads up to `max` messages of the on-failure queue and replays the ranges of the named
+/// function's batches through `target`.
 pub async fn run(
-    sqs: &aws_sdk_sqs::Client,
-    kinesis: &aws_sdk_kinesis::Client,
-    queue_url: &str,
+    source: &ReplaySource<'_>,
     target: &Target,
-    region: &str,
-    max: usize,
-    dry_run: bool,
+    options: &ReplayOptions<'_>,
 ) -> Result<ReplayReport, String> {
+    let (sqs, queue_url) = (source.sqs, source.queue_url);
     let replayer = Replayer {
         sqs,
-        kinesis,
+        kinesis: source.kinesis,
         queue_url,
         target,
-        region,
-        dry_run,
+        region: source.region,
+        function_name: options.function_name,
+        dry_run: options.dry_run,
     };
     let mut report = ReplayReport::default();
     let mut seen = std::collections::HashSet::new();
-    'receiving: while report.messages < max {
+    let mut others = Vec::new();
+    'receiving: while report.messages < options.max {
         let received = replayer.receive().await?;
         let messages = received.messages();
         if messages.is_empty() {
             break;
         }
-        for m in messages {
+        for (i, m) in messages.iter().enumerate() {
             if !seen.insert(m.message_id().unwrap_or_default().to_string()) {
-                // A message shown again: every message has been seen.
-                if dry_run {
-                    show_again(sqs, queue_url, m).await;
+                // A message shown again: every message has been seen. This one and the rest of
+                // the batch were not handled in this round: visible again at once.
+                for unhandled in &messages[i..] {
+                    show_again(sqs, queue_url, unhandled).await;
                 }
                 break 'receiving;
             }
-            report.messages += 1;
-            replayer.replay(m, &mut report).await?;
+            if !replayer.replay(m, &mut report).await? {
+                others.push(m.clone());
+            }
         }
+    }
+    // Other functions' messages stayed hidden for the rest of the round, so each was received
+    // once (a queue with a redrive policy counts receives); visible again now.
+    for m in &others {
+        show_again(sqs, queue_url, m).await;
     }
     Ok(report)
 }
@@ -111,6 +167,7 @@ struct Replayer<'a> {
     queue_url: &'a str,
     target: &'a Target,
     region: &'a str,
+    function_name: &'a str,
     dry_run: bool,
 }
 
@@ -130,23 +187,31 @@ impl Replayer<'_> {
             .map_err(|e| format!("receive: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
     }
 
-    /// Replays one message's batch and counts what became of it in `report` (whose `messages`
-    /// already counts this one).
+    /// Replays one message's batch and counts what became of it; false (and nothing done) when
+    /// the batch was another function's, which its own replay takes.
     async fn replay(
         &self,
         m: &aws_sdk_sqs::types::Message,
         report: &mut ReplayReport,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let info = batch_info(m.body().unwrap_or_default())?;
+        if !info.belongs_to(self.function_name) {
+            report.other_function += 1;
+            return Ok(false);
+        }
+        report.messages += 1;
         let records = match read_range(self.kinesis, info.stream_name(), &info).await {
             Ok(r) => r,
             Err(e) => {
                 println!(
-                    "{} {}..{}: expired or unreadable ({e})",
+                    "{} {}..{}: not replayed ({e}); the message stays",
                     info.shard_id, info.start, info.end
                 );
                 report.expired += 1;
-                return Ok(());
+                if self.dry_run {
+                    show_again(self.sqs, self.queue_url, m).await;
+                }
+                return Ok(true);
             }
         };
         println!(
@@ -160,16 +225,16 @@ impl Replayer<'_> {
         );
         if self.dry_run {
             show_again(self.sqs, self.queue_url, m).await;
-            return Ok(());
+            return Ok(true);
         }
         if !self.accepted(&info, &records).await {
             println!("    not accepted; the message stays for the next replay");
             report.failed += 1;
-            return Ok(());
+            return Ok(true);
         }
         report.batches_recovered += 1;
         report.records += records.len();
-        self.delete(m).await
+        self.delete(m).await.map(|()| true)
     }
 
     /// Whether the handler took the batch without reporting a failure.
@@ -181,7 +246,7 @@ impl Replayer<'_> {
         self.target
             .handle(&event, deadline)
             .await
-            .map(|(failures, _)| failures == 0)
+            .map(|handled| handled.failures == 0)
             .unwrap_or(false)
     }
 
@@ -255,9 +320,18 @@ async fn read_range(
         }
         iterator = page.next_shard_iterator().map(String::from);
     }
-    match out.first() {
-        Some(first) if first.sequence_number() == info.start => Ok(out),
-        // The stream trimmed the start of the range: what is left is not the batch.
-        _ => Err("the range's first record is no longer in the stream".into()),
+    let (first, last) = (out.first(), out.last());
+    match (first, last) {
+        (Some(first), _) if first.sequence_number() != info.start => {
+            // The stream trimmed the start of the range: what is left is not the batch.
+            Err("the range's first record is no longer in the stream".into())
+        }
+        (Some(_), Some(last)) if last.sequence_number() == info.end => Ok(out),
+        // Acknowledging a range read in part would delete the pointer to records never replayed.
+        (_, last) => Err(format!(
+            "the range was not read to its last record {} (read up to {})",
+            info.end,
+            last.map(|r| r.sequence_number()).unwrap_or("nothing")
+        )),
     }
 }
