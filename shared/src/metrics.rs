@@ -86,6 +86,18 @@ impl Emf {
         self.metric(name, Unit::Count, value as f64)
     }
 
+    /// Adds `LagMs`, now − the arrival of the batch's newest record, when the batch had one.
+    pub fn lag(self, newest_arrival_ms: Option<i64>, now_ms: i64) -> Self {
+        match newest_arrival_ms {
+            Some(arrival) => self.metric(
+                "LagMs",
+                Unit::Milliseconds,
+                (now_ms - arrival).max(0) as f64,
+            ),
+            None => self,
+        }
+    }
+
     /// The value of a metric, for tests and the demo.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.metrics

@@ -92,7 +92,7 @@ impl BatchOutcome {
     /// The invocation's EMF document.
     pub fn metrics(&self, namespace: &str, now_ms: i64) -> Emf {
         let written_bytes = self.bytes_out as f64;
-        let mut emf = Emf::new(namespace, "orchestrator")
+        Emf::new(namespace, "orchestrator")
             .table(self.table.as_deref())
             .count("Records", self.records)
             .count("RecordsInObjects", self.in_objects)
@@ -101,15 +101,8 @@ impl BatchOutcome {
             .count("ObjectsFailed", self.objects_failed)
             .metric("BytesIn", Unit::Bytes, self.bytes_in as f64)
             .metric("BytesWritten", Unit::Bytes, written_bytes)
-            .count("ReconciliationMismatches", self.mismatches);
-        if let Some(arrival) = self.newest_arrival_ms {
-            emf = emf.metric(
-                "LagMs",
-                Unit::Milliseconds,
-                (now_ms - arrival).max(0) as f64,
-            );
-        }
-        emf
+            .count("ReconciliationMismatches", self.mismatches)
+            .lag(self.newest_arrival_ms, now_ms)
     }
 }
 

@@ -70,7 +70,7 @@ impl BatchOutcome {
         let table = (self.tables.len() == 1)
             .then(|| self.tables.keys().next().map(String::as_str))
             .flatten();
-        let mut emf = Emf::new(namespace, "upsert")
+        Emf::new(namespace, "upsert")
             .table(table)
             .count("Records", self.records)
             .count("Quarantined", self.quarantined)
@@ -93,14 +93,7 @@ impl BatchOutcome {
                 "FailedTables",
                 self.tables.values().filter(|t| t.error.is_some()).count(),
             )
-            .count("ReconciliationMismatches", self.mismatches);
-        if let Some(arrival) = self.newest_arrival_ms {
-            emf = emf.metric(
-                "LagMs",
-                Unit::Milliseconds,
-                (now_ms - arrival).max(0) as f64,
-            );
-        }
-        emf
+            .count("ReconciliationMismatches", self.mismatches)
+            .lag(self.newest_arrival_ms, now_ms)
     }
 }

@@ -14,6 +14,7 @@
 use std::io::Read as _;
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::event::streams::KinesisEventResponse;
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -47,24 +48,21 @@ impl Target {
 
     /// Runs the Kinesis event `body` through the handler; returns what it did with the batch.
     pub(crate) async fn handle(&self, body: &str, deadline: Instant) -> Result<Handled, String> {
+        let handled = |r: KinesisEventResponse, quarantined, quarantine_key| Handled {
+            failures: r.batch_item_failures.len(),
+            quarantined,
+            quarantine_key,
+        };
         match self {
             Target::Orchestrator(o) => o
                 .handle_body(body, deadline)
                 .await
-                .map(|(r, out)| Handled {
-                    failures: r.batch_item_failures.len(),
-                    quarantined: out.quarantined,
-                    quarantine_key: out.quarantine_key,
-                })
+                .map(|(r, out)| handled(r, out.quarantined, out.quarantine_key))
                 .map_err(|e| e.to_string()),
             Target::Upsert(u) => u
                 .handle_body(body, deadline)
                 .await
-                .map(|(r, out)| Handled {
-                    failures: r.batch_item_failures.len(),
-                    quarantined: out.quarantined,
-                    quarantine_key: out.quarantine_key,
-                })
+                .map(|(r, out)| handled(r, out.quarantined, out.quarantine_key))
                 .map_err(|e| e.to_string()),
         }
     }
