@@ -3,6 +3,7 @@
 //! metadata skips files already loaded (the loader reports them as already loaded), so a
 //! backfill can be stopped and run again.
 
+use crate::progress::Progress;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -48,39 +49,36 @@ pub async fn run(
         ..BackfillReport::default()
     };
     let chunks: Vec<&[String]> = keys.chunks(chunk.max(1)).collect();
+    let mut progress = Progress::new(Some(chunks.len()));
     for (i, keys) in chunks.iter().enumerate() {
+        let title = format!("[{}/{}]", i + 1, chunks.len());
         if dry_run {
-            println!(
-                "[{}/{}] {} object(s) (dry run)",
-                i + 1,
-                chunks.len(),
-                keys.len()
-            );
-            continue;
-        }
-        let event = objects_created_event(bucket, keys);
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let outcome = match loader.handle_body(&event, deadline).await {
-            Ok((_, outcome)) => outcome,
-            Err(e) => {
-                // A file that fails fails a direct invocation; its neighbours were handled.
-                println!("[{}/{}] {e}", i + 1, chunks.len());
-                report.failed += keys.len();
-                continue;
+            progress.println(&format!("{title} {} object(s) (dry run)", keys.len()));
+        } else {
+            let event = objects_created_event(bucket, keys);
+            let deadline = Instant::now() + Duration::from_secs(600);
+            match loader.handle_body(&event, deadline).await {
+                Ok((_, outcome)) => {
+                    report.add(&outcome);
+                    progress.println(&format!(
+                        "{title} {} object(s): {} loaded ({} rows), {} already loaded, {} failed",
+                        keys.len(),
+                        outcome.loaded,
+                        outcome.rows_loaded,
+                        outcome.already_loaded,
+                        outcome.failed
+                    ));
+                }
+                Err(e) => {
+                    // A file that fails fails a direct invocation; its neighbours were handled.
+                    progress.println(&format!("{title} {e}"));
+                    report.failed += keys.len();
+                }
             }
-        };
-        report.add(&outcome);
-        println!(
-            "[{}/{}] {} object(s): {} loaded ({} rows), {} already loaded, {} failed",
-            i + 1,
-            chunks.len(),
-            keys.len(),
-            outcome.loaded,
-            outcome.rows_loaded,
-            outcome.already_loaded,
-            outcome.failed
-        );
+        }
+        progress.item_done();
     }
+    progress.finish();
     Ok(report)
 }
 

@@ -11,5 +11,6 @@ pub mod esm;
 pub mod events;
 pub mod loadgen;
 pub mod loadtest;
+pub mod progress;
 pub mod redrive;
 pub mod replay;

@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::events::{kinesis_event, KinesisRecordIn};
+use crate::progress::Progress;
 
 /// Which handler runs the records.
 pub enum Target {
@@ -141,51 +142,82 @@ pub async fn run(
     dry_run: bool,
 ) -> Result<RedriveReport, String> {
     let keys = crate::demo::list(s3, bucket, prefix).await?;
+    let redrive = Redrive {
+        s3,
+        bucket,
+        target,
+        region,
+        dry_run,
+    };
     let mut report = RedriveReport::default();
-    let total = keys.len();
+    let mut progress = Progress::new(Some(keys.len()));
     for (i, key) in keys.iter().enumerate() {
-        let lines = read_quarantine(s3, bucket, key).await?;
+        let title = format!("[{}/{}] {key}", i + 1, keys.len());
+        redrive.object(key, &title, &progress, &mut report).await?;
+        progress.item_done();
+    }
+    progress.finish();
+    Ok(report)
+}
+
+/// Where a redrive reads and what runs the records.
+struct Redrive<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    bucket: &'a str,
+    target: &'a Target,
+    region: &'a str,
+    dry_run: bool,
+}
+
+impl Redrive<'_> {
+    /// Runs one quarantine object's records through the handler and removes the object when
+    /// each landed or was quarantined under another key.
+    async fn object(
+        &self,
+        key: &str,
+        title: &str,
+        progress: &Progress,
+        report: &mut RedriveReport,
+    ) -> Result<(), String> {
+        let lines = read_quarantine(self.s3, self.bucket, key).await?;
         report.objects += 1;
         report.records += lines.len();
-        println!(
-            "[{}/{total}] {key}: {} record(s){}",
-            i + 1,
-            lines.len(),
-            if dry_run { " (dry run)" } else { "" }
-        );
-        if dry_run || lines.is_empty() {
-            continue;
+        let dry = if self.dry_run { " (dry run)" } else { "" };
+        progress.println(&format!("{title}: {} record(s){dry}", lines.len()));
+        if self.dry_run || lines.is_empty() {
+            return Ok(());
         }
-        let event = redrive_event(region, &lines);
+        let event = redrive_event(self.region, &lines);
         let deadline = Instant::now() + Duration::from_secs(120);
-        let handled = target
+        let handled = self
+            .target
             .handle(&event, deadline)
             .await
             .map_err(|e| format!("{key}: the handler failed: {e}"))?;
         if handled.failures > 0 {
-            println!("    not accepted (the handler reported a retry); left as it is");
+            progress.println("    not accepted (the handler reported a retry); left as it is");
             report.failed += 1;
-            continue;
+            return Ok(());
         }
         report.still_quarantined += handled.quarantined;
         // Quarantined again under this very key: that object is now where they are.
-        let requarantined_here = handled.quarantine_key.as_deref() == Some(key.as_str());
+        let requarantined_here = handled.quarantine_key.as_deref() == Some(key);
         if !requarantined_here {
-            delete(s3, bucket, key).await?;
+            delete(self.s3, self.bucket, key).await?;
             report.deleted += 1;
         }
-        println!(
-            "    landed {}, quarantined again {}{}",
+        let stays = if requarantined_here {
+            " (in the same object, which stays)"
+        } else {
+            ""
+        };
+        progress.println(&format!(
+            "    landed {}, quarantined again {}{stays}",
             lines.len() - handled.quarantined,
-            handled.quarantined,
-            if requarantined_here {
-                " (in the same object, which stays)"
-            } else {
-                ""
-            }
-        );
+            handled.quarantined
+        ));
+        Ok(())
     }
-    Ok(report)
 }
 
 /// The records of the quarantine object `key`.

@@ -18,6 +18,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use shared::kinesis::sequence::cmp_sequence_numbers;
 
 use crate::events::{kinesis_event, KinesisRecordIn};
+use crate::progress::Progress;
 use crate::redrive::Target;
 
 /// What a replay did, over the on-failure messages it received.
@@ -132,6 +133,7 @@ pub async fn run(
     let mut report = ReplayReport::default();
     let mut seen = std::collections::HashSet::new();
     let mut others = Vec::new();
+    let mut progress = Progress::new(None);
     'receiving: while report.messages < options.max {
         let received = replayer.receive().await?;
         let messages = received.messages();
@@ -147,9 +149,10 @@ pub async fn run(
                 }
                 break 'receiving;
             }
-            if !replayer.replay(m, &mut report).await? {
+            if !replayer.replay(m, &progress, &mut report).await? {
                 others.push(m.clone());
             }
+            progress.item_done();
         }
     }
     // Other functions' messages stayed hidden for the rest of the round, so each was received
@@ -157,6 +160,7 @@ pub async fn run(
     for m in &others {
         show_again(sqs, queue_url, m).await;
     }
+    progress.finish();
     Ok(report)
 }
 
@@ -192,6 +196,7 @@ impl Replayer<'_> {
     async fn replay(
         &self,
         m: &aws_sdk_sqs::types::Message,
+        progress: &Progress,
         report: &mut ReplayReport,
     ) -> Result<bool, String> {
         let info = batch_info(m.body().unwrap_or_default())?;
@@ -203,10 +208,10 @@ impl Replayer<'_> {
         let records = match read_range(self.kinesis, info.stream_name(), &info).await {
             Ok(r) => r,
             Err(e) => {
-                println!(
+                progress.println(&format!(
                     "{} {}..{}: not replayed ({e}); the message stays",
                     info.shard_id, info.start, info.end
-                );
+                ));
                 report.expired += 1;
                 if self.dry_run {
                     show_again(self.sqs, self.queue_url, m).await;
@@ -214,7 +219,7 @@ impl Replayer<'_> {
                 return Ok(true);
             }
         };
-        println!(
+        progress.println(&format!(
             "[{}] {} {}..{}: {} record(s){}",
             report.messages,
             info.shard_id,
@@ -222,13 +227,13 @@ impl Replayer<'_> {
             info.end,
             records.len(),
             if self.dry_run { " (dry run)" } else { "" }
-        );
+        ));
         if self.dry_run {
             show_again(self.sqs, self.queue_url, m).await;
             return Ok(true);
         }
         if !self.accepted(&info, &records).await {
-            println!("    not accepted; the message stays for the next replay");
+            progress.println("    not accepted; the message stays for the next replay");
             report.failed += 1;
             return Ok(true);
         }
