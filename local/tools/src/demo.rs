@@ -750,11 +750,12 @@ async fn report_snowflake(snowflake: &SnowflakeClient) -> Result<(Vec<u64>, u64)
     print_samples(snowflake).await?;
     // Both paths carry the same sensor records: the streaming table must equal the newest
     // reading per sensor in the raw table.
+    let newest_first = shared::kinesis::sequence::SequenceNumber::sql_order("SEQUENCE_NUMBER");
     let matching = count(
         snowflake,
-        "SELECT COUNT(*) AS N FROM SENSOR_READINGS s JOIN (SELECT SENSORID, CURRENTTEMPERATURE, STATUS, SEQUENCE_NUMBER FROM SENSOR_READINGS_RAW_V \
-         QUALIFY ROW_NUMBER() OVER (PARTITION BY SHARD_ID, SENSORID ORDER BY LPAD(SEQUENCE_NUMBER, 64, '0') DESC) = 1) r \
-         ON s.SENSORID = r.SENSORID AND s.KINESIS_SEQUENCE_NUMBER = r.SEQUENCE_NUMBER AND s.STATUS = r.STATUS",
+        &format!("SELECT COUNT(*) AS N FROM SENSOR_READINGS s JOIN (SELECT SENSORID, CURRENTTEMPERATURE, STATUS, SEQUENCE_NUMBER FROM SENSOR_READINGS_RAW_V \
+         QUALIFY ROW_NUMBER() OVER (PARTITION BY SHARD_ID, SENSORID ORDER BY {newest_first} DESC) = 1) r \
+         ON s.SENSORID = r.SENSORID AND s.KINESIS_SEQUENCE_NUMBER = r.SEQUENCE_NUMBER AND s.STATUS = r.STATUS"),
     )
     .await?;
     let sensors_total = count(snowflake, "SELECT COUNT(*) AS N FROM SENSOR_READINGS").await?;
