@@ -206,4 +206,4 @@ impl<'c> TablePlan<'_, 'c> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -88,21 +88,11 @@ mod tests {
 
     #[test]
     fn the_row_written_has_the_keys_the_select_reads() {
-        let vars = [
-            ("SNOWFLAKE_ACCOUNT", "acct"),
-            ("SNOWFLAKE_DATABASE", "DB"),
-            ("SNOWFLAKE_SCHEMA", "S"),
-            ("SNOWFLAKE_AUTH", "pat"),
-            ("SNOWFLAKE_TOKEN", "t"),
-            ("ERROR_BUCKET", "b"),
-            ("TABLE", "t"),
-            (
-                "UPSERT_TABLES",
-                r#"{"t":{"keys":["k"],"columns":[{"name":"k","path":"/k"},{"name":"v","path":"/v"}],
-                    "payload_column":"payload"}}"#,
-            ),
-        ];
-        let config = crate::Config::from_env(&shared::config::Env::new(&vars)).unwrap();
+        let config = crate::plan::tests::config(
+            "t",
+            r#"{"t":{"keys":["k"],"columns":[{"name":"k","path":"/k"},{"name":"v","path":"/v"}],
+                "payload_column":"payload"}}"#,
+        );
         let mapping = config.tables.get("t").unwrap();
         let row = Row {
             values: vec!["\"1\"".into(), "\"x\"".into()],

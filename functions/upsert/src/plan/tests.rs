@@ -16,7 +16,8 @@ const SENSORS: &str = r#"{"sensor_readings":{"keys":["sensorid"],"columns":[
     {"name":"currenttemperature","path":"/currentTemperature","type":"FLOAT"},
     {"name":"status","path":"/status"}]}}"#;
 
-fn config(table: &str, tables: &str) -> Config {
+/// A configuration of one table, `tables` as `UPSERT_TABLES`.
+pub(crate) fn config(table: &str, tables: &str) -> Config {
     let vars = [
         ("SNOWFLAKE_ACCOUNT", "acct"),
         ("SNOWFLAKE_DATABASE", "DB"),
