@@ -126,30 +126,39 @@ async fn a_redrive_before_the_fix_and_a_second_one_remove_nothing() {
     let quarantined = support::list_keys(&s3, &bucket).await;
     assert_eq!(quarantined.len(), 1, "{quarantined:?}");
     let original = support::rejected_lines(&s3, &bucket, &quarantined[0]).await;
+    // The same records as if the orchestrator had quarantined them: an upsert redrive over the
+    // whole error prefix must leave them to the orchestrator's own redrive.
+    let foreign = quarantined[0].replacen("/upsert/", "/orchestrator/", 1);
+    assert_ne!(foreign, quarantined[0]);
+    s3.copy_object()
+        .bucket(&bucket)
+        .copy_source(format!("{bucket}/{}", quarantined[0]))
+        .key(&foreign)
+        .send()
+        .await
+        .unwrap();
+    let mut all = [quarantined[0].clone(), foreign];
+    all.sort();
 
     // The fix is not deployed yet: the redrive runs the same broken mapping, twice.
     let target =
         tools::redrive::Target::Upsert(Box::new(upsert_for(&db, &bucket, &config, None).await));
     for run in 1..=2 {
-        let report =
-            tools::redrive::run(&s3, &bucket, "errors/upsert/", &target, "us-east-1", false)
-                .await
-                .unwrap();
+        let report = tools::redrive::run(&s3, &bucket, "errors/", &target, "us-east-1", false)
+            .await
+            .unwrap();
         assert_eq!(
             (
                 report.objects,
                 report.records,
                 report.still_quarantined,
-                report.deleted
+                report.deleted,
+                report.other_function
             ),
-            (1, 2, 2, 0),
+            (1, 2, 2, 0, 1),
             "run {run}"
         );
-        assert_eq!(
-            support::list_keys(&s3, &bucket).await,
-            quarantined,
-            "run {run}"
-        );
+        assert_eq!(support::list_keys(&s3, &bucket).await, all, "run {run}");
         let lines = support::rejected_lines(&s3, &bucket, &quarantined[0]).await;
         let seqs = |l: &[serde_json::Value]| {
             l.iter()

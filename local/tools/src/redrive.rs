@@ -18,6 +18,8 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use base64::Engine as _;
 use serde_json::Value;
 
+use shared::rawzone::layout::Writer;
+
 use crate::events::{kinesis_event, KinesisRecordIn};
 use crate::progress::Progress;
 
@@ -45,6 +47,14 @@ impl Target {
             )),
             other => return Err(format!("--function {other:?}: upsert or orchestrator")),
         })
+    }
+
+    /// The key segment of the quarantine objects this function writes.
+    fn writer(&self) -> &'static str {
+        match self {
+            Target::Orchestrator(_) => Writer::Orchestrator.as_str(),
+            Target::Upsert(_) => Writer::Upsert.as_str(),
+        }
     }
 
     /// Runs the Kinesis event `body` through the handler; returns what it did with the batch.
@@ -92,6 +102,9 @@ pub struct RedriveReport {
     pub deleted: usize,
     /// Objects whose batch the handler did not accept (left untouched).
     pub failed: usize,
+    /// Objects another function quarantined (their key names that writer): left untouched, for
+    /// that function's own redrive.
+    pub other_function: usize,
 }
 
 /// One quarantine line as a record to send again.
@@ -179,6 +192,18 @@ impl Redrive<'_> {
         progress: &Progress,
         report: &mut RedriveReport,
     ) -> Result<(), String> {
+        // Keys are `<error prefix>/<writer>/…`: another function's records land in its own
+        // place (the raw zone, not a MERGE target), so they are never taken here.
+        if !key
+            .split('/')
+            .any(|segment| segment == self.target.writer())
+        {
+            progress.println(&format!(
+                "{title}: another function's quarantine; left as it is"
+            ));
+            report.other_function += 1;
+            return Ok(());
+        }
         let lines = read_quarantine(self.s3, self.bucket, key).await?;
         report.objects += 1;
         report.records += lines.len();

@@ -35,8 +35,8 @@ async fn main() -> Result<(), String> {
     )
     .await?;
     println!(
-        "\n{} object(s), {} record(s): {} quarantined again, {} object(s) removed, {} not accepted",
-        report.objects, report.records, report.still_quarantined, report.deleted, report.failed
+        "\n{} object(s), {} record(s): {} quarantined again, {} object(s) removed, {} not accepted; {} of another function left as they are",
+        report.objects, report.records, report.still_quarantined, report.deleted, report.failed, report.other_function
     );
     if report.failed > 0 {
         return Err(
