@@ -121,7 +121,8 @@ import strict_sql  # noqa: E402
 strict_sql.install()
 
 # Snowflake's stateful behaviours, each in its own module: case-sensitive request context, COPY load metadata
-# by (path, checksum) for 64 days, the per-table DML lock queue.
+# by (path, checksum) for 64 days, the per-table DML lock queue, Dynamic Tables refreshed after their lag.
+import dynamic_tables  # noqa: E402
 import load_history  # noqa: E402
 import session_context  # noqa: E402
 import streaming_api  # noqa: E402
@@ -142,28 +143,6 @@ NOP_RE = re.compile(
     r"(STREAMS?|TASKS?|PIPES?)\b",
     re.IGNORECASE,
 )
-# There are no Dynamic Tables here: one is served as a view of its query (always current, where
-# Snowflake refreshes within TARGET_LAG). Snowflake requires TARGET_LAG and WAREHOUSE,
-# https://docs.snowflake.com/en/sql-reference/sql/create-dynamic-table, and so does this.
-DYNAMIC_TABLE_RE = re.compile(
-    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?DYNAMIC\s+TABLE\s+(?P<name>\S+)\s+(?P<params>.*?)\s+AS\s+(?P<query>SELECT\b.*)$",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-def dynamic_table_as_view(sql: str) -> str:
-    m = DYNAMIC_TABLE_RE.match(sql)
-    if not m:
-        return sql
-    params = m["params"].upper()
-    for required in ("TARGET_LAG", "WAREHOUSE"):
-        if not re.search(rf"\b{required}\s*=", params):
-            raise strict_sql.StrictError(
-                "001003", "42000", f"SQL compilation error: Dynamic table requires the {required} parameter."
-            )
-    return f"CREATE OR REPLACE VIEW {m['name']} AS {m['query']}"
-
-
 # statements run inside an explicit DuckDB transaction (they write only to the target database;
 # DuckDB refuses a transaction writing to two attached databases, which fakesnow's DDL does)
 TX_RE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|COPY|TRUNCATE)\b", re.IGNORECASE)
@@ -545,8 +524,10 @@ class Engine:
         self.statements: dict[str, Statement] = {}
         self.by_request_id: dict[str, Statement] = {}
         self.table_locks = table_locks.TableLocks()
+        self.dynamic_tables = dynamic_tables.DynamicTables()
         self.reset()
         self._init_s3()
+        self.dynamic_tables.start(self._refresh_dynamic_table)
 
     def reset(self) -> None:
         with self.state_lock:
@@ -573,6 +554,18 @@ class Engine:
         log(f"httpfs loaded from {ext}; S3 endpoint http://{endpoint}")
 
     # -- fault bookkeeping -------------------------------------------------------------------
+    def _refresh_dynamic_table(self, table: dynamic_tables.DynamicTable, sql: str) -> None:
+        """A scheduled refresh, run like a statement of its own (under the engine lock)."""
+        with self.exec_lock:
+            conn = self.fs.connect(database=table.database, schema=table.schema)
+            try:
+                conn.cursor().execute(sql)
+            except Exception as e:  # noqa: BLE001 - a failed refresh leaves the older content
+                log(f"dynamic table {table.name}: refresh failed: {type(e).__name__}: {e}")
+            finally:
+                conn.close()
+                self.fs.results_cache.clear()
+
     def take_fault(self, kind: str) -> dict | None:
         with self.state_lock:
             f = self.faults.get(kind)
@@ -652,7 +645,7 @@ class Engine:
             st.state = "success"
             return
         self._check_single_statement(st, sql)
-        sql = dynamic_table_as_view(sql)
+        sql = self.dynamic_tables.rewrite(sql, database, schema)
         conn = self.fs.connect(database=database, schema=schema, paramstyle="qmark")
         duck = conn._duck_conn  # noqa: SLF001
         st.duck_conn = duck

@@ -358,6 +358,48 @@ def test_stream_task_pipe_are_noops(client, db):
         assert client.run(sql, **db)["data"] == [["Statement executed successfully."]]
 
 
+def test_dynamic_table_lags_its_base_table_until_refreshed(client, db):
+    """Snowflake fills a Dynamic Table at creation and refreshes it later (TARGET_LAG >= 1 minute);
+    a reader in between sees the older state; ALTER ... REFRESH refreshes at once."""
+    client.run("CREATE TABLE BASE (ID NUMBER, V VARCHAR)", **db)
+    client.run("INSERT INTO BASE VALUES (1, 'a')", **db)
+    for lag in ("'59 seconds'", "'0 minutes'", "'soon'"):
+        r = client.submit(f"CREATE DYNAMIC TABLE D1 TARGET_LAG = {lag} WAREHOUSE = WH AS SELECT * FROM BASE", **db)
+        assert r.status_code == 422 and r.json()["code"] == "001003", r.text
+    r = client.submit("CREATE DYNAMIC TABLE D1 TARGET_LAG = '1 minute' AS SELECT * FROM BASE", **db)
+    assert r.status_code == 422 and "WAREHOUSE" in r.text, r.text
+    client.run("CREATE OR REPLACE DYNAMIC TABLE D1 TARGET_LAG = '1 minute' WAREHOUSE = WH AS SELECT * FROM BASE", **db)
+    client.run("INSERT INTO BASE VALUES (2, 'b')", **db)
+    assert client.run("SELECT COUNT(*) FROM D1", **db)["data"] == [["1"]]  # created with one row, not current
+    client.run("ALTER DYNAMIC TABLE D1 REFRESH", **db)
+    assert client.run("SELECT COUNT(*) FROM D1", **db)["data"] == [["2"]]
+    r = client.submit("ALTER DYNAMIC TABLE D1 SET TARGET_LAG = '30 seconds'", **db)
+    assert r.status_code == 422, r.text
+    r = client.submit("ALTER DYNAMIC TABLE NOPE REFRESH", **db)
+    assert r.status_code == 422 and r.json()["code"] == "002003", r.text
+    client.run("DROP DYNAMIC TABLE D1", **db)
+    assert client.submit("SELECT * FROM D1", **db).status_code == 422
+
+
+def test_dynamic_tables_come_due_after_their_lag():
+    import dynamic_tables
+
+    tables = dynamic_tables.DynamicTables()
+    sql = tables.rewrite('CREATE DYNAMIC TABLE "Db".S.T TARGET_LAG = \'2 minutes\' WAREHOUSE = W AS SELECT 1', None, None)
+    assert sql == 'CREATE OR REPLACE TABLE "Db".S.T AS SELECT 1'
+    assert tables.due() == []
+    table = tables.tables[("DB", "S", "T")]
+    table.refreshed_at -= 119
+    assert tables.due() == []
+    table.refreshed_at -= 1
+    assert tables.due() == [table]
+    assert tables.rewrite("ALTER DYNAMIC TABLE t REFRESH", "db", "s").startswith("CREATE OR REPLACE TABLE")
+    assert tables.due() == []
+    tables.rewrite("CREATE DYNAMIC TABLE D TARGET_LAG = DOWNSTREAM WAREHOUSE = W AS SELECT 1", "DB", "S")
+    tables.tables[("DB", "S", "D")].refreshed_at -= 10**6
+    assert tables.due() == []  # DOWNSTREAM refreshes only when asked
+
+
 def test_spec_checker_rejects_bad_bodies(spec):
     good = {"statementHandle": str(uuid.uuid4()), "resultSetMetaData": {"format": "jsonv2", "rowType": [{"name": "X"}]},
             "data": [["1", None]]}

@@ -8,6 +8,7 @@ mod support;
 mod bootstrap;
 mod cdc;
 mod generated_events;
+mod latest;
 mod loader;
 mod orchestrator;
 mod pipeline;

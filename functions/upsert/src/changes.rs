@@ -164,31 +164,41 @@ pub fn change_table_ddl(mapping: &TableMapping, objects: &ChangeObjects) -> Stri
     )
 }
 
-/// The newest change per key, deleted keys left out: the order of the MERGE mode (the version
-/// column, then the sequence number and sub-record index). A NULL version sorts last, as the
-/// MERGE never lets an unversioned row replace a versioned one.
+/// The newest change per key, deleted keys left out, in the MERGE mode's order: the version
+/// column, then the sequence number and sub-record index. A NULL version sorts last, as the
+/// MERGE never lets an unversioned row replace a versioned one; but a delete that carries no
+/// version wins over every change before it, as it does in the MERGE (it deletes whatever row
+/// the key has): it ranks with the highest version seen up to it in sequence order
+/// (`CHANGE_VERSION`), and its later position breaks the tie.
 pub fn latest_query(mapping: &TableMapping, objects: &ChangeObjects) -> String {
     let mut cols: Vec<String> = mapping.columns.iter().map(|c| c.ident.clone()).collect();
     cols.extend(mapping.payload_column.iter().cloned());
     cols.extend(CHANGE_LINEAGE.iter().map(|(n, _)| format!("\"{n}\"")));
-    let keys: Vec<&str> = mapping
+    let keys = mapping
         .keys
         .iter()
         .map(|&k| mapping.columns[k].ident.as_str())
-        .collect();
-    let mut order = Vec::new();
-    if let Version::Column(v) = mapping.version {
-        order.push(format!("{} DESC NULLS LAST", mapping.columns[v].ident));
-    }
+        .collect::<Vec<&str>>()
+        .join(", ");
     let sequence = SequenceNumber::sql_order(&format!("\"{}\"", lineage::SEQUENCE_NUMBER));
+    let sub = format!("\"{}\"", lineage::SUB_SEQUENCE);
+    let (changes, mut order) = match mapping.version {
+        Version::Column(v) => {
+            let v = &mapping.columns[v].ident;
+            let changes = format!(
+                "(SELECT *, CASE WHEN \"{CHANGE_OP}\" = 'DELETE' AND {v} IS NULL THEN MAX({v}) OVER (PARTITION BY {keys} ORDER BY {sequence}, {sub} NULLS FIRST ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) ELSE {v} END AS \"CHANGE_VERSION\" FROM {})",
+                objects.change_table
+            );
+            (changes, vec!["\"CHANGE_VERSION\" DESC NULLS LAST".to_string()])
+        }
+        Version::Sequence => (objects.change_table.clone(), Vec::new()),
+    };
     order.push(format!("{sequence} DESC"));
-    order.push(format!("\"{}\" DESC NULLS LAST", lineage::SUB_SEQUENCE));
+    order.push(format!("{sub} DESC NULLS LAST"));
     format!(
         "SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS \"CHANGE_RANK\" FROM {changes}) WHERE \"CHANGE_RANK\" = 1 AND \"{CHANGE_OP}\" <> 'DELETE'",
         cols = cols.join(", "),
-        keys = keys.join(", "),
         order = order.join(", "),
-        changes = objects.change_table,
     )
 }
 
@@ -300,7 +310,8 @@ mod tests {
         );
         let ddl = latest_ddl(&m, &o, "1 minute", "COMPUTE_WH");
         assert!(ddl.starts_with(r#"CREATE OR REPLACE DYNAMIC TABLE "DB"."S"."ORDERS_LATEST" TARGET_LAG = '1 minute' WAREHOUSE = COMPUTE_WH AS SELECT "ORDER_ID", "STATUS", "UPDATED_AT", "KINESIS_SHARD_ID""#), "{ddl}");
-        assert!(ddl.contains(r#"PARTITION BY "ORDER_ID" ORDER BY "UPDATED_AT" DESC NULLS LAST, LPAD("KINESIS_SEQUENCE_NUMBER", 129, '0') DESC"#), "{ddl}");
+        assert!(ddl.contains(r#"PARTITION BY "ORDER_ID" ORDER BY "CHANGE_VERSION" DESC NULLS LAST, LPAD("KINESIS_SEQUENCE_NUMBER", 129, '0') DESC"#), "{ddl}");
+        assert!(ddl.contains(r#"CASE WHEN "CHANGE_OP" = 'DELETE' AND "UPDATED_AT" IS NULL THEN MAX("UPDATED_AT") OVER (PARTITION BY "ORDER_ID" ORDER BY LPAD("KINESIS_SEQUENCE_NUMBER", 129, '0'), "KINESIS_SUB_SEQUENCE" NULLS FIRST ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) ELSE "UPDATED_AT" END AS "CHANGE_VERSION""#), "{ddl}");
         assert!(
             ddl.ends_with(r#"WHERE "CHANGE_RANK" = 1 AND "CHANGE_OP" <> 'DELETE'"#),
             "{ddl}"
