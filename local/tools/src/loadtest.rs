@@ -122,6 +122,12 @@ async fn run_one(
     let statements = Arc::new(AtomicU64::new(0));
     let invoke = measuring(setup.upsert, latencies.clone(), statements.clone());
     let (seconds, counters) = drain(setup.source, opts, mode, invoke).await?;
+    if mode != "merge" {
+        // The Dynamic Table refreshes on Snowflake's schedule (within TARGET_LAG); the count
+        // wants every change that landed, so refresh it now as a user would.
+        let refresh = format!("ALTER DYNAMIC TABLE {} REFRESH", setup.rows_in);
+        execute_each(&setup.client, [refresh]).await?;
+    }
     let rows = count_rows(&setup.client, &setup.rows_in).await?;
     let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
     l.sort_unstable();
