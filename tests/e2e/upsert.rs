@@ -511,7 +511,8 @@ async fn unreachable_snowflake_reports_the_tables_lowest_sequence_number() {
                 "a",
                 br#"{"kind":"sensor","sensorId":2,"currentTemperature":21,"status":"OK"}"#,
             ),
-            ("43", "b", br#"not json"#),
+            ("39", "b", br#"not json"#),
+            ("43", "b", br#"not json either"#),
         ],
         ARRIVAL,
     );
@@ -530,7 +531,17 @@ async fn unreachable_snowflake_reports_the_tables_lowest_sequence_number() {
         "Lambda resends from the lowest failed record"
     );
     assert!(outcome.tables.values().all(|t| t.error.is_some()));
+    // 43 is resent with everything from 40 on, and quarantined by the invocation that gets it
+    // again: only 39 is quarantined now, so no record is ever in two quarantine objects.
     assert_eq!(outcome.quarantined, 1);
+    let keys = support::list_keys(&s3, &bucket).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let lines = support::rejected_lines(&s3, &bucket, &keys[0]).await;
+    let seqs: Vec<&str> = lines
+        .iter()
+        .map(|l| l["metadata"]["sequence_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(seqs, ["39"]);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use shared::config::{Env, ProcessEnv};
 use shared::kinesis::record::{
     decode_kinesis_event, min_sequence_number, KinesisRecord, PayloadBuffer,
 };
+use shared::kinesis::sequence::cmp_sequence_numbers;
 use shared::rawzone::layout::Writer;
 use shared::rawzone::quarantine::Rejected;
 use shared::snowflake::SnowflakeClient;
@@ -89,6 +90,7 @@ impl Upsert {
         let written = self.write_tables(by_table, deadline).await;
         let mut failed = collect_tables(written, &mut outcome, &mut rejected)?;
         // After the writes, so rows Snowflake refused go into the batch's one quarantine object.
+        keep_below_retry(&mut rejected, &failed);
         outcome.quarantined = rejected.len();
         failed.extend(self.quarantine(&rejected, &mut outcome).await?);
         let response = shared::kinesis::batch::kinesis_response(failed.iter().map(String::as_str));
@@ -179,6 +181,16 @@ fn collect_tables<'r>(
 }
 
 /// The batch's one log line.
+/// Leaves out the rejects Lambda resends: it resends every record from the lowest failed one
+/// on, and those are quarantined by the invocation that gets them again (a KPL aggregate's
+/// sub-records share its sequence number and are resent with it). Quarantining them now too would
+/// put one record in two quarantine objects.
+fn keep_below_retry(rejected: &mut Vec<Rejected<'_>>, failed: &[String]) {
+    if let Some(retry_from) = min_sequence_number(failed.iter().map(String::as_str)) {
+        rejected.retain(|r| cmp_sequence_numbers(&r.meta.sequence_number, retry_from).is_lt());
+    }
+}
+
 fn log_batch(outcome: &BatchOutcome, response: &KinesisEventResponse, started: Instant) {
     let tables = || outcome.tables.values();
     let merged: BTreeMap<&str, (u64, u64, u64)> = outcome
