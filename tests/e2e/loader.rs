@@ -901,8 +901,12 @@ async fn a_file_copy_leaves_out_counts_as_loaded_through_its_load_history() {
     );
 }
 
+/// A notification naming a file the stage does not have (deleted or expired before the
+/// notification was handled; AWS's sample S3 put event names such a key): Snowflake's COPY leaves
+/// it out of its result, the loader finds no load in LOAD_HISTORY and no object in S3, reports it
+/// as not in the stage (not retried) and loads the other file of the notification.
 #[tokio::test]
-async fn a_notified_file_that_is_not_in_the_bucket_fails_its_message() {
+async fn a_notified_file_that_is_not_in_the_stage_is_reported_and_the_rest_loads() {
     let _g = support::snowflake_shared().await;
     let stack = stack("loader-missing").await;
     let here = "raw/sensor_readings/2024/03/05/07/here.ndjson.gz";
@@ -913,18 +917,47 @@ async fn a_notified_file_that_is_not_in_the_bucket_fails_its_message() {
         gzip(&format!("{}\n", ndjson_line(41, here, 1))),
     )
     .await;
+    // one direct S3 event naming both: the invocation succeeds
+    let records: Vec<Value> = [here, gone]
+        .iter()
+        .map(|key| {
+            json!({"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": stack.bucket}, "object": {"key": key}}})
+        })
+        .collect();
+    let event = json!({ "Records": records });
     let (response, outcome) = stack
         .loader
-        .handle_body(&sqs_notifications(&stack.bucket, &[here, gone]), deadline())
+        .handle_body(&event.to_string(), deadline())
+        .await
+        .expect("the invocation does not fail");
+    assert_eq!(outcome.file_outcomes[here], FileOutcome::Loaded { rows: 1 });
+    let FileOutcome::NotInStage { reason } = &outcome.file_outcomes[gone] else {
+        panic!("{:?}", outcome.file_outcomes[gone]);
+    };
+    assert!(
+        reason.contains("LOAD_HISTORY shows no load")
+            && reason.contains(&format!("S3 has no object s3://{}/{gone}", stack.bucket)),
+        "{reason}"
+    );
+    assert_eq!(
+        (outcome.loaded, outcome.not_in_stage, outcome.failed),
+        (1, 1, 0)
+    );
+    assert_eq!(response["not_in_stage"], 1);
+    assert_eq!(response["file_outcomes"][gone]["status"], "not_in_stage");
+    assert_eq!(outcome.metrics("Test").get("FilesNotInStage"), Some(1.0));
+    assert_eq!(outcome.metrics("Test").get("FilesFailed"), Some(0.0));
+    assert_eq!(sensor_rows(&stack).await, owned(&[("41", here, "1")]));
+
+    // through SQS: no message is retried for it
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[gone]), deadline())
         .await
         .unwrap();
-    assert_eq!(failed_ids(&response), vec!["m1".to_string()]);
-    assert!(matches!(
-        outcome.file_outcomes[gone],
-        FileOutcome::Failed { .. }
-    ));
-    assert_eq!(outcome.file_outcomes[here], FileOutcome::Loaded { rows: 1 });
-    assert_eq!(sensor_rows(&stack).await, owned(&[("41", here, "1")]));
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    assert_eq!((outcome.not_in_stage, outcome.failed), (1, 0));
 }
 
 /// A scripted SQL API for answers the local service cannot give on demand: `reply(statement)`
