@@ -1,6 +1,7 @@
 //! The loader's pipeline: parse the notifications, plan the COPY groups, send them, respond with
 //! the failed SQS messages (or fail a direct invocation as a whole).
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -129,6 +130,23 @@ impl Loader {
         let response = respond(&invocation, &item_failed, &mut outcome);
         log_invocation(&outcome, started);
         response.map(|r| (r, outcome))
+    }
+
+    /// Of the files an event names, the keys whose rows are already in their target table: the
+    /// lineage the loader's COPY writes into every row (`shared::lineage`) is the lasting record
+    /// of what landed, where Snowflake's load metadata expires after 64 days and `LOAD_HISTORY`
+    /// after 14. Files the loader would skip or fail before any SQL are not asked about.
+    pub async fn landed(&self, body: &str, deadline: Instant) -> Result<BTreeSet<String>, String> {
+        let value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        let invocation = parse_invocation(&value).map_err(|e| e.to_string())?;
+        let service = CopyService::new(&self.client, &self.config, &self.s3, deadline);
+        let mut landed = BTreeSet::new();
+        for group in plan(&invocation, &self.config).groups {
+            if let Ok(target) = &group.target {
+                landed.extend(service.landed(target, &group.files).await?);
+            }
+        }
+        Ok(landed)
     }
 
     /// Loads every group and counts each file's outcome; a failed file fails the messages that

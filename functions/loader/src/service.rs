@@ -9,8 +9,8 @@ use shared::snowflake::{SnowflakeClient, SnowflakeError, Statement};
 
 use crate::config::Config;
 use crate::copy::{
-    self, copy_report, history_statement, loaded_before, match_path, plan_copies, unreported,
-    CopyReport, CopyStatement, CopyTarget, FileResult, FileStatus, StagedFile,
+    self, copy_report, history_statement, landed_statement, loaded_before, match_path, plan_copies,
+    unreported, CopyReport, CopyStatement, CopyTarget, FileResult, FileStatus, StagedFile,
 };
 use crate::outcome::{failed_all, FileOutcome, Outcome};
 use crate::plan::PendingFile;
@@ -261,6 +261,42 @@ impl CopyService<'_> {
             }
         }
         absent
+    }
+
+    /// The keys of `files` whose rows are in `target` already (by the source file each row
+    /// carries), asked in chunks of the COPY size.
+    pub(crate) async fn landed(
+        &self,
+        target: &CopyTarget,
+        files: &BTreeMap<String, PendingFile>,
+    ) -> Result<BTreeSet<String>, String> {
+        let all: Vec<(&String, &PendingFile)> = files.iter().collect();
+        let mut landed = BTreeSet::new();
+        for chunk in all.chunks(self.config.max_files_per_copy) {
+            // each file by its key and by its path below the stage (see landed_statement)
+            let names: Vec<&str> = chunk
+                .iter()
+                .flat_map(|(path, f)| [f.key.as_str(), path.as_str()])
+                .collect();
+            let statement = landed_statement(target, &self.config.lineage, &names)
+                .map_err(|e| e.to_string())?;
+            let result = self
+                .client
+                .execute(&statement, self.deadline)
+                .await
+                .map_err(|e| format!("{}: which files have rows: {e}", target.table))?;
+            let found: BTreeSet<String> = result
+                .rows
+                .iter()
+                .filter_map(|r| r.first().cloned().flatten())
+                .collect();
+            for (path, f) in chunk {
+                if found.contains(&f.key) || found.contains(*path) {
+                    landed.insert(f.key.clone());
+                }
+            }
+        }
+        Ok(landed)
     }
 
     /// Whether the raw bucket exists (HeadBucket), logged when it cannot be confirmed.
