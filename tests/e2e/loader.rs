@@ -730,6 +730,76 @@ async fn backfill_loads_a_prefix_once_in_chunks() {
     );
 }
 
+/// Runs `body` with the local service's clock `days` ahead, and puts it back however `body` ends.
+/// The clock is global: callers hold [`support::snowflake_exclusive`].
+async fn with_clock_offset<T>(days: f64, body: impl std::future::Future<Output = T>) -> T {
+    use futures_util::FutureExt as _;
+    support::snowflake_admin("/admin/config", json!({ "clock_offset_days": days })).await;
+    let result = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    support::snowflake_admin("/admin/config", json!({ "clock_offset_days": 0 })).await;
+    result.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Backfill after Snowflake's own records of a load have expired: 20 days on `LOAD_HISTORY` no
+/// longer shows a load (14 days) while COPY still skips the file (load metadata, 64 days); 70 days
+/// on the load metadata has expired too and COPY with LOAD_UNCERTAIN_FILES would load the file
+/// again. The target table's lineage says what landed: nothing loads twice, nothing is reported
+/// failed, and a file never loaded (uncertain status at 70 days) is loaded.
+#[tokio::test]
+async fn backfill_never_loads_twice_after_load_history_and_load_metadata_expire() {
+    let _g = support::snowflake_exclusive().await;
+    let stack = stack("loader-backfill-aged").await;
+    let day = "raw/sensor_readings/2024/03/05/";
+    let (a, b) = (
+        format!("{day}07/a.ndjson.gz"),
+        format!("{day}07/b.ndjson.gz"),
+    );
+    let (c, d) = (
+        format!("{day}07/c.ndjson.gz"),
+        format!("{day}08/d.ndjson.gz"),
+    );
+    for (i, key) in [&a, &b, &c, &d].into_iter().enumerate() {
+        let lines: String = (1..=2)
+            .map(|row| format!("{}\n", ndjson_line(10 * (i as u32 + 1) + row, key, row)))
+            .collect();
+        put(&stack, key, gzip(&lines)).await;
+    }
+    // one file per COPY: the backfill's statements are others, so no request id replays a result
+    for key in [&a, &b] {
+        let (_, outcome) = stack
+            .loader
+            .handle_body(&sqs_notifications(&stack.bucket, &[key]), deadline())
+            .await
+            .unwrap();
+        assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2));
+    }
+    let backfill = |prefix: String| {
+        let stack = &stack;
+        async move {
+            tools::backfill::run(&stack.s3, &stack.loader, &stack.bucket, &prefix, 2, false)
+                .await
+                .unwrap()
+        }
+    };
+    let report =
+        |r: &tools::backfill::BackfillReport| (r.loaded, r.already_loaded, r.failed, r.rows_loaded);
+
+    // 20 days on: a and b are in the table (LOAD_HISTORY no longer shows them), c is new
+    let hour = with_clock_offset(20.0, backfill(format!("{day}07/"))).await;
+    assert_eq!(report(&hour), (1, 2, 0, 2), "{hour:?}");
+    // 70 days on: every load record has expired; d's status is uncertain and it loads
+    let whole = with_clock_offset(70.0, backfill(day.to_string())).await;
+    assert_eq!(report(&whole), (1, 3, 0, 2), "{whole:?}");
+    let again = with_clock_offset(70.0, backfill(day.to_string())).await;
+    assert_eq!(report(&again), (0, 4, 0, 0), "{again:?}");
+
+    let rows = sensor_rows(&stack).await;
+    assert_eq!(rows.len(), 8, "each file's 2 rows exactly once: {rows:?}");
+    for key in [&a, &b, &c, &d] {
+        assert_eq!(rows.iter().filter(|(_, f, _)| f == key).count(), 2, "{key}");
+    }
+}
+
 #[tokio::test]
 async fn direct_s3_and_eventbridge_events_each_load_their_file() {
     let _g = support::snowflake_shared().await;
