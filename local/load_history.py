@@ -22,6 +22,21 @@ again, and the history outlives CREATE OR REPLACE) and reports skipped files as 
   commits (https://docs.snowflake.com/en/sql-reference/info-schema/load_history: "No record is added if the
   transaction is rolled back").
 
+- INFORMATION_SCHEMA.LOAD_HISTORY shows loads "within the last 14 days" only (the load metadata above, which
+  decides what COPY skips, is kept 64 days): https://docs.snowflake.com/en/sql-reference/info-schema/load_history
+  ("retrieve the history of data loaded into tables using the COPY INTO <table> command within the last 14
+  days"). fakesnow's view has no window and stamps LAST_LOAD_TIME with the wall clock; here it is stamped with
+  the test clock and read through a 14-day window of the same clock.
+- A file named in FILES = (...) that is not in the stage (deleted, expired, never written) is not an error:
+  COPY works on the files its listing of the stage finds, so the missing file is left out of the result like a
+  file skipped as loaded before, and a COPY that finds none of its files answers "Copy executed with 0 files
+  processed.". Snowflake's own Spark connector, tested against live accounts, relies on this: it compares
+  COPY's result with the files it asked for and re-runs COPY with FILES = (...) for the "missed files" the
+  result leaves out, failing only when they are still left out
+  (https://github.com/snowflakedb/spark-snowflake, src/main/scala/net/snowflake/spark/snowflake/io/
+  StageWriter.scala, getCopyMissedFiles; PR #235 "Check missed files for COPY INTO TABLE"). fakesnow instead
+  reads the missing file and fails the whole statement (000603 locally).
+
 The service's notion of "now" for all of this is the wall clock plus an offset set by
 `POST /admin/config {"clock_offset_days": D}` (reset by /admin/reset), so tests can age files and load records.
 Tables are identified by DuckDB's table oid, which survives ALTER TABLE (also RENAME) and changes when the
@@ -30,10 +45,12 @@ table is created again.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import threading
 import time
+import types
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -42,6 +59,8 @@ import fakesnow.copy_into as _copy_into
 from sqlglot import exp
 
 WINDOW_S = 64 * 86400
+# INFORMATION_SCHEMA.LOAD_HISTORY's window: https://docs.snowflake.com/en/sql-reference/info-schema/load_history
+HISTORY_VIEW_S = 14 * 86400
 ZERO_FILES_SQL = "SELECT 'Copy executed with 0 files processed.' AS status"
 
 _lock = threading.Lock()
@@ -137,9 +156,12 @@ def _s3_client() -> Any:
         return _s3
 
 
-def file_meta(url: str) -> tuple[str, float] | None:
-    """(checksum, LAST_MODIFIED as epoch seconds) of a staged file, or None when it cannot be read (COPY then
-    reports the error itself)."""
+NOT_IN_STAGE = "not in stage"
+
+
+def file_meta(url: str) -> tuple[str, float] | str | None:
+    """(checksum, LAST_MODIFIED as epoch seconds) of a staged file; NOT_IN_STAGE when the stage has no such file
+    (see the module docstring); None when it cannot be read otherwise (COPY then reports the error itself)."""
     try:
         u = urlparse(url)
         if u.scheme in ("s3", "s3a"):
@@ -149,8 +171,11 @@ def file_meta(url: str) -> tuple[str, float] | None:
         with open(path, "rb") as f:
             digest = hashlib.md5(f.read()).hexdigest()  # noqa: S324 - Snowflake's checksum for staged files
         return digest, os.stat(path).st_mtime
-    except Exception:  # noqa: BLE001
-        return None
+    except FileNotFoundError:
+        return NOT_IN_STAGE
+    except Exception as e:  # noqa: BLE001
+        code = str(((getattr(e, "response", None) or {}).get("Error") or {}).get("Code", ""))
+        return NOT_IN_STAGE if code in ("404", "NoSuchKey", "NotFound") else None
 
 
 # -- the COPY wrapper ---------------------------------------------------------------------------------------
@@ -229,8 +254,10 @@ def copy_into(duck_conn: Any, current_database: str | None, current_schema: str 
     load: list[tuple[str, str, str | None]] = []  # (FILES entry, url, checksum)
     for name, url in zip(files, urls, strict=True):
         meta = file_meta(url)
-        if meta is None:
-            load.append((name, url, None))  # missing or unreadable: the load reports the error
+        if meta == NOT_IN_STAGE:
+            continue  # not in the stage listing: left out of the load and of the result
+        if meta is None or isinstance(meta, str):
+            load.append((name, url, None))  # unreadable: the load reports the error
         elif decide(key, url, meta[0], meta[1], force=force, load_uncertain=load_uncertain, at=at):
             load.append((name, url, meta[0]))
     if not load:
@@ -250,8 +277,43 @@ def copy_into(duck_conn: Any, current_database: str | None, current_schema: str 
     return sql
 
 
+# -- INFORMATION_SCHEMA.LOAD_HISTORY: 14 days of the test clock ----------------------------------------------
+
+
+class _ClockDatetime(datetime.datetime):
+    """datetime whose now() is the service's clock: fakesnow stamps LAST_LOAD_TIME with it."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+        return datetime.datetime.fromtimestamp(now(), tz)
+
+
+def history_view(expression: exp.Expression, *, _original: Any) -> exp.Expression:
+    """fakesnow's information-schema redirect, with LOAD_HISTORY read through its 14-day window."""
+    is_history = (
+        isinstance(expression, exp.Table)
+        and expression.db.upper() == "INFORMATION_SCHEMA"
+        and expression.name.upper() == "LOAD_HISTORY"
+    )
+    if not is_history:
+        return _original(expression)
+    alias = expression.alias or "LOAD_HISTORY"
+    table = _original(expression.copy())
+    table.set("alias", None)
+    since = datetime.datetime.fromtimestamp(now() - HISTORY_VIEW_S, datetime.UTC).isoformat()
+    window = exp.GTE(
+        this=exp.column("LAST_LOAD_TIME"),
+        expression=exp.cast(exp.Literal.string(since), exp.DataType.build("TIMESTAMPTZ")),
+    )
+    return exp.select("*").from_(table).where(window).subquery(alias)
+
+
 def install() -> None:
-    """Route fakesnow's COPY through copy_into above."""
+    """Route fakesnow's COPY through copy_into above; LOAD_HISTORY through its window."""
     import fakesnow.cursor as _cursor  # noqa: PLC0415
+    import fakesnow.transforms as _transforms  # noqa: PLC0415
 
     _cursor.copy_into = copy_into  # type: ignore[assignment]
+    _copy_into.datetime = types.SimpleNamespace(datetime=_ClockDatetime, UTC=datetime.UTC)  # type: ignore[attr-defined]
+    original = _transforms.information_schema_fs
+    _transforms.information_schema_fs = lambda e: history_view(e, _original=original)  # type: ignore[assignment]

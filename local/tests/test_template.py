@@ -305,8 +305,11 @@ def test_each_role_has_what_its_function_needs_and_no_more(t):
     loader = _actions(t, "LoaderFunction")
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
             "secretsmanager:GetSecretValue"} <= loader
-    # the loader reads objects' metadata (HeadObject: s3:GetObject) for reconciliation, never writes
-    assert {a for a in loader if a.startswith("s3:")} == {"s3:GetObject"}
+    # the loader reads objects' metadata (HeadObject: s3:GetObject) for reconciliation and, with s3:ListBucket,
+    # gets 404 rather than 403 for a key that is not in the stage; it never writes
+    assert {a for a in loader if a.startswith("s3:")} == {"s3:GetObject", "s3:ListBucket"}
+    (listing,) = [s for s in role_statements(t, "LoaderFunction") if "s3:ListBucket" in as_list(s["Action"])]
+    assert listing["Resource"] == {"Fn::GetAtt": ["RawBucket", "Arn"]}
     assert not any(a.startswith("kinesis:") for a in loader)
 
     for f in ("UpsertFunction", "LoaderFunction"):

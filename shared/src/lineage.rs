@@ -18,12 +18,14 @@ pub mod file {
     pub const SUB_SEQUENCE: &str = "sub_sequence";
     /// Kinesis's approximate arrival time.
     pub const ARRIVAL_TIME: &str = "arrival_time";
+    /// The NDJSON key of a line's lineage object (`{"payload": ..., "metadata": {...}}`).
+    pub const NDJSON_OBJECT: &str = "metadata";
     /// The object's key, as NDJSON names it (`metadata.file`).
     pub const NDJSON_FILE: &str = "file";
     /// The line's number in its object, as NDJSON names it (`metadata.row`).
     pub const NDJSON_ROW: &str = "row";
     /// The object's key, as a CSV column.
-    pub(crate) const CSV_FILE: &str = "source_file";
+    pub const CSV_FILE: &str = "source_file";
     /// The line's number in its object, as a CSV column.
     pub(crate) const CSV_ROW: &str = "source_row";
 
@@ -98,7 +100,7 @@ mod tests {
             file::NDJSON_ROW,
         ] {
             assert!(
-                sql.contains(&format!("metadata:{f}")),
+                sql.contains(&format!("{}:{f}", file::NDJSON_OBJECT)),
                 "sql/ does not read {f}"
             );
         }

@@ -730,6 +730,76 @@ async fn backfill_loads_a_prefix_once_in_chunks() {
     );
 }
 
+/// Runs `body` with the local service's clock `days` ahead, and puts it back however `body` ends.
+/// The clock is global: callers hold [`support::snowflake_exclusive`].
+async fn with_clock_offset<T>(days: f64, body: impl std::future::Future<Output = T>) -> T {
+    use futures_util::FutureExt as _;
+    support::snowflake_admin("/admin/config", json!({ "clock_offset_days": days })).await;
+    let result = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    support::snowflake_admin("/admin/config", json!({ "clock_offset_days": 0 })).await;
+    result.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Backfill after Snowflake's own records of a load have expired: 20 days on `LOAD_HISTORY` no
+/// longer shows a load (14 days) while COPY still skips the file (load metadata, 64 days); 70 days
+/// on the load metadata has expired too and COPY with LOAD_UNCERTAIN_FILES would load the file
+/// again. The target table's lineage says what landed: nothing loads twice, nothing is reported
+/// failed, and a file never loaded (uncertain status at 70 days) is loaded.
+#[tokio::test]
+async fn backfill_never_loads_twice_after_load_history_and_load_metadata_expire() {
+    let _g = support::snowflake_exclusive().await;
+    let stack = stack("loader-backfill-aged").await;
+    let day = "raw/sensor_readings/2024/03/05/";
+    let (a, b) = (
+        format!("{day}07/a.ndjson.gz"),
+        format!("{day}07/b.ndjson.gz"),
+    );
+    let (c, d) = (
+        format!("{day}07/c.ndjson.gz"),
+        format!("{day}08/d.ndjson.gz"),
+    );
+    for (i, key) in [&a, &b, &c, &d].into_iter().enumerate() {
+        let lines: String = (1..=2)
+            .map(|row| format!("{}\n", ndjson_line(10 * (i as u32 + 1) + row, key, row)))
+            .collect();
+        put(&stack, key, gzip(&lines)).await;
+    }
+    // one file per COPY: the backfill's statements are others, so no request id replays a result
+    for key in [&a, &b] {
+        let (_, outcome) = stack
+            .loader
+            .handle_body(&sqs_notifications(&stack.bucket, &[key]), deadline())
+            .await
+            .unwrap();
+        assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2));
+    }
+    let backfill = |prefix: String| {
+        let stack = &stack;
+        async move {
+            tools::backfill::run(&stack.s3, &stack.loader, &stack.bucket, &prefix, 2, false)
+                .await
+                .unwrap()
+        }
+    };
+    let report =
+        |r: &tools::backfill::BackfillReport| (r.loaded, r.already_loaded, r.failed, r.rows_loaded);
+
+    // 20 days on: a and b are in the table (LOAD_HISTORY no longer shows them), c is new
+    let hour = with_clock_offset(20.0, backfill(format!("{day}07/"))).await;
+    assert_eq!(report(&hour), (1, 2, 0, 2), "{hour:?}");
+    // 70 days on: every load record has expired; d's status is uncertain and it loads
+    let whole = with_clock_offset(70.0, backfill(day.to_string())).await;
+    assert_eq!(report(&whole), (1, 3, 0, 2), "{whole:?}");
+    let again = with_clock_offset(70.0, backfill(day.to_string())).await;
+    assert_eq!(report(&again), (0, 4, 0, 0), "{again:?}");
+
+    let rows = sensor_rows(&stack).await;
+    assert_eq!(rows.len(), 8, "each file's 2 rows exactly once: {rows:?}");
+    for key in [&a, &b, &c, &d] {
+        assert_eq!(rows.iter().filter(|(_, f, _)| f == key).count(), 2, "{key}");
+    }
+}
+
 #[tokio::test]
 async fn direct_s3_and_eventbridge_events_each_load_their_file() {
     let _g = support::snowflake_shared().await;
@@ -901,8 +971,12 @@ async fn a_file_copy_leaves_out_counts_as_loaded_through_its_load_history() {
     );
 }
 
+/// A notification naming a file the stage does not have (deleted or expired before the
+/// notification was handled; AWS's sample S3 put event names such a key): Snowflake's COPY leaves
+/// it out of its result, the loader finds no load in LOAD_HISTORY and no object in S3, reports it
+/// as not in the stage (not retried) and loads the other file of the notification.
 #[tokio::test]
-async fn a_notified_file_that_is_not_in_the_bucket_fails_its_message() {
+async fn a_notified_file_that_is_not_in_the_stage_is_reported_and_the_rest_loads() {
     let _g = support::snowflake_shared().await;
     let stack = stack("loader-missing").await;
     let here = "raw/sensor_readings/2024/03/05/07/here.ndjson.gz";
@@ -913,18 +987,47 @@ async fn a_notified_file_that_is_not_in_the_bucket_fails_its_message() {
         gzip(&format!("{}\n", ndjson_line(41, here, 1))),
     )
     .await;
+    // one direct S3 event naming both: the invocation succeeds
+    let records: Vec<Value> = [here, gone]
+        .iter()
+        .map(|key| {
+            json!({"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": stack.bucket}, "object": {"key": key}}})
+        })
+        .collect();
+    let event = json!({ "Records": records });
     let (response, outcome) = stack
         .loader
-        .handle_body(&sqs_notifications(&stack.bucket, &[here, gone]), deadline())
+        .handle_body(&event.to_string(), deadline())
+        .await
+        .expect("the invocation does not fail");
+    assert_eq!(outcome.file_outcomes[here], FileOutcome::Loaded { rows: 1 });
+    let FileOutcome::NotInStage { reason } = &outcome.file_outcomes[gone] else {
+        panic!("{:?}", outcome.file_outcomes[gone]);
+    };
+    assert!(
+        reason.contains("LOAD_HISTORY shows no load")
+            && reason.contains(&format!("S3 has no object s3://{}/{gone}", stack.bucket)),
+        "{reason}"
+    );
+    assert_eq!(
+        (outcome.loaded, outcome.not_in_stage, outcome.failed),
+        (1, 1, 0)
+    );
+    assert_eq!(response["not_in_stage"], 1);
+    assert_eq!(response["file_outcomes"][gone]["status"], "not_in_stage");
+    assert_eq!(outcome.metrics("Test").get("FilesNotInStage"), Some(1.0));
+    assert_eq!(outcome.metrics("Test").get("FilesFailed"), Some(0.0));
+    assert_eq!(sensor_rows(&stack).await, owned(&[("41", here, "1")]));
+
+    // through SQS: no message is retried for it
+    let (response, outcome) = stack
+        .loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[gone]), deadline())
         .await
         .unwrap();
-    assert_eq!(failed_ids(&response), vec!["m1".to_string()]);
-    assert!(matches!(
-        outcome.file_outcomes[gone],
-        FileOutcome::Failed { .. }
-    ));
-    assert_eq!(outcome.file_outcomes[here], FileOutcome::Loaded { rows: 1 });
-    assert_eq!(sensor_rows(&stack).await, owned(&[("41", here, "1")]));
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    assert_eq!((outcome.not_in_stage, outcome.failed), (1, 0));
 }
 
 /// A scripted SQL API for answers the local service cannot give on demand: `reply(statement)`

@@ -270,7 +270,9 @@ fn metadata_transform(
 /// cannot say whether it was loaded; the loader names exactly the files it was notified about
 /// (a notification replayed from the DLQ or an archive can be that old), so skipping them would
 /// lose them. The cost: a file loaded more than 64 days ago and notified again is loaded again;
-/// rows carry their file and row number, and the curated layer de-duplicates on them.
+/// rows carry their file and row number, and the curated layer de-duplicates on them. `backfill`
+/// (which lists whole prefixes, so meets such files on every run) asks the target table first
+/// ([`landed_statement`]) and hands the loader only files with no rows there.
 /// https://docs.snowflake.com/en/sql-reference/sql/copy-into-table#copy-options-copyoptions
 /// https://docs.snowflake.com/en/user-guide/data-load-considerations-load#loading-older-files
 const LOAD_UNCERTAIN: &str = "LOAD_UNCERTAIN_FILES = TRUE";
@@ -571,6 +573,48 @@ pub(crate) fn loaded_before<'p>(
         .filter_map(|row| row.get(file).cloned().flatten())
         .filter_map(|f| match_path(&f, paths))
         .collect()
+}
+
+/// The VARIANT column an NDJSON line lands in without a transform (`sql/30_raw_tables.sql`).
+pub(crate) const IN_FILE_RECORD_COLUMN: &str = "RECORD";
+
+/// The SQL expression of a loaded row's source file in `target`: what the loader's COPY wrote as
+/// the row's lineage (`metadata.file` of an NDJSON line, the `SOURCE_FILE` column of CSV, or the
+/// `METADATA$FILENAME` column of [`Lineage::Metadata`]).
+fn source_file_expr(target: &CopyTarget, lineage: &Lineage) -> Result<String, CopyError> {
+    use shared::lineage::file;
+    Ok(match (lineage, target.format) {
+        (Lineage::InFile, Format::Ndjson) => format!(
+            "{}:{}:{}::STRING",
+            ident::quote(IN_FILE_RECORD_COLUMN)?,
+            file::NDJSON_OBJECT,
+            file::NDJSON_FILE
+        ),
+        (Lineage::InFile, Format::Csv) => ident::quote(file::CSV_FILE)?,
+        (Lineage::Metadata(m), _) => ident::quote(&m.file_column)?,
+    })
+}
+
+/// The query asking `target` which of `names` its rows carry as their source file: files whose
+/// rows are in the table. Names are bound, never spliced; the table and column are quoted.
+///
+/// Give each file's object key and its path below the stage: files carry their key, while
+/// `METADATA$FILENAME` is the path as the stage lists it.
+pub(crate) fn landed_statement(
+    target: &CopyTarget,
+    lineage: &Lineage,
+    names: &[&str],
+) -> Result<Statement, CopyError> {
+    if names.is_empty() {
+        return Err(CopyError::NoFiles);
+    }
+    let file = source_file_expr(target, lineage)?;
+    let marks = vec!["?"; names.len()].join(", ");
+    let sql = format!(
+        "SELECT DISTINCT {file} AS SOURCE_FILE FROM {} WHERE {file} IN ({marks})",
+        target.table
+    );
+    Ok(Statement::new(sql).bind_all(names.iter().map(|n| Binding::text(*n))))
 }
 
 /// `"DB"."S"."T"` → `["DB", "S", "T"]`; `None` for anything [`ident::qualified`] does not make.

@@ -1,6 +1,7 @@
 //! The loader's pipeline: parse the notifications, plan the COPY groups, send them, respond with
 //! the failed SQS messages (or fail a direct invocation as a whole).
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::notify::{parse_invocation, Invocation, Trigger};
 use crate::outcome::{failed_all, Outcome};
 use crate::plan::{plan, Group, Plan};
-use crate::service::{CopyService, RowCounts};
+use crate::service::{row_count_mismatches, CopyService, LazyS3};
 
 /// Why an invocation failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +48,10 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 pub struct Loader {
     config: Config,
     client: SnowflakeClient,
-    /// Reconciles loaded rows with the counts recorded on the objects, when set.
-    row_counts: Option<RowCounts>,
+    /// HEADs objects: files COPY left out, and row counts when reconciling.
+    s3: LazyS3,
+    /// Reconciles loaded rows with the counts recorded on the objects.
+    reconcile: bool,
 }
 
 impl Loader {
@@ -59,12 +62,14 @@ impl Loader {
         Ok(Self::new(config, client).with_row_counts(None))
     }
 
-    /// A loader that does not reconcile row counts (see [`Loader::with_row_counts`]).
+    /// A loader that does not reconcile row counts (see [`Loader::with_row_counts`]); it reaches
+    /// S3 (to tell a file missing from the stage) through the default AWS configuration.
     pub fn new(config: Config, client: SnowflakeClient) -> Self {
         Self {
             config,
             client,
-            row_counts: None,
+            s3: LazyS3::new(None),
+            reconcile: false,
         }
     }
 
@@ -72,7 +77,10 @@ impl Loader {
     /// metadata, through `s3` (or a client made from the default AWS configuration when first
     /// needed).
     pub fn with_row_counts(mut self, s3: Option<aws_sdk_s3::Client>) -> Self {
-        self.row_counts = Some(RowCounts::new(s3));
+        if s3.is_some() {
+            self.s3 = LazyS3::new(s3);
+        }
+        self.reconcile = true;
         self
     }
 
@@ -124,6 +132,23 @@ impl Loader {
         response.map(|r| (r, outcome))
     }
 
+    /// Of the files an event names, the keys whose rows are already in their target table: the
+    /// lineage the loader's COPY writes into every row (`shared::lineage`) is the lasting record
+    /// of what landed, where Snowflake's load metadata expires after 64 days and `LOAD_HISTORY`
+    /// after 14. Files the loader would skip or fail before any SQL are not asked about.
+    pub async fn landed(&self, body: &str, deadline: Instant) -> Result<BTreeSet<String>, String> {
+        let value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        let invocation = parse_invocation(&value).map_err(|e| e.to_string())?;
+        let service = CopyService::new(&self.client, &self.config, &self.s3, deadline);
+        let mut landed = BTreeSet::new();
+        for group in plan(&invocation, &self.config).groups {
+            if let Ok(target) = &group.target {
+                landed.extend(service.landed(target, &group.files).await?);
+            }
+        }
+        Ok(landed)
+    }
+
     /// Loads every group and counts each file's outcome; a failed file fails the messages that
     /// carried it (the first reason a message fails is the one it keeps).
     async fn send(
@@ -133,7 +158,7 @@ impl Loader {
         out: &mut Outcome,
         item_failed: &mut [Option<String>],
     ) {
-        let service = CopyService::new(&self.client, &self.config, deadline);
+        let service = CopyService::new(&self.client, &self.config, &self.s3, deadline);
         for group in groups {
             out.files += group.files.len();
             let results = match &group.target {
@@ -153,10 +178,10 @@ impl Loader {
 
     /// Loaded files whose rows differ from their recorded count (none when not reconciling).
     async fn reconcile(&self, out: &Outcome) -> usize {
-        match &self.row_counts {
-            Some(row_counts) => row_counts.mismatches(&self.config.bucket, out).await,
-            None => 0,
+        if !self.reconcile {
+            return 0;
         }
+        row_count_mismatches(&self.s3, &self.config.bucket, out).await
     }
 }
 
@@ -213,6 +238,7 @@ fn log_invocation(out: &Outcome, started: Instant) {
         partially_loaded = out.partially_loaded,
         row_count_mismatches = out.row_count_mismatches,
         failed = out.failed,
+        not_in_stage = out.not_in_stage,
         skipped = out.skipped,
         statements = out.statements,
         history_queries = out.history_queries,

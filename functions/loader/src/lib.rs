@@ -13,8 +13,10 @@
 //! files that fail; files loaded meanwhile come back as already loaded, so this is safe.
 //!
 //! A requested file COPY's result does not name (Snowflake leaves out files its load metadata
-//! says were loaded before) counts as already loaded only when `LOAD_HISTORY` shows its load;
-//! otherwise it fails and is retried (see `copy::history_statement`).
+//! says were loaded before, and files its listing of the stage does not find) counts as already
+//! loaded only when `LOAD_HISTORY` shows its load; when S3 has no object under its key it is
+//! reported as not in the stage (`FilesNotInStage`, not retried: the object is gone); otherwise
+//! it fails and is retried (see `copy::history_statement`).
 //!
 //! Laid out like a sink: `config` (settings read once), `notify` (notifications parsed), `plan`
 //! (pure: notifications → groups of files to COPY), `copy` (pure: COPY and `LOAD_HISTORY` text

@@ -25,6 +25,14 @@ pub enum FileOutcome {
         /// The first error COPY reported for the rejected rows.
         error: String,
     },
+    /// Not loaded because the stage has no such object (deleted or expired before its notification
+    /// was handled, or a notification naming a key that never existed): COPY leaves such a file out
+    /// of its result, and an S3 HEAD of the key answers 404. Reported, not retried: a retry cannot
+    /// find the object either.
+    NotInStage {
+        /// What was found: no load in `LOAD_HISTORY`, and no object under the key.
+        reason: String,
+    },
     /// Not loaded; its message is retried.
     Failed {
         /// Why: COPY's error for the file, or the statement's or query's error.
@@ -74,8 +82,11 @@ pub struct Outcome {
     /// Loaded files whose row count differs from the one their writer recorded
     /// (`x-amz-meta-row-count`): a reconciliation mismatch.
     pub row_count_mismatches: usize,
-    /// Files not loaded.
+    /// Files not loaded; their messages are retried.
     pub failed: usize,
+    /// Files not loaded because their object is not in the stage (see [`FileOutcome::NotInStage`]);
+    /// not retried.
+    pub not_in_stage: usize,
     /// Objects outside the bucket/prefix or with keys the layout cannot read.
     pub skipped: usize,
     /// COPY statements run.
@@ -106,6 +117,7 @@ impl Outcome {
             .count("FilesLoaded", self.loaded)
             .count("FilesAlreadyLoaded", self.already_loaded)
             .count("FilesFailed", self.failed)
+            .count("FilesNotInStage", self.not_in_stage)
             .count("FilesSkipped", self.skipped)
             .metric("RowsLoaded", Unit::Count, self.rows_loaded as f64)
             .count("Statements", self.statements)
@@ -131,6 +143,11 @@ impl Outcome {
                 self.partially_loaded += 1;
                 self.add_rows(table, *rows);
                 tracing::error!(key = %key, table = %table, rows_loaded = rows, first_error = %error, "loader: file partially loaded (ON_ERROR policy); rejected rows are not retried");
+                None
+            }
+            FileOutcome::NotInStage { reason } => {
+                self.not_in_stage += 1;
+                tracing::error!(key = %key, table = %table, reason = %reason, "loader: file not in the stage; reported, not retried");
                 None
             }
             FileOutcome::Failed { error } => {

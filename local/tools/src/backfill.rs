@@ -1,7 +1,12 @@
 //! `backfill`: an existing raw-zone prefix (a table, a day, an hour) through the loader's own COPY
-//! path, in chunks, as if each object had just been created. Idempotent: Snowflake's load
-//! metadata skips files already loaded (the loader reports them as already loaded), so a
-//! backfill can be stopped and run again.
+//! path, in chunks, as if each object had just been created. Never loads a file twice and never
+//! reports a loaded file as failed, however long ago it was loaded: before each chunk it asks the
+//! target table which of the chunk's files already have rows (the lineage every row carries, see
+//! `loader::Loader::landed`), reports those as already loaded and loads only the rest. Snowflake's
+//! own records cannot answer that alone: its load metadata expires after 64 days (so COPY with
+//! `LOAD_UNCERTAIN_FILES = TRUE`, which the loader needs for old files never loaded, would load
+//! them again) and `LOAD_HISTORY` shows 14 days (so a file loaded 14–64 days ago, which COPY skips
+//! without a word, could not be shown loaded). A backfill can be stopped and run again.
 
 use crate::progress::Progress;
 use std::time::{Duration, Instant};
@@ -15,9 +20,13 @@ pub struct BackfillReport {
     pub objects: usize,
     /// Files the loader's COPY loaded.
     pub loaded: usize,
-    /// Files Snowflake's load metadata shows were loaded before (a backfill run again).
+    /// Files already loaded: rows of theirs are in the target table, or (a file loaded while the
+    /// backfill ran) Snowflake's load metadata and `LOAD_HISTORY` show the load.
     pub already_loaded: usize,
-    /// Files not loaded, counting every file of a chunk whose invocation failed as a whole.
+    /// Files gone from the bucket between the listing and the load.
+    pub not_in_stage: usize,
+    /// Files not loaded, counting every file of a chunk whose invocation failed as a whole or
+    /// whose target could not be asked.
     pub failed: usize,
     /// Rows loaded, in all tables.
     pub rows_loaded: u64,
@@ -28,13 +37,14 @@ impl BackfillReport {
     fn add(&mut self, outcome: &loader::Outcome) {
         self.loaded += outcome.loaded;
         self.already_loaded += outcome.already_loaded;
+        self.not_in_stage += outcome.not_in_stage;
         self.failed += outcome.failed;
         self.rows_loaded += outcome.rows_loaded;
     }
 }
 
-/// Loads every object under `prefix` of `bucket`, `chunk` objects per invocation of the loader;
-/// with `dry_run` only lists them.
+/// Loads every object under `prefix` of `bucket` that is not in its table yet, `chunk` objects
+/// per invocation of the loader; with `dry_run` only lists them.
 pub async fn run(
     s3: &aws_sdk_s3::Client,
     loader: &loader::Loader,
@@ -52,34 +62,69 @@ pub async fn run(
     let mut progress = Progress::new(Some(chunks.len()));
     for (i, keys) in chunks.iter().enumerate() {
         let title = format!("[{}/{}]", i + 1, chunks.len());
-        if dry_run {
-            progress.println(&format!("{title} {} object(s) (dry run)", keys.len()));
+        let line = if dry_run {
+            format!("{} object(s) (dry run)", keys.len())
         } else {
-            let event = objects_created_event(bucket, keys);
-            let deadline = Instant::now() + Duration::from_secs(600);
-            match loader.handle_body(&event, deadline).await {
-                Ok((_, outcome)) => {
-                    report.add(&outcome);
-                    progress.println(&format!(
-                        "{title} {} object(s): {} loaded ({} rows), {} already loaded, {} failed",
-                        keys.len(),
-                        outcome.loaded,
-                        outcome.rows_loaded,
-                        outcome.already_loaded,
-                        outcome.failed
-                    ));
-                }
-                Err(e) => {
-                    // A file that fails fails a direct invocation; its neighbours were handled.
-                    progress.println(&format!("{title} {e}"));
-                    report.failed += keys.len();
-                }
-            }
-        }
+            load_chunk(loader, bucket, keys, &mut report).await
+        };
+        progress.println(&format!("{title} {line}"));
         progress.item_done();
     }
     progress.finish();
     Ok(report)
+}
+
+/// Loads the files of `keys` that have no rows in their table yet; returns the progress line.
+async fn load_chunk(
+    loader: &loader::Loader,
+    bucket: &str,
+    keys: &[String],
+    report: &mut BackfillReport,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let landed = match loader
+        .landed(&objects_created_event(bucket, keys), deadline)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            // without the answer a load could be a second one: load nothing, report the chunk
+            report.failed += keys.len();
+            return format!("{} object(s) not loaded: {e}", keys.len());
+        }
+    };
+    report.already_loaded += landed.len();
+    let rest: Vec<String> = keys
+        .iter()
+        .filter(|k| !landed.contains(*k))
+        .cloned()
+        .collect();
+    if rest.is_empty() {
+        return format!("{} object(s): all already in their table", keys.len());
+    }
+    match loader
+        .handle_body(&objects_created_event(bucket, &rest), deadline)
+        .await
+    {
+        Ok((_, outcome)) => {
+            report.add(&outcome);
+            format!(
+                "{} object(s): {} already in their table; {} loaded ({} rows), {} already loaded, {} not in the stage, {} failed",
+                keys.len(),
+                landed.len(),
+                outcome.loaded,
+                outcome.rows_loaded,
+                outcome.already_loaded,
+                outcome.not_in_stage,
+                outcome.failed
+            )
+        }
+        Err(e) => {
+            // A file that fails fails a direct invocation; its neighbours were handled.
+            report.failed += rest.len();
+            e.to_string()
+        }
+    }
 }
 
 /// The event S3 sends for new objects (keys URL-encoded as S3 encodes them).

@@ -391,3 +391,38 @@ fn result_files_map_back_to_paths() {
     assert_eq!(match_path("s3://b/raw/xt/a.csv", &paths), None);
     assert_eq!(match_path("s3://b/raw/t/z.csv", &paths), None);
 }
+
+#[test]
+fn landed_statement_reads_each_lineage_with_bound_names() {
+    let names = ["raw/t/2024/a.ndjson.gz", "t/2024/a.ndjson.gz"];
+    let ndjson = landed_statement(&target(Format::Ndjson), &Lineage::InFile, &names).unwrap();
+    assert_eq!(
+        ndjson.sql,
+        "SELECT DISTINCT \"RECORD\":metadata:file::STRING AS SOURCE_FILE FROM \"DB\".\"S\".\"SENSOR_READINGS_RAW\" \
+         WHERE \"RECORD\":metadata:file::STRING IN (?, ?)"
+    );
+    assert_eq!(ndjson.bindings.len(), 2);
+    let csv = landed_statement(&target(Format::Csv), &Lineage::InFile, &names[..1]).unwrap();
+    assert!(
+        csv.sql
+            .starts_with("SELECT DISTINCT \"SOURCE_FILE\" AS SOURCE_FILE FROM"),
+        "{}",
+        csv.sql
+    );
+    let metadata = Lineage::Metadata(MetadataLineage {
+        file_column: "src file".into(),
+        ..MetadataLineage::default()
+    });
+    let m = landed_statement(&target(Format::Ndjson), &metadata, &names[..1]).unwrap();
+    assert!(m.sql.ends_with("WHERE \"src file\" IN (?)"), "{}", m.sql);
+    assert!(matches!(
+        landed_statement(&target(Format::Csv), &Lineage::InFile, &[]),
+        Err(CopyError::NoFiles)
+    ));
+}
+
+#[test]
+fn the_in_file_record_column_is_the_raw_tables_variant_column() {
+    let sql = include_str!("../../../../sql/30_raw_tables.sql");
+    assert!(sql.contains(&format!("  {IN_FILE_RECORD_COLUMN} VARIANT")));
+}

@@ -31,8 +31,13 @@ async fn main() -> Result<(), String> {
     )
     .await?;
     println!(
-        "\n{} object(s): {} loaded ({} rows), {} already loaded, {} failed",
-        report.objects, report.loaded, report.rows_loaded, report.already_loaded, report.failed
+        "\n{} object(s): {} loaded ({} rows), {} already loaded, {} not in the stage, {} failed",
+        report.objects,
+        report.loaded,
+        report.rows_loaded,
+        report.already_loaded,
+        report.not_in_stage,
+        report.failed
     );
     if report.failed > 0 {
         return Err("some files failed to load; the log names them".into());
