@@ -315,8 +315,8 @@ async fn streaming_fixture(
     let mut all = support::snowflake_vars(&db, "S");
     all.push(("ERROR_BUCKET".into(), bucket.clone()));
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&all)))
-        .unwrap();
+    let config =
+        upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&all))).unwrap();
     let mapping = config.tables.get(table).unwrap();
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &ddl(change_table_ddl(mapping, &objects))).await;
@@ -375,11 +375,17 @@ async fn streaming_waits_for_commits_that_arrive_seconds_later() {
     let f = orders_fixture("UPS_STREAM_LATE").await;
     commit_delay(1500, 2500).await;
     let started = Instant::now();
-    let result = f.upsert.handle_body(&event(&renumbered(5000, 60)), soon()).await;
+    let result = f
+        .upsert
+        .handle_body(&event(&renumbered(5000, 60)), soon())
+        .await;
     default_commit_delay().await;
     let (response, outcome) = result.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
-    assert!(started.elapsed() >= Duration::from_millis(1500), "acknowledged before the commit");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "acknowledged before the commit"
+    );
     assert_eq!(outcome.tables["orders"].inserted, 60);
     // Acknowledged means committed: every row is readable now.
     assert_eq!(landed(&f.client).await, (60, 60));
@@ -391,7 +397,11 @@ async fn streaming_invalidation_discards_uncommitted_rows_and_the_batch_lands_on
     support::clear_faults().await;
     let f = orders_fixture("UPS_STREAM_INVAL").await;
     // Batch 1 commits, then batch 2 is accepted and invalidated before its commit.
-    let (response, _) = f.upsert.handle_body(&event(&renumbered(6000, 30)), soon()).await.unwrap();
+    let (response, _) = f
+        .upsert
+        .handle_body(&event(&renumbered(6000, 30)), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
     commit_delay(2000, 2000).await;
     let second = event(&renumbered(6030, 60));
@@ -420,7 +430,11 @@ async fn streaming_survives_409_and_408_answers() {
     let _g = support::snowflake_exclusive().await;
     support::clear_faults().await;
     let f = orders_fixture("UPS_STREAM_409").await;
-    let (response, _) = f.upsert.handle_body(&event(&renumbered(7000, 20)), soon()).await.unwrap();
+    let (response, _) = f
+        .upsert
+        .handle_body(&event(&renumbered(7000, 20)), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
     for status in [409, 408] {
         support::snowflake_admin(
@@ -429,7 +443,11 @@ async fn streaming_survives_409_and_408_answers() {
         )
         .await;
     }
-    let (response, outcome) = f.upsert.handle_body(&event(&renumbered(7020, 40)), soon()).await.unwrap();
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&renumbered(7020, 40)), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(outcome.tables["orders"].inserted, 40);
     assert_eq!(landed(&f.client).await, (60, 60));
@@ -441,14 +459,22 @@ async fn streaming_resends_an_append_whose_answer_was_lost_after_it_applied() {
     let _g = support::snowflake_exclusive().await;
     support::clear_faults().await;
     let f = orders_fixture("UPS_STREAM_DROP").await;
-    let (response, _) = f.upsert.handle_body(&event(&renumbered(8000, 20)), soon()).await.unwrap();
+    let (response, _) = f
+        .upsert
+        .handle_body(&event(&renumbered(8000, 20)), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
     support::snowflake_admin(
         "/admin/faults",
         serde_json::json!({"streaming_drop_connection": true, "count": 1, "after_apply": true, "channel": channel("orders", SHARD)}),
     )
     .await;
-    let (response, outcome) = f.upsert.handle_body(&event(&renumbered(8020, 40)), soon()).await.unwrap();
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&renumbered(8020, 40)), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(landed(&f.client).await, (60, 60));
     support::clear_faults().await;
@@ -467,22 +493,42 @@ async fn two_logical_tables_on_one_target_each_have_their_own_channel() {
     ];
     let f = streaming_fixture("UPS_STREAM_TWO", &vars, "orders", |ddl| ddl).await;
     let record = |seq: u64, id: u64, region: &str| {
-        let data = format!(r#"{{"op":"c","region":"{region}","order_id":{id},"status":"NEW","updated_at":"2024-11-21T10:00:0{id}Z"}}"#);
+        let data = format!(
+            r#"{{"op":"c","region":"{region}","order_id":{id},"status":"NEW","updated_at":"2024-11-21T10:00:0{id}Z"}}"#
+        );
         (seq.to_string(), id.to_string(), data.into_bytes())
     };
     // Sequence numbers interleave: a shared high-water mark would skip the EU record.
-    let records = vec![record(9001, 1, "us"), record(9002, 2, "eu"), record(9003, 3, "us")];
-    let (response, outcome) = f.upsert.handle_body(&event(&records), soon()).await.unwrap();
+    let records = vec![
+        record(9001, 1, "us"),
+        record(9002, 2, "eu"),
+        record(9003, 3, "us"),
+    ];
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(
-        (outcome.tables["orders"].inserted, outcome.tables["orders_eu"].inserted),
+        (
+            outcome.tables["orders"].inserted,
+            outcome.tables["orders_eu"].inserted
+        ),
         (2, 1)
     );
     assert_eq!(landed(&f.client).await, (3, 3));
     // The replay skips all three, per channel.
-    let (_, outcome) = f.upsert.handle_body(&event(&records), soon()).await.unwrap();
+    let (_, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
     assert_eq!(
-        (outcome.tables["orders"].duplicates, outcome.tables["orders_eu"].duplicates),
+        (
+            outcome.tables["orders"].duplicates,
+            outcome.tables["orders_eu"].duplicates
+        ),
         (2, 1)
     );
     assert_eq!(landed(&f.client).await, (3, 3));
@@ -492,8 +538,14 @@ async fn two_logical_tables_on_one_target_each_have_their_own_channel() {
 async fn a_dms_key_change_is_never_split_across_append_requests() {
     let _g = support::snowflake_shared().await;
     let tables = ORDERS
-        .replace(r#""table":"ORDERS","#, r#""table":"ORDERS","envelope":"dms","#)
-        .replace(r#","delete":{"path":"/op","value":"d"},"payload_column":"payload""#, "");
+        .replace(
+            r#""table":"ORDERS","#,
+            r#""table":"ORDERS","envelope":"dms","#,
+        )
+        .replace(
+            r#","delete":{"path":"/op","value":"d"},"payload_column":"payload""#,
+            "",
+        );
     let vars = [("TABLE", "orders"), ("UPSERT_TABLES", tables.as_str())];
     let f = streaming_fixture("UPS_STREAM_DMS", &vars, "orders", |ddl| ddl).await;
     let dms = |id: u64, before: u64, customer: &str| {
@@ -510,7 +562,11 @@ async fn a_dms_key_change_is_never_split_across_append_requests() {
         ("9101".to_string(), "1".to_string(), dms(1, 1, &big)),
         ("9102".to_string(), "2".to_string(), dms(5, 3, &row)),
     ];
-    let (response, outcome) = f.upsert.handle_body(&event(&records), soon()).await.unwrap();
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(outcome.tables["orders"].statements, 2, "{outcome:?}");
     assert_eq!(outcome.tables["orders"].inserted, 3);
@@ -535,22 +591,42 @@ async fn a_row_snowflake_refuses_at_commit_is_quarantined_with_its_bytes_and_mes
     })
     .await;
     let record = |seq: u64, id: u64, status: &str| {
-        let data = format!(r#"{{"op":"c","order_id":{id},"status":"{status}","updated_at":"2024-11-21T10:00:00Z"}}"#);
+        let data = format!(
+            r#"{{"op":"c","order_id":{id},"status":"{status}","updated_at":"2024-11-21T10:00:00Z"}}"#
+        );
         (seq.to_string(), id.to_string(), data.into_bytes())
     };
-    let records = vec![record(9201, 1, "11"), record(9202, 2, "PAID"), record(9203, 3, "13")];
-    let (response, outcome) = f.upsert.handle_body(&event(&records), soon()).await.unwrap();
+    let records = vec![
+        record(9201, 1, "11"),
+        record(9202, 2, "PAID"),
+        record(9203, 3, "13"),
+    ];
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     let table = &outcome.tables["orders"];
-    assert_eq!((outcome.quarantined, table.refused, table.inserted), (1, 1, 2), "{outcome:?}");
+    assert_eq!(
+        (outcome.quarantined, table.refused, table.inserted),
+        (1, 1, 2),
+        "{outcome:?}"
+    );
     assert_eq!(landed(&f.client).await, (2, 2));
     let keys = support::list_keys(&f.s3, &f.bucket).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
     let lines = support::rejected_lines(&f.s3, &f.bucket, &keys[0]).await;
     assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["payload"].as_str().unwrap().as_bytes(), records[1].2.as_slice());
+    assert_eq!(
+        lines[0]["payload"].as_str().unwrap().as_bytes(),
+        records[1].2.as_slice()
+    );
     assert_eq!(lines[0]["metadata"]["sequence_number"], "9202");
     let reason = lines[0]["reason"].as_str().unwrap();
-    assert!(reason.starts_with("Snowflake refused the row at commit: "), "{reason}");
+    assert!(
+        reason.starts_with("Snowflake refused the row at commit: "),
+        "{reason}"
+    );
     assert!(!reason.ends_with("no message"), "{reason}");
 }

@@ -130,7 +130,14 @@ impl StreamingWriter {
         }
         let mut state = slot.lock().await;
         let delivered = self
-            .deliver(&mut state, &key, mapping, &candidates, deadline, &mut outcome)
+            .deliver(
+                &mut state,
+                &key,
+                mapping,
+                &candidates,
+                deadline,
+                &mut outcome,
+            )
             .await;
         let delivered = match delivered {
             Ok(d) => d,
@@ -160,7 +167,12 @@ impl StreamingWriter {
     fn key(&self, objects: &ChangeObjects, table: &str, stream: &str, shard: &str) -> ChannelKey {
         ChannelKey {
             pipe: objects.pipe.clone(),
-            name: channel_name(table, stream, shard, self.settings.channel_suffix.as_deref()),
+            name: channel_name(
+                table,
+                stream,
+                shard,
+                self.settings.channel_suffix.as_deref(),
+            ),
         }
     }
 
@@ -289,10 +301,7 @@ impl StreamingWriter {
             .as_mut()
             .expect("deliver opens the channel first");
         for range in requests(&lines, &tokens) {
-            let offsets = (
-                tokens[range.start].as_str(),
-                tokens[range.end - 1].as_str(),
-            );
+            let offsets = (tokens[range.start].as_str(), tokens[range.end - 1].as_str());
             let body = lines[range].concat();
             self.client
                 .append(channel, body.as_bytes(), offsets, deadline)
@@ -453,8 +462,12 @@ impl StreamingWriter {
             let key = self.key(objects, table, &meta.stream, &parent);
             self.evict(&key);
             match self.client.drop_channel(pipe, &key.name, deadline).await {
-                Ok(()) => tracing::info!(channel = %key.name, "dropped the channel of a closed parent shard"),
-                Err(e) => tracing::warn!(channel = %key.name, error = %e, "could not drop the channel of a parent shard"),
+                Ok(()) => {
+                    tracing::info!(channel = %key.name, "dropped the channel of a closed parent shard")
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %key.name, error = %e, "could not drop the channel of a parent shard")
+                }
             }
         }
     }

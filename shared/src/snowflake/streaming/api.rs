@@ -182,7 +182,10 @@ mod tests {
             ingest_host(br#"{"hostname": "a_b.example:8080"}"#).as_deref(),
             Some("a-b.example:8080")
         );
-        assert_eq!(ingest_host(b"127.0.0.1:8792").as_deref(), Some("127.0.0.1:8792"));
+        assert_eq!(
+            ingest_host(b"127.0.0.1:8792").as_deref(),
+            Some("127.0.0.1:8792")
+        );
         assert_eq!(ingest_host(b" "), None);
         assert_eq!(ingest_host(br#"{"host": "x"}"#), None);
     }

@@ -162,7 +162,10 @@ impl StreamingClient {
         deadline: Instant,
     ) -> Result<(), StreamingError> {
         let path = api::channel_path(database, schema, pipe, name);
-        match self.request(Method::DELETE, &path, &[], None, deadline).await {
+        match self
+            .request(Method::DELETE, &path, &[], None, deadline)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(StreamingError::Http { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
@@ -229,9 +232,12 @@ impl StreamingClient {
         deadline: Instant,
     ) -> Result<String, StreamingError> {
         let (http, _, base) = self.snowflake.parts();
-        let role = self.snowflake.config().role.as_deref().map(|r| {
-            crate::snowflake::ident::resolve(r).unwrap_or_else(|_| r.to_string())
-        });
+        let role = self
+            .snowflake
+            .config()
+            .role
+            .as_deref()
+            .map(|r| crate::snowflake::ident::resolve(r).unwrap_or_else(|_| r.to_string()));
         let form = format!(
             "grant_type={}&scope={}",
             form_value("urn:ietf:params:oauth:grant-type:jwt-bearer"),
