@@ -104,7 +104,11 @@ pub struct ChannelStatus {
     pub channel_status_code: Option<String>,
     /// The end offset token of the last committed append: rows at or below it are in the
     /// table (or were refused at commit).
-    #[serde(default, alias = "last_commited_offset_token")]
+    #[serde(
+        default,
+        alias = "last_commited_offset_token",
+        deserialize_with = "offset_token"
+    )]
     pub last_committed_offset_token: Option<String>,
     /// Rows committed into the table since the channel was created.
     #[serde(default)]
@@ -113,11 +117,21 @@ pub struct ChannelStatus {
     #[serde(default, alias = "rows_errors")]
     pub rows_error_count: Option<u64>,
     /// The end offset token of the append whose commit last refused a row.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "offset_token")]
     pub last_error_offset_upper_bound: Option<String>,
     /// Why the last refused row was refused.
     #[serde(default)]
     pub last_error_message: Option<String>,
+}
+
+/// An offset token: a string as the page shows it; a number is read as its text, so that a
+/// service that answers the token it was given as a JSON number does not fail the status.
+fn offset_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    })
 }
 
 impl ChannelStatus {
@@ -197,6 +211,19 @@ mod tests {
             scope("h.example", Some("LOADER")),
             "session:role:LOADER h.example"
         );
+    }
+
+    #[test]
+    fn offset_tokens_are_read_as_text() {
+        let s: ChannelStatus = serde_json::from_str(
+            r#"{"last_committed_offset_token": "49:2", "last_error_offset_upper_bound": 17}"#,
+        )
+        .unwrap();
+        assert_eq!(s.last_committed_offset_token.as_deref(), Some("49:2"));
+        assert_eq!(s.last_error_offset_upper_bound.as_deref(), Some("17"));
+        let s: ChannelStatus =
+            serde_json::from_str(r#"{"last_committed_offset_token": null}"#).unwrap();
+        assert_eq!(s.last_committed_offset_token, None);
     }
 
     #[test]
