@@ -391,11 +391,14 @@ def test_a_channel_over_its_request_rate_is_refused_429(streaming, events, base,
 def test_the_default_request_rate_is_ten_per_second_per_channel(streaming, events, instant):
     token = streaming.token_of(events, "C")
     answers = []
+    t0 = time.monotonic()
     for i in range(11):
         r = streaming.append(events, PIPE, "C", token, [{"ID": i}], offset=str(i))
         answers.append(r.status_code)
         if r.status_code == 200:
             token = r.json()["next_continuation_token"]
+    if time.monotonic() - t0 >= 1.0:  # too slow a machine to put 11 requests in one second
+        pytest.skip("11 appends took a second or more")
     assert answers[:10] == [200] * 10 and answers[10] == 429, answers
 
 
