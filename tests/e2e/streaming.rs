@@ -160,15 +160,7 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
     let (response, outcome) = streaming.handle_body(&batches[3], soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(outcome.tables["orders"].inserted, 60);
-    let faults = &support::snowflake_stats().await["faults"];
-    assert_eq!(
-        (
-            &faults["streaming_drop"]["count"],
-            &faults["streaming_status"]["count"]
-        ),
-        (&serde_json::json!(0), &serde_json::json!(0)),
-        "every injected fault was met"
-    );
+    streaming_faults_met().await;
 
     // Every change exactly once, in the change table.
     assert_eq!(
@@ -292,6 +284,7 @@ async fn streaming_mode_without_a_change_table_fails_the_invocation_naming_it() 
 /// A streaming upsert on a fresh database with its change table (made by `ddl` from the
 /// mapping's own DDL), and a client to read it.
 struct Streaming {
+    db: String,
     upsert: upsert::Upsert,
     client: shared::snowflake::SnowflakeClient,
     s3: aws_sdk_s3::Client,
@@ -321,6 +314,7 @@ async fn streaming_fixture(
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &ddl(change_table_ddl(mapping, &objects))).await;
     Streaming {
+        db,
         upsert,
         client,
         s3,
@@ -341,6 +335,16 @@ async fn commit_delay(min_ms: u64, max_ms: u64) {
         serde_json::json!({"streaming_commit_delay_ms": [min_ms, max_ms]}),
     )
     .await;
+}
+
+/// Every streaming fault armed was met (the service drops a fault once its count is spent).
+async fn streaming_faults_met() {
+    let stats = support::snowflake_stats().await;
+    assert_eq!(
+        stats["streaming"]["faults"],
+        serde_json::json!([]),
+        "every injected fault was met"
+    );
 }
 
 /// The service's default commit delay (spec: 300-1500 ms).
@@ -418,6 +422,17 @@ async fn streaming_invalidation_discards_uncommitted_rows_and_the_batch_lands_on
     let (result, ()) = tokio::join!(f.upsert.handle_body(&second, soon()), invalidate);
     let (response, outcome) = result.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    let stats = support::snowflake_stats().await;
+    let key = format!(
+        "{}.S.ORDERS_CHANGES-STREAMING.{}",
+        f.db,
+        channel("orders", SHARD).to_uppercase()
+    );
+    let discarded = &stats["streaming"]["channels"][&key]["appends_discarded"];
+    assert!(
+        discarded.as_u64() > Some(0),
+        "the invalidation met uncommitted appends: {discarded}"
+    );
     assert_eq!(landed(&f.client).await, (90, 90));
     // Lambda resends the batch anyway (e.g. another table failed): nothing lands twice.
     let (_, outcome) = f.upsert.handle_body(&second, soon()).await.unwrap();
@@ -451,6 +466,7 @@ async fn streaming_survives_409_and_408_answers() {
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(outcome.tables["orders"].inserted, 40);
     assert_eq!(landed(&f.client).await, (60, 60));
+    streaming_faults_met().await;
     support::clear_faults().await;
 }
 
@@ -477,6 +493,7 @@ async fn streaming_resends_an_append_whose_answer_was_lost_after_it_applied() {
         .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(landed(&f.client).await, (60, 60));
+    streaming_faults_met().await;
     support::clear_faults().await;
 }
 
