@@ -10,15 +10,21 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
                        | {"drop_connection": true, "count": N} | {"async_after_ms": X}
                        | {"hold_table_lock_ms": H, "count": N}: each of the next N UPDATE/DELETE/MERGE keeps
                          its table lock H ms after executing (see local/table_locks.py)
-                       | {"streaming_status": 429|503, "count": N} | {"streaming_drop_connection": true, "count": N}
-                       | {"invalidate_channel": "<name>"}  (the Snowpipe Streaming endpoints, local/streaming_api.py)
-  POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D}
+                       | {"streaming_status": 408|409|429|500|503, "count": N}
+                       | {"streaming_drop_connection": true, "count": N, "after_apply": true|false}
+                       | {"invalidate_channel": "<name>"}, each optionally scoped {"channel": c, "pipe": p}
+                         (the Snowpipe Streaming endpoints, local/streaming_api.py)
+  POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D,
+                        "streaming_commit_delay_ms": [min, max], "streaming_requests_per_second": R,
+                        "streaming_channels_per_pipe": N, "streaming_hostname_format": "text"|"json"}
                        clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
                        uncertainty; see local/load_history.py)
-  POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata stays:
-                       it belongs to the tables)
+  POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata and
+                       streaming channels stay: they belong to the tables)
   GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
-                        "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}, "aborts": n}}
+                        "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}, "aborts": n},
+                        "streaming": {"appends_accepted": n, "appends_committed": n, "appends_discarded": n,
+                                      "channels": {"DB.SCHEMA.PIPE.CHANNEL": {... same, "pending": n}}, ...}}
 
 Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
@@ -34,6 +40,8 @@ Environment (defaults in brackets):
   LOCAL_SF_S3_ENDPOINT [127.0.0.1:4566]  LOCAL_SF_SPEC [local/specs/snowflake-sqlapi.yaml]
   LOCAL_SF_WAREHOUSES [COMPUTE_WH,WH,LOCAL_WH]  LOCAL_SF_DEFAULT_WAREHOUSE [COMPUTE_WH]
   LOCAL_SF_ROLES [LOADER_ROLE,PUBLIC]  (names as SHOW returns them; the request fields are case-sensitive)
+  LOCAL_SF_STREAMING_COMMIT_DELAY_MS [300-1500]  an accepted streaming append commits after a delay drawn from it
+  LOCAL_SF_STREAMING_REQUESTS_PER_SECOND [10]  LOCAL_SF_STREAMING_CHANNELS_PER_PIPE [2000]  (Snowflake's limits)
 """
 
 from __future__ import annotations
@@ -974,13 +982,14 @@ class Handler(BaseHTTPRequestHandler):
                         "clock_offset_days": load_history.clock_offset_days(),
                         "table_locks": {"held": eng.table_locks.held(), "waiting": eng.table_locks.waiting(),
                                         "aborts": eng.table_locks.aborts},
-                        "streaming_appends": SERVICE.streaming.appends,  # type: ignore[union-attr]
+                        "streaming": SERVICE.streaming.stats(),  # type: ignore[union-attr]
                     },
                 )
         if method != "POST":
             return self._send(405, {"message": "use POST"})
         if path == "/admin/reset":
             eng.reset()
+            SERVICE.streaming.reset()  # type: ignore[union-attr]
             return self._send(200, {"reset": True})
         if path in ("/admin/faults", "/admin/config"):
             count = int(body.get("count", 1))
@@ -991,12 +1000,6 @@ class Handler(BaseHTTPRequestHandler):
                     eng.faults["delay"] = {"delay_ms": int(body["delay_ms"]), "count": count}
                 if body.get("drop_connection"):
                     eng.faults["drop"] = {"count": count}
-                if "streaming_status" in body:
-                    eng.faults["streaming_status"] = {"status": int(body["streaming_status"]), "count": count}
-                if body.get("streaming_drop_connection"):
-                    eng.faults["streaming_drop"] = {"count": count}
-                if "invalidate_channel" in body:
-                    SERVICE.streaming.invalidate(str(body["invalidate_channel"]))  # type: ignore[union-attr]
                 if "hold_table_lock_ms" in body:
                     eng.faults["hold_table_lock"] = {"hold_ms": int(body["hold_table_lock_ms"]), "count": count}
                 if "clock_offset_days" in body:
@@ -1005,6 +1008,10 @@ class Handler(BaseHTTPRequestHandler):
                     eng.async_after_ms = int(body["async_after_ms"])
                 if "partition_rows" in body:
                     eng.partition_rows = int(body["partition_rows"])
+            try:
+                SERVICE.streaming.admin(body)  # type: ignore[union-attr]
+            except (TypeError, ValueError) as e:
+                return self._send(400, {"message": f"invalid streaming setting: {e}"})
             return self._send(200, {"ok": True})
         return self._send(404, {"message": "unknown admin endpoint"})
 

@@ -16,7 +16,10 @@
 #   LOCAL_SF_ASYNC_AFTER_MS [45000], LOCAL_SF_PARTITION_ROWS [1000], LOCAL_SF_ACCOUNT [LOCALTEST],
 #   LOCAL_SF_USER [LOADER], LOCAL_SF_TOKEN [local-dev-token],
 #   LOCAL_SF_PUBLIC_KEY_FILE [local/keys/snowflake_test_key.pub],
-#   LOCAL_SF_S3_ENDPOINT [127.0.0.1:$MOTO_PORT]  passed through to the service.
+#   LOCAL_SF_S3_ENDPOINT [127.0.0.1:$MOTO_PORT],
+#   LOCAL_SF_STREAMING_COMMIT_DELAY_MS [300-1500] (an accepted streaming append commits after a
+#   delay drawn from min-max ms), LOCAL_SF_STREAMING_REQUESTS_PER_SECOND [10],
+#   LOCAL_SF_STREAMING_CHANNELS_PER_PIPE [2000]  passed through to the service.
 #   MARIADB_PORT [3307]         MariaDB (Debian's mariadb-server) for the CDC path: its own data
 #                               directory $RUN_DIR/mariadb, row-based binary log, 127.0.0.1 only,
 #                               user root without a password. `up` starts it too when WITH_MARIADB=1.

@@ -424,7 +424,7 @@ def test_alarms_and_dashboard_on_the_functions_own_metrics(t):
     """Every custom metric an alarm reads is in the namespace the functions write to
     (METRICS_NAMESPACE) and names a function that emits it."""
     emitted = {"Quarantined": {"orchestrator", "upsert"}, "ReconciliationMismatches": {"orchestrator", "upsert", "loader"},
-               "FilesFailed": {"loader"}, "LagMs": {"orchestrator", "upsert"}}
+               "FilesFailed": {"loader"}, "LagMs": {"orchestrator", "upsert"}, "RowsRefused": {"upsert"}}
     seen: dict[str, set] = {}
     for alarm in _alarms(t):
         stats = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]

@@ -15,6 +15,11 @@ fn soon() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
 
+/// The channel the writer names for a logical table on a shard of the stream `orders`.
+fn channel(table: &str, shard: &str) -> String {
+    format!("{}_orders_{shard}", table.to_uppercase())
+}
+
 /// 240 changes of 30 orders in sequence order: creates, updates, deletes and re-creates, each
 /// with a later `updated_at` than the key's previous change.
 fn changes() -> Vec<(String, String, Vec<u8>)> {
@@ -143,7 +148,7 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
     assert_eq!(outcome.tables["orders"].inserted, 0, "{outcome:?}");
     support::snowflake_admin(
         "/admin/faults",
-        serde_json::json!({"invalidate_channel": format!("orders_{SHARD}")}),
+        serde_json::json!({"invalidate_channel": channel("orders", SHARD)}),
     )
     .await;
     // The connection drops under the first append of batch 4: the client sends it again.
@@ -155,15 +160,7 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
     let (response, outcome) = streaming.handle_body(&batches[3], soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(outcome.tables["orders"].inserted, 60);
-    let faults = &support::snowflake_stats().await["faults"];
-    assert_eq!(
-        (
-            &faults["streaming_drop"]["count"],
-            &faults["streaming_status"]["count"]
-        ),
-        (&serde_json::json!(0), &serde_json::json!(0)),
-        "every injected fault was met"
-    );
+    streaming_faults_met().await;
 
     // Every change exactly once, in the change table.
     assert_eq!(
@@ -284,4 +281,371 @@ async fn streaming_mode_without_a_change_table_fails_the_invocation_naming_it() 
         .await
         .unwrap_err();
     assert!(err.to_string().contains("ORDERS_CHANGES"), "{err}");
+}
+
+/// A streaming upsert on a fresh database with its change table (made by `ddl` from the
+/// mapping's own DDL), and a client to read it.
+struct Streaming {
+    db: String,
+    upsert: upsert::Upsert,
+    client: shared::snowflake::SnowflakeClient,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+async fn streaming_fixture(
+    prefix: &str,
+    vars: &[(&str, &str)],
+    table: &str,
+    ddl: impl Fn(String) -> String,
+) -> Streaming {
+    let db = support::bootstrapped_database(prefix, "s3://unused/raw/").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("upsert-errors");
+    support::create_bucket(&s3, &bucket).await;
+    let mut vars = vars.to_vec();
+    vars.push(("WRITE_MODE", "streaming"));
+    let upsert = upsert_for(&db, &bucket, &vars, None).await;
+    let client = support::snowflake_client(&db, "S").await;
+    let mut all = support::snowflake_vars(&db, "S");
+    all.push(("ERROR_BUCKET".into(), bucket.clone()));
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config =
+        upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&all))).unwrap();
+    let mapping = config.tables.get(table).unwrap();
+    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
+    support::sql(&client, &ddl(change_table_ddl(mapping, &objects))).await;
+    Streaming {
+        db,
+        upsert,
+        client,
+        s3,
+        bucket,
+    }
+}
+
+/// The orders fixture, every record to `orders`.
+async fn orders_fixture(prefix: &str) -> Streaming {
+    let vars = [("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)];
+    streaming_fixture(prefix, &vars, "orders", |ddl| ddl).await
+}
+
+/// How long the local service waits before it commits an accepted append.
+async fn commit_delay(min_ms: u64, max_ms: u64) {
+    support::snowflake_admin(
+        "/admin/config",
+        serde_json::json!({"streaming_commit_delay_ms": [min_ms, max_ms]}),
+    )
+    .await;
+}
+
+/// Every streaming fault armed was met (the service drops a fault once its count is spent).
+async fn streaming_faults_met() {
+    let stats = support::snowflake_stats().await;
+    assert_eq!(
+        stats["streaming"]["faults"],
+        serde_json::json!([]),
+        "every injected fault was met"
+    );
+}
+
+/// The service's default commit delay (spec: 300-1500 ms).
+async fn default_commit_delay() {
+    commit_delay(300, 1500).await;
+}
+
+/// Rows, distinct sequence numbers, and rows per sequence number at most, of the change table.
+async fn landed(client: &shared::snowflake::SnowflakeClient) -> (u64, u64) {
+    let r = rows(
+        client,
+        "SELECT COUNT(*), COUNT(DISTINCT KINESIS_SEQUENCE_NUMBER) FROM ORDERS_CHANGES",
+    )
+    .await;
+    let n = |i: usize| r[0][i].as_deref().unwrap_or("0").parse().unwrap();
+    (n(0), n(1))
+}
+
+/// 60 changes of the shared sequence renumbered from `first`.
+fn renumbered(first: u64, n: usize) -> Vec<(String, String, Vec<u8>)> {
+    let mut records = changes()[..n].to_vec();
+    for (i, r) in records.iter_mut().enumerate() {
+        r.0 = (first + i as u64).to_string();
+    }
+    records
+}
+
+#[tokio::test]
+async fn streaming_waits_for_commits_that_arrive_seconds_later() {
+    let _g = support::snowflake_exclusive().await;
+    support::clear_faults().await;
+    let f = orders_fixture("UPS_STREAM_LATE").await;
+    commit_delay(1500, 2500).await;
+    let started = Instant::now();
+    let result = f
+        .upsert
+        .handle_body(&event(&renumbered(5000, 60)), soon())
+        .await;
+    default_commit_delay().await;
+    let (response, outcome) = result.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "acknowledged before the commit"
+    );
+    assert_eq!(outcome.tables["orders"].inserted, 60);
+    // Acknowledged means committed: every row is readable now.
+    assert_eq!(landed(&f.client).await, (60, 60));
+}
+
+#[tokio::test]
+async fn streaming_invalidation_discards_uncommitted_rows_and_the_batch_lands_once() {
+    let _g = support::snowflake_exclusive().await;
+    support::clear_faults().await;
+    let f = orders_fixture("UPS_STREAM_INVAL").await;
+    // Batch 1 commits, then batch 2 is accepted and invalidated before its commit.
+    let (response, _) = f
+        .upsert
+        .handle_body(&event(&renumbered(6000, 30)), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    commit_delay(2000, 2000).await;
+    let second = event(&renumbered(6030, 60));
+    let invalidate = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        support::snowflake_admin(
+            "/admin/faults",
+            serde_json::json!({"invalidate_channel": channel("orders", SHARD)}),
+        )
+        .await;
+        // The reopened channel's appends commit at the default pace.
+        default_commit_delay().await;
+    };
+    let (result, ()) = tokio::join!(f.upsert.handle_body(&second, soon()), invalidate);
+    let (response, outcome) = result.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    let stats = support::snowflake_stats().await;
+    let key = format!(
+        "{}.S.ORDERS_CHANGES-STREAMING.{}",
+        f.db,
+        channel("orders", SHARD).to_uppercase()
+    );
+    let discarded = &stats["streaming"]["channels"][&key]["appends_discarded"];
+    assert!(
+        discarded.as_u64() > Some(0),
+        "the invalidation met uncommitted appends: {discarded}"
+    );
+    assert_eq!(landed(&f.client).await, (90, 90));
+    // Lambda resends the batch anyway (e.g. another table failed): nothing lands twice.
+    let (_, outcome) = f.upsert.handle_body(&second, soon()).await.unwrap();
+    assert_eq!(outcome.tables["orders"].duplicates, 60);
+    assert_eq!(landed(&f.client).await, (90, 90));
+}
+
+#[tokio::test]
+async fn streaming_survives_409_and_408_answers() {
+    let _g = support::snowflake_exclusive().await;
+    support::clear_faults().await;
+    let f = orders_fixture("UPS_STREAM_409").await;
+    let (response, _) = f
+        .upsert
+        .handle_body(&event(&renumbered(7000, 20)), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    for status in [409, 408] {
+        support::snowflake_admin(
+            "/admin/faults",
+            serde_json::json!({"streaming_status": status, "count": 1, "channel": channel("orders", SHARD)}),
+        )
+        .await;
+    }
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&renumbered(7020, 40)), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.tables["orders"].inserted, 40);
+    assert_eq!(landed(&f.client).await, (60, 60));
+    streaming_faults_met().await;
+    support::clear_faults().await;
+}
+
+#[tokio::test]
+async fn streaming_resends_an_append_whose_answer_was_lost_after_it_applied() {
+    let _g = support::snowflake_exclusive().await;
+    support::clear_faults().await;
+    let f = orders_fixture("UPS_STREAM_DROP").await;
+    let (response, _) = f
+        .upsert
+        .handle_body(&event(&renumbered(8000, 20)), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    support::snowflake_admin(
+        "/admin/faults",
+        serde_json::json!({"streaming_drop_connection": true, "count": 1, "after_apply": true, "channel": channel("orders", SHARD)}),
+    )
+    .await;
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&renumbered(8020, 40)), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert_eq!(landed(&f.client).await, (60, 60));
+    streaming_faults_met().await;
+    support::clear_faults().await;
+}
+
+#[tokio::test]
+async fn two_logical_tables_on_one_target_each_have_their_own_channel() {
+    let _g = support::snowflake_shared().await;
+    let tables = ORDERS.replacen(r#"{"orders":"#, "", 1);
+    let tables = tables.strip_suffix('}').unwrap();
+    let tables = format!(r#"{{"orders":{tables},"orders_eu":{tables}}}"#);
+    let vars = [
+        ("ROUTE_FIELD", "/region"),
+        ("ROUTE_MAP", r#"{"us":"orders","eu":"orders_eu"}"#),
+        ("UPSERT_TABLES", tables.as_str()),
+    ];
+    let f = streaming_fixture("UPS_STREAM_TWO", &vars, "orders", |ddl| ddl).await;
+    let record = |seq: u64, id: u64, region: &str| {
+        let data = format!(
+            r#"{{"op":"c","region":"{region}","order_id":{id},"status":"NEW","updated_at":"2024-11-21T10:00:0{id}Z"}}"#
+        );
+        (seq.to_string(), id.to_string(), data.into_bytes())
+    };
+    // Sequence numbers interleave: a shared high-water mark would skip the EU record.
+    let records = vec![
+        record(9001, 1, "us"),
+        record(9002, 2, "eu"),
+        record(9003, 3, "us"),
+    ];
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert_eq!(
+        (
+            outcome.tables["orders"].inserted,
+            outcome.tables["orders_eu"].inserted
+        ),
+        (2, 1)
+    );
+    assert_eq!(landed(&f.client).await, (3, 3));
+    // The replay skips all three, per channel.
+    let (_, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.tables["orders"].duplicates,
+            outcome.tables["orders_eu"].duplicates
+        ),
+        (2, 1)
+    );
+    assert_eq!(landed(&f.client).await, (3, 3));
+}
+
+#[tokio::test]
+async fn a_dms_key_change_is_never_split_across_append_requests() {
+    let _g = support::snowflake_shared().await;
+    let tables = ORDERS
+        .replace(
+            r#""table":"ORDERS","#,
+            r#""table":"ORDERS","envelope":"dms","#,
+        )
+        .replace(
+            r#","delete":{"path":"/op","value":"d"},"payload_column":"payload""#,
+            "",
+        );
+    let vars = [("TABLE", "orders"), ("UPSERT_TABLES", tables.as_str())];
+    let f = streaming_fixture("UPS_STREAM_DMS", &vars, "orders", |ddl| ddl).await;
+    let dms = |id: u64, before: u64, customer: &str| {
+        format!(
+            r#"{{"data":{{"order_id":{id},"status":"NEW","customer":"{customer}","updated_at":"2024-11-21T10:00:00Z"}},"before-image":{{"order_id":{before}}},"metadata":{{"record-type":"data","operation":"update","partition-key-type":"primary-key","schema-name":"shop","table-name":"orders"}}}}"#
+        )
+        .into_bytes()
+    };
+    // 3.5 MB, then a key change (a small delete and a 1 MB row): cut by size alone, the
+    // delete would travel with the first row and the new row alone.
+    let big = "x".repeat(3_500_000);
+    let row = "y".repeat(1_000_000);
+    let records = vec![
+        ("9101".to_string(), "1".to_string(), dms(1, 1, &big)),
+        ("9102".to_string(), "2".to_string(), dms(5, 3, &row)),
+    ];
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.tables["orders"].statements, 2, "{outcome:?}");
+    assert_eq!(outcome.tables["orders"].inserted, 3);
+    assert_eq!(
+        rows(&f.client, "SELECT ORDER_ID, CHANGE_OP FROM ORDERS_CHANGES ORDER BY KINESIS_SEQUENCE_NUMBER, CHANGE_OP").await,
+        vec![
+            vec![Some("1".to_string()), Some("UPSERT".to_string())],
+            vec![Some("3".to_string()), Some("DELETE".to_string())],
+            vec![Some("5".to_string()), Some("UPSERT".to_string())],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_row_snowflake_refuses_at_commit_is_quarantined_with_its_bytes_and_message() {
+    let _g = support::snowflake_shared().await;
+    let vars = [("TABLE", "orders"), ("UPSERT_TABLES", ORDERS)];
+    // STATUS is a number in the change table: a text status passes the mapping and is refused
+    // by Snowflake at commit.
+    let f = streaming_fixture("UPS_STREAM_REFUSED", &vars, "orders", |ddl| {
+        ddl.replace(r#""STATUS" VARCHAR"#, r#""STATUS" NUMBER(38,0)"#)
+    })
+    .await;
+    let record = |seq: u64, id: u64, status: &str| {
+        let data = format!(
+            r#"{{"op":"c","order_id":{id},"status":"{status}","updated_at":"2024-11-21T10:00:00Z"}}"#
+        );
+        (seq.to_string(), id.to_string(), data.into_bytes())
+    };
+    let records = vec![
+        record(9201, 1, "11"),
+        record(9202, 2, "PAID"),
+        record(9203, 3, "13"),
+    ];
+    let (response, outcome) = f
+        .upsert
+        .handle_body(&event(&records), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    let table = &outcome.tables["orders"];
+    assert_eq!(
+        (outcome.quarantined, table.refused, table.inserted),
+        (1, 1, 2),
+        "{outcome:?}"
+    );
+    assert_eq!(landed(&f.client).await, (2, 2));
+    let keys = support::list_keys(&f.s3, &f.bucket).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let lines = support::rejected_lines(&f.s3, &f.bucket, &keys[0]).await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0]["payload"].as_str().unwrap().as_bytes(),
+        records[1].2.as_slice()
+    );
+    assert_eq!(lines[0]["metadata"]["sequence_number"], "9202");
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("Snowflake refused the row at commit: "),
+        "{reason}"
+    );
+    assert!(!reason.ends_with("no message"), "{reason}");
 }

@@ -74,6 +74,29 @@ fn bare(ident: &str) -> String {
         .replace("\"\"", "\"")
 }
 
+/// A row's `CHANGE_OP` value.
+pub fn change_op(row: &Row) -> &'static str {
+    if row.is_delete {
+        "DELETE"
+    } else {
+        "UPSERT"
+    }
+}
+
+/// The change rows of one shard among `n` sequence numbers (bound after the shard): what a
+/// committed append left in the change table, to find the rows Snowflake refused at commit.
+/// Answers sequence number, sub sequence and `CHANGE_OP`, which tell a record's rows apart.
+pub fn landed_query(objects: &ChangeObjects, n: usize) -> String {
+    format!(
+        "SELECT \"{seq}\", \"{sub}\", \"{CHANGE_OP}\" FROM {table} WHERE \"{shard}\" = ? AND \"{seq}\" IN ({marks})",
+        seq = lineage::SEQUENCE_NUMBER,
+        sub = lineage::SUB_SEQUENCE,
+        shard = lineage::SHARD_ID,
+        table = objects.change_table,
+        marks = vec!["?"; n.max(1)].join(", "),
+    )
+}
+
 /// Appends one change line (with its newline).
 pub fn push_change_line(
     out: &mut String,
@@ -93,7 +116,7 @@ pub fn push_change_line(
     let _ = writeln!(
         out,
         "\"{CHANGE_OP}\":\"{}\",\"{}\":{},\"{}\":{},\"{}\":{},\"{}\":{}}}",
-        if row.is_delete { "DELETE" } else { "UPSERT" },
+        change_op(row),
         lineage::SHARD_ID,
         q(&meta.shard_id),
         lineage::SEQUENCE_NUMBER,
@@ -276,6 +299,15 @@ mod tests {
         );
         let line: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(line["STATUS"], "PA\"ID");
+    }
+
+    #[test]
+    fn the_landed_rows_are_looked_up_by_bound_shard_and_sequence_numbers() {
+        let o = ChangeObjects::of(&orders(), "_CHANGES", "_LATEST");
+        assert_eq!(
+            landed_query(&o, 2),
+            r#"SELECT "KINESIS_SEQUENCE_NUMBER", "KINESIS_SUB_SEQUENCE", "CHANGE_OP" FROM "DB"."S"."ORDERS_CHANGES" WHERE "KINESIS_SHARD_ID" = ? AND "KINESIS_SEQUENCE_NUMBER" IN (?, ?)"#
+        );
     }
 
     #[test]

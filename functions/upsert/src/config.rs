@@ -105,6 +105,10 @@ pub struct StreamingSettings {
     pub database: String,
     /// The connection's schema, resolved as the streaming API's paths name it.
     pub schema: String,
+    /// Appended as given to every channel name (`<TABLE>_<stream>_<shardId><suffix>`); not read
+    /// from the environment. Recovery tools (replay, redrive) set it so that their channels
+    /// never share the live channels' committed offsets. None for the function itself.
+    pub channel_suffix: Option<String>,
 }
 
 impl WriteMode {
@@ -126,6 +130,7 @@ impl WriteMode {
                         .map_err(|e| ConfigError::new("SNOWFLAKE_DATABASE", e.to_string()))?,
                     schema: ident::resolve(&snowflake.schema)
                         .map_err(|e| ConfigError::new("SNOWFLAKE_SCHEMA", e.to_string()))?,
+                    channel_suffix: None,
                 }))
             }
             other => Err(ConfigError::new(

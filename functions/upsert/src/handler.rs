@@ -41,7 +41,15 @@ impl Upsert {
         let config = Config::from_env(&Env::new(&ProcessEnv))?;
         let aws = shared::aws::load_config().await;
         let snowflake = SnowflakeClient::new(config.snowflake.clone(), Some(&aws)).await?;
-        Ok(Self::new(config, snowflake, shared::aws::s3_client(&aws)))
+        let upsert = Self::new(config, snowflake, shared::aws::s3_client(&aws));
+        Ok(upsert.with_kinesis(aws_sdk_kinesis::Client::new(&aws)))
+    }
+
+    /// In streaming mode, asks `kinesis` (`ListShards`) for a new shard's parents, whose
+    /// channels are then dropped; without it they stay until someone drops them.
+    pub fn with_kinesis(mut self, kinesis: aws_sdk_kinesis::Client) -> Self {
+        self.streaming = self.streaming.map(|w| w.with_kinesis(kinesis));
+        self
     }
 
     /// The function over given clients (tests, tools).

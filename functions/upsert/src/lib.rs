@@ -24,6 +24,7 @@ mod outcome;
 mod plan;
 mod row;
 mod service;
+mod shards;
 mod streaming;
 
 pub use config::{Config, StreamingSettings, WriteMode};

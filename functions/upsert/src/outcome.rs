@@ -12,7 +12,8 @@ pub struct TableOutcome {
     pub rows: usize,
     /// Rows collapsed because a newer version of their key was in the batch.
     pub duplicates: usize,
-    /// Rows Snowflake refused (a data error isolated by splitting the statement), quarantined.
+    /// Rows Snowflake refused, quarantined: a data error isolated by splitting the MERGE, or (in
+    /// streaming mode) a committed row missing from the change table.
     pub refused: usize,
     /// Rows Snowflake reports inserted (appended, in streaming mode).
     pub inserted: u64,
@@ -81,6 +82,7 @@ impl BatchOutcome {
                 sum(|t| t.duplicates as u64),
             )
             .metric("RowsInserted", Unit::Count, sum(|t| t.inserted))
+            .metric("RowsRefused", Unit::Count, sum(|t| t.refused as u64))
             .metric("RowsUpdated", Unit::Count, sum(|t| t.updated))
             .metric("RowsDeleted", Unit::Count, sum(|t| t.deleted))
             .metric("Statements", Unit::Count, sum(|t| t.statements as u64))

@@ -75,7 +75,10 @@ pub(crate) async fn merge_table<'r>(
 }
 
 /// The refused rows as quarantine records, each with Snowflake's reason.
-fn take_refused<'r>(rows: Vec<Candidate<'r>>, refused: Vec<(usize, String)>) -> Vec<Rejected<'r>> {
+pub(crate) fn take_refused<'r>(
+    rows: Vec<Candidate<'r>>,
+    refused: Vec<(usize, String)>,
+) -> Vec<Rejected<'r>> {
     let mut slots: Vec<Option<Candidate<'r>>> = rows.into_iter().map(Some).collect();
     refused
         .into_iter()

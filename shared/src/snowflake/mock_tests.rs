@@ -562,3 +562,50 @@ async fn non_retryable_statuses_fail_at_once() {
         "{err:?}"
     );
 }
+
+/// The streaming client reads a plain-text hostname, asks for a token scoped to the role and
+/// the host, and appends with the first and last offset tokens.
+#[tokio::test]
+async fn streaming_reads_a_plain_hostname_scopes_the_role_and_sends_both_offset_tokens() {
+    let mock = Mock::start(move |req, _| match (req.method.as_str(), req.path()) {
+        ("GET", "/v2/streaming/hostname") => {
+            let host = req.header("host").unwrap_or_default().to_string();
+            (200, host.into_bytes())
+        }
+        ("POST", "/oauth/token") => (200, b"scoped".to_vec()),
+        ("PUT", _) => json_reply(
+            200,
+            json!({"next_continuation_token": "c1", "channel_status": {"channel_status_code": "SUCCESS", "last_committed_offset_token": null}}),
+        ),
+        ("POST", p) if p.ends_with("/rows") => {
+            json_reply(200, json!({"next_continuation_token": "c2"}))
+        }
+        _ => json_reply(404, json!({"message": "unexpected"})),
+    });
+    let mut config = config(&mock.url, pat());
+    config.role = Some("loader_role".into());
+    let client = SnowflakeClient::new(config, None).await.unwrap();
+    let streaming = streaming::StreamingClient::new(&client);
+    let mut channel = streaming
+        .open_channel("DB", "S", "P", "C", soon())
+        .await
+        .unwrap();
+    streaming
+        .append(&mut channel, b"{}\n{}\n", ("10", "11"), soon())
+        .await
+        .unwrap();
+    let reqs = mock.requests();
+    let token = reqs.iter().find(|r| r.path() == "/oauth/token").unwrap();
+    let form = String::from_utf8(token.body.clone()).unwrap();
+    let form = percent_encoding::percent_decode_str(&form).decode_utf8_lossy();
+    let host = mock.url.trim_start_matches("http://");
+    assert!(
+        form.ends_with(&format!("&scope=session:role:LOADER_ROLE {host}")),
+        "{form}"
+    );
+    let append = reqs.iter().find(|r| r.path().ends_with("/rows")).unwrap();
+    assert_eq!(append.query("startOffsetToken").as_deref(), Some("10"));
+    assert_eq!(append.query("endOffsetToken").as_deref(), Some("11"));
+    assert_eq!(append.query("offsetToken"), None);
+    assert_eq!(append.query("continuationToken").as_deref(), Some("c1"));
+}

@@ -87,14 +87,15 @@ impl StreamingClient {
         })
     }
 
-    /// Appends NDJSON `rows` (one JSON object per line) whose last row has `offset_token`,
-    /// zstd-compressed. On an error that asks for a reopen the channel must be opened again
-    /// before the next append.
+    /// Appends NDJSON `rows` (one JSON object per line) whose first row has offset token
+    /// `start` and last row `end`, zstd-compressed. The answer means accepted, not committed:
+    /// only the channel's status says when they are. On an error that asks for a reopen the
+    /// channel must be opened again before the next append.
     pub async fn append(
         &self,
         channel: &mut Channel,
         rows: &[u8],
-        offset_token: &str,
+        (start, end): (&str, &str),
         deadline: Instant,
     ) -> Result<(), StreamingError> {
         let compressed = zstd::bulk::compress(rows, 3)
@@ -108,9 +109,12 @@ impl StreamingClient {
             &channel.pipe,
             &channel.name,
         );
+        // The reference page's current names; the single `offsetToken` is the older spelling,
+        // https://docs.snowflake.com/en/user-guide/snowpipe-streaming/snowpipe-streaming-high-performance-rest-api
         let query = [
             ("continuationToken", channel.continuation.as_str()),
-            ("offsetToken", offset_token),
+            ("startOffsetToken", start),
+            ("endOffsetToken", end),
         ];
         let body = Body {
             bytes: compressed.into(),
@@ -149,21 +153,23 @@ impl StreamingClient {
         Ok(status.channel_statuses)
     }
 
-    /// Drops the channel (`DELETE`); its continuation token is then useless.
+    /// Drops the channel `name` of `pipe` (`DELETE`); one Snowflake does not know (404) counts
+    /// as dropped. Its continuation tokens are then useless.
     pub async fn drop_channel(
         &self,
-        channel: &Channel,
+        (database, schema, pipe): (&str, &str, &str),
+        name: &str,
         deadline: Instant,
     ) -> Result<(), StreamingError> {
-        let path = api::channel_path(
-            &channel.database,
-            &channel.schema,
-            &channel.pipe,
-            &channel.name,
-        );
-        self.request(Method::DELETE, &path, &[], None, deadline)
+        let path = api::channel_path(database, schema, pipe, name);
+        match self
+            .request(Method::DELETE, &path, &[], None, deadline)
             .await
-            .map(|_| ())
+        {
+            Ok(_) => Ok(()),
+            Err(StreamingError::Http { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The ingest host and a scoped token, made once and kept for [`SCOPED_TOKEN_REUSE`].
@@ -206,13 +212,19 @@ impl StreamingClient {
         url.set_path("/v2/streaming/hostname");
         let req = self
             .with_account_token(http.get(url).timeout(timeout), account_token)
-            .header(ACCEPT, "application/json");
+            .header(ACCEPT, "text/plain, application/json");
         let body = fetch_200(req).await?;
-        Ok(parse::<api::Hostname>(&body)?.hostname)
+        api::ingest_host(&body).ok_or_else(|| {
+            StreamingError::Protocol(format!(
+                "no ingest hostname in {:?}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ))
+        })
     }
 
     /// `POST /oauth/token` on the account URL: trades the account's token for one scoped to
-    /// the ingest host.
+    /// the ingest host, acting as the connection's role when it names one (`SNOWFLAKE_ROLE`,
+    /// resolved as the SQL API sends it).
     async fn scoped_token(
         &self,
         account_token: &SecretString,
@@ -220,10 +232,16 @@ impl StreamingClient {
         deadline: Instant,
     ) -> Result<String, StreamingError> {
         let (http, _, base) = self.snowflake.parts();
+        let role = self
+            .snowflake
+            .config()
+            .role
+            .as_deref()
+            .map(|r| crate::snowflake::ident::resolve(r).unwrap_or_else(|_| r.to_string()));
         let form = format!(
             "grant_type={}&scope={}",
             form_value("urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            form_value(hostname)
+            form_value(&api::scope(hostname, role.as_deref()))
         );
         let mut url = base.clone();
         url.set_path("/oauth/token");

@@ -9,10 +9,12 @@
 //! (`POST …/pipes/{p}:bulk-channel-status`) and drop the channel (`DELETE`). Requests are at
 //! most 4 MB after compression (the page's limit); errors are `{"code", "message"}`.
 //!
-//! Exactly once comes from the caller: an append carries the offset token of its last row, a
-//! reopened channel answers the last committed one, and the caller skips what is at or below
-//! it. This client classifies errors for that ([`Recovery`]): retry the same request (429, 5xx,
-//! transport), reopen the channel (stale continuation token, invalid channel), or give up.
+//! Exactly once comes from the caller: an append carries the offset tokens of its first and last
+//! rows, an accepted append is not yet committed (commits are asynchronous), the channel's
+//! status and a reopened channel answer the last committed offset token, and the caller skips
+//! what is at or below it. This client classifies errors for that ([`Recovery`]): retry the same
+//! request (408, 429, 5xx, transport), reopen the channel (stale continuation token or sequencer,
+//! 409, invalid channel; a reopen discards what was not committed), or give up.
 
 mod api;
 mod client;
@@ -20,6 +22,6 @@ mod error;
 
 /// The one classification of errors, re-exported where the streaming client's callers look.
 pub use crate::snowflake::Recovery;
-pub use api::MAX_REQUEST_BYTES;
+pub use api::{ChannelStatus, MAX_REQUEST_BYTES};
 pub use client::{Channel, StreamingClient};
 pub use error::StreamingError;
