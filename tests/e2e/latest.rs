@@ -15,7 +15,9 @@ const SHARD: &str = "shardId-000000000003";
 /// (sequence number, record): per key, in sequence order.
 fn changes() -> Vec<(u64, String)> {
     let up = |id: u32, status: &str, at: &str| {
-        format!(r#"{{"op":"u","order_id":{id},"status":"{status}","amount":1.00,"customer":"c","updated_at":"2024-11-21T{at}Z"}}"#)
+        format!(
+            r#"{{"op":"u","order_id":{id},"status":"{status}","amount":1.00,"customer":"c","updated_at":"2024-11-21T{at}Z"}}"#
+        )
     };
     let del = |id: u32| format!(r#"{{"op":"d","order_id":{id}}}"#);
     vec![
@@ -96,7 +98,11 @@ async fn latest_state_ranks_changes_as_the_merge_applies_them() {
     support::sql(&client, &ddl).await;
 
     let columns = "ORDER_ID, STATUS, UPDATED_AT, KINESIS_SEQUENCE_NUMBER";
-    let merged = rows(&client, &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID")).await;
+    let merged = rows(
+        &client,
+        &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID"),
+    )
+    .await;
     let latest = rows(
         &client,
         &format!("SELECT {columns} FROM ORDERS_LATEST ORDER BY ORDER_ID"),

@@ -7,6 +7,7 @@ mod support;
 
 mod bootstrap;
 mod cdc;
+mod chaos;
 mod generated_events;
 mod latest;
 mod loader;

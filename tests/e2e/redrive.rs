@@ -172,3 +172,127 @@ async fn a_redrive_before_the_fix_and_a_second_one_remove_nothing() {
         );
     }
 }
+
+/// Streaming mode: the live channel has committed offsets far above the quarantined records by
+/// the time they are redriven. A redrive through that channel would find them at or below its
+/// committed offset, skip them as duplicates and delete the object; a recovery channel of its
+/// own (and the change table as the record of what landed) lands them, once, even when the
+/// redrive is run again after a crash that left the object behind.
+#[tokio::test]
+async fn a_streaming_redrive_lands_records_below_the_live_channels_offset() {
+    use upsert::changes::{change_table_ddl, ChangeObjects};
+    let _g = support::snowflake_shared().await;
+    let db = support::bootstrapped_database("REDRIVE_STREAM", "s3://unused/raw/").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("redrive-stream");
+    support::create_bucket(&s3, &bucket).await;
+    let client = support::snowflake_client(&db, "S").await;
+    let broken = ORDERS.replace(r#""path":"/order_id""#, r#""path":"/id""#);
+    let vars = |tables: &'static str| {
+        [
+            ("TABLE", "orders"),
+            ("UPSERT_TABLES", tables),
+            ("WRITE_MODE", "streaming"),
+        ]
+    };
+    let broken: &'static str = Box::leak(broken.into_boxed_str());
+    let live = upsert_for(&db, &bucket, &vars(ORDERS), None).await;
+    let config = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&{
+        let mut v = support::snowflake_vars(&db, "S");
+        v.push(("ERROR_BUCKET".into(), bucket.clone()));
+        v.extend(
+            vars(ORDERS)
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        v
+    })))
+    .unwrap();
+    let objects = ChangeObjects::of(config.tables.get("orders").unwrap(), "_CHANGES", "_LATEST");
+    support::sql(
+        &client,
+        &change_table_ddl(config.tables.get("orders").unwrap(), &objects),
+    )
+    .await;
+
+    let order = |seq: u64| {
+        (
+            seq.to_string(),
+            format!(
+                r#"{{"op":"c","order_id":{seq},"status":"S{seq}","amount":1,"customer":"c","updated_at":"2024-11-21T10:00:00Z"}}"#
+            ),
+        )
+    };
+    let event = |seqs: std::ops::RangeInclusive<u64>| {
+        let records: Vec<(String, String)> = seqs.map(order).collect();
+        let refs: Vec<(&str, &str, &[u8])> = records
+            .iter()
+            .map(|(s, d)| (s.as_str(), "k", d.as_bytes()))
+            .collect();
+        support::kinesis_event("orders", "shardId-000000000005", &refs, 1_732_200_000.0)
+    };
+    let soon = || Instant::now() + Duration::from_secs(30);
+    // Records 10..=12 meet a broken deployment and are quarantined; 20..=22 land live after it
+    // is fixed, so the live channel's committed offset is 22.
+    let before = upsert_for(&db, &bucket, &vars(broken), None).await;
+    let (_, outcome) = before.handle_body(&event(10..=12), soon()).await.unwrap();
+    assert_eq!(outcome.quarantined, 3);
+    let (response, _) = live.handle_body(&event(20..=22), soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+
+    let mut fixed = upsert_for(&db, &bucket, &vars(ORDERS), None).await;
+    fixed.for_recovery(&tools::redrive::recovery_suffix());
+    let target = tools::redrive::Target::Upsert(Box::new(fixed));
+    let report = tools::redrive::run(&s3, &bucket, "errors/", &target, "us-east-1", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.objects,
+            report.records,
+            report.still_quarantined,
+            report.deleted
+        ),
+        (1, 3, 0, 1)
+    );
+    let landed = |sql: &'static str| {
+        let client = &client;
+        async move { rows(client, sql).await }
+    };
+    let query = "SELECT KINESIS_SEQUENCE_NUMBER FROM ORDERS_CHANGES ORDER BY KINESIS_SEQUENCE_NUMBER::NUMBER";
+    let seqs = |r: Vec<Vec<Option<String>>>| {
+        r.into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seqs(landed(query).await),
+        ["10", "11", "12", "20", "21", "22"]
+    );
+
+    // A crash after the commit, before the delete: the object is back, the rows are landed.
+    let (_, outcome) = before.handle_body(&event(10..=12), soon()).await.unwrap();
+    assert_eq!(outcome.quarantined, 3);
+    let report = tools::redrive::run(&s3, &bucket, "errors/", &target, "us-east-1", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.records, report.still_quarantined, report.deleted),
+        (3, 0, 1)
+    );
+    assert_eq!(
+        seqs(landed(query).await),
+        ["10", "11", "12", "20", "21", "22"],
+        "each once"
+    );
+    // The live channel still resumes where it was: its next batch lands, its replay skips.
+    let (response, outcome) = live.handle_body(&event(20..=23), soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        (
+            outcome.tables["orders"].duplicates,
+            outcome.tables["orders"].inserted
+        ),
+        (3, 1)
+    );
+}

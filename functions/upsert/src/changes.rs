@@ -212,7 +212,10 @@ pub fn latest_query(mapping: &TableMapping, objects: &ChangeObjects) -> String {
                 "(SELECT *, CASE WHEN \"{CHANGE_OP}\" = 'DELETE' AND {v} IS NULL THEN MAX({v}) OVER (PARTITION BY {keys} ORDER BY {sequence}, {sub} NULLS FIRST ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) ELSE {v} END AS \"CHANGE_VERSION\" FROM {})",
                 objects.change_table
             );
-            (changes, vec!["\"CHANGE_VERSION\" DESC NULLS LAST".to_string()])
+            (
+                changes,
+                vec!["\"CHANGE_VERSION\" DESC NULLS LAST".to_string()],
+            )
         }
         Version::Sequence => (objects.change_table.clone(), Vec::new()),
     };

@@ -105,9 +105,12 @@ pub struct StreamingSettings {
     pub database: String,
     /// The connection's schema, resolved as the streaming API's paths name it.
     pub schema: String,
-    /// Appended as given to every channel name (`<TABLE>_<stream>_<shardId><suffix>`); not read
-    /// from the environment. Recovery tools (replay, redrive) set it so that their channels
-    /// never share the live channels' committed offsets. None for the function itself.
+    /// Recovery channels: appended as given to every channel name
+    /// (`<TABLE>_<stream>_<shardId><suffix>`); not read from the environment. Recovery tools
+    /// (replay, redrive) set it (`Upsert::for_recovery`) so that they never share the live
+    /// channels' committed offsets: with a suffix, the change table itself is the record of what
+    /// landed (a look-up before each append), and each table's batch goes through a channel
+    /// made for it and dropped after. None for the function itself.
     pub channel_suffix: Option<String>,
 }
 

@@ -66,6 +66,17 @@ impl Upsert {
         }
     }
 
+    /// The function as a recovery tool (replay, redrive) runs it: in streaming mode its
+    /// channels carry `suffix` (unique per run), so old records never meet a live channel's
+    /// committed offset, and what the change table already holds is skipped; merge mode is
+    /// unchanged (the MERGE is idempotent by itself).
+    pub fn for_recovery(&mut self, suffix: &str) {
+        if let WriteMode::Streaming(settings) = &mut self.config.write_mode {
+            settings.channel_suffix = Some(suffix.to_string());
+            self.streaming = Some(StreamingWriter::new(settings.clone(), &self.snowflake));
+        }
+    }
+
     /// The Lambda entry point: the batch response, and one metrics line.
     pub async fn handle(
         &self,

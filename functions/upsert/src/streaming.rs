@@ -114,7 +114,7 @@ impl StreamingWriter {
         };
         // Stable: a DMS key change's delete of the old key stays before its new row.
         candidates.sort_by(|a, b| cmp_positions(&a.meta, &b.meta));
-        let Some(first) = candidates.first() else {
+        let Some(first) = candidates.first().map(|c| c.meta.clone()) else {
             return Ok((outcome, Vec::new()));
         };
         let objects = ChangeObjects::of(
@@ -122,11 +122,22 @@ impl StreamingWriter {
             &self.settings.change_suffix,
             &self.settings.latest_suffix,
         );
-        let key = self.key(&objects, table, &first.meta.stream, &first.meta.shard_id);
+        let key = self.key(&objects, table, &first.stream, &first.shard_id);
+        let recovery = self.settings.channel_suffix.is_some();
+        if recovery {
+            candidates = match self.not_landed(&objects, candidates, deadline).await {
+                Ok(rest) if rest.is_empty() => {
+                    outcome.duplicates = outcome.rows;
+                    return Ok((outcome, Vec::new()));
+                }
+                Ok(rest) => rest,
+                Err(e) => return Err(resend(table, e.to_string(), outcome.rows)),
+            };
+            self.drop_channel(&key, deadline).await;
+        }
         let (slot, new) = self.slot(&key);
-        if new {
-            self.drop_parents(&objects, table, &first.meta, deadline)
-                .await;
+        if new && !recovery {
+            self.drop_parents(&objects, table, &first, deadline).await;
         }
         let mut state = slot.lock().await;
         let delivered = self
@@ -151,6 +162,9 @@ impl StreamingWriter {
             }
         };
         drop(state);
+        if recovery {
+            self.drop_channel(&key, deadline).await;
+        }
         let refused = self
             .refused(&objects, &key, &candidates, &delivered, deadline)
             .await;
@@ -433,6 +447,42 @@ impl StreamingWriter {
             .collect())
     }
 
+    /// The candidates the change table does not hold yet: a recovery tool's records may have
+    /// landed before (a lost answer, a crash after the commit), under any channel.
+    async fn not_landed<'r>(
+        &self,
+        objects: &ChangeObjects,
+        candidates: Vec<Candidate<'r>>,
+        deadline: Instant,
+    ) -> Result<Vec<Candidate<'r>>, SnowflakeError> {
+        let all: Vec<usize> = (0..candidates.len()).collect();
+        let missing: HashSet<usize> = self
+            .missing(objects, &candidates, &all, deadline)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(candidates
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, c)| missing.contains(&i).then_some(c))
+            .collect())
+    }
+
+    /// Drops a recovery channel (and this container's view of it), before its batch so that
+    /// nothing an earlier run committed on it hides the batch's records, and after, so that
+    /// recovery channels do not pile up on the pipe. Best effort: a failure is logged.
+    async fn drop_channel(&self, key: &ChannelKey, deadline: Instant) {
+        self.evict(key);
+        let pipe = (
+            self.settings.database.as_str(),
+            self.settings.schema.as_str(),
+            key.pipe.as_str(),
+        );
+        if let Err(e) = self.client.drop_channel(pipe, &key.name, deadline).await {
+            tracing::warn!(channel = %key.name, error = %e, "could not drop a recovery channel");
+        }
+    }
+
     /// Lambda finishes a parent shard before it reads its children, so when a shard is first
     /// seen its parents' channels (of the same table) are done: drop them, so that channels of
     /// closed shards do not pile up on the pipe. Best effort: a failure is logged.
@@ -480,10 +530,15 @@ fn failed(table: &str, e: StreamingError, rows: usize) -> TableFailure {
     if e.recovery() == Recovery::Fatal {
         return TableFailure::Fatal(HandlerError::Streaming(e));
     }
-    tracing::error!(table, error = %e, "appends not committed; Lambda will resend from this table's lowest sequence number (committed rows are skipped)");
+    resend(table, e.to_string(), rows)
+}
+
+/// Lambda resends the table's `rows` (committed ones are skipped then).
+fn resend(table: &str, error: String, rows: usize) -> TableFailure {
+    tracing::error!(table, error = %error, "appends not committed; Lambda will resend from this table's lowest sequence number (committed rows are skipped)");
     TableFailure::Retry(TableOutcome {
         rows,
-        error: Some(e.to_string()),
+        error: Some(error),
         ..TableOutcome::default()
     })
 }

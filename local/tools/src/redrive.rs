@@ -35,11 +35,13 @@ impl Target {
     /// The named function, configured from the environment as Lambda would.
     pub async fn from_env(function: &str) -> Result<Self, String> {
         Ok(match function {
-            "upsert" => Target::Upsert(Box::new(
-                upsert::Upsert::from_env()
+            "upsert" => {
+                let mut upsert = upsert::Upsert::from_env()
                     .await
-                    .map_err(|e| e.to_string())?,
-            )),
+                    .map_err(|e| e.to_string())?;
+                upsert.for_recovery(&recovery_suffix());
+                Target::Upsert(Box::new(upsert))
+            }
             "orchestrator" => Target::Orchestrator(Box::new(
                 orchestrator::Orchestrator::from_env()
                     .await
@@ -77,6 +79,18 @@ impl Target {
                 .map_err(|e| e.to_string()),
         }
     }
+}
+
+/// The channel suffix of one recovery run (streaming mode): unique per process, so two tools
+/// running at once never share a channel, and never one of the live function's.
+pub fn recovery_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "_RECOVERY_{:08X}",
+        nanos ^ std::process::id().rotate_left(16)
+    )
 }
 
 /// What a handler did with a batch, as a recovery tool needs it.
