@@ -399,12 +399,21 @@ class StreamingApi:
                 status = int(body["streaming_status"])
                 if status not in FAULT_CODES:
                     raise ValueError(f"streaming_status must be one of {sorted(FAULT_CODES)}")
-                self.faults.append(Fault("status", count, status=status, **scope))
+                self.arm(Fault("status", count, status=status, **scope))
             if body.get("streaming_drop_connection"):
-                self.faults.append(Fault("drop", count, after_apply=bool(body.get("after_apply")), **scope))
+                self.arm(Fault("drop", count, after_apply=bool(body.get("after_apply")), **scope))
             self.configure(body)
         if "invalidate_channel" in body:
             self.invalidate(str(body["invalidate_channel"]).upper(), scope["pipe"])
+
+    def arm(self, fault: Fault) -> None:
+        """Arms `fault`; a count of 0 instead clears the armed faults of its kind within its scope (no
+        scope: all of them), what a test's clean-up sends, as for the SQL API's faults."""
+        if fault.count > 0:
+            self.faults.append(fault)
+            return
+        self.faults = [f for f in self.faults
+                       if not (f.kind == fault.kind and fault.channel in (None, f.channel) and fault.pipe in (None, f.pipe))]
 
     def configure(self, body: dict) -> None:
         s = self.settings

@@ -330,6 +330,16 @@ def test_a_status_fault_scoped_to_a_channel_refuses_only_that_channel(streaming,
     assert [f["pipe"] for f in streaming_stats(base)["faults"]] == ["OTHER-STREAMING"]
 
 
+def test_a_fault_with_count_zero_clears_the_armed_ones_within_its_scope(base):
+    admin(base, "faults", {"streaming_status": 503, "count": 3, "channel": "a"})
+    admin(base, "faults", {"streaming_status": 503, "count": 3, "channel": "b"})
+    admin(base, "faults", {"streaming_drop_connection": True, "count": 2})
+    admin(base, "faults", {"streaming_status": 503, "count": 0, "channel": "a"})
+    assert sorted((f["kind"], f["channel"]) for f in streaming_stats(base)["faults"]) == [("drop", None), ("status", "B")]
+    admin(base, "faults", {"streaming_status": 503, "streaming_drop_connection": True, "count": 0})
+    assert streaming_stats(base)["faults"] == []
+
+
 def test_a_409_fault_invalidates_the_channel(streaming, events, base, instant):
     token = streaming.token_of(events, "C")
     admin(base, "faults", {"streaming_status": 409, "count": 1, "channel": "C"})

@@ -266,6 +266,12 @@ pub async fn clear_faults() {
         serde_json::json!({"status": 503, "delay_ms": 0, "drop_connection": true, "count": 0}),
     )
     .await;
+    // The streaming referee's armed faults, every scope.
+    snowflake_admin(
+        "/admin/faults",
+        serde_json::json!({"streaming_status": 503, "streaming_drop_connection": true, "count": 0}),
+    )
+    .await;
 }
 
 /// A fresh database (schema `S`) on the local service with `sql/` applied (profile local), its
