@@ -649,3 +649,82 @@ async fn a_row_snowflake_refuses_at_commit_is_quarantined_with_its_bytes_and_mes
     );
     assert!(!reason.ends_with("no message"), "{reason}");
 }
+
+/// Lambda finishes a parent shard before it reads its children: a child's first batch drops the
+/// parent's channel (the stream split in moto, the parents found with `ListShards`), so channels
+/// of closed shards do not pile up on the pipe (2,000 at most).
+#[tokio::test]
+async fn a_new_shards_first_batch_drops_its_parents_channel() {
+    let _g = support::snowflake_shared().await;
+    let f = orders_fixture("UPS_STREAM_SPLIT").await;
+    let kinesis = aws_sdk_kinesis::Client::new(&support::sdk_config().await);
+    let stream = support::unique("split");
+    tools::esm::ensure_stream(&kinesis, &stream, 1)
+        .await
+        .unwrap();
+    let parent = "shardId-000000000000";
+    kinesis
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(parent)
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .unwrap();
+    let shards = kinesis
+        .list_shards()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
+    let child = shards
+        .shards()
+        .iter()
+        .find(|s| s.parent_shard_id() == Some(parent))
+        .expect("a child of the split shard")
+        .shard_id()
+        .to_string();
+    let upsert = f.upsert.with_kinesis(kinesis.clone());
+    let batch = |shard: &str, seq: &str| {
+        let data = format!(
+            r#"{{"op":"c","order_id":{seq},"status":"S","amount":1,"customer":"c","updated_at":"2024-11-21T10:00:00Z"}}"#
+        );
+        support::kinesis_event(
+            &stream,
+            shard,
+            &[(seq, "k", data.as_bytes())],
+            1_732_200_000.0,
+        )
+    };
+    let channels = || async {
+        let stats = support::snowflake_stats().await;
+        let suffix =
+            |shard: &str| format!(".ORDERS_{}_{}", stream.to_uppercase(), shard.to_uppercase());
+        let all = stats["streaming"]["channels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let has = |shard: &str| {
+            all.keys()
+                .any(|k| k.starts_with(&f.db) && k.ends_with(&suffix(shard)))
+        };
+        (has(parent), has(&child))
+    };
+    let (response, _) = upsert
+        .handle_body(&batch(parent, "10"), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(channels().await, (true, false));
+    let (response, _) = upsert
+        .handle_body(&batch(&child, "20"), soon())
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        channels().await,
+        (false, true),
+        "the parent's channel is dropped"
+    );
+    assert_eq!(landed(&f.client).await, (2, 2));
+}
