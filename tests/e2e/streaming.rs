@@ -728,3 +728,57 @@ async fn a_new_shards_first_batch_drops_its_parents_channel() {
     );
     assert_eq!(landed(&f.client).await, (2, 2));
 }
+
+/// The tables of one batch are written at once: each channel has its own lock, none is held
+/// across another channel's requests. With every commit held back 2 s, both tables' appends are
+/// waiting to commit at the same moment; a writer that took the tables one after another would
+/// append the second only after the first had committed.
+#[tokio::test]
+async fn the_tables_of_one_batch_are_appended_at_once() {
+    let _g = support::snowflake_exclusive().await;
+    support::clear_faults().await;
+    let tables = ORDERS.replacen(r#"{"orders":"#, "", 1);
+    let tables = tables.strip_suffix('}').unwrap();
+    let tables = format!(r#"{{"orders":{tables},"orders_eu":{tables}}}"#);
+    let vars = [
+        ("ROUTE_FIELD", "/region"),
+        ("ROUTE_MAP", r#"{"us":"orders","eu":"orders_eu"}"#),
+        ("UPSERT_TABLES", tables.as_str()),
+    ];
+    let f = streaming_fixture("UPS_STREAM_CONC", &vars, "orders", |ddl| ddl).await;
+    let record = |seq: u64, region: &str| {
+        let data = format!(
+            r#"{{"op":"c","region":"{region}","order_id":{seq},"status":"NEW","updated_at":"2024-11-21T10:00:00Z"}}"#
+        );
+        (seq.to_string(), seq.to_string(), data.into_bytes())
+    };
+    let records = vec![record(9101, "us"), record(9102, "eu")];
+    commit_delay(2000, 2000).await;
+    let body = event(&records);
+    let write = f.upsert.handle_body(&body, soon());
+    let watch = async {
+        let pending = |stats: &serde_json::Value| {
+            let channels = stats["streaming"]["channels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            channels
+                .iter()
+                .filter(|(k, v)| k.starts_with(&f.db) && v["pending"].as_u64() > Some(0))
+                .count()
+        };
+        let mut most = 0;
+        let until = Instant::now() + Duration::from_millis(1800);
+        while Instant::now() < until {
+            most = most.max(pending(&support::snowflake_stats().await));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        most
+    };
+    let (result, most) = tokio::join!(write, watch);
+    default_commit_delay().await;
+    let (response, _) = result.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(most, 2, "both channels held an uncommitted append at once");
+    assert_eq!(landed(&f.client).await, (2, 2));
+}
