@@ -46,6 +46,7 @@ table is created again.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
 import threading
@@ -313,7 +314,10 @@ def install() -> None:
     import fakesnow.cursor as _cursor  # noqa: PLC0415
     import fakesnow.transforms as _transforms  # noqa: PLC0415
 
-    _cursor.copy_into = copy_into  # type: ignore[assignment]
+    import schema_evolution  # noqa: PLC0415
+
+    # the files this COPY loads are decided here; schema_evolution loads them (MATCH_BY_COLUMN_NAME, evolution)
+    _cursor.copy_into = functools.partial(copy_into, _original=schema_evolution.load)  # type: ignore[assignment]
     _copy_into.datetime = types.SimpleNamespace(datetime=_ClockDatetime, UTC=datetime.UTC)  # type: ignore[attr-defined]
     original = _transforms.information_schema_fs
     _transforms.information_schema_fs = lambda e: history_view(e, _original=original)  # type: ignore[assignment]

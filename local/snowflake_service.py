@@ -128,6 +128,11 @@ import strict_sql  # noqa: E402
 
 strict_sql.install()
 
+# Table schema evolution and COPY ... MATCH_BY_COLUMN_NAME from JSON: local/schema_evolution.py.
+import schema_evolution  # noqa: E402
+
+schema_evolution.install()
+
 # Snowflake's stateful behaviours, each in its own module: case-sensitive request context, COPY load metadata
 # by (path, checksum) for 64 days, the per-table DML lock queue, Dynamic Tables refreshed after their lag.
 import dynamic_tables  # noqa: E402
@@ -503,6 +508,8 @@ class Statement:
 def map_exception(e: BaseException) -> tuple[str, str, str]:
     if (strict := strict_sql.map_error(e)) is not None:
         return strict
+    if (evolution := schema_evolution.map_error(e)) is not None:
+        return evolution
     if isinstance(e, sf_errors.Error):
         errno = e.errno if isinstance(e.errno, int) and e.errno > 0 else 603
         # the connector's msg may carry an "002003 (42S02): " prefix; the SQL API message does not

@@ -31,6 +31,21 @@ SELECT
   RECORD:metadata:row::NUMBER                   AS SOURCE_ROW
 FROM ${DATABASE}.${SCHEMA}.SENSOR_READINGS_RAW;
 
+-- Sensor readings as typed columns that evolve (micro-batch schema evolution): the loader lists the
+-- key table in MATCH_BY_NAME_TABLES, so its NDJSON files load with MATCH_BY_COLUMN_NAME =
+-- CASE_INSENSITIVE and each top-level field of a line lands in the column of that name. With
+-- ENABLE_SCHEMA_EVOLUTION = TRUE, COPY adds a column for a new field (typed as schema detection
+-- types its values, at most 100 per COPY) and drops NOT NULL from a column the files lack.
+-- Only the lineage columns exist up front: INCLUDE_METADATA (LINEAGE=metadata) fills them, and
+-- evolution never adds them. Lines must be flat records (fields at the top level), as written by
+-- producers other than the orchestrator (whose lines nest the record under "payload").
+-- https://docs.snowflake.com/en/user-guide/data-load-schema-evolution
+CREATE TABLE IF NOT EXISTS ${DATABASE}.${SCHEMA}.SENSOR_READINGS_TYPED (
+  SOURCE_FILE VARCHAR,
+  SOURCE_ROW  NUMBER,
+  LOADED_AT   TIMESTAMP_LTZ
+) ENABLE_SCHEMA_EVOLUTION = TRUE;
+
 -- Order events, CSV (header line; columns in exactly this order). The orchestrator's mapping:
 -- event_id <- /event_id, event_type <- /event_type, event_timestamp <- /event_timestamp,
 -- customer_id <- /customer/id, customer_name <- /customer/name, city <- /customer/city,

@@ -1221,3 +1221,134 @@ async fn a_left_out_file_fails_when_the_history_cannot_be_read_or_the_result_is_
     assert_eq!(outcome.failed, 2);
     assert_eq!(seen.lock().unwrap().len(), 1, "no history query");
 }
+
+/// `INFORMATION_SCHEMA.COLUMNS` of the typed sensor table: (name, type, scale), in order.
+async fn typed_columns(stack: &Stack) -> Vec<Vec<Option<String>>> {
+    support::rows(
+        &stack.sf,
+        "SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE::STRING FROM INFORMATION_SCHEMA.COLUMNS \
+         WHERE TABLE_NAME = 'SENSOR_READINGS_TYPED' ORDER BY ORDINAL_POSITION",
+    )
+    .await
+}
+
+fn col(name: &str, ty: &str, scale: Option<&str>) -> Vec<Option<String>> {
+    vec![Some(name.into()), Some(ty.into()), scale.map(String::from)]
+}
+
+#[tokio::test]
+async fn ndjson_into_a_typed_table_evolves_it_and_a_drifting_value_fails_its_file() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-evolve").await;
+    let typed = [
+        ("TABLE_MAP", r#"{"sensor_typed": "SENSOR_READINGS_TYPED"}"#),
+        ("MATCH_BY_NAME_TABLES", r#"["sensor_typed"]"#),
+        ("LINEAGE", "metadata"),
+    ];
+    let loader = loader_for(&stack.bucket, &stack.db, &typed).await;
+    let lines =
+        |records: &[Value]| gzip(&records.iter().map(|r| format!("{r}\n")).collect::<String>());
+    let a = "raw/sensor_typed/2024/03/05/07/a.ndjson.gz";
+    let b = "raw/sensor_typed/2024/03/05/08/b.ndjson.gz";
+    let c = "raw/sensor_typed/2024/03/05/09/c.ndjson.gz";
+    put(
+        &stack,
+        a,
+        lines(&[
+            json!({"sensorId": 1, "temp": 20.5, "status": "OK"}),
+            json!({"sensorId": 2, "temp": 21, "status": "OK"}),
+        ]),
+    )
+    .await;
+    let (_, outcome) = loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[a]), deadline())
+        .await
+        .unwrap();
+    assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2), "{outcome:?}");
+    let lineage = [
+        col("SOURCE_FILE", "TEXT", None),
+        col("SOURCE_ROW", "NUMBER", Some("0")),
+        // sql/ says TIMESTAMP_LTZ; fakesnow reports it as TIMESTAMP_TZ
+        col("LOADED_AT", "TIMESTAMP_TZ", None),
+    ];
+    let first = [
+        // in the order of the file's keys (serde_json writes them sorted)
+        col("SENSORID", "NUMBER", Some("0")),
+        col("STATUS", "TEXT", None),
+        col("TEMP", "NUMBER", Some("1")),
+    ];
+    assert_eq!(
+        typed_columns(&stack).await,
+        [&lineage[..], &first[..]].concat()
+    );
+
+    // a field appears: the table gains its column; earlier rows have NULL there
+    put(
+        &stack,
+        b,
+        lines(&[json!({"sensorId": 3, "temp": 22.5, "status": "OK", "humidity": 40})]),
+    )
+    .await;
+    let (_, outcome) = loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[b]), deadline())
+        .await
+        .unwrap();
+    assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 1), "{outcome:?}");
+    let evolved = [
+        &lineage[..],
+        &first[..],
+        &[col("HUMIDITY", "NUMBER", Some("0"))][..],
+    ]
+    .concat();
+    assert_eq!(typed_columns(&stack).await, evolved);
+    let rows = support::rows(
+        &stack.sf,
+        "SELECT SENSORID::STRING, TEMP::STRING, HUMIDITY::STRING, SOURCE_FILE, SOURCE_ROW::STRING \
+         FROM SENSOR_READINGS_TYPED ORDER BY SENSORID",
+    )
+    .await;
+    let path = |k: &str| Some(k.trim_start_matches("raw/").to_string());
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![s("1"), s("20.5"), None, path(a), s("1")],
+            vec![s("2"), s("21.0"), None, path(a), s("2")],
+            vec![s("3"), s("22.5"), s("40"), path(b), s("1")],
+        ]
+    );
+
+    // a value that does not fit its evolved column: COPY (ON_ERROR = ABORT_STATEMENT) fails the file,
+    // which the loader reports as any failed file; nothing of it lands, the table keeps its columns
+    put(
+        &stack,
+        c,
+        lines(&[
+            json!({"sensorId": 4, "humidity": 41}),
+            json!({"sensorId": 5, "humidity": "high"}),
+        ]),
+    )
+    .await;
+    let (response, outcome) = loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[c]), deadline())
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response).len(), 1);
+    assert_eq!((outcome.loaded, outcome.failed), (0, 1), "{outcome:?}");
+    match &outcome.file_outcomes[c] {
+        FileOutcome::Failed { error } => assert!(
+            error.contains("Numeric value 'high' is not recognized"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(typed_columns(&stack).await, evolved);
+    assert_eq!(
+        support::rows(
+            &stack.sf,
+            "SELECT COUNT(*)::STRING FROM SENSOR_READINGS_TYPED"
+        )
+        .await,
+        vec![vec![s("3")]]
+    );
+}

@@ -1,6 +1,6 @@
 //! The loader's settings, read once at init from the environment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use shared::config::{ConfigError, Env};
@@ -34,6 +34,10 @@ pub struct Config {
     /// `LINEAGE_CSV_FIELDS` (JSON object key table → number of CSV fields): needed for CSV
     /// tables with `LINEAGE=metadata`.
     pub(crate) csv_fields: BTreeMap<String, usize>,
+    /// `MATCH_BY_NAME_TABLES` (optional JSON array of key tables): their NDJSON files load into typed
+    /// columns with `MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE`, so a table created with
+    /// `ENABLE_SCHEMA_EVOLUTION = TRUE` gains a column for each new field.
+    pub(crate) match_by_name: BTreeSet<String>,
     /// `MAX_FILES_PER_COPY` (default and maximum 1000).
     pub(crate) max_files_per_copy: usize,
     /// The `SNOWFLAKE_*` variables.
@@ -56,6 +60,9 @@ impl Config {
         let lineage = lineage(env)?;
         let csv_fields = env.json_optional("LINEAGE_CSV_FIELDS")?.unwrap_or_default();
         let max_files_per_copy = max_files_per_copy(env)?;
+        let match_by_name = env
+            .json_optional("MATCH_BY_NAME_TABLES")?
+            .unwrap_or_default();
         Ok(Self {
             bucket,
             layout,
@@ -67,6 +74,7 @@ impl Config {
             on_error,
             lineage,
             csv_fields,
+            match_by_name,
             max_files_per_copy,
             snowflake: SnowflakeConfig::from_env(env)?,
             function: FunctionSettings::from_env(env, Duration::from_millis(3000))?,

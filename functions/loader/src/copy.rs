@@ -148,7 +148,22 @@ pub(crate) struct CopyTarget {
     pub(crate) file_format: String,
     /// For [`Lineage::Metadata`] with CSV: the number of fields of a file.
     pub(crate) csv_fields: Option<usize>,
+    /// NDJSON into a typed table: `MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE` (see [`MATCH_BY_NAME`]).
+    pub(crate) match_by_name: bool,
 }
+
+/// The copy option loading each top-level field of an NDJSON line into the column of that name, in
+/// any case; a column no field names gets NULL. Into a table with `ENABLE_SCHEMA_EVOLUTION = TRUE`,
+/// Snowflake adds a column for a field no column matches (at most 100 per COPY) and drops NOT NULL
+/// from a column the files lack. It cannot be combined with a transform, so lineage comes from the
+/// files (their `metadata` object lands in a `METADATA` column) or from `INCLUDE_METADATA`.
+/// https://docs.snowflake.com/en/sql-reference/sql/copy-into-table#copy-options-copyoptions
+/// https://docs.snowflake.com/en/user-guide/data-load-schema-evolution
+/// https://docs.snowflake.com/en/release-notes/bcr-bundles/2024_02/bcr-1514
+const MATCH_BY_NAME: &str = "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE";
+
+/// The column of a match-by-name table receiving an NDJSON line's `metadata` object.
+pub(crate) const IN_FILE_METADATA_COLUMN: &str = "METADATA";
 
 /// Checks a stage or file format name: 1 to 3 unquoted-style parts separated by `.`.
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<String, CopyError> {
@@ -213,15 +228,46 @@ pub(crate) fn copy_sql(
         .iter()
         .map(|f| file_literal(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let (into, source) = match lineage {
-        Lineage::InFile => (target.table.clone(), format!("@{stage}/")),
-        Lineage::Metadata(m) => metadata_transform(target, stage, m)?,
+    let by_name = target.match_by_name && target.format == Format::Ndjson;
+    let (into, source, options) = match lineage {
+        Lineage::InFile => (target.table.clone(), format!("@{stage}/"), String::new()),
+        Lineage::Metadata(m) if by_name => (
+            target.table.clone(),
+            format!("@{stage}/"),
+            format!(" {}", include_metadata(m)?),
+        ),
+        Lineage::Metadata(m) => {
+            let (into, source) = metadata_transform(target, stage, m)?;
+            (into, source, String::new())
+        }
+    };
+    let options = if by_name {
+        format!(" {MATCH_BY_NAME}{options}")
+    } else {
+        options
     };
     Ok(format!(
-        "COPY INTO {into} FROM {source} FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}') ON_ERROR = {on_error} {LOAD_UNCERTAIN}",
+        "COPY INTO {into} FROM {source} FILES = ({}) FILE_FORMAT = (FORMAT_NAME = '{}'){options} ON_ERROR = {on_error} {LOAD_UNCERTAIN}",
         literals.join(", "),
         target.file_format,
     ))
+}
+
+/// For [`Lineage::Metadata`] with [`MATCH_BY_NAME`]: `INCLUDE_METADATA`, which fills existing
+/// columns (evolution never adds them) from the `METADATA$` fields, as the transform would.
+/// https://docs.snowflake.com/en/sql-reference/sql/copy-into-table#copy-options-copyoptions
+fn include_metadata(m: &MetadataLineage) -> Result<String, CopyError> {
+    let mut pairs = vec![
+        format!("{} = METADATA$FILENAME", ident::quote(&m.file_column)?),
+        format!(
+            "{} = METADATA$FILE_ROW_NUMBER",
+            ident::quote(&m.row_column)?
+        ),
+    ];
+    if let Some(c) = &m.loaded_at_column {
+        pairs.push(format!("{} = METADATA$START_SCAN_TIME", ident::quote(c)?));
+    }
+    Ok(format!("INCLUDE_METADATA = ({})", pairs.join(", ")))
 }
 
 /// For [`Lineage::Metadata`]: what COPY loads into (the table, with a column list for NDJSON)
@@ -584,6 +630,11 @@ pub(crate) const IN_FILE_RECORD_COLUMN: &str = "RECORD";
 fn source_file_expr(target: &CopyTarget, lineage: &Lineage) -> Result<String, CopyError> {
     use shared::lineage::file;
     Ok(match (lineage, target.format) {
+        (Lineage::InFile, Format::Ndjson) if target.match_by_name => format!(
+            "{}:{}::STRING",
+            ident::quote(IN_FILE_METADATA_COLUMN)?,
+            file::NDJSON_FILE
+        ),
         (Lineage::InFile, Format::Ndjson) => format!(
             "{}:{}:{}::STRING",
             ident::quote(IN_FILE_RECORD_COLUMN)?,

@@ -167,6 +167,7 @@ fn target(
             Format::Csv => config.csv_format.clone(),
         },
         csv_fields: config.csv_fields.get(key_table).copied(),
+        match_by_name: config.match_by_name.contains(key_table),
     };
     if matches!(config.lineage, Lineage::Metadata(_))
         && format == Format::Csv

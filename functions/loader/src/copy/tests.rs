@@ -12,6 +12,7 @@ fn target(format: Format) -> CopyTarget {
         format,
         file_format: check_name("file format", "NDJSON_FMT").unwrap(),
         csv_fields: None,
+        match_by_name: false,
     }
 }
 
@@ -425,4 +426,72 @@ fn landed_statement_reads_each_lineage_with_bound_names() {
 fn the_in_file_record_column_is_the_raw_tables_variant_column() {
     let sql = include_str!("../../../../sql/30_raw_tables.sql");
     assert!(sql.contains(&format!("  {IN_FILE_RECORD_COLUMN} VARIANT")));
+}
+
+#[test]
+fn match_by_name_copy_text_with_in_file_and_metadata_lineage() {
+    let typed = CopyTarget {
+        match_by_name: true,
+        ..target(Format::Ndjson)
+    };
+    let sql = copy_sql(
+        &typed,
+        "RAW_STAGE",
+        &["t/a.ndjson.gz"],
+        OnError::AbortStatement,
+        &Lineage::InFile,
+    )
+    .unwrap();
+    assert_eq!(
+        sql,
+        "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" FROM @RAW_STAGE/ FILES = ('t/a.ndjson.gz') \
+         FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE \
+         ON_ERROR = ABORT_STATEMENT LOAD_UNCERTAIN_FILES = TRUE"
+    );
+    // no transform with MATCH_BY_COLUMN_NAME (Snowflake refuses it): INCLUDE_METADATA instead
+    let metadata = Lineage::Metadata(MetadataLineage::default());
+    let sql = copy_sql(
+        &typed,
+        "RAW_STAGE",
+        &["t/a.ndjson.gz"],
+        OnError::AbortStatement,
+        &metadata,
+    )
+    .unwrap();
+    assert_eq!(
+        sql,
+        "COPY INTO \"DB\".\"S\".\"SENSOR_READINGS_RAW\" FROM @RAW_STAGE/ FILES = ('t/a.ndjson.gz') \
+         FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT') MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE \
+         INCLUDE_METADATA = (\"SOURCE_FILE\" = METADATA$FILENAME, \"SOURCE_ROW\" = METADATA$FILE_ROW_NUMBER, \
+         \"LOADED_AT\" = METADATA$START_SCAN_TIME) ON_ERROR = ABORT_STATEMENT LOAD_UNCERTAIN_FILES = TRUE"
+    );
+    // CSV files of a listed table keep their positional COPY
+    let csv = CopyTarget {
+        match_by_name: true,
+        ..target(Format::Csv)
+    };
+    let sql = copy_sql(
+        &csv,
+        "RAW_STAGE",
+        &["t/a.csv.gz"],
+        OnError::AbortStatement,
+        &Lineage::InFile,
+    )
+    .unwrap();
+    assert!(!sql.contains("MATCH_BY_COLUMN_NAME"), "{sql}");
+}
+
+#[test]
+fn match_by_name_lineage_reads_the_metadata_column() {
+    let typed = CopyTarget {
+        match_by_name: true,
+        ..target(Format::Ndjson)
+    };
+    let st = landed_statement(&typed, &Lineage::InFile, &["t/a.ndjson.gz"]).unwrap();
+    assert!(
+        st.sql
+            .starts_with("SELECT DISTINCT \"METADATA\":file::STRING AS SOURCE_FILE FROM"),
+        "{}",
+        st.sql
+    );
 }

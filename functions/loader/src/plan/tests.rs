@@ -107,3 +107,21 @@ fn metadata_lineage_needs_the_csv_field_count() {
     let plan = super::plan(&inv, &config(&with_fields));
     assert_eq!(plan.groups[0].target.as_ref().unwrap().csv_fields, Some(4));
 }
+
+#[test]
+fn match_by_name_tables_choose_the_typed_copy_per_table() {
+    let c = config(&[("MATCH_BY_NAME_TABLES", r#"["sensor_readings"]"#)]);
+    let typed = target(&c, "\"DB\".\"S\".\"T\"", "sensor_readings", Format::Ndjson).unwrap();
+    let other = target(&c, "\"DB\".\"S\".\"T\"", "order_events", Format::Ndjson).unwrap();
+    assert!(typed.match_by_name && !other.match_by_name);
+    let bad = [
+        ("RAW_BUCKET", "b"),
+        ("SNOWFLAKE_ACCOUNT", "a"),
+        ("SNOWFLAKE_SCHEMA", "S"),
+        ("SNOWFLAKE_TOKEN", "t"),
+        ("SNOWFLAKE_AUTH", "pat"),
+        ("MATCH_BY_NAME_TABLES", "{}"),
+    ];
+    let err = Config::from_env(&Env::new(&bad)).unwrap_err();
+    assert!(err.to_string().contains("MATCH_BY_NAME_TABLES"), "{err}");
+}
