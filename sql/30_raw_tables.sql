@@ -31,19 +31,31 @@ SELECT
   RECORD:metadata:row::NUMBER                   AS SOURCE_ROW
 FROM ${DATABASE}.${SCHEMA}.SENSOR_READINGS_RAW;
 
--- Sensor readings as typed columns that evolve (micro-batch schema evolution): the loader lists the
--- key table in MATCH_BY_NAME_TABLES, so its NDJSON files load with MATCH_BY_COLUMN_NAME =
--- CASE_INSENSITIVE and each top-level field of a line lands in the column of that name. With
--- ENABLE_SCHEMA_EVOLUTION = TRUE, COPY adds a column for a new field (typed as schema detection
--- types its values, at most 100 per COPY) and drops NOT NULL from a column the files lack.
--- Only the lineage columns exist up front: INCLUDE_METADATA (LINEAGE=metadata) fills them, and
--- evolution never adds them. Lines must be flat records (fields at the top level), as written by
--- producers other than the orchestrator (whose lines nest the record under "payload").
+-- Sensor readings as typed columns that evolve (micro-batch schema evolution): the orchestrator
+-- and the loader list the key table in MATCH_BY_NAME_TABLES. The orchestrator then writes flat
+-- lines: the record's own top-level fields, then its Kinesis lineage as top-level keys named as
+-- the columns below ({"sensorId": 6, ..., "KINESIS_STREAM": "...", "KINESIS_SHARD_ID": "...",
+-- "KINESIS_SEQUENCE_NUMBER": "...", "KINESIS_PARTITION_KEY": "...", "KINESIS_ARRIVAL_TIME":
+-- "2024-03-05T07:30:00.000Z"}; "KINESIS_SUB_SEQUENCE" only for KPL sub-records). The loader
+-- COPYs them with MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE, each top-level field into the column
+-- of that name. With ENABLE_SCHEMA_EVOLUTION = TRUE, COPY adds a column for a new field (typed as
+-- schema detection types its values, at most 100 per COPY) and drops NOT NULL from a column the
+-- files lack. The lineage columns exist up front so that evolution never types them from their
+-- values (a sequence number is too long for NUMBER, the arrival time would stay TEXT):
+-- SOURCE_FILE, SOURCE_ROW and LOADED_AT are filled by INCLUDE_METADATA (the loader's
+-- LINEAGE=metadata), the KINESIS_ columns by the lines. Flat lines from other producers load the
+-- same way.
 -- https://docs.snowflake.com/en/user-guide/data-load-schema-evolution
 CREATE TABLE IF NOT EXISTS ${DATABASE}.${SCHEMA}.SENSOR_READINGS_TYPED (
-  SOURCE_FILE VARCHAR,
-  SOURCE_ROW  NUMBER,
-  LOADED_AT   TIMESTAMP_LTZ
+  SOURCE_FILE             VARCHAR,
+  SOURCE_ROW              NUMBER,
+  LOADED_AT               TIMESTAMP_LTZ,
+  KINESIS_STREAM          VARCHAR,
+  KINESIS_SHARD_ID        VARCHAR,
+  KINESIS_SEQUENCE_NUMBER VARCHAR,
+  KINESIS_PARTITION_KEY   VARCHAR,
+  KINESIS_SUB_SEQUENCE    NUMBER(10,0),
+  KINESIS_ARRIVAL_TIME    TIMESTAMP_NTZ
 ) ENABLE_SCHEMA_EVOLUTION = TRUE;
 
 -- Order events, CSV (header line; columns in exactly this order). The orchestrator's mapping:

@@ -1,7 +1,8 @@
 //! Raw event bytes → compressed object bytes: the orchestrator's CPU path.
 //!
 //! Two batches: ~6,000 medium order events (~340-byte JSON with strings that need CSV quoting,
-//! ~5 MB of Lambda event JSON) and 10,000 sensor readings; NDJSON and CSV × gzip-1 and zstd.
+//! ~5 MB of Lambda event JSON) and 10,000 sensor readings; NDJSON (nested, and flat for tables
+//! loaded by column name) and CSV × gzip-1 and zstd.
 //! Criterion prints its statistics; a summary table of records/s and MB/s of event JSON follows.
 
 use std::hint::black_box;
@@ -10,9 +11,11 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use shared::sample::{bench_batches, bench_config, run_bench_case};
 
-const CASES: [(&str, &str); 4] = [
+const CASES: [(&str, &str); 6] = [
     ("ndjson", "gzip"),
+    ("ndjson-flat", "gzip"),
     ("ndjson", "zstd"),
+    ("ndjson-flat", "zstd"),
     ("csv", "gzip"),
     ("csv", "zstd"),
 ];

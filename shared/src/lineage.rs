@@ -41,14 +41,19 @@ pub mod file {
     ];
 }
 
-/// Lineage columns of the upsert's tables (merge targets and change tables).
+/// Lineage columns of the upsert's tables (merge targets and change tables), also the top-level
+/// keys of the orchestrator's flat NDJSON lines (`MATCH_BY_NAME_TABLES`, see [`table::FLAT`]).
 pub mod table {
+    /// The stream's name (flat NDJSON lines only).
+    pub const STREAM: &str = "KINESIS_STREAM";
     /// The shard of the row's newest record.
     pub const SHARD_ID: &str = "KINESIS_SHARD_ID";
     /// Its sequence number: the version when the mapping names none.
     pub const SEQUENCE_NUMBER: &str = "KINESIS_SEQUENCE_NUMBER";
     /// A KPL sub-record's index (change tables only).
     pub const SUB_SEQUENCE: &str = "KINESIS_SUB_SEQUENCE";
+    /// The record's partition key (flat NDJSON lines only).
+    pub const PARTITION_KEY: &str = "KINESIS_PARTITION_KEY";
     /// Kinesis's approximate arrival time of that record.
     pub const ARRIVAL_TIME: &str = "KINESIS_ARRIVAL_TIME";
     /// When the MERGE last wrote the row (merge targets only).
@@ -56,6 +61,20 @@ pub mod table {
 
     /// The lineage columns of a merge target, in order.
     pub const MERGED: [&str; 4] = [SHARD_ID, SEQUENCE_NUMBER, ARRIVAL_TIME, LOADED_AT];
+
+    /// The lineage keys a flat NDJSON line appends after the record's own fields, in order
+    /// ([`SUB_SEQUENCE`] only for KPL sub-records). A record may not have a top-level key equal
+    /// to one of them in any case: `MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE` would load one of
+    /// the two values into the column. Every name starts with `KINESIS_`, which is what the
+    /// encoder searches payloads for before comparing keys.
+    pub const FLAT: [&str; 6] = [
+        STREAM,
+        SHARD_ID,
+        SEQUENCE_NUMBER,
+        PARTITION_KEY,
+        SUB_SEQUENCE,
+        ARRIVAL_TIME,
+    ];
 }
 
 #[cfg(test)]
@@ -68,7 +87,8 @@ mod tests {
             .find(&format!("{table} ("))
             .unwrap_or_else(|| panic!("{table} in sql/"));
         let body = &sql[start..];
-        let body = &body[..body.find(");").expect("end of the table")];
+        // `)` opening a line ends the column list, whatever options follow it
+        let body = &body[..body.find("\n)").expect("end of the table")];
         body.lines()
             .skip(1)
             .filter_map(|l| l.split_whitespace().next())
@@ -84,6 +104,24 @@ mod tests {
             for l in table::MERGED {
                 assert!(cols.iter().any(|c| c == l), "{t} lacks {l}: {cols:?}");
             }
+        }
+    }
+
+    #[test]
+    fn sql_typed_table_declares_the_flat_lineage_columns() {
+        let cols = columns(
+            include_str!("../../sql/30_raw_tables.sql"),
+            "SENSOR_READINGS_TYPED",
+        );
+        for l in table::FLAT {
+            assert!(
+                cols.iter().any(|c| c == l),
+                "SENSOR_READINGS_TYPED lacks {l}: {cols:?}"
+            );
+            assert!(
+                l.starts_with("KINESIS_"),
+                "the encoder's search assumes it: {l}"
+            );
         }
     }
 

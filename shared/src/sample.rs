@@ -240,12 +240,17 @@ pub fn bench_batches() -> Vec<BenchBatch> {
     ]
 }
 
-/// The raw-zone configuration of one benchmark case (level 1 compression).
+/// The raw-zone configuration of one benchmark case (level 1 compression). `ndjson-flat` is
+/// NDJSON with the table in `MATCH_BY_NAME_TABLES`: flat lines instead of nested ones.
 pub fn bench_config(
     format: &str,
     compression: &str,
     columns: &str,
 ) -> crate::rawzone::RawZoneConfig {
+    let (format, by_name) = match format {
+        "ndjson-flat" => ("ndjson", r#"["events"]"#),
+        other => (other, "[]"),
+    };
     let vars = [
         ("RAW_BUCKET", "bench"),
         ("TABLE", "events"),
@@ -253,6 +258,7 @@ pub fn bench_config(
         ("COMPRESSION", compression),
         ("COMPRESSION_LEVEL", "1"),
         ("CSV_COLUMNS", columns),
+        ("MATCH_BY_NAME_TABLES", by_name),
     ];
     crate::rawzone::RawZoneConfig::from_env(&crate::config::Env::new(&vars))
         .expect("benchmark configuration is valid")

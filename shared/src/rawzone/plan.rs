@@ -5,6 +5,7 @@
 //! cannot be used goes to one quarantine object with its reason.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use crate::config::{ConfigError, Env};
@@ -14,7 +15,7 @@ use crate::kinesis::route::{route_record, Router};
 use crate::kinesis::scan::same_text;
 use crate::kinesis::sequence::sequence_bounds;
 use crate::rawzone::encode::csv::CsvMappings;
-use crate::rawzone::encode::{ndjson, Compression, Format, RowLineage};
+use crate::rawzone::encode::{flat, ndjson, Compression, Format, RowLineage};
 use crate::rawzone::layout::{
     hour_of, partition_segment, sanitize, sanitize_cow, GroupKey, Layout, Writer,
 };
@@ -34,6 +35,9 @@ pub struct RawZoneConfig {
     pub format: Format,
     /// The columns of each table's CSV files; None unless `FORMAT=csv`.
     pub csv: Option<CsvMappings>,
+    /// Tables loaded by column name (`MATCH_BY_NAME_TABLES`, which the loader reads too): their
+    /// NDJSON lines are flat, the record's fields then its lineage (see [`flat`]).
+    pub match_by_name: BTreeSet<String>,
     /// How objects are compressed (`COMPRESSION`, `COMPRESSION_LEVEL`).
     pub compression: Compression,
     /// The field objects are also partitioned by (`PARTITION_FIELD`); None when unset.
@@ -70,6 +74,7 @@ impl RawZoneConfig {
             )?),
             Format::Ndjson => None,
         };
+        let match_by_name = match_by_name(env, format)?;
         let compression = Compression::from_env(env)?;
         let partition = match env.optional("PARTITION_FIELD") {
             None => None,
@@ -96,11 +101,35 @@ impl RawZoneConfig {
             router,
             format,
             csv,
+            match_by_name,
             compression,
             partition,
             extractor,
         })
     }
+
+    /// Whether `table`'s lines are flat; a lookup only when some table is.
+    fn is_flat(&self, table: &str) -> bool {
+        !self.match_by_name.is_empty() && self.match_by_name.contains(table)
+    }
+}
+
+/// `MATCH_BY_NAME_TABLES`: a JSON array of tables; only NDJSON loads by column name, so with
+/// `FORMAT=csv` any table listed is a mistake, caught here rather than by a failing COPY.
+fn match_by_name(env: &Env<'_>, format: Format) -> Result<BTreeSet<String>, ConfigError> {
+    const VAR: &str = "MATCH_BY_NAME_TABLES";
+    let tables: BTreeSet<String> = env.json_optional(VAR)?.unwrap_or_default();
+    if format != Format::Ndjson && !tables.is_empty() {
+        return Err(ConfigError::new(
+            VAR,
+            format!(
+                "tables {tables:?} are loaded by column name, which needs NDJSON files, but \
+                 FORMAT is {}",
+                format.extension()
+            ),
+        ));
+    }
+    Ok(tables)
 }
 
 /// What one batch becomes.
@@ -248,6 +277,9 @@ fn classify<'a, 'r>(
     if let Some(mapping) = config.csv.as_ref().and_then(|m| m.get(table)) {
         mapping.check(&payload).map_err(|e| e.to_string())?;
     }
+    if config.is_flat(table) {
+        flat::check_keys(payload.text())?;
+    }
     let group = GroupRef {
         table,
         partition,
@@ -284,11 +316,16 @@ fn encode_group(
     if let Some(mapping) = csv {
         mapping.push_header(&mut chunk);
     }
-    let mut lineage = RowLineage::new(config.format, &key);
+    let flat = csv.is_none() && config.is_flat(&group.table);
+    let mut lineage = match flat {
+        true => RowLineage::flat(),
+        false => RowLineage::new(config.format, &key),
+    };
     for (i, m) in members.iter().enumerate() {
         let (meta, row) = (&m.record.meta, i as u64 + 1);
         match csv {
             Some(mapping) => mapping.push_row(&mut chunk, &m.payload, meta, &mut lineage, row),
+            None if flat => flat::push_line(&mut chunk, &m.payload, meta, &mut lineage),
             None => ndjson::push_line(&mut chunk, &m.payload, meta, &mut lineage, row),
         }
         if chunk.len() >= CHUNK {
@@ -462,16 +499,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn empty_partition_values_share_one_object_per_table_hour_and_shard() {
-        // "" three times between other values, and a record without the field
-        let payloads = [
-            r#"{"city":"","n":1}"#,
-            r#"{"city":"Oslo","n":2}"#,
-            r#"{"city":"","n":3}"#,
-            r#"{"n":4}"#,
-            r#"{"city":"","n":5}"#,
-        ];
+    /// A Kinesis event of `payloads`, sequence numbers 1, 2, … on shard `shardId-1`.
+    fn event(payloads: &[&str]) -> String {
         let records: Vec<String> = payloads
             .iter()
             .enumerate()
@@ -485,7 +514,81 @@ mod tests {
                 )
             })
             .collect();
-        let event = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        format!(r#"{{"Records":[{}]}}"#, records.join(","))
+    }
+
+    #[test]
+    fn match_by_name_tables_get_flat_lines_and_lineage_collisions_are_quarantined() {
+        let event = event(&[
+            r#"{"n":1,"t":"a"}"#,
+            r#"{"n":2,"Kinesis_Shard_Id":"mine"}"#,
+            "{ }",
+            "[1]",
+        ]);
+        let mut buffer = PayloadBuffer::default();
+        let records = decode_kinesis_event(&event, &mut buffer).unwrap();
+        let config = config(&[
+            ("TABLE", "flat"),
+            ("MATCH_BY_NAME_TABLES", r#"["flat","unrouted"]"#),
+            ("COMPRESSION", "none"),
+        ]);
+        let plan = plan(&config, &records).unwrap();
+        assert_eq!((plan.records, plan.quarantined), (4, 2));
+        let lines: Vec<serde_json::Value> = text(&plan.objects[0], Compression::None)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let lineage = |seq: &str| {
+            serde_json::json!({"KINESIS_STREAM":"s","KINESIS_SHARD_ID":"shardId-1",
+                "KINESIS_SEQUENCE_NUMBER":seq,"KINESIS_PARTITION_KEY":"a",
+                "KINESIS_ARRIVAL_TIME":"1970-01-01T00:00:00.500Z"})
+        };
+        let mut first = lineage("1");
+        first["n"] = 1.into();
+        first["t"] = "a".into();
+        assert_eq!(lines, [first, lineage("3")]);
+        let reasons: Vec<String> = text(
+            plan.quarantine.as_ref().unwrap(),
+            Compression::Gzip { level: 0 },
+        )
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].to_string())
+        .collect();
+        assert!(reasons[0].contains("Kinesis_Shard_Id") && reasons[0].contains("KINESIS_SHARD_ID"));
+        assert!(reasons[1].contains("not an object"), "{reasons:?}");
+    }
+
+    #[test]
+    fn match_by_name_tables_need_ndjson() {
+        let vars = [
+            ("RAW_BUCKET", "b"),
+            ("TABLE", "t"),
+            ("FORMAT", "csv"),
+            ("CSV_COLUMNS", r#"{"t":[{"name":"a","path":"/a"}]}"#),
+            ("MATCH_BY_NAME_TABLES", r#"["t"]"#),
+        ];
+        let err = RawZoneConfig::from_env(&Env::new(&vars)).unwrap_err();
+        assert_eq!(err.var, "MATCH_BY_NAME_TABLES", "{err}");
+        let vars = [
+            ("RAW_BUCKET", "b"),
+            ("TABLE", "t"),
+            ("MATCH_BY_NAME_TABLES", "t"),
+        ];
+        let err = RawZoneConfig::from_env(&Env::new(&vars)).unwrap_err();
+        assert_eq!(err.var, "MATCH_BY_NAME_TABLES", "not JSON: {err}");
+    }
+
+    #[test]
+    fn empty_partition_values_share_one_object_per_table_hour_and_shard() {
+        // "" three times between other values, and a record without the field
+        let payloads = [
+            r#"{"city":"","n":1}"#,
+            r#"{"city":"Oslo","n":2}"#,
+            r#"{"city":"","n":3}"#,
+            r#"{"n":4}"#,
+            r#"{"city":"","n":5}"#,
+        ];
+        let event = event(&payloads);
         let mut buffer = PayloadBuffer::default();
         let records = decode_kinesis_event(&event, &mut buffer).unwrap();
         let plan = plan(

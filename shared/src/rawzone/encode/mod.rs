@@ -5,6 +5,7 @@
 //! columns and the rows can always be traced back to the Kinesis record.
 
 pub mod csv;
+pub(crate) mod flat;
 pub mod ndjson;
 
 use std::io::{self, Write};
@@ -222,7 +223,7 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
 /// the last row (a group's records share both) and the last row number written.
 #[derive(Debug, Clone)]
 pub(crate) struct RowLineage<'m> {
-    format: Format,
+    shape: Shape,
     file_field: Vec<u8>,
     arrivals: ArrivalFormatter,
     /// The stream and shard `source_fields` holds, borrowed from the records so that the next
@@ -232,15 +233,40 @@ pub(crate) struct RowLineage<'m> {
     row: RowNumber,
 }
 
+/// How a line holds its lineage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// CSV columns after the mapped ones.
+    Csv,
+    /// An NDJSON `metadata` object beside the `payload`.
+    Nested,
+    /// NDJSON `KINESIS_…` keys after the record's own (see [`flat`]).
+    Flat,
+}
+
 impl<'m> RowLineage<'m> {
     pub fn new(format: Format, file: &str) -> Self {
+        let shape = match format {
+            Format::Csv => Shape::Csv,
+            Format::Ndjson => Shape::Nested,
+        };
+        Self::of_shape(shape, file)
+    }
+
+    /// For [`flat`] lines, which do not carry their file.
+    pub fn flat() -> Self {
+        Self::of_shape(Shape::Flat, "")
+    }
+
+    fn of_shape(shape: Shape, file: &str) -> Self {
         let mut file_field = Vec::with_capacity(file.len() + 2);
-        match format {
-            Format::Csv => csv::push_field(&mut file_field, Some(file)),
-            Format::Ndjson => push_json_str(&mut file_field, file),
+        match shape {
+            Shape::Csv => csv::push_field(&mut file_field, Some(file)),
+            Shape::Nested => push_json_str(&mut file_field, file),
+            Shape::Flat => {}
         }
         Self {
-            format,
+            shape,
             file_field,
             arrivals: ArrivalFormatter::default(),
             source: None,
@@ -261,7 +287,8 @@ impl<'m> RowLineage<'m> {
         self.row.push(out, row);
     }
 
-    /// Stream and shard: `stream,shard` in CSV, `{"stream":…,"shard_id":…` in NDJSON.
+    /// Stream and shard: `stream,shard` in CSV, `{"stream":…,"shard_id":…` in NDJSON,
+    /// `"KINESIS_STREAM":…,"KINESIS_SHARD_ID":…` in flat NDJSON.
     pub(crate) fn push_source(&mut self, out: &mut Vec<u8>, meta: &'m RecordMeta<'_>) {
         let (stream, shard): (&'m str, &'m str) = (&meta.stream, &meta.shard_id);
         let same_text = crate::kinesis::scan::same_text;
@@ -271,18 +298,19 @@ impl<'m> RowLineage<'m> {
         if !same {
             self.source_fields.clear();
             let fields = &mut self.source_fields;
-            match self.format {
-                Format::Csv => {
+            match self.shape {
+                Shape::Csv => {
                     csv::push_field(fields, Some(stream));
                     fields.push(b',');
                     csv::push_field(fields, Some(shard));
                 }
-                Format::Ndjson => {
+                Shape::Nested => {
                     fields.extend_from_slice(b"{\"stream\":");
                     push_json_str(fields, stream);
                     fields.extend_from_slice(b",\"shard_id\":");
                     push_json_str(fields, shard);
                 }
+                Shape::Flat => flat::push_source(fields, stream, shard),
             }
         }
         // Kept even when equal: the newest address is the one the next row most likely shares.
