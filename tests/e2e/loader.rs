@@ -1236,6 +1236,22 @@ fn col(name: &str, ty: &str, scale: Option<&str>) -> Vec<Option<String>> {
     vec![Some(name.into()), Some(ty.into()), scale.map(String::from)]
 }
 
+/// The columns `sql/` creates the typed sensor table with, as `INFORMATION_SCHEMA` reports them.
+fn typed_lineage_columns() -> Vec<Vec<Option<String>>> {
+    vec![
+        col("SOURCE_FILE", "TEXT", None),
+        col("SOURCE_ROW", "NUMBER", Some("0")),
+        // sql/ says TIMESTAMP_LTZ; fakesnow reports it as TIMESTAMP_TZ
+        col("LOADED_AT", "TIMESTAMP_TZ", None),
+        col("KINESIS_STREAM", "TEXT", None),
+        col("KINESIS_SHARD_ID", "TEXT", None),
+        col("KINESIS_SEQUENCE_NUMBER", "TEXT", None),
+        col("KINESIS_PARTITION_KEY", "TEXT", None),
+        col("KINESIS_SUB_SEQUENCE", "NUMBER", Some("0")),
+        col("KINESIS_ARRIVAL_TIME", "TIMESTAMP_NTZ", None),
+    ]
+}
+
 #[tokio::test]
 async fn ndjson_into_a_typed_table_evolves_it_and_a_drifting_value_fails_its_file() {
     let _g = support::snowflake_shared().await;
@@ -1265,12 +1281,7 @@ async fn ndjson_into_a_typed_table_evolves_it_and_a_drifting_value_fails_its_fil
         .await
         .unwrap();
     assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2), "{outcome:?}");
-    let lineage = [
-        col("SOURCE_FILE", "TEXT", None),
-        col("SOURCE_ROW", "NUMBER", Some("0")),
-        // sql/ says TIMESTAMP_LTZ; fakesnow reports it as TIMESTAMP_TZ
-        col("LOADED_AT", "TIMESTAMP_TZ", None),
-    ];
+    let lineage = typed_lineage_columns();
     let first = [
         // in the order of the file's keys (serde_json writes them sorted)
         col("SENSORID", "NUMBER", Some("0")),
@@ -1351,4 +1362,115 @@ async fn ndjson_into_a_typed_table_evolves_it_and_a_drifting_value_fails_its_fil
         .await,
         vec![vec![s("3")]]
     );
+}
+
+/// The micro-batch path into a typed table: the orchestrator writes flat lines for a table in
+/// `MATCH_BY_NAME_TABLES`, the loader COPYs them by column name, and Snowflake evolves the table
+/// when a batch's records gain a field. A record whose key is a lineage key is quarantined.
+#[tokio::test]
+async fn orchestrator_flat_lines_load_by_name_and_evolve_the_typed_table() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("loader-flat").await;
+    let by_name = ("MATCH_BY_NAME_TABLES", r#"["sensor_typed"]"#);
+    let sensors = orchestrator(&stack.bucket, &[("TABLE", "sensor_typed"), by_name]).await;
+    let typed = [
+        ("TABLE_MAP", r#"{"sensor_typed": "SENSOR_READINGS_TYPED"}"#),
+        by_name,
+        ("LINEAGE", "metadata"),
+    ];
+    let loader = loader_for(&stack.bucket, &stack.db, &typed).await;
+    let batch = |records: &[(&str, &str, &[u8])]| kinesis_event("sensors", SHARD, records, ARRIVAL);
+
+    let first = batch(&[
+        ("201", "p1", br#"{"sensorId": 1, "temp": 20.5, "status": "OK"}"#),
+        ("202", "p2", br#"{"sensorId":9,"kinesis_Shard_Id":"mine"}"#),
+        ("203", "p3", br#"{"sensorId":2,"temp":21,"status":"OK" }"#),
+    ]);
+    let (r, _) = sensors.handle_body(&first, deadline()).await.unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    let a = "raw/sensor_typed/2024/03/05/07/shardId-000000000000-201-203.ndjson.gz";
+    let (_, outcome) = loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[a]), deadline())
+        .await
+        .unwrap();
+    assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2), "{outcome:?}");
+    let fields = [
+        // in the order of the record's keys, which the flat line keeps
+        col("SENSORID", "NUMBER", Some("0")),
+        col("TEMP", "NUMBER", Some("1")),
+        col("STATUS", "TEXT", None),
+    ];
+    let lineage = typed_lineage_columns();
+    assert_eq!(typed_columns(&stack).await, [&lineage[..], &fields[..]].concat());
+
+    // the next batch's records gain a field: the table gains its column
+    let second = batch(&[(
+        "301",
+        "p1",
+        br#"{"sensorId": 3, "temp": 22.5, "status": "OK", "humidity": 40}"#,
+    )]);
+    let (r, _) = sensors.handle_body(&second, deadline()).await.unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    let b = "raw/sensor_typed/2024/03/05/07/shardId-000000000000-301-301.ndjson.gz";
+    let (_, outcome) = loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[b]), deadline())
+        .await
+        .unwrap();
+    assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 1), "{outcome:?}");
+    let humidity = [col("HUMIDITY", "NUMBER", Some("0"))];
+    assert_eq!(
+        typed_columns(&stack).await,
+        [&lineage[..], &fields[..], &humidity[..]].concat()
+    );
+
+    let rows = support::rows(
+        &stack.sf,
+        "SELECT SENSORID::STRING, TEMP::STRING, STATUS, HUMIDITY::STRING, KINESIS_STREAM, \
+         KINESIS_SHARD_ID, KINESIS_SEQUENCE_NUMBER, KINESIS_PARTITION_KEY, \
+         KINESIS_SUB_SEQUENCE::STRING, KINESIS_ARRIVAL_TIME::STRING, SOURCE_FILE, SOURCE_ROW::STRING \
+         FROM SENSOR_READINGS_TYPED ORDER BY SENSORID",
+    )
+    .await;
+    let s = |v: &str| Some(v.to_string());
+    let path = |k: &str| s(k.trim_start_matches("raw/"));
+    let row = |id, temp, humidity: Option<&str>, seq, pk, file, n| {
+        vec![
+            s(id),
+            s(temp),
+            s("OK"),
+            humidity.map(String::from),
+            s("sensors"),
+            s(SHARD),
+            s(seq),
+            s(pk),
+            None,
+            s("2024-03-05 07:30:00"),
+            path(file),
+            s(n),
+        ]
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row("1", "20.5", None, "201", "p1", a, "1"),
+            row("2", "21.0", None, "203", "p3", a, "2"),
+            row("3", "22.5", Some("40"), "301", "p1", b, "1"),
+        ]
+    );
+
+    // the record with a lineage key was quarantined, its reason naming the key
+    let errors: Vec<String> = support::list_keys(&stack.s3, &stack.bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("errors/orchestrator/"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let rejected = support::rejected_lines(&stack.s3, &stack.bucket, &errors[0]).await;
+    assert_eq!(rejected.len(), 1);
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("\"kinesis_Shard_Id\"") && reason.contains("KINESIS_SHARD_ID"),
+        "{reason}"
+    );
+    assert_eq!(rejected[0]["metadata"]["sequence_number"], "202");
 }
