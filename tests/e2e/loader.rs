@@ -1364,6 +1364,36 @@ async fn ndjson_into_a_typed_table_evolves_it_and_a_drifting_value_fails_its_fil
     );
 }
 
+/// Runs `records` through `orchestrator` (one batch on [`SHARD`]), then `loader` on the object
+/// `key` the batch must have written; the loader's outcome.
+async fn orchestrate_then_load(
+    stack: &Stack,
+    orchestrator: &orchestrator::Orchestrator,
+    loader: &Loader,
+    records: &[(&str, &str, &[u8])],
+    key: &str,
+) -> loader::Outcome {
+    let event = kinesis_event("sensors", SHARD, records, ARRIVAL);
+    let (r, _) = orchestrator.handle_body(&event, deadline()).await.unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    let (_, outcome) = loader
+        .handle_body(&sqs_notifications(&stack.bucket, &[key]), deadline())
+        .await
+        .unwrap();
+    outcome
+}
+
+/// The lines of the orchestrator's quarantine objects in the stack's bucket.
+async fn orchestrator_rejections(stack: &Stack) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for key in support::list_keys(&stack.s3, &stack.bucket).await {
+        if key.starts_with("errors/orchestrator/") {
+            lines.extend(support::rejected_lines(&stack.s3, &stack.bucket, &key).await);
+        }
+    }
+    lines
+}
+
 /// The micro-batch path into a typed table: the orchestrator writes flat lines for a table in
 /// `MATCH_BY_NAME_TABLES`, the loader COPYs them by column name, and Snowflake evolves the table
 /// when a batch's records gain a field. A record whose key is a lineage key is quarantined.
@@ -1379,20 +1409,18 @@ async fn orchestrator_flat_lines_load_by_name_and_evolve_the_typed_table() {
         ("LINEAGE", "metadata"),
     ];
     let loader = loader_for(&stack.bucket, &stack.db, &typed).await;
-    let batch = |records: &[(&str, &str, &[u8])]| kinesis_event("sensors", SHARD, records, ARRIVAL);
 
-    let first = batch(&[
-        ("201", "p1", br#"{"sensorId": 1, "temp": 20.5, "status": "OK"}"#),
+    let a = "raw/sensor_typed/2024/03/05/07/shardId-000000000000-201-203.ndjson.gz";
+    let first: [(&str, &str, &[u8]); 3] = [
+        (
+            "201",
+            "p1",
+            br#"{"sensorId": 1, "temp": 20.5, "status": "OK"}"#,
+        ),
         ("202", "p2", br#"{"sensorId":9,"kinesis_Shard_Id":"mine"}"#),
         ("203", "p3", br#"{"sensorId":2,"temp":21,"status":"OK" }"#),
-    ]);
-    let (r, _) = sensors.handle_body(&first, deadline()).await.unwrap();
-    assert!(r.batch_item_failures.is_empty());
-    let a = "raw/sensor_typed/2024/03/05/07/shardId-000000000000-201-203.ndjson.gz";
-    let (_, outcome) = loader
-        .handle_body(&sqs_notifications(&stack.bucket, &[a]), deadline())
-        .await
-        .unwrap();
+    ];
+    let outcome = orchestrate_then_load(&stack, &sensors, &loader, &first, a).await;
     assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 2), "{outcome:?}");
     let fields = [
         // in the order of the record's keys, which the flat line keeps
@@ -1401,28 +1429,41 @@ async fn orchestrator_flat_lines_load_by_name_and_evolve_the_typed_table() {
         col("STATUS", "TEXT", None),
     ];
     let lineage = typed_lineage_columns();
-    assert_eq!(typed_columns(&stack).await, [&lineage[..], &fields[..]].concat());
+    assert_eq!(
+        typed_columns(&stack).await,
+        [&lineage[..], &fields[..]].concat()
+    );
 
     // the next batch's records gain a field: the table gains its column
-    let second = batch(&[(
+    let b = "raw/sensor_typed/2024/03/05/07/shardId-000000000000-301-301.ndjson.gz";
+    let second: [(&str, &str, &[u8]); 1] = [(
         "301",
         "p1",
         br#"{"sensorId": 3, "temp": 22.5, "status": "OK", "humidity": 40}"#,
-    )]);
-    let (r, _) = sensors.handle_body(&second, deadline()).await.unwrap();
-    assert!(r.batch_item_failures.is_empty());
-    let b = "raw/sensor_typed/2024/03/05/07/shardId-000000000000-301-301.ndjson.gz";
-    let (_, outcome) = loader
-        .handle_body(&sqs_notifications(&stack.bucket, &[b]), deadline())
-        .await
-        .unwrap();
+    )];
+    let outcome = orchestrate_then_load(&stack, &sensors, &loader, &second, b).await;
     assert_eq!((outcome.loaded, outcome.rows_loaded), (1, 1), "{outcome:?}");
     let humidity = [col("HUMIDITY", "NUMBER", Some("0"))];
     assert_eq!(
         typed_columns(&stack).await,
         [&lineage[..], &fields[..], &humidity[..]].concat()
     );
+    assert_flat_rows(&stack, a, b).await;
 
+    // the record with a lineage key was quarantined, its reason naming the key
+    let rejected = orchestrator_rejections(&stack).await;
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("\"kinesis_Shard_Id\"") && reason.contains("KINESIS_SHARD_ID"),
+        "{reason}"
+    );
+    assert_eq!(rejected[0]["metadata"]["sequence_number"], "202");
+}
+
+/// The typed table holds exactly the three accepted records of files `a` and `b`, with their
+/// Kinesis lineage (from the lines) and file lineage (from `INCLUDE_METADATA`).
+async fn assert_flat_rows(stack: &Stack, a: &str, b: &str) {
     let rows = support::rows(
         &stack.sf,
         "SELECT SENSORID::STRING, TEMP::STRING, STATUS, HUMIDITY::STRING, KINESIS_STREAM, \
@@ -1432,20 +1473,22 @@ async fn orchestrator_flat_lines_load_by_name_and_evolve_the_typed_table() {
     )
     .await;
     let s = |v: &str| Some(v.to_string());
-    let path = |k: &str| s(k.trim_start_matches("raw/"));
-    let row = |id, temp, humidity: Option<&str>, seq, pk, file, n| {
+    let row = |id, temp, humidity: Option<&str>, seq, pk, file: &str, n| {
+        let file = file.trim_start_matches("raw/");
+        let (ok, stream, arrival) = (s("OK"), s("sensors"), s("2024-03-05 07:30:00"));
+        let humidity = humidity.map(String::from);
         vec![
             s(id),
             s(temp),
-            s("OK"),
-            humidity.map(String::from),
-            s("sensors"),
+            ok,
+            humidity,
+            stream,
             s(SHARD),
             s(seq),
             s(pk),
             None,
-            s("2024-03-05 07:30:00"),
-            path(file),
+            arrival,
+            s(file),
             s(n),
         ]
     };
@@ -1457,20 +1500,4 @@ async fn orchestrator_flat_lines_load_by_name_and_evolve_the_typed_table() {
             row("3", "22.5", Some("40"), "301", "p1", b, "1"),
         ]
     );
-
-    // the record with a lineage key was quarantined, its reason naming the key
-    let errors: Vec<String> = support::list_keys(&stack.s3, &stack.bucket)
-        .await
-        .into_iter()
-        .filter(|k| k.starts_with("errors/orchestrator/"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    let rejected = support::rejected_lines(&stack.s3, &stack.bucket, &errors[0]).await;
-    assert_eq!(rejected.len(), 1);
-    let reason = rejected[0]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("\"kinesis_Shard_Id\"") && reason.contains("KINESIS_SHARD_ID"),
-        "{reason}"
-    );
-    assert_eq!(rejected[0]["metadata"]["sequence_number"], "202");
 }
