@@ -34,4 +34,15 @@ fn configuration_errors_name_the_variable() {
         ]),
         "ERROR_PREFIX"
     );
+    // tables loaded by column name need NDJSON: refused at start-up, not by a failing COPY
+    assert_eq!(
+        err(&[
+            ("RAW_BUCKET", "b"),
+            ("TABLE", "t"),
+            ("FORMAT", "csv"),
+            ("CSV_COLUMNS", r#"[{"name":"a","path":"/a"}]"#),
+            ("MATCH_BY_NAME_TABLES", r#"["t"]"#)
+        ]),
+        "MATCH_BY_NAME_TABLES"
+    );
 }
