@@ -133,6 +133,9 @@ fn collisions_equal_the_reference_and_name_the_key() {
             r#"{"KINESIS\u005fSHARD_ID":"escaped _"}"#,
             r#"{"a":"with \" escape","KINESIS_SHARD_IDS":1}"#,
             r#"{"nested":{"KINESIS_SHARD_ID":1},"KINESIS_X":2}"#,
+            r#"{"a":"x\\","kinesis_shard_id":1}"#,
+            r#"{"a":"\\u004b","KINESIS_X":1}"#,
+            r#"{"a":"\"\\\/\b\f\n\r\t","KINESIS_STREAM":1}"#,
         ]
         .map(String::from),
     );
