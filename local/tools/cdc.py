@@ -129,6 +129,7 @@ class Workload:
         self.deleted_orders: list[tuple[int, int]] = []
         self.next_order = 1
         self.hot: list[tuple[int, int]] = []
+        self.evolved = self.widened = False
 
     def decimal(self):
         r = self.rng.random()
@@ -166,8 +167,32 @@ class Workload:
             ensure_ascii=False,
         )
 
+    CHANNELS = ["web", "app", "store", "phone"]
+
     def order_values(self):
-        return (self.rng.choice(self.STATUSES), self.text(), self.decimal(), self.moment(), self.attrs())
+        values = (self.rng.choice(self.STATUSES), self.text(), self.decimal(), self.moment(), self.attrs())
+        return values + ((self.rng.choice(self.CHANNELS),) if self.evolved else ())
+
+    def order_columns(self):
+        return ["status", "customer", "amount", "placed_at", "attrs"] + (["channel"] if self.evolved else [])
+
+    def evolve(self, half: int, three_quarters: int) -> None:
+        """The source changes shape mid-workload, as producers do: orders gains a column (the
+        upsert's schema evolution adds it to the targets), then customers.name is widened and
+        longer names follow (the targets' VARCHAR already holds them)."""
+        if not self.evolved and self.ops >= half:
+            self.cur.execute("ALTER TABLE orders ADD COLUMN channel VARCHAR(16) NULL")
+            self.evolved = True
+        if not self.widened and self.ops >= three_quarters:
+            self.cur.execute("ALTER TABLE customers MODIFY name VARCHAR(400) NULL")
+            self.widened = True
+
+    def name(self):
+        name = self.text()
+        if self.widened and name is not None and self.rng.random() < 0.3:
+            name = (name + " ") * (250 // (len(name) + 1) + 1)
+            name = name[:300]
+        return name
 
     def insert_order(self, key=None):
         if key is None:
@@ -178,16 +203,18 @@ class Workload:
                 self.next_order += 1
         elif key in self.deleted_orders:
             self.deleted_orders.remove(key)
+        columns = ["tenant_id", "order_id"] + self.order_columns()
         self.cur.execute(
-            "INSERT INTO orders (tenant_id, order_id, status, customer, amount, placed_at, attrs) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+            f"INSERT INTO orders ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
             key + self.order_values(),
         )
         self.orders.add(key)
         self.ops += 1
 
     def update_order(self, key):
-        cols = self.rng.sample(["status", "customer", "amount", "placed_at", "attrs"], self.rng.randint(1, 3))
-        values = dict(zip(["status", "customer", "amount", "placed_at", "attrs"], self.order_values()))
+        columns = self.order_columns()
+        cols = self.rng.sample(columns, self.rng.randint(1, 3))
+        values = dict(zip(columns, self.order_values()))
         sets = ", ".join(f"{c} = %s" for c in cols)
         self.cur.execute(f"UPDATE orders SET {sets} WHERE tenant_id = %s AND order_id = %s", [values[c] for c in cols] + list(key))
         self.ops += 1
@@ -217,13 +244,13 @@ class Workload:
             else:
                 self.cur.execute(
                     "UPDATE customers SET name = %s, balance = %s, updated_at = %s, note = %s WHERE code = %s",
-                    (self.text(), self.decimal(), self.moment(), self.text(), code),
+                    (self.name(), self.decimal(), self.moment(), self.text(), code),
                 )
         else:
             code = f"{self.rng.choice(self.WORDS)}-{self.rng.randint(1, 400)}"
             self.cur.execute(
                 "REPLACE INTO customers (code, name, balance, updated_at, note) VALUES (%s,%s,%s,%s,%s)",
-                (code, self.text(), self.decimal(), self.moment(), self.text()),
+                (code, self.name(), self.decimal(), self.moment(), self.text()),
             )
             self.customers.add(code)
         self.ops += 1
@@ -269,6 +296,7 @@ def cmd_workload(args) -> None:
             with open(args.after_snapshot, "w") as f:
                 f.write("seeded\n")
         while w.ops < seeded + args.ops:
+            w.evolve(seeded + args.ops // 2, seeded + args.ops * 3 // 4)
             # multi-statement transactions of 1..8 steps
             for _ in range(rng.choice([1, 1, 1, 2, 3, 8])):
                 w.step()

@@ -22,7 +22,8 @@ const TABLES: [(&str, &str, &str); 2] = [
     (
         "orders",
         "SHOP_ORDERS",
-        "TENANT_ID, ORDER_ID, STATUS, CUSTOMER, AMOUNT, PLACED_AT, ATTRS",
+        // CHANNEL is added to the source mid-workload; schema evolution adds it here.
+        "TENANT_ID, ORDER_ID, STATUS, CUSTOMER, AMOUNT, PLACED_AT, ATTRS, CHANNEL",
     ),
     (
         "customers",
@@ -33,7 +34,8 @@ const TABLES: [(&str, &str, &str); 2] = [
 
 /// The upsert mapping of both tables for one envelope (column paths are relative to the row
 /// image the envelope names). Debezium sends DATETIME(6) as microseconds since the epoch
-/// (`MicroTimestamp`), DMS as text.
+/// (`MicroTimestamp`), DMS as text. Both tables evolve with their source (`cdc.py workload`
+/// adds a column to `orders` half-way through).
 fn mapping(envelope: &str) -> String {
     let epoch = if envelope == "debezium" {
         r#","epoch":"microseconds""#
@@ -41,7 +43,7 @@ fn mapping(envelope: &str) -> String {
         ""
     };
     format!(
-        r#"{{"orders":{{"table":"SHOP_ORDERS","envelope":"{envelope}","keys":["TENANT_ID","ORDER_ID"],"columns":[
+        r#"{{"orders":{{"table":"SHOP_ORDERS","envelope":"{envelope}","schema_evolution":true,"keys":["TENANT_ID","ORDER_ID"],"columns":[
   {{"name":"TENANT_ID","path":"/tenant_id","type":"NUMBER"}},
   {{"name":"ORDER_ID","path":"/order_id","type":"NUMBER"}},
   {{"name":"STATUS","path":"/status"}},
@@ -49,7 +51,7 @@ fn mapping(envelope: &str) -> String {
   {{"name":"AMOUNT","path":"/amount","type":"NUMBER(38,9)"}},
   {{"name":"PLACED_AT","path":"/placed_at","type":"TIMESTAMP_NTZ"{epoch}}},
   {{"name":"ATTRS","path":"/attrs"}}]}},
-"customers":{{"table":"SHOP_CUSTOMERS","envelope":"{envelope}","keys":["CODE"],"columns":[
+"customers":{{"table":"SHOP_CUSTOMERS","envelope":"{envelope}","schema_evolution":true,"keys":["CODE"],"columns":[
   {{"name":"CODE","path":"/code"}},
   {{"name":"NAME","path":"/name"}},
   {{"name":"BALANCE","path":"/balance","type":"NUMBER(38,9)"}},
