@@ -600,7 +600,7 @@ def _copy_duplicate_message(payload: str) -> str:
 
 
 _UNKNOWN_COLUMN_RE = re.compile(
-    r'Binder Error: (?:Referenced column "(?P<name>[^"]+)" not found|Table "[^"]+" does not have a column with name "(?P<name2>[^"]+)")'
+    r'Binder Error: (?:Referenced (?:update )?column "?(?P<name>[^"!]+?)"? not found|Table "[^"]+" does not have a column with name "(?P<name2>[^"]+)")'
 )
 
 

@@ -2,6 +2,8 @@
 //! Streaming), its rejects quarantined, and the partial batch response Lambda reads.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -154,7 +156,11 @@ impl Upsert {
             .get(table)
             .expect("candidates only exist for mapped tables");
         if mapping.evolution.is_some() {
-            return self.write_evolving(mapping, table, candidates, deadline).await;
+            // Boxed as a trait object: nested this deep, the future's type made proving it
+            // `Send` overflow the compiler's recursion limit in the crates that spawn it.
+            let evolving: Pin<Box<dyn Future<Output = TableResult<'r>> + Send + '_>> =
+                Box::pin(self.write_evolving(mapping, table, candidates, deadline));
+            return evolving.await;
         }
         match &self.streaming {
             None => {

@@ -67,17 +67,23 @@ impl Schemas {
             .evolution
             .as_ref()
             .expect("only evolving tables are evolved");
+        let plan = |columns: &[TableColumn]| {
+            let rows = candidates.iter().map(|c| c.fields.as_slice());
+            changes(table, columns, rows, evolution.max_new_columns)
+        };
         let mut columns = self.columns(mapping, table, deadline).await?;
-        let planned = changes(
-            table,
-            &columns,
-            candidates.iter().map(|c| c.fields.as_slice()),
-            evolution.max_new_columns,
-        );
+        let mut planned = plan(&columns);
         if !planned.is_empty() {
-            self.alter(table, &planned, deadline).await?;
+            // What this container knows may be stale (another writer changed the table): read
+            // the table again before changing it, and once more after.
             self.forget(table);
             columns = self.columns(mapping, table, deadline).await?;
+            planned = plan(&columns);
+            if !planned.is_empty() {
+                self.alter(table, &planned, deadline).await?;
+                self.forget(table);
+                columns = self.columns(mapping, table, deadline).await?;
+            }
         }
         let (candidates, rejected) = typed_rows(table, &columns, candidates, &planned);
         Ok(Evolved {
