@@ -599,6 +599,11 @@ def _copy_duplicate_message(payload: str) -> str:
     )
 
 
+_UNKNOWN_COLUMN_RE = re.compile(
+    r'Binder Error: (?:Referenced (?:update )?column "?(?P<name>[^"!]+?)"? not found|Table "[^"]+" does not have a column with name "(?P<name2>[^"]+)")'
+)
+
+
 def map_error(e: BaseException) -> tuple[str, str, str] | None:
     """Snowflake's (code, sqlState, message) for an error this module raised or a DuckDB data error
     that has a Snowflake counterpart; None to let the service map it."""
@@ -615,6 +620,11 @@ def map_error(e: BaseException) -> tuple[str, str, str] | None:
             return code, state, _copy_duplicate_message(payload)
         return code, state, payload.split("\n\nLINE ")[0]
     first = text.split("\n")[0]
+    if m := _UNKNOWN_COLUMN_RE.search(first):
+        # Snowflake names a column a statement reads or writes that the table does not have
+        # "000904 (42000): SQL compilation error: ... invalid identifier '<NAME>'" (DuckDB: a
+        # Binder Error, which the connector reports as 002043)
+        return "000904", "42000", f"SQL compilation error: error line 1 at position 0\ninvalid identifier '\"{m['name'] or m['name2']}\"'"
     if m := _STRING_TO_NUMBER_RE.search(first):
         value = m.group(2)
         if _NUM_RE.fullmatch(value.strip()):

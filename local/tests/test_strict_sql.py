@@ -297,3 +297,16 @@ def test_dates_and_timestamps_in_range_still_work(client, db):
     out = rows(client, "SELECT ?, ?", bindings={"1": {"type": "TIMESTAMP_NTZ", "value": "1700000000123456000"},
                                                 "2": {"type": "DATE", "value": "1704153600000"}}, **db)
     assert out == [["1700000000.123456000", "19724"]]
+
+
+def test_a_column_the_table_does_not_have_is_an_invalid_identifier(client, db):
+    """Snowflake: `000904 (42000): SQL compilation error: ... invalid identifier '"NOPE"'`, for a
+    column read, inserted or updated (the upsert reads its columns again on this code)."""
+    client.run('CREATE TABLE C (ID NUMBER, NAME VARCHAR)', **db)
+    for sql in ['SELECT "NOPE" FROM C', 'INSERT INTO C ("ID", "NOPE") VALUES (1, 2)',
+                'UPDATE C SET "NOPE" = 1',
+                'MERGE INTO C AS t USING (SELECT 1 AS ID, 2 AS NOPE) AS s ON t.ID = s.ID '
+                'WHEN MATCHED THEN UPDATE SET t."NOPE" = s.NOPE WHEN NOT MATCHED THEN INSERT (ID, "NOPE") VALUES (s.ID, s.NOPE)']:
+        message = refused(client, sql, "000904", "42000", "SQL compilation error", **db)
+        assert "invalid identifier '\"NOPE\"'" in message, message
+    assert rows(client, 'SELECT "NAME" FROM C', **db) == []

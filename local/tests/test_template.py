@@ -424,7 +424,8 @@ def test_alarms_and_dashboard_on_the_functions_own_metrics(t):
     """Every custom metric an alarm reads is in the namespace the functions write to
     (METRICS_NAMESPACE) and names a function that emits it."""
     emitted = {"Quarantined": {"orchestrator", "upsert"}, "ReconciliationMismatches": {"orchestrator", "upsert", "loader"},
-               "FilesFailed": {"loader"}, "LagMs": {"orchestrator", "upsert"}, "RowsRefused": {"upsert"}}
+               "FilesFailed": {"loader"}, "LagMs": {"orchestrator", "upsert"}, "RowsRefused": {"upsert"},
+               "SchemaDriftQuarantined": {"upsert"}}
     seen: dict[str, set] = {}
     for alarm in _alarms(t):
         stats = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
@@ -441,6 +442,16 @@ def test_alarms_and_dashboard_on_the_functions_own_metrics(t):
         env = res(t, fn)["Properties"]["Environment"]["Variables"]
         assert env["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
     assert res(t, "Dashboard")["Type"] == "AWS::CloudWatch::Dashboard"
+
+
+def test_schema_drift_alarms_on_the_first_quarantined_record(t):
+    """Schema evolution quarantines a value its column cannot hold: one record is worth a look."""
+    alarm = props(t, "SchemaDriftAlarm")
+    assert alarm["MetricName"] == "SchemaDriftQuarantined"
+    assert alarm["Dimensions"] == [{"Name": "Function", "Value": "upsert"}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def test_outputs(t):

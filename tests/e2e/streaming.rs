@@ -782,3 +782,99 @@ async fn the_tables_of_one_batch_are_appended_at_once() {
     assert_eq!(most, 2, "both channels held an uncommitted append at once");
     assert_eq!(landed(&f.client).await, (2, 2));
 }
+
+/// 120 changes of 20 orders as [`changes`] makes them, a field `priority` appearing from the
+/// 41st (an integer, once the string "high": drift) and `gift` (a boolean) from the 81st.
+fn evolving_changes() -> Vec<(String, String, Vec<u8>)> {
+    changes()
+        .into_iter()
+        .take(120)
+        .enumerate()
+        .map(|(i, (seq, key, data))| {
+            let text = String::from_utf8(data).unwrap();
+            let body = text.trim_end_matches('}');
+            let extra = match i {
+                0..40 => String::new(),
+                60 => r#","priority":"high""#.to_string(),
+                40..80 => format!(r#","priority":{}"#, i % 3),
+                _ => format!(r#","priority":{},"gift":{}"#, i % 3, i % 2 == 0),
+            };
+            (seq, key, format!("{body}{extra}}}").into_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn after_schema_evolution_the_latest_state_still_equals_merge_mode_row_for_row() {
+    let _g = support::snowflake_exclusive().await;
+    support::clear_faults().await;
+    let db = support::bootstrapped_database("UPS_STREAM_EVOLVE", "s3://unused/raw/").await;
+    let s3 = support::s3().await;
+    let bucket = support::unique("upsert-errors");
+    support::create_bucket(&s3, &bucket).await;
+    let client = support::snowflake_client(&db, "S").await;
+    let evolving = ORDERS.replacen(r#""keys""#, r#""schema_evolution":true,"keys""#, 1);
+    let vars = [("TABLE", "orders"), ("UPSERT_TABLES", evolving.as_str())];
+    let merge = upsert_for(&db, &bucket, &vars, None).await;
+    let streaming_vars = [vars[0], vars[1], ("WRITE_MODE", "streaming")];
+    // Each mode quarantines into its own bucket: the objects of one batch have the same key.
+    let streaming_bucket = support::unique("upsert-errors");
+    support::create_bucket(&s3, &streaming_bucket).await;
+    let streaming = upsert_for(&db, &streaming_bucket, &streaming_vars, None).await;
+    // The change table and the latest state, as `bootstrap --streaming` makes them.
+    let mut all_vars = support::snowflake_vars(&db, "S");
+    all_vars.push(("ERROR_BUCKET".into(), bucket.clone()));
+    all_vars.extend(streaming_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config =
+        upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&all_vars))).unwrap();
+    let mapping = config.tables.get("orders").unwrap();
+    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
+    support::sql(&client, &change_table_ddl(mapping, &objects)).await;
+    support::sql(&client, &latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH")).await;
+
+    let all = evolving_changes();
+    let mut quarantined = [0, 0];
+    let mut added = [0, 0];
+    for batch in all.chunks(30).map(event) {
+        for (i, upsert) in [&merge, &streaming].into_iter().enumerate() {
+            let (response, outcome) = upsert.handle_body(&batch, soon()).await.unwrap();
+            assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+            quarantined[i] += outcome.tables["orders"].drift_quarantined;
+            added[i] += outcome.tables["orders"].columns_added;
+        }
+    }
+    assert_eq!((quarantined, added), ([1, 1], [2, 2]));
+    let evolved = |table: &str| {
+        format!(
+            "SELECT COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = 'S' \
+             AND TABLE_NAME = '{table}' AND COLUMN_NAME IN ('PRIORITY', 'GIFT') ORDER BY COLUMN_NAME"
+        )
+    };
+    let expected = vec![
+        vec![Some("GIFT".to_string()), Some("BOOLEAN".to_string())],
+        vec![Some("PRIORITY".to_string()), Some("NUMBER".to_string())],
+    ];
+    for table in ["ORDERS", "ORDERS_CHANGES", "ORDERS_LATEST"] {
+        assert_eq!(rows(&client, &evolved(table)).await, expected, "{table}");
+    }
+    // The drifted record is in both modes' quarantine, with the same reason but for its table.
+    let mut reasons = Vec::new();
+    for bucket in [&bucket, &streaming_bucket] {
+        for key in support::list_keys(&s3, bucket).await {
+            for line in support::rejected_lines(&s3, bucket, &key).await {
+                reasons.push(line["reason"].as_str().unwrap().replace("_CHANGES", ""));
+            }
+        }
+    }
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0], reasons[1]);
+    assert!(reasons[0].contains(r#"column "PRIORITY": NUMBER(38,0) cannot hold a VARCHAR value"#), "{reasons:?}");
+
+    support::sql(&client, "ALTER DYNAMIC TABLE ORDERS_LATEST REFRESH").await;
+    let columns = "ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT, PAYLOAD, PRIORITY, GIFT, KINESIS_SEQUENCE_NUMBER";
+    let merged = rows(&client, &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID")).await;
+    let latest = rows(&client, &format!("SELECT {columns} FROM ORDERS_LATEST ORDER BY ORDER_ID")).await;
+    assert!(merged.len() > 10, "{merged:?}");
+    assert!(merged.iter().any(|r| r[6].is_some()) && merged.iter().any(|r| r[7].is_some()));
+    assert_eq!(latest, merged);
+}

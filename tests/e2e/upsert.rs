@@ -1013,3 +1013,222 @@ async fn dms_stream_plain_and_kpl_aggregated_end_as_the_source_table() {
     assert_eq!(outcome.quarantined, 0);
     assert_eq!(cdc_order_rows(&aggregated).await, final_orders());
 }
+
+/// SENSORS with `"schema_evolution": true` (and `extra` settings spliced into the mapping).
+fn evolving_sensors(extra: &str) -> String {
+    SENSORS.replacen(
+        r#""keys":["sensorid"],"#,
+        &format!(r#""keys":["sensorid"],"schema_evolution":true,{extra}"#),
+        1,
+    )
+}
+
+/// A table's columns from beyond its mapped and lineage ones, as INFORMATION_SCHEMA reports
+/// them: name, type, precision, scale, length.
+async fn evolved_columns(client: &shared::snowflake::SnowflakeClient, table: &str) -> Vec<Vec<Option<String>>> {
+    rows(
+        client,
+        &format!(
+            "SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH FROM INFORMATION_SCHEMA.COLUMNS \
+             WHERE TABLE_SCHEMA = 'S' AND TABLE_NAME = '{table}' AND ORDINAL_POSITION > 7 ORDER BY ORDINAL_POSITION"
+        ),
+    )
+    .await
+}
+
+fn reading(id: i64, extra: &str) -> Vec<u8> {
+    format!(r#"{{"sensorId":{id},"currentTemperature":20.5,"status":"OK"{extra}}}"#).into_bytes()
+}
+
+fn events(records: &[(&str, Vec<u8>)]) -> String {
+    let records: Vec<(&str, &str, &[u8])> =
+        records.iter().map(|(s, d)| (*s, "k", d.as_slice())).collect();
+    kinesis_event("sensors", SHARD, &records, ARRIVAL)
+}
+
+#[tokio::test]
+async fn schema_evolution_adds_a_new_field_as_a_column_once_and_rows_carry_its_values() {
+    let _g = support::snowflake_shared().await;
+    let mapping = evolving_sensors("");
+    let f = fixture("UPS_EVOLVE", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let client = support::snowflake_client(&f.db, "S").await;
+    let (_, outcome) = f
+        .upsert
+        .handle_body(&events(&[("1", reading(1, "")), ("2", reading(2, ""))]), soon())
+        .await
+        .unwrap();
+    assert_eq!(outcome.tables["sensor_readings"].columns_added, 0);
+    assert!(evolved_columns(&client, "SENSOR_READINGS").await.is_empty());
+
+    let batch = events(&[
+        ("3", reading(1, r#","battery":87,"firmware":"v2","note":null"#)),
+        ("4", reading(3, r#","Battery":12,"tags":["a","b"]"#)),
+    ]);
+    let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    let t = &outcome.tables["sensor_readings"];
+    assert_eq!((t.columns_added, t.inserted, t.updated, outcome.quarantined), (3, 1, 1, 0));
+    assert_eq!(
+        evolved_columns(&client, "SENSOR_READINGS").await,
+        vec![
+            r(&["BATTERY", "NUMBER", "38", "0", "NULL"]),
+            r(&["FIRMWARE", "TEXT", "NULL", "NULL", "16777216"]),
+            r(&["TAGS", "VARIANT", "NULL", "NULL", "NULL"]),
+        ]
+    );
+    // The column is cached: the same field again adds nothing and lands.
+    let (_, outcome) = f
+        .upsert
+        .handle_body(&events(&[("5", reading(2, r#","battery":50"#))]), soon())
+        .await
+        .unwrap();
+    assert_eq!(outcome.tables["sensor_readings"].columns_added, 0);
+    let emf = outcome.metrics("ns", 0);
+    assert_eq!((emf.get("ColumnsAdded"), emf.get("SchemaDriftQuarantined")), (Some(0.0), Some(0.0)));
+    assert_eq!(
+        rows(&client, "SELECT SENSORID, BATTERY, FIRMWARE, TAGS[1]::VARCHAR FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        vec![
+            r(&["1", "87", "v2", "NULL"]),
+            r(&["2", "50", "NULL", "NULL"]),
+            r(&["3", "12", "NULL", "b"]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn two_containers_adding_the_same_column_at_once_add_it_once_and_both_land() {
+    let _g = support::snowflake_shared().await;
+    let mapping = evolving_sensors("");
+    let vars = [("TABLE", "sensor_readings"), ("UPSERT_TABLES", mapping.as_str())];
+    let f = fixture("UPS_EVOLVE_RACE", &vars).await;
+    let other = upsert_for(&f.db, &f.bucket, &vars, None).await;
+    // Both containers know the table without the column.
+    for (upsert, seq) in [(&f.upsert, "1"), (&other, "2")] {
+        upsert.handle_body(&events(&[(seq, reading(seq.parse().unwrap(), ""))]), soon()).await.unwrap();
+    }
+    let a = events(&[("3", reading(1, r#","battery":87"#))]);
+    let b = events(&[("4", reading(2, r#","battery":64"#))]);
+    let (ra, rb) = tokio::join!(f.upsert.handle_body(&a, soon()), other.handle_body(&b, soon()));
+    for (response, outcome) in [ra.unwrap(), rb.unwrap()] {
+        assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+        assert_eq!(outcome.tables["sensor_readings"].columns_added, 1);
+    }
+    let client = support::snowflake_client(&f.db, "S").await;
+    assert_eq!(
+        evolved_columns(&client, "SENSOR_READINGS").await,
+        vec![r(&["BATTERY", "NUMBER", "38", "0", "NULL"])]
+    );
+    assert_eq!(
+        rows(&client, "SELECT SENSORID, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        vec![r(&["1", "87"]), r(&["2", "64"])]
+    );
+}
+
+#[tokio::test]
+async fn schema_drift_is_quarantined_with_its_reason_widening_is_not_and_the_rest_lands() {
+    let _g = support::snowflake_shared().await;
+    let mapping = evolving_sensors("");
+    let f = fixture("UPS_EVOLVE_DRIFT", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let client = support::snowflake_client(&f.db, "S").await;
+    f.upsert.handle_body(&events(&[("1", reading(1, ""))]), soon()).await.unwrap();
+    // Columns added by hand, after this container read the table: NOTE and LEVEL are narrow
+    // (widened), and another writer's BATTERY is a NUMBER where this batch first sees a string.
+    for sql in [
+        "ALTER TABLE SENSOR_READINGS ADD COLUMN NOTE VARCHAR(3)",
+        "ALTER TABLE SENSOR_READINGS ADD COLUMN LEVEL NUMBER(3,0)",
+        "ALTER TABLE SENSOR_READINGS ADD COLUMN BATTERY NUMBER(38,0)",
+    ] {
+        support::sql(&client, sql).await;
+    }
+    let batch = events(&[
+        ("2", reading(2, r#","battery":"high""#)),
+        ("3", reading(3, r#","battery":40,"note":"abcdef","level":12345"#)),
+        ("4", reading(4, r#","battery":41,"note":"ab""#)),
+    ]);
+    let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    let t = &outcome.tables["sensor_readings"];
+    assert_eq!(
+        (t.columns_added, t.columns_widened, t.drift_quarantined, t.inserted, outcome.quarantined),
+        (0, 2, 1, 2, 1)
+    );
+    assert_eq!(
+        evolved_columns(&client, "SENSOR_READINGS").await,
+        vec![
+            r(&["NOTE", "TEXT", "NULL", "NULL", "6"]),
+            r(&["LEVEL", "NUMBER", "5", "0", "NULL"]),
+            r(&["BATTERY", "NUMBER", "38", "0", "NULL"]),
+        ]
+    );
+    assert_eq!(
+        rows(&client, "SELECT SENSORID, NOTE, LEVEL, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        vec![
+            r(&["1", "NULL", "NULL", "NULL"]),
+            r(&["3", "abcdef", "12345", "40"]),
+            r(&["4", "ab", "NULL", "41"]),
+        ]
+    );
+    let s3 = support::s3().await;
+    let keys = support::list_keys(&s3, &f.bucket).await;
+    let lines = support::rejected_lines(&s3, &f.bucket, &keys[0]).await;
+    let [line] = &lines[..] else { panic!("one rejected record expected: {lines:?}") };
+    assert_eq!(
+        line["reason"],
+        format!(
+            r#"schema drift: table "{}"."S"."SENSOR_READINGS" column "BATTERY": NUMBER(38,0) cannot hold a VARCHAR value: expected a number, got "high""#,
+            f.db
+        )
+    );
+}
+
+#[tokio::test]
+async fn records_over_the_cap_of_new_columns_are_quarantined_and_land_when_redriven() {
+    let _g = support::snowflake_shared().await;
+    let mapping = evolving_sensors(r#""max_new_columns":2,"#);
+    let f = fixture("UPS_EVOLVE_CAP", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let client = support::snowflake_client(&f.db, "S").await;
+    let over = reading(2, r#","c":3"#);
+    let batch = events(&[("1", reading(1, r#","a":1,"b":2"#)), ("2", over.clone()), ("3", reading(3, ""))]);
+    let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let t = &outcome.tables["sensor_readings"];
+    assert_eq!((t.columns_added, t.drift_quarantined, t.inserted), (2, 1, 2));
+    let columns: Vec<Option<String>> =
+        evolved_columns(&client, "SENSOR_READINGS").await.into_iter().map(|c| c[0].clone()).collect();
+    assert_eq!(columns, [Some("A".into()), Some("B".into())]);
+    let s3 = support::s3().await;
+    let keys = support::list_keys(&s3, &f.bucket).await;
+    let lines = support::rejected_lines(&s3, &f.bucket, &keys[0]).await;
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0]["reason"].as_str().unwrap().contains("over its cap of 2"), "{lines:?}");
+    // Redriven alone, the record has room for its column.
+    let (_, outcome) = f.upsert.handle_body(&events(&[("2", over)]), soon()).await.unwrap();
+    assert_eq!(outcome.tables["sensor_readings"].columns_added, 1);
+    assert_eq!(
+        rows(&client, "SELECT SENSORID, A, B, C FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        vec![r(&["1", "1", "2", "NULL"]), r(&["2", "NULL", "NULL", "3"]), r(&["3", "NULL", "NULL", "NULL"])]
+    );
+}
+
+#[tokio::test]
+async fn a_column_dropped_under_the_container_is_read_again_and_the_resend_lands() {
+    let _g = support::snowflake_shared().await;
+    let mapping = evolving_sensors("");
+    let f = fixture("UPS_EVOLVE_STALE", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let client = support::snowflake_client(&f.db, "S").await;
+    f.upsert.handle_body(&events(&[("1", reading(1, r#","battery":1"#))]), soon()).await.unwrap();
+    support::sql(&client, "ALTER TABLE SENSOR_READINGS DROP COLUMN BATTERY").await;
+    // The cached column is gone: Snowflake answers 000904, Lambda resends the batch.
+    let batch = events(&[("2", reading(2, r#","battery":2"#))]);
+    let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1, "{outcome:?}");
+    let t = &outcome.tables["sensor_readings"];
+    assert!(t.columns_changed && t.error.as_deref().unwrap().contains("000904"), "{t:?}");
+    let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.tables["sensor_readings"].columns_added, 1);
+    assert_eq!(
+        rows(&client, "SELECT SENSORID, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        vec![r(&["1", "NULL"]), r(&["2", "2"])]
+    );
+}

@@ -112,6 +112,12 @@ pub struct StreamingSettings {
     /// landed (a look-up before each append), and each table's batch goes through a channel
     /// made for it and dropped after. None for the function itself.
     pub channel_suffix: Option<String>,
+    /// The latest-state Dynamic Table's `TARGET_LAG` when schema evolution re-creates it
+    /// (`LATEST_TARGET_LAG`, default `1 minute`, as `bootstrap --streaming` makes it).
+    pub latest_target_lag: String,
+    /// The warehouse that refreshes it, quoted (`SNOWFLAKE_WAREHOUSE`, default `COMPUTE_WH`,
+    /// as `bootstrap --streaming`).
+    pub latest_warehouse: String,
 }
 
 impl WriteMode {
@@ -134,6 +140,13 @@ impl WriteMode {
                     schema: ident::resolve(&snowflake.schema)
                         .map_err(|e| ConfigError::new("SNOWFLAKE_SCHEMA", e.to_string()))?,
                     channel_suffix: None,
+                    latest_target_lag: env
+                        .optional("LATEST_TARGET_LAG")
+                        .unwrap_or_else(|| "1 minute".into()),
+                    latest_warehouse: ident::quote(
+                        snowflake.warehouse.as_deref().unwrap_or("COMPUTE_WH"),
+                    )
+                    .map_err(|e| ConfigError::new("SNOWFLAKE_WAREHOUSE", e.to_string()))?,
                 }))
             }
             other => Err(ConfigError::new(

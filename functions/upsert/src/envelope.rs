@@ -352,6 +352,19 @@ impl Envelope {
         })
     }
 
+    /// The new row image of an upsert (Debezium `after`, DMS `data`) as raw JSON; None for a
+    /// delete, a skipped record or one that cannot be interpreted.
+    pub(crate) fn new_image<'p>(&self, payload: &Payload<'p>) -> Option<&'p str> {
+        match self.interpret(payload).ok()? {
+            Decision::Apply {
+                change: Change::Upsert { .. },
+                layout,
+                ..
+            } => payload.value(layout.images[Image::New as usize]),
+            _ => None,
+        }
+    }
+
     /// The layout a record is in, or the skip a Debezium tombstone is. Wrapped when the plain
     /// op is absent and `payload` is there (the JSON converter with schemas enabled).
     fn layout_of(&self, payload: &Payload<'_>) -> Result<&Layout, Skip> {

@@ -2,6 +2,8 @@
 //! Streaming), its rejects quarantined, and the partial batch response Lambda reads.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -14,13 +16,16 @@ use shared::kinesis::record::{
 use shared::kinesis::sequence::cmp_sequence_numbers;
 use shared::rawzone::layout::Writer;
 use shared::rawzone::quarantine::Rejected;
-use shared::snowflake::SnowflakeClient;
+use shared::snowflake::{Recovery, SnowflakeClient, SnowflakeError};
 
 use crate::config::{Config, WriteMode};
 pub use crate::error::HandlerError;
 use crate::merge::Candidate;
-use crate::outcome::BatchOutcome;
-use crate::plan::{map_records, plan_table, MappedBatch};
+use crate::outcome::{BatchOutcome, TableOutcome};
+use crate::changes::{latest_ddl, ChangeObjects};
+use crate::mapping::TableMapping;
+use crate::plan::{map_records, plan_mapping, plan_table, MappedBatch};
+use crate::schema::Schemas;
 use crate::service::{merge_table, TableFailure, TableResult};
 use crate::streaming::StreamingWriter;
 
@@ -30,6 +35,8 @@ pub struct Upsert {
     snowflake: SnowflakeClient,
     s3: aws_sdk_s3::Client,
     streaming: Option<StreamingWriter>,
+    /// The columns of tables with `schema_evolution`, kept for the container's life.
+    schemas: Schemas,
 }
 
 /// One table's result with the lowest sequence number of its rows (where a resend starts).
@@ -58,11 +65,13 @@ impl Upsert {
             WriteMode::Merge => None,
             WriteMode::Streaming(s) => Some(StreamingWriter::new(s.clone(), &snowflake)),
         };
+        let schemas = Schemas::new(&snowflake);
         Self {
             config,
             snowflake,
             s3,
             streaming,
+            schemas,
         }
     }
 
@@ -127,25 +136,109 @@ impl Upsert {
             let lowest =
                 min_sequence_number(candidates.iter().map(|c| c.meta.sequence_number.as_ref()))
                     .map(str::to_owned);
-            let mapping = self
-                .config
-                .tables
-                .get(&table)
-                .expect("candidates only exist for mapped tables");
-            let result = match &self.streaming {
-                None => {
-                    let plan = plan_table(&self.config, &table, candidates);
-                    merge_table(&self.snowflake, plan, deadline).await
-                }
-                Some(writer) => {
-                    writer
-                        .write_table(mapping, &table, candidates, deadline)
-                        .await
-                }
-            };
+            let result = self.write_table(&table, candidates, deadline).await;
             (table, lowest, result)
         });
         futures_util::future::join_all(writes).await
+    }
+
+    /// Writes one table's rows in the configured mode, evolving its schema first when its
+    /// mapping asks for it.
+    async fn write_table<'r>(
+        &self,
+        table: &str,
+        candidates: Vec<Candidate<'r>>,
+        deadline: Instant,
+    ) -> TableResult<'r> {
+        let mapping = self
+            .config
+            .tables
+            .get(table)
+            .expect("candidates only exist for mapped tables");
+        if mapping.evolution.is_some() {
+            // Boxed as a trait object: nested this deep, the future's type made proving it
+            // `Send` overflow the compiler's recursion limit in the crates that spawn it.
+            let evolving: Pin<Box<dyn Future<Output = TableResult<'r>> + Send + '_>> =
+                Box::pin(self.write_evolving(mapping, table, candidates, deadline));
+            return evolving.await;
+        }
+        match &self.streaming {
+            None => {
+                let plan = plan_table(&self.config, table, candidates);
+                merge_table(&self.snowflake, plan, deadline).await
+            }
+            Some(writer) => {
+                writer
+                    .write_table(mapping, table, candidates, deadline)
+                    .await
+            }
+        }
+    }
+
+    /// [`Self::write_table`] for a table whose new fields become columns: the table evolved
+    /// (the target, or the change table with its channel and latest state), then written with
+    /// the evolved columns; drift is quarantined with the rows Snowflake refused.
+    async fn write_evolving<'r>(
+        &self,
+        mapping: &TableMapping,
+        table: &str,
+        candidates: Vec<Candidate<'r>>,
+        deadline: Instant,
+    ) -> TableResult<'r> {
+        let objects = self.streaming.as_ref().map(|w| {
+            let s = w.settings();
+            ChangeObjects::of(mapping, &s.change_suffix, &s.latest_suffix)
+        });
+        let evolved_table = objects.as_ref().map_or(&mapping.target, |o| &o.change_table);
+        let rows = candidates.len();
+        let evolved = match self
+            .schemas
+            .evolve(mapping, evolved_table, candidates, deadline)
+            .await
+        {
+            Ok(evolved) => evolved,
+            Err(e) => return Err(evolution_failed(table, e, rows)),
+        };
+        let result = match (&self.streaming, &objects) {
+            (Some(writer), Some(objects)) => {
+                if evolved.changed() {
+                    writer.reopen(&objects.pipe, &objects.latest);
+                }
+                let s = writer.settings();
+                let ddl = latest_ddl(
+                    &evolved.mapping,
+                    objects,
+                    &s.latest_target_lag,
+                    &s.latest_warehouse,
+                );
+                if let Err(e) = writer.refresh_latest(&objects.latest, &ddl, deadline).await {
+                    return Err(evolution_failed(table, e, rows));
+                }
+                writer
+                    .write_table(&evolved.mapping, table, evolved.candidates, deadline)
+                    .await
+            }
+            _ => {
+                let plan = plan_mapping(&self.config, &evolved.mapping, table, evolved.candidates);
+                merge_table(&self.snowflake, plan, deadline).await
+            }
+        };
+        match result {
+            Ok((mut outcome, mut refused)) => {
+                outcome.columns_added = evolved.added;
+                outcome.columns_widened = evolved.widened;
+                outcome.drift_quarantined = evolved.rejected.len();
+                refused.extend(evolved.rejected);
+                Ok((outcome, refused))
+            }
+            Err(TableFailure::Retry(outcome)) => {
+                if outcome.columns_changed {
+                    self.schemas.forget(evolved_table);
+                }
+                Err(TableFailure::Retry(outcome))
+            }
+            Err(fatal) => Err(fatal),
+        }
     }
 
     /// Puts the batch's rejected records into one quarantine object; on failure, the sequence
@@ -169,6 +262,20 @@ impl Upsert {
             }
         }
     }
+}
+
+/// Why a table could not be evolved: credentials fail the invocation, anything else has Lambda
+/// resend the table (its columns are read again then).
+fn evolution_failed(table: &str, error: SnowflakeError, rows: usize) -> TableFailure {
+    if error.recovery() == Recovery::Fatal {
+        return TableFailure::Fatal(HandlerError::Snowflake(error));
+    }
+    tracing::error!(table, error = %error, "schema evolution failed; Lambda will resend from this table's lowest sequence number");
+    TableFailure::Retry(TableOutcome {
+        rows,
+        error: Some(format!("schema evolution: {error}")),
+        ..TableOutcome::default()
+    })
 }
 
 /// Files each table's outcome and refused rows; the sequence numbers Lambda must resend from,

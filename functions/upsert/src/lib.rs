@@ -11,11 +11,14 @@
 //! statements), `service` (MERGE over the SQL API) and `streaming` (Snowpipe Streaming appends),
 //! `handler` (plan → write → quarantine → respond), `outcome` (counts and metrics). The wire
 //! formats live one per file: `row` (the MERGE source row), `changes` (the change-table line).
+//! A mapping with `"schema_evolution": true` evolves its table first: `evolution` (the rules:
+//! names, types, widening, drift) and `schema` (the columns kept per container, the ALTERs).
 
 pub mod changes;
 pub mod config;
 mod envelope;
 mod error;
+mod evolution;
 mod handler;
 mod mapping;
 mod merge;
@@ -23,6 +26,7 @@ mod number;
 mod outcome;
 mod plan;
 mod row;
+mod schema;
 mod service;
 mod shards;
 mod streaming;

@@ -3,10 +3,11 @@
 //! before anything is sent, so a record that does not fit is quarantined on its own instead of
 //! failing a MERGE for the whole batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::envelope::{Change, Decision, Envelope, EnvelopeKind, Image, Skip};
 use crate::number::{canonical_number, cmp_canonical, NumberError, Rounding};
@@ -348,6 +349,12 @@ struct RawTable {
     envelope: Option<EnvelopeKind>,
     /// The field DMS writes an update's before-image to (`BeforeImageSettings.FieldName`).
     before_image: Option<String>,
+    /// Top-level fields no column maps become columns of the table (see `evolution`).
+    #[serde(default)]
+    schema_evolution: bool,
+    /// New columns one batch may add (default 100, Snowflake's cap for a COPY); records that
+    /// need more are quarantined.
+    max_new_columns: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -369,6 +376,18 @@ pub struct Column {
     pub path: JsonPointer,
     pub ty: ColumnType,
     slot: usize,
+}
+
+impl Column {
+    /// A column schema evolution added: its values come with each row, not from a slot.
+    pub(crate) fn evolved(ident: String, path: JsonPointer, ty: ColumnType) -> Self {
+        Self {
+            ident,
+            path,
+            ty,
+            slot: usize::MAX,
+        }
+    }
 }
 
 /// What orders two versions of a row.
@@ -398,6 +417,33 @@ pub struct TableMapping {
     pub envelope: Option<Envelope>,
     /// Index of the column holding the envelope's version (see [`ENVELOPE_VERSION`]).
     envelope_version: Option<usize>,
+    /// `"schema_evolution": true`: which fields are the mapping's own, and the cap per batch.
+    pub evolution: Option<Evolution>,
+}
+
+/// What schema evolution needs to know of a mapping: the top-level fields it already reads and
+/// the column names it writes itself, which a field never becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evolution {
+    /// New columns one batch may add; records needing more are quarantined.
+    pub max_new_columns: usize,
+    /// The first token of every column path and of the delete marker: fields the mapping reads.
+    mapped_fields: HashSet<String>,
+    /// Upper-cased names of the mapped, payload, lineage and change-table columns.
+    reserved: HashSet<String>,
+}
+
+impl Evolution {
+    /// Whether `field` is read by the mapping, or names a column the function writes itself:
+    /// such a field never becomes a column of its own.
+    pub fn is_owned(&self, field: &str, upper: &str) -> bool {
+        self.mapped_fields.contains(field) || self.reserved.contains(upper)
+    }
+
+    /// Whether the table column `name` is one the mapping writes (not an evolved column).
+    pub fn is_reserved(&self, name: &str) -> bool {
+        self.reserved.contains(&name.to_uppercase())
+    }
 }
 
 /// The column an envelope mapping without `version` keeps the envelope's version in (TEXT), so
@@ -472,6 +518,31 @@ impl TableMapping {
                 })
             }
         }
+    }
+
+    /// The top-level fields of a record (of its new row image, with an envelope) that the
+    /// mapping does not read, with their raw JSON values, by name; nulls left out. Empty unless
+    /// the mapping evolves its table's schema, so other tables never parse a record twice.
+    pub(crate) fn new_fields<'p>(&self, payload: &Payload<'p>) -> Vec<(String, &'p str)> {
+        let Some(evolution) = &self.evolution else {
+            return Vec::new();
+        };
+        let text = match &self.envelope {
+            None => Some(payload.text()),
+            Some(envelope) => envelope.new_image(payload),
+        };
+        let Some(fields) =
+            text.and_then(|t| serde_json::from_str::<BTreeMap<String, &RawValue>>(t).ok())
+        else {
+            return Vec::new();
+        };
+        fields
+            .into_iter()
+            .map(|(name, value)| (name, value.get()))
+            .filter(|(name, value)| {
+                *value != "null" && !evolution.is_owned(name, &name.to_uppercase())
+            })
+            .collect()
     }
 
     /// Coerces a payload into a row. Keys must be present; a delete needs only its keys.
@@ -674,6 +745,7 @@ fn build(
         .map(ident::quote)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let evolution = evolution(&t, &columns, payload_column.as_deref())?;
     Ok(TableMapping {
         logical: logical.to_string(),
         target,
@@ -685,7 +757,39 @@ fn build(
         lineage: t.lineage,
         envelope,
         envelope_version,
+        evolution,
     })
+}
+
+/// The mapping's [`Evolution`] when `schema_evolution` is on.
+fn evolution(
+    t: &RawTable,
+    columns: &[Column],
+    payload_column: Option<&str>,
+) -> Result<Option<Evolution>, String> {
+    if !t.schema_evolution {
+        if t.max_new_columns.is_some() {
+            return Err("max_new_columns needs \"schema_evolution\": true".into());
+        }
+        return Ok(None);
+    }
+    let max_new_columns = t.max_new_columns.unwrap_or(crate::evolution::MAX_NEW_COLUMNS);
+    if max_new_columns == 0 {
+        return Err("max_new_columns must be at least 1".into());
+    }
+    let first_token = |p: &JsonPointer| p.tokens().first().cloned();
+    let mut mapped_fields: HashSet<String> =
+        columns.iter().filter_map(|c| first_token(&c.path)).collect();
+    mapped_fields.extend(t.delete.iter().filter_map(|d| first_token(&d.path)));
+    let bare = |ident: &str| ident.trim_matches('"').to_uppercase();
+    let mut reserved: HashSet<String> = columns.iter().map(|c| bare(&c.ident)).collect();
+    reserved.extend(payload_column.map(bare));
+    reserved.extend(crate::evolution::RESERVED.iter().map(|n| n.to_string()));
+    Ok(Some(Evolution {
+        max_new_columns,
+        mapped_fields,
+        reserved,
+    }))
 }
 
 /// The quoted Snowflake name of table `name`, qualified by `qualifier` (database, schema).
@@ -1058,6 +1162,45 @@ mod tests {
             r#"{"orders":{"envelope":"maxwell","keys":["a"],"columns":[{"name":"a","path":"/a"}]}}"#
         )
         .contains("unknown variant"));
+    }
+
+    #[test]
+    fn evolving_mappings_read_the_fields_no_column_maps() {
+        let (m, x) = mappings(
+            r#"{"orders":{"schema_evolution":true,"keys":["order_id"],"columns":[
+            {"name":"order_id","path":"/order_id","type":"NUMBER"},{"name":"state","path":"/status/code"}],
+            "delete":{"path":"/op","value":"d"},"payload_column":"payload"}}"#,
+        )
+        .unwrap();
+        let orders = m.get("orders").unwrap();
+        assert_eq!(orders.evolution.as_ref().unwrap().max_new_columns, 100);
+        let p = x
+            .parse(br#"{"op":"u","order_id":1,"status":{"code":"A"},"Priority":2,"note":null,"payload":1,"kinesis_shard_id":"x","tags":[1]}"#)
+            .unwrap();
+        assert_eq!(
+            orders.new_fields(&p),
+            [("Priority".to_string(), "2"), ("tags".to_string(), "[1]")]
+        );
+        let (m, x) = mappings(
+            r#"{"orders":{"envelope":"debezium","schema_evolution":true,"max_new_columns":5,"keys":["order_id"],"columns":[
+            {"name":"order_id","path":"/order_id","type":"NUMBER"}]}}"#,
+        )
+        .unwrap();
+        let orders = m.get("orders").unwrap();
+        let change = x
+            .parse(br#"{"op":"u","before":{"order_id":1,"old":1},"after":{"order_id":1,"color":"red"},"source":{"ts_ms":1}}"#)
+            .unwrap();
+        assert_eq!(orders.new_fields(&change), [("color".to_string(), r#""red""#)]);
+        let delete = x
+            .parse(br#"{"op":"d","before":{"order_id":1,"old":1},"after":null,"source":{"ts_ms":1}}"#)
+            .unwrap();
+        assert!(orders.new_fields(&delete).is_empty());
+        let err = mappings(
+            r#"{"orders":{"max_new_columns":5,"keys":["a"],"columns":[{"name":"a","path":"/a"}]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max_new_columns needs"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Candidate<'a> {
     pub payload: Option<std::borrow::Cow<'a, str>>,
     /// The record as it arrived, quarantined if Snowflake refuses the row.
     pub data: RecordData<'a>,
+    /// Top-level fields the mapping does not read (name, raw JSON), for schema evolution;
+    /// empty unless the table evolves (see `evolution`), and for deletes.
+    pub fields: Vec<(String, &'a str)>,
 }
 
 /// Keeps the newest candidate per key, in sequence order: the highest version when the mapping
@@ -280,6 +283,7 @@ mod tests {
             meta,
             payload: None,
             data: RecordData::Bytes(json.as_bytes()),
+            fields: Vec::new(),
         }
     }
 

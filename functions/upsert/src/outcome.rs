@@ -27,6 +27,16 @@ pub struct TableOutcome {
     pub http_requests: u32,
     /// Why the table's rows did not all land; Lambda resends the batch from them.
     pub error: Option<String>,
+    /// Columns schema evolution added to the table for this batch.
+    pub columns_added: usize,
+    /// Columns schema evolution widened (longer VARCHAR, more NUMBER precision).
+    pub columns_widened: usize,
+    /// Records quarantined by schema evolution: a value its column cannot hold, or over the
+    /// cap of new columns per batch.
+    pub drift_quarantined: usize,
+    /// Snowflake said a column the statement names is unknown (`000904`): the table changed
+    /// under this container, whose columns are read again before the resend.
+    pub columns_changed: bool,
 }
 
 impl TableOutcome {
@@ -96,6 +106,13 @@ impl BatchOutcome {
                 self.tables.values().filter(|t| t.error.is_some()).count(),
             )
             .count("ReconciliationMismatches", self.mismatches)
+            .metric("ColumnsAdded", Unit::Count, sum(|t| t.columns_added as u64))
+            .metric("ColumnsWidened", Unit::Count, sum(|t| t.columns_widened as u64))
+            .metric(
+                "SchemaDriftQuarantined",
+                Unit::Count,
+                sum(|t| t.drift_quarantined as u64),
+            )
             .lag(self.newest_arrival_ms, now_ms)
     }
 }

@@ -2,6 +2,7 @@
 //! not fit is rejected with its reason), then each table's rows de-duplicated and cut into
 //! MERGE statements with deterministic request ids.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use shared::kinesis::payload::PayloadParser;
@@ -28,8 +29,12 @@ pub struct MappedBatch<'r> {
     pub mapped: usize,
 }
 
-/// What one record became before it is sorted into the [`MappedBatch`].
-type MappedRecord<'c, 'r> = Option<(&'c str, Mapped, Option<std::borrow::Cow<'r, str>>)>;
+/// What one record became before it is sorted into the [`MappedBatch`]: its table, rows,
+/// payload and the fields schema evolution reads.
+type MappedRecord<'c, 'r> = Option<(&'c str, Mapped, Option<Cow<'r, str>>, Fields<'r>)>;
+
+/// A record's top-level fields no column maps (name, raw JSON value).
+type Fields<'r> = Vec<(String, &'r str)>;
 
 /// Routes, maps and coerces every record; what does not fit is rejected with its reason, and
 /// change records that apply to no row are counted and logged.
@@ -40,12 +45,12 @@ pub fn map_records<'r>(config: &Config, records: &'r [KinesisRecord<'_>]) -> Map
     for record in records {
         match map_record(config, &mut parser, tombstones, record) {
             Ok(None) => out.skip(record, Skip::Tombstone),
-            Ok(Some((table, mapped, payload))) => match mapped {
+            Ok(Some((table, mapped, payload, fields))) => match mapped {
                 Mapped::Skip(skip) => out.skip(record, skip),
-                Mapped::Row(row) => out.add(record, table, [Some(row), None], payload),
+                Mapped::Row(row) => out.add(record, table, [Some(row), None], payload, fields),
                 // A DMS key change: the old key's delete, then the new row.
                 Mapped::Rekey { old, new } => {
-                    out.add(record, table, [Some(old), Some(new)], payload)
+                    out.add(record, table, [Some(old), Some(new)], payload, fields)
                 }
             },
             Err(reason) => out.rejected.push(Rejected {
@@ -75,8 +80,12 @@ fn map_record<'c, 'r>(
         .get(table)
         .ok_or_else(|| format!("no mapping for table {table}"))?;
     let rows = mapping.changes(&payload)?;
+    let fields = match &rows {
+        Mapped::Skip(_) => Vec::new(),
+        _ => mapping.new_fields(&payload),
+    };
     let payload = mapping.payload_column.as_ref().map(|_| payload.one_line());
-    Ok(Some((table, rows, payload)))
+    Ok(Some((table, rows, payload, fields)))
 }
 
 impl<'r> MappedBatch<'r> {
@@ -91,22 +100,29 @@ impl<'r> MappedBatch<'r> {
         *self.skipped.entry(skip.reason()).or_default() += 1;
     }
 
-    /// Adds the rows one record became, in order.
+    /// Adds the rows one record became, in order; the fields go with the row that is not a
+    /// delete (a delete needs only its key).
     fn add(
         &mut self,
         record: &'r KinesisRecord<'_>,
         table: &str,
         rows: [Option<Row>; 2],
-        payload: Option<std::borrow::Cow<'r, str>>,
+        payload: Option<Cow<'r, str>>,
+        mut fields: Fields<'r>,
     ) {
         self.mapped += 1;
         let candidates = self.by_table.entry(table.to_string()).or_default();
         for row in rows.into_iter().flatten() {
+            let fields = match row.is_delete {
+                true => Vec::new(),
+                false => std::mem::take(&mut fields),
+            };
             candidates.push(Candidate {
                 row,
                 meta: record.meta.clone(),
                 payload: payload.clone(),
                 data: RecordData::from_record(&record.data),
+                fields,
             });
         }
     }
@@ -135,6 +151,17 @@ pub fn plan_table<'r, 'c>(
         .tables
         .get(table)
         .expect("candidates only exist for mapped tables");
+    plan_mapping(config, mapping, table, candidates)
+}
+
+/// [`plan_table`] with the table's `mapping` given: the configured one, or the one schema
+/// evolution extended with the table's evolved columns.
+pub(crate) fn plan_mapping<'r, 'c>(
+    config: &Config,
+    mapping: &'c TableMapping,
+    table: &'c str,
+    candidates: Vec<Candidate<'r>>,
+) -> TablePlan<'r, 'c> {
     let (rows, duplicates) = dedup(mapping, candidates);
     let chunks = chunks(mapping, &rows, config.max_rows, config.max_bytes);
     TablePlan {

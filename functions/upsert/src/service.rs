@@ -8,6 +8,7 @@ use shared::rawzone::quarantine::Rejected;
 use shared::snowflake::{Recovery, SnowflakeClient, SnowflakeError};
 
 use crate::error::HandlerError;
+use crate::evolution::UNKNOWN_COLUMN;
 use crate::merge::{Candidate, Chunk};
 use crate::outcome::TableOutcome;
 use crate::plan::TablePlan;
@@ -66,6 +67,7 @@ pub(crate) async fn merge_table<'r>(
             }
             Recovery::Retry | Recovery::Reopen => {
                 tracing::error!(table, error = %error, "MERGE failed; Lambda will resend from this table's lowest sequence number");
+                outcome.columns_changed = error.sql_code() == Some(UNKNOWN_COLUMN);
                 outcome.error = Some(error.to_string());
                 return Err(TableFailure::Retry(outcome));
             }

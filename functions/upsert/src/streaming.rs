@@ -47,6 +47,8 @@ struct ChannelState {
     /// The last offset token Snowflake reported committed (the open answer, status polls): the
     /// next append starts above it.
     committed: Option<String>,
+    /// The pipe's column generation the channel was opened at (see [`StreamingWriter::reopen`]).
+    generation: u64,
 }
 
 /// A channel's state behind its own lock: channels of different tables are written at once.
@@ -63,6 +65,17 @@ pub struct StreamingWriter {
     /// Asked once per new shard for its parents, whose channels are then dropped; None where
     /// no Kinesis client was given (tests, tools).
     kinesis: Option<aws_sdk_kinesis::Client>,
+    /// Per pipe, how many times schema evolution changed its table's columns in this container:
+    /// a channel opened at an older generation is reopened before its next append.
+    generations: Mutex<HashMap<String, u64>>,
+    /// Latest-state Dynamic Tables to re-create with the change table's new columns (kept until
+    /// a re-create succeeds, so a failed one is tried again by the next batch).
+    stale_latest: Mutex<HashSet<String>>,
+}
+
+/// A std mutex's guard, whether or not a holder panicked (the maps stay consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A channel reopened more often than this within one batch means something else writes it (or
@@ -89,7 +102,41 @@ impl StreamingWriter {
             snowflake: snowflake.clone(),
             channels: Mutex::new(HashMap::new()),
             kinesis: None,
+            generations: Mutex::new(HashMap::new()),
+            stale_latest: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The settings the writer was made with.
+    pub(crate) fn settings(&self) -> &StreamingSettings {
+        &self.settings
+    }
+
+    /// The change table's columns changed: this container's channels on `pipe` are reopened
+    /// before their next append (so the pipe sees the new columns; the reopen resumes from the
+    /// committed offset), and the table's latest-state Dynamic Table `latest` is re-created.
+    pub(crate) fn reopen(&self, pipe: &str, latest: &str) {
+        *lock(&self.generations).entry(pipe.to_string()).or_default() += 1;
+        lock(&self.stale_latest).insert(latest.to_string());
+    }
+
+    /// Re-creates the Dynamic Table `latest` when the change table's columns changed since it
+    /// was last made, with `ddl` (the latest-state query over every column).
+    pub(crate) async fn refresh_latest(
+        &self,
+        latest: &str,
+        ddl: &str,
+        deadline: Instant,
+    ) -> Result<(), SnowflakeError> {
+        if !lock(&self.stale_latest).contains(latest) {
+            return Ok(());
+        }
+        self.snowflake
+            .execute(&Statement::new(ddl), deadline)
+            .await?;
+        tracing::info!(latest, "schema evolution: latest-state Dynamic Table re-created with the new columns");
+        lock(&self.stale_latest).remove(latest);
+        Ok(())
     }
 
     /// Drops the channels of a new shard's parents, found with `kinesis` (`ListShards`).
@@ -140,6 +187,14 @@ impl StreamingWriter {
             self.drop_parents(&objects, table, &first, deadline).await;
         }
         let mut state = slot.lock().await;
+        let generation = lock(&self.generations)
+            .get(&key.pipe)
+            .copied()
+            .unwrap_or(0);
+        if state.generation != generation {
+            state.channel = None;
+            state.generation = generation;
+        }
         let delivered = self
             .deliver(
                 &mut state,
