@@ -136,7 +136,12 @@ impl Upsert {
             let lowest =
                 min_sequence_number(candidates.iter().map(|c| c.meta.sequence_number.as_ref()))
                     .map(str::to_owned);
-            let result = self.write_table(&table, candidates, deadline).await;
+            // Boxed as a trait object (one allocation per table and batch): nested this deep, the
+            // future's type made proving it `Send` overflow the compiler's recursion limit in
+            // the crates that spawn `handle_body` (tools, e2e).
+            let write: Pin<Box<dyn Future<Output = TableResult<'r>> + Send + '_>> =
+                Box::pin(self.write_table(&table, candidates, deadline));
+            let result = write.await;
             (table, lowest, result)
         });
         futures_util::future::join_all(writes).await
@@ -156,11 +161,7 @@ impl Upsert {
             .get(table)
             .expect("candidates only exist for mapped tables");
         if mapping.evolution.is_some() {
-            // Boxed as a trait object: nested this deep, the future's type made proving it
-            // `Send` overflow the compiler's recursion limit in the crates that spawn it.
-            let evolving: Pin<Box<dyn Future<Output = TableResult<'r>> + Send + '_>> =
-                Box::pin(self.write_evolving(mapping, table, candidates, deadline));
-            return evolving.await;
+            return self.write_evolving(mapping, table, candidates, deadline).await;
         }
         match &self.streaming {
             None => {

@@ -25,9 +25,14 @@ pub struct Candidate<'a> {
     /// The record as it arrived, quarantined if Snowflake refuses the row.
     pub data: RecordData<'a>,
     /// Top-level fields the mapping does not read (name, raw JSON), for schema evolution;
-    /// empty unless the table evolves (see `evolution`), and for deletes.
-    pub fields: Vec<(String, &'a str)>,
+    /// None unless the table evolves (see `evolution`), and for deletes. Boxed: a candidate
+    /// is moved several times per record, and 8 bytes move cheaper than a 24-byte `Vec`
+    /// (+1.7 % instructions in `map_records` with the `Vec`, callgrind on the `upsert` bench).
+    pub fields: Option<Box<NewFields<'a>>>,
 }
+
+/// A record's top-level fields no column maps: (name, raw JSON value), by name.
+pub type NewFields<'a> = Vec<(String, &'a str)>;
 
 /// Keeps the newest candidate per key, in sequence order: the highest version when the mapping
 /// has a version column (the sequence number breaks ties, and decides alone when a delete
@@ -283,7 +288,7 @@ mod tests {
             meta,
             payload: None,
             data: RecordData::Bytes(json.as_bytes()),
-            fields: Vec::new(),
+            fields: None,
         }
     }
 

@@ -14,7 +14,7 @@ use shared::snowflake::{request_id_for, Binding, Statement};
 use crate::config::Config;
 use crate::envelope::{is_tombstone, Skip};
 use crate::mapping::{Mapped, Row, TableMapping};
-use crate::merge::{chunks, dedup, merge_sql, Candidate, Chunk};
+use crate::merge::{chunks, dedup, merge_sql, Candidate, Chunk, NewFields};
 
 /// A batch's records sorted into rows per table, rejections and skipped change records.
 #[derive(Default)]
@@ -33,8 +33,8 @@ pub struct MappedBatch<'r> {
 /// payload and the fields schema evolution reads.
 type MappedRecord<'c, 'r> = Option<(&'c str, Mapped, Option<Cow<'r, str>>, Fields<'r>)>;
 
-/// A record's top-level fields no column maps (name, raw JSON value).
-type Fields<'r> = Vec<(String, &'r str)>;
+/// A record's top-level fields no column maps, when its table evolves.
+type Fields<'r> = Option<Box<NewFields<'r>>>;
 
 /// Routes, maps and coerces every record; what does not fit is rejected with its reason, and
 /// change records that apply to no row are counted and logged.
@@ -80,9 +80,9 @@ fn map_record<'c, 'r>(
         .get(table)
         .ok_or_else(|| format!("no mapping for table {table}"))?;
     let rows = mapping.changes(&payload)?;
-    let fields = match &rows {
-        Mapped::Skip(_) => Vec::new(),
-        _ => mapping.new_fields(&payload),
+    let fields = match (&rows, &mapping.evolution) {
+        (Mapped::Skip(_), _) | (_, None) => None,
+        _ => Some(Box::new(mapping.new_fields(&payload))),
     };
     let payload = mapping.payload_column.as_ref().map(|_| payload.one_line());
     Ok(Some((table, rows, payload, fields)))
@@ -113,10 +113,7 @@ impl<'r> MappedBatch<'r> {
         self.mapped += 1;
         let candidates = self.by_table.entry(table.to_string()).or_default();
         for row in rows.into_iter().flatten() {
-            let fields = match row.is_delete {
-                true => Vec::new(),
-                false => std::mem::take(&mut fields),
-            };
+            let fields = if row.is_delete { None } else { fields.take() };
             candidates.push(Candidate {
                 row,
                 meta: record.meta.clone(),

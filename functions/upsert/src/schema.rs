@@ -68,7 +68,9 @@ impl Schemas {
             .as_ref()
             .expect("only evolving tables are evolved");
         let plan = |columns: &[TableColumn]| {
-            let rows = candidates.iter().map(|c| c.fields.as_slice());
+            let rows = candidates
+                .iter()
+                .map(|c| c.fields.as_deref().map_or(&[][..], Vec::as_slice));
             changes(table, columns, rows, evolution.max_new_columns)
         };
         let mut columns = self.columns(mapping, table, deadline).await?;
@@ -231,7 +233,7 @@ fn typed_rows<'r>(
     for (i, mut c) in candidates.into_iter().enumerate() {
         let values = match planned.over_cap.get(&i) {
             Some(reason) => Err(reason.clone()),
-            None => row_values(table, columns, &c.fields),
+            None => row_values(table, columns, c.fields.as_deref().map_or(&[], Vec::as_slice)),
         };
         match values {
             Ok(values) => {
