@@ -824,13 +824,21 @@ async fn after_schema_evolution_the_latest_state_still_equals_merge_mode_row_for
     // The change table and the latest state, as `bootstrap --streaming` makes them.
     let mut all_vars = support::snowflake_vars(&db, "S");
     all_vars.push(("ERROR_BUCKET".into(), bucket.clone()));
-    all_vars.extend(streaming_vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    all_vars.extend(
+        streaming_vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     let config =
         upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&all_vars))).unwrap();
     let mapping = config.tables.get("orders").unwrap();
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &change_table_ddl(mapping, &objects)).await;
-    support::sql(&client, &latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH")).await;
+    support::sql(
+        &client,
+        &latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
+    )
+    .await;
 
     let all = evolving_changes();
     let mut quarantined = [0, 0];
@@ -868,12 +876,23 @@ async fn after_schema_evolution_the_latest_state_still_equals_merge_mode_row_for
     }
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert_eq!(reasons[0], reasons[1]);
-    assert!(reasons[0].contains(r#"column "PRIORITY": NUMBER(38,0) cannot hold a VARCHAR value"#), "{reasons:?}");
+    assert!(
+        reasons[0].contains(r#"column "PRIORITY": NUMBER(38,0) cannot hold a VARCHAR value"#),
+        "{reasons:?}"
+    );
 
     support::sql(&client, "ALTER DYNAMIC TABLE ORDERS_LATEST REFRESH").await;
     let columns = "ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT, PAYLOAD, PRIORITY, GIFT, KINESIS_SEQUENCE_NUMBER";
-    let merged = rows(&client, &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID")).await;
-    let latest = rows(&client, &format!("SELECT {columns} FROM ORDERS_LATEST ORDER BY ORDER_ID")).await;
+    let merged = rows(
+        &client,
+        &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID"),
+    )
+    .await;
+    let latest = rows(
+        &client,
+        &format!("SELECT {columns} FROM ORDERS_LATEST ORDER BY ORDER_ID"),
+    )
+    .await;
     assert!(merged.len() > 10, "{merged:?}");
     assert!(merged.iter().any(|r| r[6].is_some()) && merged.iter().any(|r| r[7].is_some()));
     assert_eq!(latest, merged);

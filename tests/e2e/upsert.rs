@@ -1025,7 +1025,10 @@ fn evolving_sensors(extra: &str) -> String {
 
 /// A table's columns from beyond its mapped and lineage ones, as INFORMATION_SCHEMA reports
 /// them: name, type, precision, scale, length.
-async fn evolved_columns(client: &shared::snowflake::SnowflakeClient, table: &str) -> Vec<Vec<Option<String>>> {
+async fn evolved_columns(
+    client: &shared::snowflake::SnowflakeClient,
+    table: &str,
+) -> Vec<Vec<Option<String>>> {
     rows(
         client,
         &format!(
@@ -1041,8 +1044,10 @@ fn reading(id: i64, extra: &str) -> Vec<u8> {
 }
 
 fn events(records: &[(&str, Vec<u8>)]) -> String {
-    let records: Vec<(&str, &str, &[u8])> =
-        records.iter().map(|(s, d)| (*s, "k", d.as_slice())).collect();
+    let records: Vec<(&str, &str, &[u8])> = records
+        .iter()
+        .map(|(s, d)| (*s, "k", d.as_slice()))
+        .collect();
     kinesis_event("sensors", SHARD, &records, ARRIVAL)
 }
 
@@ -1050,24 +1055,37 @@ fn events(records: &[(&str, Vec<u8>)]) -> String {
 async fn schema_evolution_adds_a_new_field_as_a_column_once_and_rows_carry_its_values() {
     let _g = support::snowflake_shared().await;
     let mapping = evolving_sensors("");
-    let f = fixture("UPS_EVOLVE", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let f = fixture(
+        "UPS_EVOLVE",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)],
+    )
+    .await;
     let client = support::snowflake_client(&f.db, "S").await;
     let (_, outcome) = f
         .upsert
-        .handle_body(&events(&[("1", reading(1, "")), ("2", reading(2, ""))]), soon())
+        .handle_body(
+            &events(&[("1", reading(1, "")), ("2", reading(2, ""))]),
+            soon(),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.tables["sensor_readings"].columns_added, 0);
     assert!(evolved_columns(&client, "SENSOR_READINGS").await.is_empty());
 
     let batch = events(&[
-        ("3", reading(1, r#","battery":87,"firmware":"v2","note":null"#)),
+        (
+            "3",
+            reading(1, r#","battery":87,"firmware":"v2","note":null"#),
+        ),
         ("4", reading(3, r#","Battery":12,"tags":["a","b"]"#)),
     ]);
     let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     let t = &outcome.tables["sensor_readings"];
-    assert_eq!((t.columns_added, t.inserted, t.updated, outcome.quarantined), (3, 1, 1, 0));
+    assert_eq!(
+        (t.columns_added, t.inserted, t.updated, outcome.quarantined),
+        (3, 1, 1, 0)
+    );
     assert_eq!(
         evolved_columns(&client, "SENSOR_READINGS").await,
         vec![
@@ -1084,7 +1102,10 @@ async fn schema_evolution_adds_a_new_field_as_a_column_once_and_rows_carry_its_v
         .unwrap();
     assert_eq!(outcome.tables["sensor_readings"].columns_added, 0);
     let emf = outcome.metrics("ns", 0);
-    assert_eq!((emf.get("ColumnsAdded"), emf.get("SchemaDriftQuarantined")), (Some(0.0), Some(0.0)));
+    assert_eq!(
+        (emf.get("ColumnsAdded"), emf.get("SchemaDriftQuarantined")),
+        (Some(0.0), Some(0.0))
+    );
     assert_eq!(
         rows(&client, "SELECT SENSORID, BATTERY, FIRMWARE, TAGS[1]::VARCHAR FROM SENSOR_READINGS ORDER BY SENSORID").await,
         vec![
@@ -1099,16 +1120,25 @@ async fn schema_evolution_adds_a_new_field_as_a_column_once_and_rows_carry_its_v
 async fn two_containers_adding_the_same_column_at_once_add_it_once_and_both_land() {
     let _g = support::snowflake_shared().await;
     let mapping = evolving_sensors("");
-    let vars = [("TABLE", "sensor_readings"), ("UPSERT_TABLES", mapping.as_str())];
+    let vars = [
+        ("TABLE", "sensor_readings"),
+        ("UPSERT_TABLES", mapping.as_str()),
+    ];
     let f = fixture("UPS_EVOLVE_RACE", &vars).await;
     let other = upsert_for(&f.db, &f.bucket, &vars, None).await;
     // Both containers know the table without the column.
     for (upsert, seq) in [(&f.upsert, "1"), (&other, "2")] {
-        upsert.handle_body(&events(&[(seq, reading(seq.parse().unwrap(), ""))]), soon()).await.unwrap();
+        upsert
+            .handle_body(&events(&[(seq, reading(seq.parse().unwrap(), ""))]), soon())
+            .await
+            .unwrap();
     }
     let a = events(&[("3", reading(1, r#","battery":87"#))]);
     let b = events(&[("4", reading(2, r#","battery":64"#))]);
-    let (ra, rb) = tokio::join!(f.upsert.handle_body(&a, soon()), other.handle_body(&b, soon()));
+    let (ra, rb) = tokio::join!(
+        f.upsert.handle_body(&a, soon()),
+        other.handle_body(&b, soon())
+    );
     for (response, outcome) in [ra.unwrap(), rb.unwrap()] {
         assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
         assert_eq!(outcome.tables["sensor_readings"].columns_added, 1);
@@ -1119,7 +1149,11 @@ async fn two_containers_adding_the_same_column_at_once_add_it_once_and_both_land
         vec![r(&["BATTERY", "NUMBER", "38", "0", "NULL"])]
     );
     assert_eq!(
-        rows(&client, "SELECT SENSORID, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        rows(
+            &client,
+            "SELECT SENSORID, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID"
+        )
+        .await,
         vec![r(&["1", "87"]), r(&["2", "64"])]
     );
 }
@@ -1128,9 +1162,16 @@ async fn two_containers_adding_the_same_column_at_once_add_it_once_and_both_land
 async fn schema_drift_is_quarantined_with_its_reason_widening_is_not_and_the_rest_lands() {
     let _g = support::snowflake_shared().await;
     let mapping = evolving_sensors("");
-    let f = fixture("UPS_EVOLVE_DRIFT", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let f = fixture(
+        "UPS_EVOLVE_DRIFT",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)],
+    )
+    .await;
     let client = support::snowflake_client(&f.db, "S").await;
-    f.upsert.handle_body(&events(&[("1", reading(1, ""))]), soon()).await.unwrap();
+    f.upsert
+        .handle_body(&events(&[("1", reading(1, ""))]), soon())
+        .await
+        .unwrap();
     // Columns added by hand, after this container read the table: NOTE and LEVEL are narrow
     // (widened), and another writer's BATTERY is a NUMBER where this batch first sees a string.
     for sql in [
@@ -1142,14 +1183,23 @@ async fn schema_drift_is_quarantined_with_its_reason_widening_is_not_and_the_res
     }
     let batch = events(&[
         ("2", reading(2, r#","battery":"high""#)),
-        ("3", reading(3, r#","battery":40,"note":"abcdef","level":12345"#)),
+        (
+            "3",
+            reading(3, r#","battery":40,"note":"abcdef","level":12345"#),
+        ),
         ("4", reading(4, r#","battery":41,"note":"ab""#)),
     ]);
     let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     let t = &outcome.tables["sensor_readings"];
     assert_eq!(
-        (t.columns_added, t.columns_widened, t.drift_quarantined, t.inserted, outcome.quarantined),
+        (
+            t.columns_added,
+            t.columns_widened,
+            t.drift_quarantined,
+            t.inserted,
+            outcome.quarantined
+        ),
         (0, 2, 1, 2, 1)
     );
     assert_eq!(
@@ -1161,7 +1211,11 @@ async fn schema_drift_is_quarantined_with_its_reason_widening_is_not_and_the_res
         ]
     );
     assert_eq!(
-        rows(&client, "SELECT SENSORID, NOTE, LEVEL, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        rows(
+            &client,
+            "SELECT SENSORID, NOTE, LEVEL, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID"
+        )
+        .await,
         vec![
             r(&["1", "NULL", "NULL", "NULL"]),
             r(&["3", "abcdef", "12345", "40"]),
@@ -1171,7 +1225,9 @@ async fn schema_drift_is_quarantined_with_its_reason_widening_is_not_and_the_res
     let s3 = support::s3().await;
     let keys = support::list_keys(&s3, &f.bucket).await;
     let lines = support::rejected_lines(&s3, &f.bucket, &keys[0]).await;
-    let [line] = &lines[..] else { panic!("one rejected record expected: {lines:?}") };
+    let [line] = &lines[..] else {
+        panic!("one rejected record expected: {lines:?}")
+    };
     assert_eq!(
         line["reason"],
         format!(
@@ -1185,28 +1241,60 @@ async fn schema_drift_is_quarantined_with_its_reason_widening_is_not_and_the_res
 async fn records_over_the_cap_of_new_columns_are_quarantined_and_land_when_redriven() {
     let _g = support::snowflake_shared().await;
     let mapping = evolving_sensors(r#""max_new_columns":2,"#);
-    let f = fixture("UPS_EVOLVE_CAP", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let f = fixture(
+        "UPS_EVOLVE_CAP",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)],
+    )
+    .await;
     let client = support::snowflake_client(&f.db, "S").await;
     let over = reading(2, r#","c":3"#);
-    let batch = events(&[("1", reading(1, r#","a":1,"b":2"#)), ("2", over.clone()), ("3", reading(3, ""))]);
+    let batch = events(&[
+        ("1", reading(1, r#","a":1,"b":2"#)),
+        ("2", over.clone()),
+        ("3", reading(3, "")),
+    ]);
     let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     let t = &outcome.tables["sensor_readings"];
-    assert_eq!((t.columns_added, t.drift_quarantined, t.inserted), (2, 1, 2));
-    let columns: Vec<Option<String>> =
-        evolved_columns(&client, "SENSOR_READINGS").await.into_iter().map(|c| c[0].clone()).collect();
+    assert_eq!(
+        (t.columns_added, t.drift_quarantined, t.inserted),
+        (2, 1, 2)
+    );
+    let columns: Vec<Option<String>> = evolved_columns(&client, "SENSOR_READINGS")
+        .await
+        .into_iter()
+        .map(|c| c[0].clone())
+        .collect();
     assert_eq!(columns, [Some("A".into()), Some("B".into())]);
     let s3 = support::s3().await;
     let keys = support::list_keys(&s3, &f.bucket).await;
     let lines = support::rejected_lines(&s3, &f.bucket, &keys[0]).await;
     assert_eq!(lines.len(), 1);
-    assert!(lines[0]["reason"].as_str().unwrap().contains("over its cap of 2"), "{lines:?}");
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("over its cap of 2"),
+        "{lines:?}"
+    );
     // Redriven alone, the record has room for its column.
-    let (_, outcome) = f.upsert.handle_body(&events(&[("2", over)]), soon()).await.unwrap();
+    let (_, outcome) = f
+        .upsert
+        .handle_body(&events(&[("2", over)]), soon())
+        .await
+        .unwrap();
     assert_eq!(outcome.tables["sensor_readings"].columns_added, 1);
     assert_eq!(
-        rows(&client, "SELECT SENSORID, A, B, C FROM SENSOR_READINGS ORDER BY SENSORID").await,
-        vec![r(&["1", "1", "2", "NULL"]), r(&["2", "NULL", "NULL", "3"]), r(&["3", "NULL", "NULL", "NULL"])]
+        rows(
+            &client,
+            "SELECT SENSORID, A, B, C FROM SENSOR_READINGS ORDER BY SENSORID"
+        )
+        .await,
+        vec![
+            r(&["1", "1", "2", "NULL"]),
+            r(&["2", "NULL", "NULL", "3"]),
+            r(&["3", "NULL", "NULL", "NULL"])
+        ]
     );
 }
 
@@ -1214,21 +1302,35 @@ async fn records_over_the_cap_of_new_columns_are_quarantined_and_land_when_redri
 async fn a_column_dropped_under_the_container_is_read_again_and_the_resend_lands() {
     let _g = support::snowflake_shared().await;
     let mapping = evolving_sensors("");
-    let f = fixture("UPS_EVOLVE_STALE", &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)]).await;
+    let f = fixture(
+        "UPS_EVOLVE_STALE",
+        &[("TABLE", "sensor_readings"), ("UPSERT_TABLES", &mapping)],
+    )
+    .await;
     let client = support::snowflake_client(&f.db, "S").await;
-    f.upsert.handle_body(&events(&[("1", reading(1, r#","battery":1"#))]), soon()).await.unwrap();
+    f.upsert
+        .handle_body(&events(&[("1", reading(1, r#","battery":1"#))]), soon())
+        .await
+        .unwrap();
     support::sql(&client, "ALTER TABLE SENSOR_READINGS DROP COLUMN BATTERY").await;
     // The cached column is gone: Snowflake answers 000904, Lambda resends the batch.
     let batch = events(&[("2", reading(2, r#","battery":2"#))]);
     let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
     assert_eq!(response.batch_item_failures.len(), 1, "{outcome:?}");
     let t = &outcome.tables["sensor_readings"];
-    assert!(t.columns_changed && t.error.as_deref().unwrap().contains("000904"), "{t:?}");
+    assert!(
+        t.columns_changed && t.error.as_deref().unwrap().contains("000904"),
+        "{t:?}"
+    );
     let (response, outcome) = f.upsert.handle_body(&batch, soon()).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{outcome:?}");
     assert_eq!(outcome.tables["sensor_readings"].columns_added, 1);
     assert_eq!(
-        rows(&client, "SELECT SENSORID, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID").await,
+        rows(
+            &client,
+            "SELECT SENSORID, BATTERY FROM SENSOR_READINGS ORDER BY SENSORID"
+        )
+        .await,
         vec![r(&["1", "NULL"]), r(&["2", "2"])]
     );
 }

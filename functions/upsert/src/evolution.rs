@@ -110,7 +110,9 @@ pub fn column_name(field: &str) -> Result<String, String> {
     ident::validate(&upper)
         .map_err(|e| format!("field {field:?} cannot be a column: {e}"))
         .and_then(|()| match upper.contains('"') {
-            true => Err(format!("field {field:?} cannot be a column: it has a quote")),
+            true => Err(format!(
+                "field {field:?} cannot be a column: it has a quote"
+            )),
             false => Ok(upper),
         })
 }
@@ -178,18 +180,16 @@ pub fn fit(table: &str, column: &TableColumn, raw: &str) -> Fit {
             _ => Fit::Fits(json),
         },
         Err(reason) => match ty {
-            ColumnType::Number { precision, scale } => {
-                match wider_number(raw, precision, scale) {
-                    Some(p) => Fit::Widen(TableColumn {
-                        ty: Some(ColumnType::Number {
-                            precision: p,
-                            scale,
-                        }),
-                        ..column.clone()
+            ColumnType::Number { precision, scale } => match wider_number(raw, precision, scale) {
+                Some(p) => Fit::Widen(TableColumn {
+                    ty: Some(ColumnType::Number {
+                        precision: p,
+                        scale,
                     }),
-                    None => drift(&reason),
-                }
-            }
+                    ..column.clone()
+                }),
+                None => drift(&reason),
+            },
             _ => drift(&reason),
         },
     }
@@ -235,8 +235,10 @@ pub fn changes<'a>(
     rows: impl Iterator<Item = &'a [(String, &'a str)]>,
     cap: usize,
 ) -> Changes {
-    let by_name: HashMap<String, &TableColumn> =
-        existing.iter().map(|c| (c.name.to_uppercase(), c)).collect();
+    let by_name: HashMap<String, &TableColumn> = existing
+        .iter()
+        .map(|c| (c.name.to_uppercase(), c))
+        .collect();
     let mut out = Changes::default();
     let mut widened: HashMap<String, usize> = HashMap::new();
     let mut added: HashSet<String> = HashSet::new();

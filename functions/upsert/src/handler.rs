@@ -18,12 +18,12 @@ use shared::rawzone::layout::Writer;
 use shared::rawzone::quarantine::Rejected;
 use shared::snowflake::{Recovery, SnowflakeClient, SnowflakeError};
 
+use crate::changes::{latest_ddl, ChangeObjects};
 use crate::config::{Config, WriteMode};
 pub use crate::error::HandlerError;
+use crate::mapping::TableMapping;
 use crate::merge::Candidate;
 use crate::outcome::{BatchOutcome, TableOutcome};
-use crate::changes::{latest_ddl, ChangeObjects};
-use crate::mapping::TableMapping;
 use crate::plan::{map_records, plan_mapping, plan_table, MappedBatch};
 use crate::schema::Schemas;
 use crate::service::{merge_table, TableFailure, TableResult};
@@ -161,7 +161,9 @@ impl Upsert {
             .get(table)
             .expect("candidates only exist for mapped tables");
         if mapping.evolution.is_some() {
-            return self.write_evolving(mapping, table, candidates, deadline).await;
+            return self
+                .write_evolving(mapping, table, candidates, deadline)
+                .await;
         }
         match &self.streaming {
             None => {
@@ -190,7 +192,9 @@ impl Upsert {
             let s = w.settings();
             ChangeObjects::of(mapping, &s.change_suffix, &s.latest_suffix)
         });
-        let evolved_table = objects.as_ref().map_or(&mapping.target, |o| &o.change_table);
+        let evolved_table = objects
+            .as_ref()
+            .map_or(&mapping.target, |o| &o.change_table);
         let rows = candidates.len();
         let evolved = match self
             .schemas

@@ -773,13 +773,17 @@ fn evolution(
         }
         return Ok(None);
     }
-    let max_new_columns = t.max_new_columns.unwrap_or(crate::evolution::MAX_NEW_COLUMNS);
+    let max_new_columns = t
+        .max_new_columns
+        .unwrap_or(crate::evolution::MAX_NEW_COLUMNS);
     if max_new_columns == 0 {
         return Err("max_new_columns must be at least 1".into());
     }
     let first_token = |p: &JsonPointer| p.tokens().first().cloned();
-    let mut mapped_fields: HashSet<String> =
-        columns.iter().filter_map(|c| first_token(&c.path)).collect();
+    let mut mapped_fields: HashSet<String> = columns
+        .iter()
+        .filter_map(|c| first_token(&c.path))
+        .collect();
     mapped_fields.extend(t.delete.iter().filter_map(|d| first_token(&d.path)));
     let bare = |ident: &str| ident.trim_matches('"').to_uppercase();
     let mut reserved: HashSet<String> = columns.iter().map(|c| bare(&c.ident)).collect();
@@ -1190,9 +1194,14 @@ mod tests {
         let change = x
             .parse(br#"{"op":"u","before":{"order_id":1,"old":1},"after":{"order_id":1,"color":"red"},"source":{"ts_ms":1}}"#)
             .unwrap();
-        assert_eq!(orders.new_fields(&change), [("color".to_string(), r#""red""#)]);
+        assert_eq!(
+            orders.new_fields(&change),
+            [("color".to_string(), r#""red""#)]
+        );
         let delete = x
-            .parse(br#"{"op":"d","before":{"order_id":1,"old":1},"after":null,"source":{"ts_ms":1}}"#)
+            .parse(
+                br#"{"op":"d","before":{"order_id":1,"old":1},"after":null,"source":{"ts_ms":1}}"#,
+            )
             .unwrap();
         assert!(orders.new_fields(&delete).is_empty());
         let err = mappings(

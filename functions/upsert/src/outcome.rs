@@ -107,7 +107,11 @@ impl BatchOutcome {
             )
             .count("ReconciliationMismatches", self.mismatches)
             .metric("ColumnsAdded", Unit::Count, sum(|t| t.columns_added as u64))
-            .metric("ColumnsWidened", Unit::Count, sum(|t| t.columns_widened as u64))
+            .metric(
+                "ColumnsWidened",
+                Unit::Count,
+                sum(|t| t.columns_widened as u64),
+            )
             .metric(
                 "SchemaDriftQuarantined",
                 Unit::Count,

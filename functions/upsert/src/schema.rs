@@ -233,7 +233,11 @@ fn typed_rows<'r>(
     for (i, mut c) in candidates.into_iter().enumerate() {
         let values = match planned.over_cap.get(&i) {
             Some(reason) => Err(reason.clone()),
-            None => row_values(table, columns, c.fields.as_deref().map_or(&[], Vec::as_slice)),
+            None => row_values(
+                table,
+                columns,
+                c.fields.as_deref().map_or(&[], Vec::as_slice),
+            ),
         };
         match values {
             Ok(values) => {

@@ -134,7 +134,10 @@ impl StreamingWriter {
         self.snowflake
             .execute(&Statement::new(ddl), deadline)
             .await?;
-        tracing::info!(latest, "schema evolution: latest-state Dynamic Table re-created with the new columns");
+        tracing::info!(
+            latest,
+            "schema evolution: latest-state Dynamic Table re-created with the new columns"
+        );
         lock(&self.stale_latest).remove(latest);
         Ok(())
     }
@@ -187,10 +190,7 @@ impl StreamingWriter {
             self.drop_parents(&objects, table, &first, deadline).await;
         }
         let mut state = slot.lock().await;
-        let generation = lock(&self.generations)
-            .get(&key.pipe)
-            .copied()
-            .unwrap_or(0);
+        let generation = lock(&self.generations).get(&key.pipe).copied().unwrap_or(0);
         if state.generation != generation {
             state.channel = None;
             state.generation = generation;

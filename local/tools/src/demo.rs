@@ -17,6 +17,8 @@ use crate::esm::{
 };
 use crate::loadgen::{self, Generator, Template};
 
+mod evolution;
+
 /// The upsert mapping of the sensor stream: latest reading per sensor (also the load test's).
 pub(crate) const SENSOR_TABLES: &str = r#"{"sensor_readings":{"table":"SENSOR_READINGS","keys":["sensorid"],"columns":[
     {"name":"sensorid","path":"/sensorId","type":"NUMBER"},
@@ -199,6 +201,8 @@ pub struct Landed {
     pub rejected_by_orchestrator: u64,
     /// Records quarantined under `errors/upsert/`.
     pub rejected_by_upsert: u64,
+    /// Columns the upsert added to `SENSOR_READINGS` when readings gained fields.
+    pub columns_added: Vec<String>,
     /// Batches the Kinesis mappings gave up on and sent to the on-failure queue (0 in a good run).
     pub discarded_batches: u64,
 }
@@ -292,6 +296,8 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     let (counts, matching) = report_snowflake(&snowflake).await?;
     let (rejected_o, rejected_u) = report_quarantine(&aws.s3, &names.bucket).await?;
     mappings.report(objects);
+    let columns_added =
+        evolution::show(&snowflake, &snowflake_vars, &names.bucket, &aws.s3).await?;
 
     step("metrics the functions emitted (EMF, summed over invocations; lag is the maximum)");
     mappings.metrics.print();
@@ -305,6 +311,7 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         rejected_by_orchestrator: rejected_o as u64,
         rejected_by_upsert: rejected_u as u64,
         discarded_batches: mappings.discarded_batches(),
+        columns_added,
     })
 }
 
