@@ -1,7 +1,8 @@
 //! The table-equality test of the change-data-capture path: a seeded workload of 20,000 row
 //! changes on the local stack's MariaDB, captured from its binlog as DMS and as Debezium records
 //! (`local/tools/cdc.py`) with redeliveries, the local event source mapping forcing whole and
-//! partial resends, and the upsert; then every Snowflake target must equal its MariaDB table.
+//! partial resends, and the upsert; the source gains a column and widens another half-way, and
+//! the targets evolve with it; then every Snowflake target must equal its MariaDB table.
 //! Needs MariaDB (`local/stack.sh mariadb-up`, or `WITH_MARIADB=1` as `make test` sets).
 
 use crate::support;
