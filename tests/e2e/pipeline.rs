@@ -47,4 +47,9 @@ async fn both_paths_land_the_same_records() {
         landed.orders
     );
     assert_eq!(landed.discarded_batches, 0);
+    assert_eq!(
+        landed.columns_added,
+        ["BATTERY", "FIRMWARE"],
+        "readings gained two fields; the upsert made them columns"
+    );
 }

@@ -103,9 +103,9 @@ pub(crate) async fn show(
         "SELECT SENSORID, CURRENTTEMPERATURE, STATUS, FIRMWARE, BATTERY FROM SENSOR_READINGS WHERE SENSORID > 9000 ORDER BY SENSORID",
     )
     .await?;
-    if added != ["FIRMWARE", "BATTERY"] {
+    if added != ["BATTERY", "FIRMWARE"] {
         return Err(format!(
-            "schema evolution added {added:?}, not FIRMWARE and BATTERY"
+            "schema evolution added {added:?}, not BATTERY and FIRMWARE"
         ));
     }
     Ok(added)
