@@ -25,7 +25,7 @@ use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 use upsert::Upsert;
 
 use crate::support::{self, rows};
-use crate::upsert::upsert_for;
+use crate::upsert::{upsert_config, upsert_for};
 
 const RECORDS: usize = 20_000;
 const ORDER_KEYS: u64 = 1_500;
@@ -433,13 +433,12 @@ async fn twenty_thousand_records_under_chaos_land_exactly_once_in_both_modes() {
          KINESIS_SHARD_ID VARCHAR, KINESIS_SEQUENCE_NUMBER VARCHAR, KINESIS_ARRIVAL_TIME TIMESTAMP_NTZ, LOADED_AT TIMESTAMP_NTZ)",
     )
     .await;
-    let fixed = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&{
-        let mut v = support::snowflake_vars(&db, "S");
-        v.push(("ERROR_BUCKET".into(), "unused".into()));
-        v.extend(vars("streaming", true));
-        v
-    })))
-    .unwrap();
+    let fixed_vars = vars("streaming", true);
+    let pairs: Vec<(&str, &str)> = fixed_vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let fixed = upsert_config(&db, "unused", &pairs);
     for table in ["orders", "returns"] {
         let mapping = fixed.tables.get(table).unwrap();
         let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
 use crate::support::{self, rows};
-use crate::upsert::{upsert_for, ORDERS};
+use crate::upsert::{upsert_config, upsert_for, ORDERS};
 
 const SHARD: &str = "shardId-000000000003";
 
@@ -81,13 +81,7 @@ async fn latest_state_ranks_changes_as_the_merge_applies_them() {
         assert!(response.batch_item_failures.is_empty());
     }
 
-    let config = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&{
-        let mut v = support::snowflake_vars(&db, "S");
-        v.push(("ERROR_BUCKET".into(), bucket.clone()));
-        v.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        v
-    })))
-    .unwrap();
+    let config = upsert_config(&db, &bucket, &vars);
     let mapping = config.tables.get("orders").unwrap();
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &change_table_ddl(mapping, &objects)).await;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{self, rows};
-use crate::upsert::{upsert_for, ORDERS};
+use crate::upsert::{upsert_config, upsert_for, ORDERS};
 
 #[tokio::test]
 async fn quarantined_records_land_after_the_fix_and_what_still_does_not_fit_stays() {
@@ -197,17 +197,7 @@ async fn a_streaming_redrive_lands_records_below_the_live_channels_offset() {
     };
     let broken: &'static str = Box::leak(broken.into_boxed_str());
     let live = upsert_for(&db, &bucket, &vars(ORDERS), None).await;
-    let config = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&{
-        let mut v = support::snowflake_vars(&db, "S");
-        v.push(("ERROR_BUCKET".into(), bucket.clone()));
-        v.extend(
-            vars(ORDERS)
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        v
-    })))
-    .unwrap();
+    let config = upsert_config(&db, &bucket, &vars(ORDERS));
     let objects = ChangeObjects::of(config.tables.get("orders").unwrap(), "_CHANGES", "_LATEST");
     support::sql(
         &client,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
 use crate::support::{self, rows};
-use crate::upsert::{upsert_for, ORDERS};
+use crate::upsert::{upsert_config, upsert_for, ORDERS};
 
 const SHARD: &str = "shardId-000000000007";
 
@@ -82,17 +82,7 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
     let streaming = upsert_for(&db, &bucket, &streaming_vars, None).await;
 
     // The change table and the latest state, as `bootstrap --streaming` makes them.
-    let config = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&{
-        let mut v = support::snowflake_vars(&db, "S");
-        v.push(("ERROR_BUCKET".into(), bucket.clone()));
-        v.extend(
-            streaming_vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        v
-    })))
-    .unwrap();
+    let config = upsert_config(&db, &bucket, &streaming_vars);
     let mapping = config.tables.get("orders").unwrap();
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &change_table_ddl(mapping, &objects)).await;
@@ -219,13 +209,7 @@ async fn streaming_mode_quarantines_what_does_not_fit_and_appends_the_rest() {
     ];
     let streaming = upsert_for(&db, &bucket, &vars, None).await;
     let client = support::snowflake_client(&db, "S").await;
-    let config = upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&{
-        let mut v = support::snowflake_vars(&db, "S");
-        v.push(("ERROR_BUCKET".into(), bucket.clone()));
-        v.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        v
-    })))
-    .unwrap();
+    let config = upsert_config(&db, &bucket, &vars);
     let mapping = config.tables.get("orders").unwrap();
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &change_table_ddl(mapping, &objects)).await;
@@ -307,11 +291,7 @@ async fn streaming_fixture(
     vars.push(("WRITE_MODE", "streaming"));
     let upsert = upsert_for(&db, &bucket, &vars, None).await;
     let client = support::snowflake_client(&db, "S").await;
-    let mut all = support::snowflake_vars(&db, "S");
-    all.push(("ERROR_BUCKET".into(), bucket.clone()));
-    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config =
-        upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&all))).unwrap();
+    let config = upsert_config(&db, &bucket, &vars);
     let mapping = config.tables.get(table).unwrap();
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &ddl(change_table_ddl(mapping, &objects))).await;
@@ -822,15 +802,7 @@ async fn after_schema_evolution_the_latest_state_still_equals_merge_mode_row_for
     support::create_bucket(&s3, &streaming_bucket).await;
     let streaming = upsert_for(&db, &streaming_bucket, &streaming_vars, None).await;
     // The change table and the latest state, as `bootstrap --streaming` makes them.
-    let mut all_vars = support::snowflake_vars(&db, "S");
-    all_vars.push(("ERROR_BUCKET".into(), bucket.clone()));
-    all_vars.extend(
-        streaming_vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    let config =
-        upsert::Config::from_env(&shared::config::Env::new(&support::as_pairs(&all_vars))).unwrap();
+    let config = upsert_config(&db, &bucket, &streaming_vars);
     let mapping = config.tables.get("orders").unwrap();
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     support::sql(&client, &change_table_ddl(mapping, &objects)).await;

@@ -39,20 +39,24 @@ async fn fixture(prefix: &str, vars: &[(&str, &str)]) -> Fixture {
     Fixture { upsert, db, bucket }
 }
 
+/// The upsert's configuration as Lambda would read it: the `SNOWFLAKE_*` variables of `db`
+/// (schema `S`), `ERROR_BUCKET`, then `vars`.
+pub(crate) fn upsert_config(db: &str, bucket: &str, vars: &[(&str, &str)]) -> Config {
+    let mut all = support::snowflake_vars(db, "S");
+    all.push(("ERROR_BUCKET".into(), bucket.into()));
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_env(&Env::new(&support::as_pairs(&all))).expect("valid configuration")
+}
+
 pub(crate) async fn upsert_for(
     db: &str,
     bucket: &str,
     vars: &[(&str, &str)],
     url: Option<&str>,
 ) -> Upsert {
-    let mut all = support::snowflake_vars(db, "S");
-    all.push(("ERROR_BUCKET".into(), bucket.into()));
-    if let Some(url) = url {
-        all.push(("SNOWFLAKE_URL".into(), url.into()));
-    }
-    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let mut config =
-        Config::from_env(&Env::new(&support::as_pairs(&all))).expect("valid configuration");
+    let mut vars = vars.to_vec();
+    vars.extend(url.map(|url| ("SNOWFLAKE_URL", url)));
+    let mut config = upsert_config(db, bucket, &vars);
     config.snowflake.retry = support::fast_retries();
     let client = shared::snowflake::SnowflakeClient::new(config.snowflake.clone(), None)
         .await
