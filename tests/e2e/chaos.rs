@@ -24,6 +24,7 @@ use tools::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
 use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 use upsert::Upsert;
 
+use crate::streaming::target_and_latest;
 use crate::support::{self, rows};
 use crate::upsert::{upsert_config, upsert_for};
 
@@ -550,27 +551,13 @@ async fn twenty_thousand_records_under_chaos_land_exactly_once_in_both_modes() {
     assert_eq!(merged.len(), model.orders.len());
     assert_eq!(merged, expected_orders(&model));
     for table in ["ORDERS", "RETURNS"] {
-        support::sql(
-            &client,
-            &format!("ALTER DYNAMIC TABLE {table}_LATEST REFRESH"),
-        )
-        .await;
         let columns = if table == "ORDERS" {
             "ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT, KINESIS_SHARD_ID, KINESIS_SEQUENCE_NUMBER"
         } else {
             "RETURN_ID, ORDER_ID, REASON, UPDATED_AT, KINESIS_SHARD_ID, KINESIS_SEQUENCE_NUMBER"
         };
         let key = columns.split(',').next().unwrap();
-        let target = rows(
-            &client,
-            &format!("SELECT {columns} FROM {table} ORDER BY {key}"),
-        )
-        .await;
-        let latest = rows(
-            &client,
-            &format!("SELECT {columns} FROM {table}_LATEST ORDER BY {key}"),
-        )
-        .await;
+        let (target, latest) = target_and_latest(&client, table, columns, key).await;
         assert_eq!(latest, target, "{table}_LATEST equals {table}");
     }
     let returns = rows(&client, "SELECT COUNT(*) FROM RETURNS").await;

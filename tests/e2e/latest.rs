@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
-use crate::support::{self, rows};
+use crate::streaming::target_and_latest;
+use crate::support;
 use crate::upsert::{upsert_config, upsert_for, ORDERS};
 
 const SHARD: &str = "shardId-000000000003";
@@ -92,16 +93,7 @@ async fn latest_state_ranks_changes_as_the_merge_applies_them() {
     support::sql(&client, &ddl).await;
 
     let columns = "ORDER_ID, STATUS, UPDATED_AT, KINESIS_SEQUENCE_NUMBER";
-    let merged = rows(
-        &client,
-        &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID"),
-    )
-    .await;
-    let latest = rows(
-        &client,
-        &format!("SELECT {columns} FROM ORDERS_LATEST ORDER BY ORDER_ID"),
-    )
-    .await;
+    let (merged, latest) = target_and_latest(&client, "ORDERS", columns, "ORDER_ID").await;
     let ids: Vec<&str> = merged.iter().map(|r| r[0].as_deref().unwrap()).collect();
     assert_eq!(ids, ["2", "3", "4"], "{merged:?}");
     assert_eq!(merged[1][1].as_deref(), Some("new"));

@@ -11,6 +11,26 @@ use crate::upsert::{upsert_config, upsert_for, ORDERS};
 
 const SHARD: &str = "shardId-000000000007";
 
+/// The merge target `table` and its latest-state Dynamic Table `<table>_LATEST`, `columns` of
+/// each ordered by `key`: the Dynamic Table refreshed first, as Snowflake does within its target
+/// lag (a test cannot wait a minute). Callers compare the two.
+pub(crate) async fn target_and_latest(
+    client: &shared::snowflake::SnowflakeClient,
+    table: &str,
+    columns: &str,
+    key: &str,
+) -> (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>) {
+    support::sql(
+        client,
+        &format!("ALTER DYNAMIC TABLE {table}_LATEST REFRESH"),
+    )
+    .await;
+    let select = |from: String| format!("SELECT {columns} FROM {from} ORDER BY {key}");
+    let target = rows(client, &select(table.to_string())).await;
+    let latest = rows(client, &select(format!("{table}_LATEST"))).await;
+    (target, latest)
+}
+
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
@@ -178,18 +198,8 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
     );
     // The latest state, once the Dynamic Table has refreshed (Snowflake does within TARGET_LAG;
     // a test asks at once), is the merge-mode target, row for row.
-    support::sql(&client, "ALTER DYNAMIC TABLE ORDERS_LATEST REFRESH").await;
     let columns = "ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT, PAYLOAD, KINESIS_SHARD_ID, KINESIS_SEQUENCE_NUMBER, KINESIS_ARRIVAL_TIME";
-    let merged = rows(
-        &client,
-        &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID"),
-    )
-    .await;
-    let latest = rows(
-        &client,
-        &format!("SELECT {columns} FROM ORDERS_LATEST ORDER BY ORDER_ID"),
-    )
-    .await;
+    let (merged, latest) = target_and_latest(&client, "ORDERS", columns, "ORDER_ID").await;
     assert!(merged.len() > 10, "{merged:?}");
     assert_eq!(latest, merged);
     support::clear_faults().await;
@@ -853,18 +863,8 @@ async fn after_schema_evolution_the_latest_state_still_equals_merge_mode_row_for
         "{reasons:?}"
     );
 
-    support::sql(&client, "ALTER DYNAMIC TABLE ORDERS_LATEST REFRESH").await;
     let columns = "ORDER_ID, STATUS, AMOUNT, CUSTOMER, UPDATED_AT, PAYLOAD, PRIORITY, GIFT, KINESIS_SEQUENCE_NUMBER";
-    let merged = rows(
-        &client,
-        &format!("SELECT {columns} FROM ORDERS ORDER BY ORDER_ID"),
-    )
-    .await;
-    let latest = rows(
-        &client,
-        &format!("SELECT {columns} FROM ORDERS_LATEST ORDER BY ORDER_ID"),
-    )
-    .await;
+    let (merged, latest) = target_and_latest(&client, "ORDERS", columns, "ORDER_ID").await;
     assert!(merged.len() > 10, "{merged:?}");
     assert!(merged.iter().any(|r| r[6].is_some()) && merged.iter().any(|r| r[7].is_some()));
     assert_eq!(latest, merged);
