@@ -120,6 +120,45 @@ pub struct StreamingSettings {
     pub latest_warehouse: String,
 }
 
+/// `LATEST_TARGET_LAG` (default `1 minute`): `<n> seconds|minutes|hours|days`, at least a
+/// minute, as Snowflake accepts it for a new or replaced Dynamic Table
+/// (<https://docs.snowflake.com/en/release-notes/bcr-bundles/2023_06/bcr-1247>); refused here so
+/// that a schema-evolution re-create cannot fail on it later.
+fn target_lag(value: Option<String>) -> Result<String, String> {
+    let Some(value) = value else {
+        return Ok("1 minute".into());
+    };
+    let (n, unit) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| format!("{value:?} is not '<n> seconds|minutes|hours|days'"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{value:?} does not start with a whole number"))?;
+    let seconds = match unit
+        .trim()
+        .trim_end_matches('s')
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "second" => n,
+        "minute" => n * 60,
+        "hour" => n * 3600,
+        "day" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "{value:?}: the unit is seconds, minutes, hours or days"
+            ))
+        }
+    };
+    if seconds < 60 {
+        return Err(format!(
+            "{value:?} is under a minute, which Snowflake refuses"
+        ));
+    }
+    Ok(value.trim().to_string())
+}
+
 impl WriteMode {
     /// `WRITE_MODE` (`merge` or `streaming`) and, for streaming, its table suffixes.
     pub fn from_env(env: &Env<'_>, snowflake: &SnowflakeConfig) -> Result<Self, ConfigError> {
@@ -140,9 +179,8 @@ impl WriteMode {
                     schema: ident::resolve(&snowflake.schema)
                         .map_err(|e| ConfigError::new("SNOWFLAKE_SCHEMA", e.to_string()))?,
                     channel_suffix: None,
-                    latest_target_lag: env
-                        .optional("LATEST_TARGET_LAG")
-                        .unwrap_or_else(|| "1 minute".into()),
+                    latest_target_lag: target_lag(env.optional("LATEST_TARGET_LAG"))
+                        .map_err(|e| ConfigError::new("LATEST_TARGET_LAG", e))?,
                     latest_warehouse: ident::quote(
                         snowflake.warehouse.as_deref().unwrap_or("COMPUTE_WH"),
                     )
@@ -171,4 +209,27 @@ fn table_suffix(env: &Env<'_>, var: &str, default: &str) -> Result<String, Confi
         ));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_lag;
+
+    #[test]
+    fn the_latest_target_lag_is_checked_at_start_up() {
+        assert_eq!(target_lag(None).unwrap(), "1 minute");
+        for ok in ["1 minute", "60 seconds", "2 hours", "1 day", " 5 Minutes "] {
+            assert!(target_lag(Some(ok.into())).is_ok(), "{ok}");
+        }
+        for bad in [
+            "30 seconds",
+            "0 minutes",
+            "soon",
+            "1",
+            "1 fortnight",
+            "DOWNSTREAM",
+        ] {
+            assert!(target_lag(Some(bad.into())).is_err(), "{bad}");
+        }
+    }
 }

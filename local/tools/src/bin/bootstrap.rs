@@ -2,12 +2,13 @@
 //! printing each statement's outcome; exits non-zero at the first failure.
 //!
 //! ```text
-//! bootstrap [--sql-dir DIR] [--profile local|aws] [--var NAME=VALUE]... [--streaming [--target-lag LAG]]
+//! bootstrap [--sql-dir DIR] [--profile local|aws] [--var NAME=VALUE]... [--streaming]
 //! ```
 //!
 //! `--streaming`: then, for every table of the upsert function's mapping (`UPSERT_TABLES` and
 //! `TABLE` or `ROUTE_*`, as the function reads them, with `WRITE_MODE=streaming`), its change
-//! table and the Dynamic Table of its latest state (`TARGET_LAG`, default `1 minute`).
+//! table and the Dynamic Table of its latest state (the function's `LATEST_TARGET_LAG`, default
+//! `1 minute`, refreshed by its `SNOWFLAKE_WAREHOUSE`).
 //!
 //! Connection: the `SNOWFLAKE_*` variables of the functions (`SNOWFLAKE_ACCOUNT`, `SNOWFLAKE_URL`,
 //! `SNOWFLAKE_SCHEMA`, `SNOWFLAKE_AUTH`, key or token, ...; see `SnowflakeConfig::from_env`).
@@ -23,14 +24,15 @@ use shared::config::{Env, ProcessEnv};
 use shared::snowflake::{SnowflakeClient, SnowflakeConfig};
 use tools::bootstrap::{self, Profile};
 
-const USAGE: &str = "usage: bootstrap [--sql-dir DIR] [--profile local|aws] [--var NAME=VALUE]... [--streaming [--target-lag LAG]]";
+const USAGE: &str =
+    "usage: bootstrap [--sql-dir DIR] [--profile local|aws] [--var NAME=VALUE]... [--streaming]";
 
 struct Args {
     sql_dir: PathBuf,
     profile: Profile,
     vars: HashMap<String, String>,
-    /// The target lag of the latest-state Dynamic Tables, when they are wanted.
-    streaming: Option<String>,
+    /// Whether the change tables and latest-state Dynamic Tables are wanted.
+    streaming: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -38,7 +40,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         sql_dir: PathBuf::from("sql"),
         profile: Profile::Local,
         vars: HashMap::new(),
-        streaming: None,
+        streaming: false,
     };
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -55,10 +57,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
             "-h" | "--help" => return Ok(None),
             "--sql-dir" => args.sql_dir = PathBuf::from(value()?),
             "--profile" => args.profile = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--streaming" => {
-                args.streaming.get_or_insert_with(|| "1 minute".into());
-            }
-            "--target-lag" => args.streaming = Some(value()?),
+            "--streaming" => args.streaming = true,
             "--var" => {
                 let (k, v) = bootstrap::parse_var(&value()?).map_err(|e| e.to_string())?;
                 args.vars.insert(k, v);
@@ -85,19 +84,16 @@ async fn run(args: Args) -> Result<usize, String> {
     .await
     .map_err(|e| e.to_string())?;
     let mut applied = outcomes.len();
-    if let Some(lag) = &args.streaming {
-        applied += streaming_objects(&client, &env, &vars, lag).await?;
+    if args.streaming {
+        applied += streaming_objects(&client, &env).await?;
     }
     Ok(applied)
 }
 
 /// The change table and latest-state Dynamic Table of every mapped table.
-async fn streaming_objects(
-    client: &SnowflakeClient,
-    env: &Env<'_>,
-    vars: &HashMap<String, String>,
-    target_lag: &str,
-) -> Result<usize, String> {
+/// Their `TARGET_LAG` and warehouse are the function's own (`LATEST_TARGET_LAG`,
+/// `SNOWFLAKE_WAREHOUSE`), so a re-create after schema evolution keeps what bootstrap made.
+async fn streaming_objects(client: &SnowflakeClient, env: &Env<'_>) -> Result<usize, String> {
     use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
     let config = upsert::Config::from_env(env).map_err(|e| e.to_string())?;
     let upsert::WriteMode::Streaming(settings) = &config.write_mode else {
@@ -105,16 +101,17 @@ async fn streaming_objects(
             "--streaming needs WRITE_MODE=streaming (and the function's UPSERT_TABLES)".into(),
         );
     };
-    let warehouse = vars
-        .get("WAREHOUSE")
-        .map(String::as_str)
-        .unwrap_or("COMPUTE_WH");
     let mut applied = 0;
     for (logical, mapping) in config.tables.iter() {
         let objects = ChangeObjects::of(mapping, &settings.change_suffix, &settings.latest_suffix);
         for sql in [
             change_table_ddl(mapping, &objects),
-            latest_ddl(mapping, &objects, target_lag, warehouse),
+            latest_ddl(
+                mapping,
+                &objects,
+                &settings.latest_target_lag,
+                &settings.latest_warehouse,
+            ),
         ] {
             client
                 .execute(
