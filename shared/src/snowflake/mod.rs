@@ -27,6 +27,7 @@ pub use config::{
 pub use error::SnowflakeError;
 pub use ident::IdentError;
 pub use recovery::Recovery;
+pub use retry::{retry_until, Attempt};
 pub use types::{Binding, ColumnType, QueryResult, Statement};
 
 #[cfg(test)]
