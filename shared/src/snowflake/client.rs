@@ -204,7 +204,7 @@ fn transport_kind(e: &reqwest::Error) -> &'static str {
 }
 
 /// `msg` followed by the chain of `e`'s sources (reqwest's own message rarely says why).
-pub(crate) fn with_sources(mut msg: String, e: &dyn std::error::Error) -> String {
+pub fn with_sources(mut msg: String, e: &dyn std::error::Error) -> String {
     let mut source = e.source();
     while let Some(s) = source {
         msg.push_str(": ");

@@ -20,7 +20,7 @@ pub mod streaming;
 mod types;
 
 pub use auth::JwtSigner;
-pub use client::{request_id_for, SnowflakeClient};
+pub use client::{request_id_for, with_sources, SnowflakeClient};
 pub use config::{
     AuthConfig, KeySource, RetryPolicy, SecretString, SnowflakeConfig, TokenSource, TokenType,
 };
