@@ -1501,3 +1501,5 @@ async fn assert_flat_rows(stack: &Stack, a: &str, b: &str) {
         ]
     );
 }
+
+mod snowpipe;
