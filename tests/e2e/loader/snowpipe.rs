@@ -24,16 +24,7 @@ async fn two_sensor_files(stack: &Stack, tag: &str) -> [String; 2] {
         let lines: Vec<String> = (1..=2)
             .map(|row| ndjson_line(10 * (i as u32 + 1) + row, key, row))
             .collect();
-        stack
-            .s3
-            .put_object()
-            .bucket(&stack.bucket)
-            .key(key)
-            .metadata("row-count", "2")
-            .body(gzip(&(lines.join("\n") + "\n")).into())
-            .send()
-            .await
-            .expect("put");
+        put_counted(stack, key, gzip(&(lines.join("\n") + "\n")), "2").await;
     }
     keys
 }
