@@ -5,6 +5,8 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   POST /api/v2/statements[?requestId=<uuid>&retry=true&async=true]
   GET  /api/v2/statements/<handle>[?partition=n]
   POST /api/v2/statements/<handle>/cancel
+  POST /v1/data/pipes/<db.schema.pipe>/insertFiles, GET .../insertReport, GET .../loadHistoryScan
+       (the Snowpipe REST API, local/snowpipe_api.py; pipes from CREATE PIPE)
   GET  /healthz
   POST /admin/faults   {"status": 429|500|503|504, "count": N} | {"delay_ms": D, "count": N}
                        | {"drop_connection": true, "count": N} | {"async_after_ms": X}
@@ -14,9 +16,15 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
                        | {"streaming_drop_connection": true, "count": N, "after_apply": true|false}
                        | {"invalidate_channel": "<name>"}, each optionally scoped {"channel": c, "pipe": p}
                          (the Snowpipe Streaming endpoints, local/streaming_api.py)
+                       | {"snowpipe_status": 429|500|503, "count": N}
+                       | {"snowpipe_drop_connection": true, "count": N, "after_apply": true|false}
+                       | {"snowpipe_fail_load": "<path substring>", "count": N}, each optionally {"pipe": "DB.SCHEMA.P"}
+                         (the Snowpipe REST endpoints, local/snowpipe_api.py)
   POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D,
                         "streaming_commit_delay_ms": [min, max], "streaming_requests_per_second": R,
-                        "streaming_channels_per_pipe": N, "streaming_hostname_format": "text"|"json"}
+                        "streaming_channels_per_pipe": N, "streaming_hostname_format": "text"|"json",
+                        "snowpipe_load_delay_ms": [min, max], "snowpipe_requests_per_second": R,
+                        "snowpipe_report_max_events": N}
                        clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
                        uncertainty; see local/load_history.py)
   POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata and
@@ -24,13 +32,16 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
                         "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}, "aborts": n},
                         "streaming": {"appends_accepted": n, "appends_committed": n, "appends_discarded": n,
-                                      "channels": {"DB.SCHEMA.PIPE.CHANNEL": {... same, "pending": n}}, ...}}
+                                      "channels": {"DB.SCHEMA.PIPE.CHANNEL": {... same, "pending": n}}, ...},
+                        "snowpipe": {"requests", "files_queued", "files_loaded", "files_failed", "duplicates_skipped",
+                                     "pipes": {"DB.SCHEMA.PIPE": {... same, "queued": n}}, ...}}
 
 Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
   local/load_history.py     COPY load metadata by (path, checksum), 64 days, FORCE, LOAD_UNCERTAIN_FILES
   local/table_locks.py      per-table lock queue of UPDATE/DELETE/MERGE, 000625 past 20 waiters
   local/streaming_api.py    the Snowpipe Streaming REST API (channels, offset tokens) on the same port
+  local/snowpipe_api.py     pipes (CREATE/DROP/SHOW/DESC PIPE) and the Snowpipe REST API (insertFiles, ...)
 
 Environment (defaults in brackets):
   LOCAL_SF_HOST [127.0.0.1]  LOCAL_SF_PORT [8787]
@@ -42,6 +53,8 @@ Environment (defaults in brackets):
   LOCAL_SF_ROLES [LOADER_ROLE,PUBLIC]  (names as SHOW returns them; the request fields are case-sensitive)
   LOCAL_SF_STREAMING_COMMIT_DELAY_MS [300-1500]  an accepted streaming append commits after a delay drawn from it
   LOCAL_SF_STREAMING_REQUESTS_PER_SECOND [10]  LOCAL_SF_STREAMING_CHANNELS_PER_PIPE [2000]  (Snowflake's limits)
+  LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS [1000-5000]  a file queued by insertFiles loads after a delay drawn from it
+  LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND [20]  Snowpipe REST requests per second per pipe, then 429
 """
 
 from __future__ import annotations

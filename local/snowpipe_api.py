@@ -180,10 +180,16 @@ class Settings:
 
     @staticmethod
     def defaults() -> "Settings":
-        return Settings(
-            load_delay_ms=parse_delay(os.environ.get("LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS", DEFAULT_LOAD_DELAY_MS)),
-            requests_per_second=float(os.environ.get("LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND)),
-        )
+        """From the environment; a bad value fails start-up naming its variable."""
+        try:
+            delay = parse_delay(os.environ.get("LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS", DEFAULT_LOAD_DELAY_MS))
+        except ValueError as e:
+            raise ValueError(f"LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS: {e}") from None
+        try:
+            rate = float(os.environ.get("LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND))
+        except ValueError:
+            raise ValueError("LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND must be a number") from None
+        return Settings(load_delay_ms=delay, requests_per_second=rate)
 
 
 @dataclass

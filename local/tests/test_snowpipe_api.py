@@ -14,8 +14,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
-
 import pytest
 import requests
 
@@ -31,22 +29,9 @@ from test_snowflake_service import (  # noqa: E402,F401 - fixtures are used by n
     spec,
     stack,
 )
+from test_streaming_api import admin, wait_for  # noqa: E402
 
 FORMAT = "FILE_FORMAT = (FORMAT_NAME = 'NDJSON_FMT')"
-
-
-def admin(base: str, path: str, body: dict) -> None:
-    r = requests.post(f"{base}/admin/{path}", json=body, timeout=5)
-    assert r.status_code == 200, r.text
-
-
-def wait_for(check: Callable, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(what)
 
 
 class Pipe:
