@@ -157,28 +157,32 @@ impl<'a> PipeService<'a> {
         let mark = self.submit(&mut run, items, out).await;
         self.poll(&mut run, mark, out).await;
         if !run.pending.is_empty() {
-            self.scan(&mut run, out, |o| o).await;
+            self.scan(&mut run, out, Some).await;
         }
         finish(run)
     }
 
-    /// Step 1: files the pipe's history shows final are not sent again; a `LOADED` one is
-    /// already loaded, a failed one fails again with its error.
+    /// Step 1: a file the pipe's history shows `LOADED` is already loaded and one shown
+    /// `PARTIALLY_LOADED` fails again with its error: the pipe's load metadata would skip either.
+    /// One shown `LOAD_FAILED` is sent again: the metadata remembers loaded files, so Snowpipe
+    /// tries a failed one anew (a data error fails again and keeps failing the message, a
+    /// transient one loads), https://docs.snowflake.com/en/user-guide/data-load-snowpipe-intro#load-history
     async fn loaded_before(&self, run: &mut Run<'_>, out: &mut Outcome) {
         self.scan(run, out, |outcome| match outcome {
-            FileOutcome::Loaded { .. } => FileOutcome::AlreadyLoaded,
-            other => other,
+            FileOutcome::Loaded { .. } => Some(FileOutcome::AlreadyLoaded),
+            FileOutcome::Failed { error } if error.starts_with("LOAD_FAILED") => None,
+            other => Some(other),
         })
         .await;
     }
 
     /// One `loadHistoryScan` since the group's window start; final entries of pending files are
-    /// settled through `map`. A failed scan settles nothing (logged).
+    /// settled through `map` (`None`: left pending). A failed scan settles nothing (logged).
     async fn scan(
         &self,
         run: &mut Run<'_>,
         out: &mut Outcome,
-        map: impl Fn(FileOutcome) -> FileOutcome,
+        map: impl Fn(FileOutcome) -> Option<FileOutcome>,
     ) {
         out.history_queries += 1;
         let path = endpoint_path(&run.pipe, Endpoint::LoadHistoryScan);
@@ -190,7 +194,14 @@ impl<'a> PipeService<'a> {
         match self.get_report(&path, &query).await {
             Ok(report) => {
                 for (p, o) in settle(&report, &mut run.pending) {
-                    run.settled.insert(p, map(o));
+                    match map(o) {
+                        Some(o) => {
+                            run.settled.insert(p, o);
+                        }
+                        None => {
+                            run.pending.insert(p);
+                        }
+                    }
                 }
             }
             Err(e) => {
