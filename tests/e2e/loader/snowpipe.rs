@@ -140,3 +140,100 @@ async fn a_bad_file_fails_its_message_with_the_pipes_first_error_until_the_dlq()
         "the good file loaded once, the bad one not at all"
     );
 }
+
+/// The pipe of the stack's sensor table, as the referee's faults name it.
+fn sensor_pipe(stack: &Stack) -> String {
+    format!("{}.S.SENSOR_READINGS_RAW_PIPE", stack.db)
+}
+
+#[tokio::test]
+async fn throttling_and_a_lost_insert_files_answer_are_retried_without_double_rows() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("pipe-faults").await;
+    let loader = pipe_loader(&stack).await;
+    let keys = two_sensor_files(&stack, "3").await;
+    let records = receive(&stack, 2).await;
+    let pipe = sensor_pipe(&stack);
+    support::snowflake_admin(
+        "/admin/faults",
+        json!({"snowpipe_status": 429, "count": 2, "pipe": pipe}),
+    )
+    .await;
+    support::snowflake_admin(
+        "/admin/faults",
+        json!({"snowpipe_drop_connection": true, "after_apply": true, "count": 1, "pipe": pipe}),
+    )
+    .await;
+
+    let (response, out) = invoke(&loader, &records, Duration::from_secs(30)).await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new(), "{out:#?}");
+    assert_eq!((out.loaded, out.pending, out.failed), (2, 0, 0), "{out:#?}");
+    assert_eq!(
+        sensor_rows(&stack).await,
+        expected_rows(&keys),
+        "each row once"
+    );
+}
+
+#[tokio::test]
+async fn a_row_count_differing_from_the_recorded_one_is_a_mismatch() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("pipe-rowcount").await;
+    let loader = pipe_loader(&stack).await;
+    let key = "raw/sensor_readings/2024/03/05/07/shardId-000000000000-8-8.ndjson.gz";
+    put_counted(&stack, key, gzip(&(ndjson_line(8, key, 1) + "\n")), "3").await;
+    let records = receive(&stack, 1).await;
+    let (response, out) = invoke(&loader, &records, Duration::from_secs(30)).await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new(), "{out:#?}");
+    assert_eq!(out.file_outcomes[key], FileOutcome::Loaded { rows: 1 });
+    assert_eq!(out.row_count_mismatches, 1);
+}
+
+#[tokio::test]
+async fn a_file_not_loaded_by_the_deadline_is_pending_then_acknowledged_on_the_retry() {
+    // the load delay is the service's setting: no other test may run meanwhile
+    let _g = support::snowflake_exclusive().await;
+    let stack = stack("pipe-pending").await;
+    let loader = pipe_loader(&stack).await;
+    let keys = two_sensor_files(&stack, "4").await;
+    let records = receive(&stack, 2).await;
+    support::snowflake_admin(
+        "/admin/config",
+        json!({"snowpipe_load_delay_ms": [4000, 4000]}),
+    )
+    .await;
+
+    let (response, out) = invoke(&loader, &records, Duration::from_secs(2)).await;
+    support::snowflake_admin("/admin/reset", json!({})).await;
+    let mut failed = failed_ids(&response);
+    failed.sort();
+    let mut all = [
+        message_id_of(&records, "-41-41."),
+        message_id_of(&records, "-42-42."),
+    ];
+    all.sort();
+    assert_eq!(failed, all, "{out:#?}");
+    assert_eq!(
+        (out.pending, out.loaded, out.rows_loaded),
+        (2, 0, 0),
+        "{out:#?}"
+    );
+    assert!(
+        matches!(&out.file_outcomes[&keys[0]], FileOutcome::Pending { reason } if reason.contains("SENSOR_READINGS_RAW_PIPE"))
+    );
+
+    // the retry comes after the load: the history shows it, nothing is sent again
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (response, out) = invoke(&loader, &redelivered(&records, 2), Duration::from_secs(30)).await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new(), "{out:#?}");
+    assert_eq!(
+        (out.already_loaded, out.insert_requests),
+        (2, 0),
+        "{out:#?}"
+    );
+    assert_eq!(
+        sensor_rows(&stack).await,
+        expected_rows(&keys),
+        "each row once"
+    );
+}
