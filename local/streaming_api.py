@@ -684,6 +684,12 @@ class StreamingApi:
             try:
                 cur = conn.cursor()
                 for names, values in groups.items():
+                    # the whole group straight into DuckDB first (fakesnow's SQL rewrite of a
+                    # many-row VALUES list is what costs); on any refusal the rows go one by one
+                    # through fakesnow, whose errors are Snowflake's
+                    if names and len(values) > 1 and self.try_insert_direct(conn, db, schema, table, names, values):
+                        inserted += len(values)
+                        continue
                     if names and len(values) > 1 and self.try_insert(cur, table, names, values):
                         inserted += len(values)
                         continue
@@ -702,6 +708,20 @@ class StreamingApi:
     @staticmethod
     def sql_value(v: Any) -> Any:
         return json.dumps(v, separators=(",", ":"), ensure_ascii=False) if isinstance(v, (dict, list)) else v
+
+    @staticmethod
+    def try_insert_direct(conn: Any, db: str, schema: str, table: str, names: tuple, values: list[list]) -> bool:
+        """One multi-row INSERT on the connection's DuckDB connection, in a transaction of its own: all or none."""
+        duck = conn._duck_conn  # noqa: SLF001
+        quote = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+        marks = "(" + ", ".join("?" for _ in names) + ")"
+        sql = (f"INSERT INTO {quote(db)}.{quote(schema)}.{quote(table)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES {', '.join(marks for _ in values)}")
+        try:
+            duck.execute(sql, [v for row in values for v in row])
+            return True
+        except Exception:  # noqa: BLE001 - the slow path tells which row and why
+            return False
 
     @staticmethod
     def try_insert(cur: Any, table: str, names: tuple, values: list[list], raise_error: bool = False) -> bool:

@@ -15,8 +15,8 @@ use shared::snowflake::{Binding, SnowflakeClient, Statement};
 pub struct Ceiling {
     /// Single-row INSERT statements a second, from [`STATEMENT_CLIENTS`] clients at once.
     pub statements_per_sec: f64,
-    /// Streaming appends (of [`ROWS_PER_APPEND`] rows) accepted a second, from [`CHANNELS`]
-    /// channels at once, each within Snowflake's 10 requests a second per channel.
+    /// Streaming appends (of [`ROWS_PER_APPEND`] rows) a second, accepted and committed, from
+    /// [`CHANNELS`] channels at once, each within Snowflake's 10 requests a second per channel.
     pub appends_per_sec: f64,
 }
 
@@ -38,13 +38,20 @@ pub async fn measure(
 ) -> Result<Ceiling, String> {
     let was = timing_model(service_url).await?;
     set_timing_model(service_url, "off").await?;
-    let result = measure_both(client, (database, schema), Duration::from_secs(seconds)).await;
+    let result = measure_both(
+        client,
+        service_url,
+        (database, schema),
+        Duration::from_secs(seconds),
+    )
+    .await;
     set_timing_model(service_url, &was).await?;
     result
 }
 
 async fn measure_both(
     client: &SnowflakeClient,
+    service_url: &str,
     (database, schema): (&str, &str),
     span: Duration,
 ) -> Result<Ceiling, String> {
@@ -57,7 +64,7 @@ async fn measure_both(
         .await
         .map_err(|e| e.to_string())?;
     let statements = insert_rate(client, span).await?;
-    let appends = append_rate(client, (database, schema), span).await?;
+    let appends = append_rate(client, service_url, (database, schema), span).await?;
     Ok(Ceiling {
         statements_per_sec: statements,
         appends_per_sec: appends,
@@ -94,9 +101,11 @@ async fn insert_rate(client: &SnowflakeClient, span: Duration) -> Result<f64, St
 /// Appends a second, [`CHANNELS`] channels of the table's default pipe appending in turn.
 async fn append_rate(
     client: &SnowflakeClient,
+    service_url: &str,
     (database, schema): (&str, &str),
     span: Duration,
 ) -> Result<f64, String> {
+    let committed_before = committed(service_url).await?;
     let streaming = Arc::new(StreamingClient::new(client));
     let rows: Arc<Vec<u8>> = Arc::new(
         (0..ROWS_PER_APPEND)
@@ -139,19 +148,36 @@ async fn append_rate(
     for t in tasks {
         t.await.map_err(|e| e.to_string())??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    let appended = done.load(Ordering::Relaxed);
+    // Accepted is not committed: the rate counts until the last append committed (or 120 s).
+    while committed(service_url).await? < committed_before + appended
+        && started.elapsed() < span + Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(appended as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The service's timing model now (`off` or `snowflake`), from `/admin/stats`.
-pub async fn timing_model(service_url: &str) -> Result<String, String> {
+/// Appends the service has committed so far (`/admin/stats`).
+async fn committed(service_url: &str) -> Result<u64, String> {
+    Ok(stats(service_url).await?["streaming"]["appends_committed"]
+        .as_u64()
+        .unwrap_or(0))
+}
+
+async fn stats(service_url: &str) -> Result<serde_json::Value, String> {
     let body = reqwest::get(format!("{service_url}/admin/stats"))
         .await
         .map_err(|e| e.to_string())?
         .text()
         .await
         .map_err(|e| e.to_string())?;
-    let stats: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    Ok(stats["timing"]["model"]
+    serde_json::from_str(&body).map_err(|e| e.to_string())
+}
+
+/// The service's timing model now (`off` or `snowflake`), from `/admin/stats`.
+pub async fn timing_model(service_url: &str) -> Result<String, String> {
+    Ok(stats(service_url).await?["timing"]["model"]
         .as_str()
         .unwrap_or("off")
         .to_string())
