@@ -23,7 +23,7 @@ pub struct Ceiling {
 /// Concurrent SQL clients.
 pub const STATEMENT_CLIENTS: usize = 16;
 /// Concurrent channels.
-pub const CHANNELS: usize = 64;
+pub const CHANNELS: usize = 16;
 /// Rows per append, as the upsert's batches of 100.
 pub const ROWS_PER_APPEND: usize = 100;
 const TABLE: &str = "CEILING";

@@ -2,7 +2,7 @@
 //! stack with its Snowflake timing model on (see `tools::loadtest`). Not part of `make test`.
 //!
 //! loadtest [--shards 1,4,16,32] [--records-per-shard 250] [--max-records 3000] [--keys 2000]
-//!          [--batch-size 100] [--ceiling-seconds 5] [--svg local/loadtest/loadtest.svg]
+//!          [--batch-size 100] [--ceiling-seconds 2] [--svg local/loadtest/loadtest.svg]
 
 use std::time::Instant;
 
@@ -39,7 +39,7 @@ async fn main() -> Result<(), String> {
         .get("svg")
         .unwrap_or("local/loadtest/loadtest.svg")
         .to_string();
-    print_ceiling(&opts, args.parse_or("ceiling-seconds", 5)?).await?;
+    print_ceiling(&opts, args.parse_or("ceiling-seconds", 2)?).await?;
     let model = ceiling::timing_model(&opts.snowflake_url).await?;
     println!(
         "\nTiming model: {model}. {} records per shard (at most {}) of {} sensors per run, batches of {}, one invocation per shard at a time",
