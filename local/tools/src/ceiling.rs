@@ -56,13 +56,7 @@ async fn measure_both(
     span: Duration,
 ) -> Result<Ceiling, String> {
     let create = format!("CREATE TABLE IF NOT EXISTS {TABLE} (ID NUMBER, NOTE VARCHAR)");
-    client
-        .execute(
-            &Statement::new(create),
-            Instant::now() + Duration::from_secs(60),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    crate::loadtest::execute_each(client, [create]).await?;
     let statements = insert_rate(client, span).await?;
     let appends = append_rate(client, service_url, (database, schema), span).await?;
     Ok(Ceiling {

@@ -539,7 +539,7 @@ fn measuring(upsert: Arc<upsert::Upsert>, measured: Arc<Measured>) -> KinesisInv
 }
 
 /// Runs `statements` in order, stopping at the first failure.
-async fn execute_each(
+pub(crate) async fn execute_each(
     client: &SnowflakeClient,
     statements: impl IntoIterator<Item = String>,
 ) -> Result<(), String> {
