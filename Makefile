@@ -168,10 +168,12 @@ bootstrap:
 	  STAGE_URL=$${STAGE_URL:-s3://raw-zone/raw/} $(CARGO) run -q --locked -p tools --bin bootstrap -- --profile local
 
 # The upsert's two write modes side by side at 1, 4, 16 and 32 shards (not part of `make test`).
+# The local Snowflake runs with its Snowflake timing model on (local/warehouse_timing.py); its own
+# stack, so a stack already up (model off) is not reused: stop it first (make local-down).
 loadtest: $(VENV_STAMP)
 	$(CARGO) build --locked -p tools --bin loadtest
-	local/stack.sh up
-	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} target/debug/loadtest $(ARGS) || status=$$?; \
+	LOCAL_SF_TIMING_MODEL=snowflake local/stack.sh up
+	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} $${CARGO_TARGET_DIR:-target}/debug/loadtest $(ARGS) || status=$$?; \
 	  local/stack.sh down; exit $$status
 
 # Put generated records to a stream on the local stack, e.g. make loadgen ARGS="--stream s --create --count 10000".
