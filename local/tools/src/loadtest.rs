@@ -202,7 +202,7 @@ impl RunSetup {
                 ("WRITE_MODE", mode),
             ],
         )?;
-        let rows_in = prepare_tables(&client, &config, mode).await?;
+        let rows_in = prepare_tables(&client, &config, "sensor_readings", mode).await?;
         let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3));
         Ok(Self {
             source: KinesisSource {
@@ -218,17 +218,18 @@ impl RunSetup {
     }
 }
 
-/// Creates what streaming mode writes through; returns where the run's rows end up: the target
+/// Creates what streaming mode writes through for `table`'s mapping; returns where the run's rows end up: the target
 /// table (merge) or the latest-state view (streaming).
-async fn prepare_tables(
+pub(crate) async fn prepare_tables(
     client: &SnowflakeClient,
     config: &upsert::Config,
+    table: &str,
     mode: &str,
 ) -> Result<String, String> {
     let mapping = config
         .tables
-        .get("sensor_readings")
-        .ok_or("no sensor_readings mapping")?;
+        .get(table)
+        .ok_or_else(|| format!("no {table} mapping"))?;
     let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
     if mode == "streaming" {
         // The change table and the latest-state Dynamic Table streaming mode writes through.
