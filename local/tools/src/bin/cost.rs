@@ -31,12 +31,18 @@ async fn main() -> Result<(), String> {
     if args.flag("measure") {
         let m = measure::run(&measure_options(&args)?).await?;
         let text = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())? + "\n";
-        std::fs::write(&measured_path, text).map_err(|e| format!("{}: {e}", measured_path.display()))?;
+        std::fs::write(&measured_path, text)
+            .map_err(|e| format!("{}: {e}", measured_path.display()))?;
         println!("wrote {}\n", measured_path.display());
     }
-    let text = std::fs::read_to_string(&measured_path)
-        .map_err(|e| format!("{}: {e} (make cost MEASURE=1 measures)", measured_path.display()))?;
-    let m: Measurements = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", measured_path.display()))?;
+    let text = std::fs::read_to_string(&measured_path).map_err(|e| {
+        format!(
+            "{}: {e} (make cost MEASURE=1 measures)",
+            measured_path.display()
+        )
+    })?;
+    let m: Measurements =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", measured_path.display()))?;
     let setup = setup(&args)?;
     println!(
         "measured {} on {} (commit {}, {} binaries)\n",
@@ -53,7 +59,8 @@ async fn main() -> Result<(), String> {
     );
     for (s, file) in all.iter().take(2).zip(["cost.svg", "cost-5kb.svg"]) {
         let path = out.join(file);
-        std::fs::write(&path, chart(s, &setup, &m, &prices)).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, chart(s, &setup, &m, &prices))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -62,8 +69,12 @@ async fn main() -> Result<(), String> {
 fn prices(args: &Args) -> Result<Prices, String> {
     let mut prices = Prices::default();
     for pair in args.get("price").into_iter().flat_map(|v| v.split(',')) {
-        let (name, value) = pair.split_once('=').ok_or_else(|| format!("--price {pair}: name=value"))?;
-        let value = value.parse().map_err(|_| format!("--price {pair}: not a number"))?;
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--price {pair}: name=value"))?;
+        let value = value
+            .parse()
+            .map_err(|_| format!("--price {pair}: not a number"))?;
         prices.set(name, value)?;
     }
     Ok(prices)
@@ -92,9 +103,15 @@ fn own_scenario(args: &Args, m: &Measurements) -> Result<Option<Scenario>, Strin
     let record_bytes: f64 = args.parse_or("record-bytes", 200.0)?;
     let workload = match args.get("workload") {
         Some(w) => w.to_string(),
-        None => m.nearest_workload(record_bytes).map(|w| w.name.clone()).ok_or("no workloads measured")?,
+        None => m
+            .nearest_workload(record_bytes)
+            .map(|w| w.name.clone())
+            .ok_or("no workloads measured")?,
     };
-    let (rate, hours) = (args.parse_or("rate", 1_000.0)?, args.parse_or("hours", 24.0)?);
+    let (rate, hours) = (
+        args.parse_or("rate", 1_000.0)?,
+        args.parse_or("hours", 24.0)?,
+    );
     Ok(Some(Scenario {
         name: format!("{rate} records/s (timings of the {workload} workload)"),
         record_bytes,
@@ -110,7 +127,9 @@ fn measure_options(args: &Args) -> Result<MeasureOptions, String> {
         bin_dir: args.get("bin-dir").unwrap_or("target/release").into(),
         python: args.get("python").unwrap_or(".venv/bin/python").into(),
         invoke_py: "local/tools/invoke.py".into(),
-        run_dir: std::env::var("RUN_DIR").unwrap_or_else(|_| "local/.run".into()).into(),
+        run_dir: std::env::var("RUN_DIR")
+            .unwrap_or_else(|_| "local/.run".into())
+            .into(),
         snowflake_url: local.snowflake_url,
         key_file: local.key_file,
         sql_dir: args.get("sql-dir").unwrap_or("sql").into(),

@@ -74,7 +74,11 @@ pub fn table(s: &Scenario, estimates: &[Estimate]) -> String {
     for e in estimates {
         let c = &e.cost;
         let total = usd(c.total());
-        let total = if c.total() == cheapest { format!("**{total}**") } else { total };
+        let total = if c.total() == cheapest {
+            format!("**{total}**")
+        } else {
+            total
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",

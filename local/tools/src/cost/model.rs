@@ -185,7 +185,12 @@ pub struct Estimate {
 /// warehouse never suspends when the next statement comes within `query_s + auto_suspend_s`,
 /// otherwise each statement resumes it and bills at least 60 seconds.
 /// <https://docs.snowflake.com/en/user-guide/cost-understanding-compute>
-pub fn warehouse_seconds(loads_per_s: f64, query_s: f64, auto_suspend_s: f64, active_s: f64) -> f64 {
+pub fn warehouse_seconds(
+    loads_per_s: f64,
+    query_s: f64,
+    auto_suspend_s: f64,
+    active_s: f64,
+) -> f64 {
     if loads_per_s <= 0.0 || active_s <= 0.0 {
         return 0.0;
     }
@@ -217,7 +222,9 @@ pub fn shards(rate: f64, record_bytes: f64) -> f64 {
 pub fn kinesis_batch_records(rate: f64, record_bytes: f64, mapping: &Mapping) -> f64 {
     let per_shard = rate / shards(rate, record_bytes);
     let event_bytes = (record_bytes / 3.0).ceil() * 4.0 + EVENT_BYTES_PER_RECORD;
-    let cap = mapping.batch_size.min((LAMBDA_PAYLOAD_BYTES / event_bytes).floor());
+    let cap = mapping
+        .batch_size
+        .min((LAMBDA_PAYLOAD_BYTES / event_bytes).floor());
     (per_shard * mapping.window_s).clamp(1.0, cap.max(1.0))
 }
 
@@ -274,7 +281,10 @@ impl Function<'_> {
         };
         let billed = fit.billed_ms(self.units) + self.wait_ms;
         let invocations = self.invocations_per_s * s.active_s();
-        (lambda_cost(invocations, billed, self.mapping.memory_mb, p), requests)
+        (
+            lambda_cost(invocations, billed, self.mapping.memory_mb, p),
+            requests,
+        )
     }
 
     /// The fit for the scenario's record size (the per-record part scaled from the measured
@@ -289,13 +299,19 @@ impl Function<'_> {
                 self.name,
                 self.mode,
                 s.workload,
-                if stand_in.flatten().is_some() { "the copy loader's timing stands in" } else { "left out" }
+                if stand_in.flatten().is_some() {
+                    "the copy loader's timing stands in"
+                } else {
+                    "left out"
+                }
             ));
             stand_in.flatten()
         })?;
         let mut fit = case.fit();
         if case.unit == "record" {
-            let measured = m.workload(&s.workload).map_or(s.record_bytes, |w| w.record_bytes);
+            let measured = m
+                .workload(&s.workload)
+                .map_or(s.record_bytes, |w| w.record_bytes);
             fit.per_unit_ms *= s.record_bytes / measured.max(1.0);
         }
         Some((fit, case.requests.clone()))
@@ -333,7 +349,8 @@ fn micro_batch(path: Path, s: &Scenario, setup: &Setup, m: &Measurements, p: &Pr
     let (lambda_o, req_o) = orchestrator.cost(s, p, &mut notes);
     let (lambda_l, req_l) = loader.cost(s, p, &mut notes);
     let active = s.active_s();
-    let s3 = files_per_s * active
+    let s3 = files_per_s
+        * active
         * (req_o.per_invocation(|r| r.s3_put) * p.s3_put.value
             + req_l.per_unit(|r| r.s3_get) * p.s3_get.value);
     // S3's notification, then the loader's delete per batch; idle long polls all month.
@@ -369,7 +386,11 @@ fn upsert(path: Path, s: &Scenario, setup: &Setup, m: &Measurements, p: &Prices)
         mapping: setup.upsert,
         invocations_per_s: batches_per_s,
         units: records,
-        wait_ms: if merge { setup.merge_query_s * 1000.0 } else { 0.0 },
+        wait_ms: if merge {
+            setup.merge_query_s * 1000.0
+        } else {
+            0.0
+        },
         measured: m,
     };
     let (lambda, requests) = function.cost(s, p, &mut notes);
@@ -397,7 +418,10 @@ fn firehose(s: &Scenario, p: &Prices) -> Estimate {
     let records = s.rate * s.active_s();
     let cost = Breakdown {
         firehose: records * firehose_billed_bytes(s.record_bytes) / GB * p.firehose_gb.value,
-        ingest: credits_usd(records * s.record_bytes / GB * p.streaming_credits_gb.value, p),
+        ingest: credits_usd(
+            records * s.record_bytes / GB * p.streaming_credits_gb.value,
+            p,
+        ),
         ..Breakdown::default()
     };
     Estimate {

@@ -67,8 +67,16 @@ impl Default for Prices {
             sqs_request: price(0.40e-6, "USD per request (standard queue)", SQS),
             kinesis_shard_hour: price(0.015, "USD per shard-hour (provisioned)", KINESIS),
             kinesis_put_unit: price(0.014e-6, "USD per 25 KB PUT payload unit", KINESIS),
-            firehose_gb: price(0.029, "USD per GB ingested, records in 5 KB steps", FIREHOSE),
-            snowflake_credit: price(2.00, "USD per credit (Standard, AWS us-east-1)", SNOWFLAKE_PRICING),
+            firehose_gb: price(
+                0.029,
+                "USD per GB ingested, records in 5 KB steps",
+                FIREHOSE,
+            ),
+            snowflake_credit: price(
+                2.00,
+                "USD per credit (Standard, AWS us-east-1)",
+                SNOWFLAKE_PRICING,
+            ),
             warehouse_xs_credits_hour: price(1.0, "credits per hour, X-Small", CREDIT_TABLE),
             snowpipe_credits_gb: price(0.0037, "credits per GB loaded (Snowpipe)", CREDIT_TABLE),
             streaming_credits_gb: price(
@@ -114,7 +122,11 @@ impl Prices {
             "warehouse_xs_credits_hour" => &mut self.warehouse_xs_credits_hour,
             "snowpipe_credits_gb" => &mut self.snowpipe_credits_gb,
             "streaming_credits_gb" => &mut self.streaming_credits_gb,
-            _ => return Err(format!("--price {name}: no such price (cost --prices lists them)")),
+            _ => {
+                return Err(format!(
+                    "--price {name}: no such price (cost --prices lists them)"
+                ))
+            }
         };
         slot.value = value;
         Ok(())
