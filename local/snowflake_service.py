@@ -5,6 +5,8 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   POST /api/v2/statements[?requestId=<uuid>&retry=true&async=true]
   GET  /api/v2/statements/<handle>[?partition=n]
   POST /api/v2/statements/<handle>/cancel
+  POST /v1/data/pipes/<db.schema.pipe>/insertFiles, GET .../insertReport, GET .../loadHistoryScan
+       (the Snowpipe REST API, local/snowpipe_api.py; pipes from CREATE PIPE)
   GET  /healthz
   POST /admin/faults   {"status": 429|500|503|504, "count": N} | {"delay_ms": D, "count": N}
                        | {"drop_connection": true, "count": N} | {"async_after_ms": X}
@@ -14,9 +16,15 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
                        | {"streaming_drop_connection": true, "count": N, "after_apply": true|false}
                        | {"invalidate_channel": "<name>"}, each optionally scoped {"channel": c, "pipe": p}
                          (the Snowpipe Streaming endpoints, local/streaming_api.py)
+                       | {"snowpipe_status": 429|500|503, "count": N}
+                       | {"snowpipe_drop_connection": true, "count": N, "after_apply": true|false}
+                       | {"snowpipe_fail_load": "<path substring>", "count": N}, each optionally {"pipe": "DB.SCHEMA.P"}
+                         (the Snowpipe REST endpoints, local/snowpipe_api.py)
   POST /admin/config   {"partition_rows": N, "async_after_ms": X, "clock_offset_days": D,
                         "streaming_commit_delay_ms": [min, max], "streaming_requests_per_second": R,
-                        "streaming_channels_per_pipe": N, "streaming_hostname_format": "text"|"json"}
+                        "streaming_channels_per_pipe": N, "streaming_hostname_format": "text"|"json",
+                        "snowpipe_load_delay_ms": [min, max], "snowpipe_requests_per_second": R,
+                        "snowpipe_report_max_events": N}
                        clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
                        uncertainty; see local/load_history.py)
   POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata and
@@ -24,13 +32,16 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
   GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
                         "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}, "aborts": n},
                         "streaming": {"appends_accepted": n, "appends_committed": n, "appends_discarded": n,
-                                      "channels": {"DB.SCHEMA.PIPE.CHANNEL": {... same, "pending": n}}, ...}}
+                                      "channels": {"DB.SCHEMA.PIPE.CHANNEL": {... same, "pending": n}}, ...},
+                        "snowpipe": {"requests", "files_queued", "files_loaded", "files_failed", "duplicates_skipped",
+                                     "pipes": {"DB.SCHEMA.PIPE": {... same, "queued": n}}, ...}}
 
 Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
   local/load_history.py     COPY load metadata by (path, checksum), 64 days, FORCE, LOAD_UNCERTAIN_FILES
   local/table_locks.py      per-table lock queue of UPDATE/DELETE/MERGE, 000625 past 20 waiters
   local/streaming_api.py    the Snowpipe Streaming REST API (channels, offset tokens) on the same port
+  local/snowpipe_api.py     pipes (CREATE/DROP/SHOW/DESC PIPE) and the Snowpipe REST API (insertFiles, ...)
 
 Environment (defaults in brackets):
   LOCAL_SF_HOST [127.0.0.1]  LOCAL_SF_PORT [8787]
@@ -42,6 +53,8 @@ Environment (defaults in brackets):
   LOCAL_SF_ROLES [LOADER_ROLE,PUBLIC]  (names as SHOW returns them; the request fields are case-sensitive)
   LOCAL_SF_STREAMING_COMMIT_DELAY_MS [300-1500]  an accepted streaming append commits after a delay drawn from it
   LOCAL_SF_STREAMING_REQUESTS_PER_SECOND [10]  LOCAL_SF_STREAMING_CHANNELS_PER_PIPE [2000]  (Snowflake's limits)
+  LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS [1000-5000]  a file queued by insertFiles loads after a delay drawn from it
+  LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND [20]  Snowpipe REST requests per second per pipe, then 429
 """
 
 from __future__ import annotations
@@ -138,6 +151,7 @@ schema_evolution.install()
 import dynamic_tables  # noqa: E402
 import load_history  # noqa: E402
 import session_context  # noqa: E402
+import snowpipe_api  # noqa: E402
 import streaming_api  # noqa: E402
 import table_locks  # noqa: E402
 
@@ -153,7 +167,7 @@ OK_MESSAGE = "Statement executed successfully."
 # fakesnow cannot parse these; they are answered with a status row and logged as skipped.
 NOP_RE = re.compile(
     r"^\s*(CREATE|ALTER|DROP|EXECUTE|DESCRIBE|DESC|SHOW)\s+(OR\s+REPLACE\s+)?(IF\s+(NOT\s+)?EXISTS\s+)?"
-    r"(STREAMS?|TASKS?|PIPES?)\b",
+    r"(STREAMS?|TASKS?)\b",
     re.IGNORECASE,
 )
 # statements run inside an explicit DuckDB transaction (they write only to the target database;
@@ -540,6 +554,7 @@ class Engine:
         self.by_request_id: dict[str, Statement] = {}
         self.table_locks = table_locks.TableLocks()
         self.dynamic_tables = dynamic_tables.DynamicTables()
+        self.pipes: snowpipe_api.SnowpipeApi | None = None  # set by Service: pipe statements
         self.reset()
         self._init_s3()
         self.dynamic_tables.start(self._refresh_dynamic_table)
@@ -567,6 +582,42 @@ class Engine:
             f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)"
         )
         log(f"httpfs loaded from {ext}; S3 endpoint http://{endpoint}")
+
+    # -- Snowpipe loads ----------------------------------------------------------------------
+    def run_pipe_copy(self, database: str, schema: str, sql: str) -> tuple[list[dict] | None, tuple | None]:
+        """A pipe's COPY of one file, run like a statement (same COPY, errors as the SQL API words them) but keeping
+        no table load metadata: (result rows as dicts, None) or (None, (code, sqlState, message))."""
+        body = {"statement": sql, "database": database, "schema": schema, "pipe_load": True,
+                "warehouse": session_context.default_warehouse(), "role": (session_context.roles() or [None])[0]}
+        st = Statement(body, None)
+        try:
+            with self.exec_lock:
+                self._execute(st)
+        except BaseException as e:  # noqa: BLE001
+            return None, map_exception(e)
+        names = [c["name"].lower() for c in st.row_type]
+        return [dict(zip(names, row, strict=True)) for row in st.rows], None
+
+    @staticmethod
+    def _forget_pipe_load(duck: Any, database: str | None, files: list[str]) -> None:
+        """[LOADHIST] (snowpipe_api.py): INFORMATION_SCHEMA.LOAD_HISTORY leaves Snowpipe loads out; fakesnow's COPY
+        recorded this one (the latest record of the file: runs under the engine lock)."""
+        if not database or not files:
+            return
+        table = f'"{database.replace(chr(34), chr(34) * 2)}"._fs_information_schema._fs_load_history'
+        try:
+            for url in files:
+                duck.execute(f"DELETE FROM {table} WHERE FILE_NAME = ? AND LAST_LOAD_TIME = "
+                             f"(SELECT max(LAST_LOAD_TIME) FROM {table} WHERE FILE_NAME = ?)", [url, url])
+        except duckdb.Error as e:
+            log(f"snowpipe: could not hide a pipe load from LOAD_HISTORY: {e}")
+
+    def table_exists(self, database: str, schema: str, table: str) -> bool:
+        """Called while a statement runs (under the engine lock)."""
+        rows = self.fs.duck_conn.cursor().execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
+            [database, schema, table]).fetchall()
+        return bool(rows)
 
     # -- fault bookkeeping -------------------------------------------------------------------
     def _refresh_dynamic_table(self, table: dynamic_tables.DynamicTable, sql: str) -> None:
@@ -654,8 +705,14 @@ class Engine:
         params = convert_bindings(st.body.get("bindings"))
         load_history.begin()
         database, schema = session_context.open_session(self.fs.duck_conn, st.body, sql)
+        if self.pipes is not None and (answer := self.pipes.sql(sql, database, schema)) is not None:
+            st.row_type = [{"name": n, "type": "TEXT", "length": 16777216, "precision": 0, "scale": 0, "nullable": True}
+                           for n in answer[0]]
+            st.rows = [[None if v is None else str(v) for v in row] for row in answer[1]]
+            st.state = "success"
+            return
         if NOP_RE.match(sql):
-            log(f"statement {st.handle}: STREAM/TASK/PIPE statement skipped (not supported by fakesnow): {sql[:80]!r}")
+            log(f"statement {st.handle}: STREAM/TASK statement skipped (not supported by fakesnow): {sql[:80]!r}")
             st.row_type, st.rows = result_from_cursor_nop()
             st.state = "success"
             return
@@ -675,7 +732,12 @@ class Engine:
             if getattr(cur, "_local_in_tx", False):
                 cur._local_in_tx = False  # type: ignore[attr-defined]
                 duck.commit()
-            load_history.statement_succeeded(duck, sql, database, schema)
+            if st.body.get("pipe_load"):
+                load_history.begin()  # a pipe's load keeps no table load metadata (snowpipe_api.py, [INTRO])
+                loaded = [r[0] for r in st.rows] if st.row_type and st.row_type[0]["name"].lower() == "file" else []
+                self._forget_pipe_load(duck, database, loaded)
+            else:
+                load_history.statement_succeeded(duck, sql, database, schema)
             st.state = "success"
         finally:
             if getattr(cur, "_local_in_tx", False):
@@ -728,6 +790,8 @@ class Service:
         host = os.environ.get("LOCAL_SF_HOST", "127.0.0.1")
         port = os.environ.get("LOCAL_SF_PORT", "8787")
         self.streaming = streaming_api.StreamingApi(self.engine, self._check_streaming_auth, f"{host}:{port}")
+        self.snowpipe = snowpipe_api.SnowpipeApi(self.engine.run_pipe_copy, self.auth.check, self.engine.table_exists)
+        self.engine.pipes = self.snowpipe
 
     def _check_streaming_auth(self, headers: Any) -> None:
         try:
@@ -867,6 +931,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"status": "ok"})
         if path.startswith("/admin/"):
             return self._admin(method, path, raw)
+        if path.startswith("/v1/data/pipes/"):
+            status, body = svc.snowpipe.handle(method, path, q, self.headers, raw)
+            return self._drop() if body == "drop" else self._send(status, body)
         if path.startswith(("/v2/streaming/", "/oauth/")):
             try:
                 answer = svc.streaming.handle(method, path, q, self.headers, raw)
@@ -990,6 +1057,7 @@ class Handler(BaseHTTPRequestHandler):
                         "table_locks": {"held": eng.table_locks.held(), "waiting": eng.table_locks.waiting(),
                                         "aborts": eng.table_locks.aborts},
                         "streaming": SERVICE.streaming.stats(),  # type: ignore[union-attr]
+                        "snowpipe": SERVICE.snowpipe.stats(),  # type: ignore[union-attr]
                     },
                 )
         if method != "POST":
@@ -997,6 +1065,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/admin/reset":
             eng.reset()
             SERVICE.streaming.reset()  # type: ignore[union-attr]
+            SERVICE.snowpipe.reset()  # type: ignore[union-attr]
             return self._send(200, {"reset": True})
         if path in ("/admin/faults", "/admin/config"):
             count = int(body.get("count", 1))
@@ -1017,8 +1086,9 @@ class Handler(BaseHTTPRequestHandler):
                     eng.partition_rows = int(body["partition_rows"])
             try:
                 SERVICE.streaming.admin(body)  # type: ignore[union-attr]
+                SERVICE.snowpipe.admin(body)  # type: ignore[union-attr]
             except (TypeError, ValueError) as e:
-                return self._send(400, {"message": f"invalid streaming setting: {e}"})
+                return self._send(400, {"message": f"invalid streaming/snowpipe setting: {e}"})
             return self._send(200, {"ok": True})
         return self._send(404, {"message": "unknown admin endpoint"})
 

@@ -19,7 +19,10 @@
 #   LOCAL_SF_S3_ENDPOINT [127.0.0.1:$MOTO_PORT],
 #   LOCAL_SF_STREAMING_COMMIT_DELAY_MS [300-1500] (an accepted streaming append commits after a
 #   delay drawn from min-max ms), LOCAL_SF_STREAMING_REQUESTS_PER_SECOND [10],
-#   LOCAL_SF_STREAMING_CHANNELS_PER_PIPE [2000]  passed through to the service.
+#   LOCAL_SF_STREAMING_CHANNELS_PER_PIPE [2000],
+#   LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS [1000-5000] (a file queued by the Snowpipe REST API's insertFiles
+#   loads after a delay drawn from min-max ms), LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND [20]
+#   passed through to the service.
 #   MARIADB_PORT [3307]         MariaDB (Debian's mariadb-server) for the CDC path: its own data
 #                               directory $RUN_DIR/mariadb, row-based binary log, 127.0.0.1 only,
 #                               user root without a password. `up` starts it too when WITH_MARIADB=1.

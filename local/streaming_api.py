@@ -27,7 +27,8 @@ Endpoints (all on this service's port; "ingest" ones are those a client sends to
   POST   /v2/streaming/databases/{db}/schemas/{schema}/pipes/{pipe}:bulk-channel-status         (ingest)
 
 The local model:
-- Pipes: only each table's default pipe `<TABLE>-STREAMING`; `CREATE PIPE` is a no-op in this service.
+- Pipes: only each table's default pipe `<TABLE>-STREAMING`; pipes from `CREATE PIPE` are file Snowpipe's
+  (local/snowpipe_api.py) and are not streaming pipes.
   Database, schema, pipe and channel names are case-insensitive ([REST]); a channel answers with the
   name it was first opened with.
 - An ingest request whose Host header holds `_` is refused 400 ERR_INVALID_HOST ([TUTORIAL]: an account

@@ -212,6 +212,21 @@ async fn put(stack: &Stack, key: &str, body: Vec<u8>) {
         .unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
 
+/// Puts `body` with the row count its writer recorded (`x-amz-meta-row-count`), as the
+/// orchestrator does.
+async fn put_counted(stack: &Stack, key: &str, body: Vec<u8>, recorded: &str) {
+    stack
+        .s3
+        .put_object()
+        .bucket(&stack.bucket)
+        .key(key)
+        .metadata("row-count", recorded)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
 /// (sensorId, file, row) of every raw sensor reading, sorted.
 async fn sensor_rows(stack: &Stack) -> Vec<(String, String, String)> {
     support::rows(
@@ -618,16 +633,7 @@ async fn a_file_with_fewer_rows_than_its_writer_recorded_is_a_reconciliation_mis
         let lines: String = (1..=rows)
             .map(|i| format!("{}\n", ndjson_line(30 + i, key, i)))
             .collect();
-        stack
-            .s3
-            .put_object()
-            .bucket(&stack.bucket)
-            .key(key)
-            .metadata("row-count", recorded)
-            .body(gzip(&lines).into())
-            .send()
-            .await
-            .unwrap();
+        put_counted(&stack, key, gzip(&lines), recorded).await;
     }
     let records: Vec<Value> = [short, whole]
         .iter()
@@ -1501,3 +1507,5 @@ async fn assert_flat_rows(stack: &Stack, a: &str, b: &str) {
         ]
     );
 }
+
+mod snowpipe;

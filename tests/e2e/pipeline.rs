@@ -10,6 +10,16 @@ use crate::support;
 
 #[tokio::test]
 async fn both_paths_land_the_same_records() {
+    both_paths_land_the_same_records_in("copy").await;
+}
+
+/// `make demo DEMO_ARGS="--load-mode snowpipe"`: the micro-batch path through the local pipes.
+#[tokio::test]
+async fn both_paths_land_the_same_records_through_snowpipe() {
+    both_paths_land_the_same_records_in("snowpipe").await;
+}
+
+async fn both_paths_land_the_same_records_in(load_mode: &str) {
     let _g = support::snowflake_shared().await;
     support::aws_env();
     let (sensors, orders, changes, bad) = (600, 300, 300, 4);
@@ -22,6 +32,7 @@ async fn both_paths_land_the_same_records() {
         key_file: support::snowflake_key_file(),
         region: "us-east-1".into(),
         sql_dir: support::repo_root().join("sql"),
+        load_mode: load_mode.into(),
     })
     .await
     .expect("the pipeline runs");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use shared::config::{ConfigError, Env};
 use shared::lambda::FunctionSettings;
 use shared::rawzone::layout::Layout;
-use shared::snowflake::{ident, SnowflakeConfig};
+use shared::snowflake::{ident, AuthConfig, SnowflakeConfig};
 
 use crate::copy::{check_name, Lineage, MetadataLineage, OnError, MAX_FILES_PER_COPY};
 
@@ -38,6 +38,8 @@ pub struct Config {
     /// columns with `MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE`, so a table created with
     /// `ENABLE_SCHEMA_EVOLUTION = TRUE` gains a column for each new field.
     pub(crate) match_by_name: BTreeSet<String>,
+    /// `LOAD_MODE` = `copy` (default) | `snowpipe`, with the pipe settings of the latter.
+    pub(crate) load_mode: LoadMode,
     /// `MAX_FILES_PER_COPY` (default and maximum 1000).
     pub(crate) max_files_per_copy: usize,
     /// The `SNOWFLAKE_*` variables.
@@ -63,6 +65,8 @@ impl Config {
         let match_by_name = env
             .json_optional("MATCH_BY_NAME_TABLES")?
             .unwrap_or_default();
+        let snowflake = SnowflakeConfig::from_env(env)?;
+        let load_mode = load_mode(env, &snowflake)?;
         Ok(Self {
             bucket,
             layout,
@@ -76,7 +80,8 @@ impl Config {
             csv_fields,
             match_by_name,
             max_files_per_copy,
-            snowflake: SnowflakeConfig::from_env(env)?,
+            load_mode,
+            snowflake,
             function: FunctionSettings::from_env(env, Duration::from_millis(3000))?,
         })
     }
@@ -153,6 +158,73 @@ fn lineage(env: &Env<'_>) -> Result<Lineage, ConfigError> {
             format!("expected in_file or metadata, got {other:?}"),
         )),
     }
+}
+
+/// How the loader hands files to Snowflake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoadMode {
+    /// `COPY INTO` through the SQL API, on the configured warehouse (see `copy`).
+    Copy,
+    /// The Snowpipe REST API: `insertFiles` to each table's pipe, loads confirmed with
+    /// `insertReport`/`loadHistoryScan` (see `pipe` and `pipe_service`).
+    Snowpipe(PipeSettings),
+}
+
+/// `LOAD_MODE=snowpipe`'s settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PipeSettings {
+    /// `PIPE_SUFFIX` (default `_PIPE`): table `DB.S.SENSOR_READINGS_RAW` is loaded by pipe
+    /// `DB.S.SENSOR_READINGS_RAW_PIPE`, which `sql/35_pipes.sql` creates.
+    pub(crate) suffix: String,
+    /// `PIPE_POLL_MS` (default 5000): the wait between two `insertReport` polls. Snowpipe
+    /// loads a file in about a minute (no SLA); polling faster only spends requests.
+    pub(crate) poll_interval: Duration,
+}
+
+/// `LOAD_MODE` and, for `snowpipe`, `PIPE_SUFFIX` and `PIPE_POLL_MS`. The Snowpipe REST API takes
+/// key-pair JWTs only, and a fully qualified pipe name
+/// (https://docs.snowflake.com/en/user-guide/data-load-snowpipe-rest-apis), so `snowpipe` needs
+/// `SNOWFLAKE_PRIVATE_KEY*` and `SNOWFLAKE_DATABASE`: both are checked here, at start-up.
+fn load_mode(env: &Env<'_>, snowflake: &SnowflakeConfig) -> Result<LoadMode, ConfigError> {
+    let mode = env.optional("LOAD_MODE").map(|v| v.to_ascii_lowercase());
+    match mode.as_deref() {
+        None | Some("copy") => return Ok(LoadMode::Copy),
+        Some("snowpipe") => {}
+        Some(other) => {
+            return Err(ConfigError::new(
+                "LOAD_MODE",
+                format!("expected copy or snowpipe, got {other:?}"),
+            ))
+        }
+    }
+    if !matches!(snowflake.auth, AuthConfig::KeyPair { .. }) {
+        return Err(ConfigError::new(
+            "LOAD_MODE",
+            "snowpipe needs key-pair authentication (SNOWFLAKE_PRIVATE_KEY*): the Snowpipe REST API takes key-pair JWTs only",
+        ));
+    }
+    if snowflake.database.is_none() {
+        return Err(ConfigError::new(
+            "SNOWFLAKE_DATABASE",
+            "required with LOAD_MODE=snowpipe: the Snowpipe REST API names a pipe DB.SCHEMA.PIPE",
+        ));
+    }
+    let suffix = env
+        .optional("PIPE_SUFFIX")
+        .unwrap_or_else(|| "_PIPE".into());
+    ident::resolve(&format!("T{suffix}"))
+        .map_err(|e| ConfigError::new("PIPE_SUFFIX", e.to_string()))?;
+    let poll_ms: u64 = env.parse_or("PIPE_POLL_MS", 5000)?;
+    if !(100..=60_000).contains(&poll_ms) {
+        return Err(ConfigError::new(
+            "PIPE_POLL_MS",
+            "must be between 100 and 60000",
+        ));
+    }
+    Ok(LoadMode::Snowpipe(PipeSettings {
+        suffix,
+        poll_interval: Duration::from_millis(poll_ms),
+    }))
 }
 
 /// `MAX_FILES_PER_COPY`, within Snowflake's limit.

@@ -10,9 +10,10 @@ use serde_json::Value;
 use shared::config::{Env, ProcessEnv};
 use shared::snowflake::SnowflakeClient;
 
-use crate::config::Config;
-use crate::notify::{parse_invocation, Invocation, Trigger};
+use crate::config::{Config, LoadMode};
+use crate::notify::{parse_invocation, Invocation, Item, Trigger};
 use crate::outcome::{failed_all, Outcome};
+use crate::pipe_service::PipeService;
 use crate::plan::{plan, Group, Plan};
 use crate::service::{row_count_mismatches, CopyService, LazyS3};
 
@@ -124,8 +125,14 @@ impl Loader {
             mut item_failed,
             groups,
         } = plan(&invocation, &self.config);
-        self.send(&groups, deadline, &mut outcome, &mut item_failed)
-            .await;
+        self.send(
+            &groups,
+            &invocation.items,
+            deadline,
+            &mut outcome,
+            &mut item_failed,
+        )
+        .await;
         outcome.row_count_mismatches = self.reconcile(&outcome).await;
         let response = respond(&invocation, &item_failed, &mut outcome);
         log_invocation(&outcome, started);
@@ -149,21 +156,29 @@ impl Loader {
         Ok(landed)
     }
 
-    /// Loads every group and counts each file's outcome; a failed file fails the messages that
-    /// carried it (the first reason a message fails is the one it keeps).
+    /// Loads every group (by COPY or through its pipe, as `LOAD_MODE` says) and counts each
+    /// file's outcome; a failed or pending file fails the messages that carried it (the first
+    /// reason a message fails is the one it keeps).
     async fn send(
         &self,
         groups: &[Group],
+        items: &[Item],
         deadline: Instant,
         out: &mut Outcome,
         item_failed: &mut [Option<String>],
     ) {
-        let service = CopyService::new(&self.client, &self.config, &self.s3, deadline);
+        let copy = CopyService::new(&self.client, &self.config, &self.s3, deadline);
         for group in groups {
             out.files += group.files.len();
-            let results = match &group.target {
-                Ok(target) => service.load_group(target, &group.files, out).await,
-                Err(error) => failed_all(group.files.keys().cloned(), error),
+            let results = match (&self.config.load_mode, &group.target) {
+                // the pipe's own COPY decides format and lineage (sql/35_pipes.sql)
+                (LoadMode::Snowpipe(settings), _) => {
+                    PipeService::new(&self.client, settings, deadline)
+                        .load_group(&group.table, &group.files, items, out)
+                        .await
+                }
+                (LoadMode::Copy, Ok(target)) => copy.load_group(target, &group.files, out).await,
+                (LoadMode::Copy, Err(error)) => failed_all(group.files.keys().cloned(), error),
             };
             for (path, outcome) in results {
                 let file = &group.files[&path];
@@ -239,6 +254,9 @@ fn log_invocation(out: &Outcome, started: Instant) {
         row_count_mismatches = out.row_count_mismatches,
         failed = out.failed,
         not_in_stage = out.not_in_stage,
+        pending = out.pending,
+        insert_requests = out.insert_requests,
+        report_polls = out.report_polls,
         skipped = out.skipped,
         statements = out.statements,
         history_queries = out.history_queries,

@@ -28,6 +28,8 @@ mod copy;
 mod handler;
 mod notify;
 mod outcome;
+mod pipe;
+mod pipe_service;
 mod plan;
 mod service;
 

@@ -47,8 +47,19 @@ impl Notification {
 pub(crate) struct Item {
     /// The SQS `messageId`; `None` for direct S3, SNS and EventBridge invocations.
     pub(crate) message_id: Option<String>,
+    /// SQS only: the message's `ApproximateReceiveCount` and `SentTimestamp` (ms since the epoch).
+    /// Snowpipe mode asks the pipe's load history first for a message received before, from
+    /// when it was sent (see `pipe_service`).
+    pub(crate) receipt: Option<Receipt>,
     /// The notification, or why the message cannot be read.
     pub(crate) notification: Result<Notification, NotifyError>,
+}
+
+/// When an SQS message was sent and how often it was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Receipt {
+    pub(crate) receive_count: Option<u32>,
+    pub(crate) sent_at_ms: Option<i64>,
 }
 
 /// How the function was invoked, which decides how failures are reported.
@@ -103,6 +114,7 @@ pub(crate) fn parse_invocation(event: &Value) -> Result<Invocation, NotifyError>
                     .iter()
                     .map(|r| Item {
                         message_id: None,
+                        receipt: None,
                         notification: r
                             .pointer("/Sns/Message")
                             .and_then(Value::as_str)
@@ -123,6 +135,7 @@ pub(crate) fn parse_invocation(event: &Value) -> Result<Invocation, NotifyError>
                     trigger: Trigger::S3,
                     items: vec![Item {
                         message_id: None,
+                        receipt: None,
                         notification: parse_value(event),
                     }],
                 })
@@ -134,6 +147,7 @@ pub(crate) fn parse_invocation(event: &Value) -> Result<Invocation, NotifyError>
             trigger: Trigger::EventBridge,
             items: vec![Item {
                 message_id: None,
+                receipt: None,
                 notification: parse_value(event),
             }],
         });
@@ -153,8 +167,23 @@ fn sqs_item(record: &Value) -> Result<Item, NotifyError> {
     };
     Ok(Item {
         message_id: Some(message_id),
+        receipt: Some(receipt(record)),
         notification,
     })
+}
+
+/// An SQS record's `attributes`: Lambda passes them as strings of digits.
+fn receipt(record: &Value) -> Receipt {
+    let attribute = |name: &str| {
+        record
+            .pointer(&format!("/attributes/{name}"))
+            .and_then(Value::as_str)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    Receipt {
+        receive_count: attribute("ApproximateReceiveCount").and_then(|n| u32::try_from(n).ok()),
+        sent_at_ms: attribute("SentTimestamp"),
+    }
 }
 
 /// Parses one message body: an S3 event, an SNS envelope around one, an `s3:TestEvent`, or an

@@ -33,6 +33,14 @@ pub enum FileOutcome {
         /// What was found: no load in `LOAD_HISTORY`, and no object under the key.
         reason: String,
     },
+    /// `LOAD_MODE=snowpipe`: handed to the pipe, but Snowpipe had not reported its load (neither
+    /// `insertReport` nor `loadHistoryScan`) by the invocation's deadline. Never counted loaded:
+    /// its message is retried, and the retry asks the pipe's load history before submitting it
+    /// again (see `pipe_service`).
+    Pending {
+        /// What was sent and what was not heard back.
+        reason: String,
+    },
     /// Not loaded; its message is retried.
     Failed {
         /// Why: COPY's error for the file, or the statement's or query's error.
@@ -84,6 +92,13 @@ pub struct Outcome {
     pub row_count_mismatches: usize,
     /// Files not loaded; their messages are retried.
     pub failed: usize,
+    /// Snowpipe mode: files submitted whose load Snowpipe had not reported by the deadline
+    /// (see [`FileOutcome::Pending`]); their messages are retried.
+    pub pending: usize,
+    /// Snowpipe mode: `insertFiles` requests sent.
+    pub insert_requests: usize,
+    /// Snowpipe mode: `insertReport` polls.
+    pub report_polls: usize,
     /// Files not loaded because their object is not in the stage (see [`FileOutcome::NotInStage`]);
     /// not retried.
     pub not_in_stage: usize,
@@ -91,7 +106,8 @@ pub struct Outcome {
     pub skipped: usize,
     /// COPY statements run.
     pub statements: usize,
-    /// `LOAD_HISTORY` queries about files a COPY did not report.
+    /// `LOAD_HISTORY` queries about files a COPY did not report, or (Snowpipe mode)
+    /// `loadHistoryScan` requests.
     pub history_queries: usize,
     /// Rows loaded, in all tables.
     pub rows_loaded: u64,
@@ -118,6 +134,7 @@ impl Outcome {
             .count("FilesAlreadyLoaded", self.already_loaded)
             .count("FilesFailed", self.failed)
             .count("FilesNotInStage", self.not_in_stage)
+            .count("FilesPending", self.pending)
             .count("FilesSkipped", self.skipped)
             .metric("RowsLoaded", Unit::Count, self.rows_loaded as f64)
             .count("Statements", self.statements)
@@ -149,6 +166,11 @@ impl Outcome {
                 self.not_in_stage += 1;
                 tracing::error!(key = %key, table = %table, reason = %reason, "loader: file not in the stage; reported, not retried");
                 None
+            }
+            FileOutcome::Pending { reason } => {
+                self.pending += 1;
+                tracing::warn!(key = %key, table = %table, reason = %reason, "loader: file submitted to the pipe, load not yet reported; its message is retried");
+                Some(reason.clone())
             }
             FileOutcome::Failed { error } => {
                 self.failed += 1;
@@ -182,7 +204,7 @@ impl Outcome {
     pub(crate) fn first_failed_file(&self) -> String {
         self.file_outcomes
             .iter()
-            .find(|(_, o)| matches!(o, FileOutcome::Failed { .. }))
+            .find(|(_, o)| matches!(o, FileOutcome::Failed { .. } | FileOutcome::Pending { .. }))
             .map(|(k, _)| k.clone())
             .unwrap_or_else(|| "-".into())
     }

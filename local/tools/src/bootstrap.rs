@@ -407,9 +407,10 @@ pub(crate) fn with_defaults(vars: &HashMap<String, String>) -> HashMap<String, S
 /// Variables taken from the environment when not given explicitly: `DATABASE` ←
 /// `SNOWFLAKE_DATABASE`, `SCHEMA` ← `SNOWFLAKE_SCHEMA`, `WAREHOUSE` ← `SNOWFLAKE_WAREHOUSE`, and
 /// `STAGE_URL`, `STAGE`, `STORAGE_INTEGRATION`, `SNOWFLAKE_ROLE_ARN` from variables of the same
-/// name. `explicit` (from `--var`) wins.
+/// name, `LOADER_ROLE` ← `SNOWFLAKE_ROLE` (granted the pipes, `sql/36_pipe_grants.aws.sql`).
+/// `explicit` (from `--var`) wins.
 pub fn vars_from_env(env: &Env<'_>, explicit: &HashMap<String, String>) -> HashMap<String, String> {
-    const FROM_ENV: [(&str, &str); 7] = [
+    const FROM_ENV: [(&str, &str); 8] = [
         ("DATABASE", "SNOWFLAKE_DATABASE"),
         ("SCHEMA", "SNOWFLAKE_SCHEMA"),
         ("WAREHOUSE", "SNOWFLAKE_WAREHOUSE"),
@@ -417,6 +418,7 @@ pub fn vars_from_env(env: &Env<'_>, explicit: &HashMap<String, String>) -> HashM
         ("STAGE", "STAGE"),
         ("STORAGE_INTEGRATION", "STORAGE_INTEGRATION"),
         ("SNOWFLAKE_ROLE_ARN", "SNOWFLAKE_ROLE_ARN"),
+        ("LOADER_ROLE", "SNOWFLAKE_ROLE"),
     ];
     let mut vars = HashMap::new();
     for (var, env_name) in FROM_ENV {

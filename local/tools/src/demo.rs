@@ -60,6 +60,9 @@ pub struct DemoOptions {
     pub region: String,
     /// The `sql/` folder applied to a fresh database.
     pub sql_dir: std::path::PathBuf,
+    /// The loader's `LOAD_MODE`: `copy` (COPY INTO through the SQL API) or `snowpipe` (the
+    /// pipes of `sql/35_pipes.sql` through the Snowpipe REST API).
+    pub load_mode: String,
 }
 
 pub(crate) type Vars = Vec<(String, String)>;
@@ -273,7 +276,13 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         names.database
     );
 
-    let functions = Functions::new(&names.bucket, &snowflake, &snowflake_vars, &aws.s3)?;
+    let functions = Functions::new(
+        &names.bucket,
+        &snowflake,
+        &snowflake_vars,
+        &aws.s3,
+        &opts.load_mode,
+    )?;
     let mut mappings = Mappings::start(&aws, &names, functions, &opts.region);
     let load_started = Instant::now();
     let total_put = generate_load(&aws.kinesis, &names, &opts).await?;
@@ -374,6 +383,7 @@ impl Functions {
         snowflake: &SnowflakeClient,
         snowflake_vars: &Vars,
         s3: &aws_sdk_s3::Client,
+        load_mode: &str,
     ) -> Result<Self, String> {
         step("functions, as Lambda would configure them");
         let orchestrator = |extra: &[(&str, &str)]| orchestrator_writing_to(bucket, s3, extra);
@@ -402,9 +412,9 @@ impl Functions {
             ])?,
             up_sensors: upsert("sensor_readings", SENSOR_TABLES)?,
             up_orders: upsert("orders", ORDER_TABLES)?,
-            loader: Arc::new(loader_of(bucket, snowflake, snowflake_vars, s3)?),
+            loader: Arc::new(loader_of(bucket, snowflake, snowflake_vars, s3, load_mode)?),
         };
-        println!("orchestrator: sensors → NDJSON+gzip, orders → CSV+zstd; upsert: SENSOR_READINGS, ORDERS (CDC); loader: raw zone → *_RAW");
+        println!("orchestrator: sensors → NDJSON+gzip, orders → CSV+zstd; upsert: SENSOR_READINGS, ORDERS (CDC); loader ({load_mode}): raw zone → *_RAW");
         Ok(functions)
     }
 }
@@ -424,16 +434,23 @@ fn orchestrator_writing_to(
     )))
 }
 
-/// The loader of the raw zone in `bucket`, counting the rows of what it loads.
+/// The loader of the raw zone in `bucket` in `load_mode`, counting the rows of what it loads
+/// (snowpipe: polling the local pipes' reports every half second).
 fn loader_of(
     bucket: &str,
     snowflake: &SnowflakeClient,
     snowflake_vars: &Vars,
     s3: &aws_sdk_s3::Client,
+    load_mode: &str,
 ) -> Result<loader::Loader, String> {
     let config = loader::Config::from_env(&Env::new(&env_of(&with_vars(
         snowflake_vars,
-        &[("RAW_BUCKET", bucket), ("RAW_PREFIX", "raw")],
+        &[
+            ("RAW_BUCKET", bucket),
+            ("RAW_PREFIX", "raw"),
+            ("LOAD_MODE", load_mode),
+            ("PIPE_POLL_MS", "500"),
+        ],
     ))))
     .map_err(|e| e.to_string())?;
     Ok(loader::Loader::new(config, snowflake.clone()).with_row_counts(Some(s3.clone())))

@@ -204,7 +204,7 @@ fn transport_kind(e: &reqwest::Error) -> &'static str {
 }
 
 /// `msg` followed by the chain of `e`'s sources (reqwest's own message rarely says why).
-pub(crate) fn with_sources(mut msg: String, e: &dyn std::error::Error) -> String {
+pub fn with_sources(mut msg: String, e: &dyn std::error::Error) -> String {
     let mut source = e.source();
     while let Some(s) = source {
         msg.push_str(": ");
@@ -282,6 +282,48 @@ impl SnowflakeClient {
     /// account's credentials and the account URL.
     pub(crate) fn parts(&self) -> (&reqwest::Client, &Authenticator, &Url) {
         (&self.inner.http, &self.inner.auth, &self.inner.base)
+    }
+
+    /// A request to `path_and_query` on the account URL (the host the SQL API uses), authorized
+    /// as the SQL API's requests are (`Authorization: Bearer <token>` and its
+    /// `X-Snowflake-Authorization-Token-Type`), with `Accept: application/json` and a timeout of
+    /// at most the retry policy's `http_timeout`; the token is returned beside it for
+    /// [`renew_after_401`](Self::renew_after_401). For the account's other REST APIs (the
+    /// loader's Snowpipe REST calls): the pool, the user agent and the key are shared.
+    pub async fn account_request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(reqwest::RequestBuilder, super::config::SecretString), SnowflakeError> {
+        let mut url = self.inner.base.clone();
+        url.set_path(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let token = self.inner.auth.token().await?;
+        let req = self
+            .inner
+            .http
+            .request(method, url)
+            .timeout(timeout.min(self.inner.config.retry.http_timeout))
+            .bearer_auth(token.expose())
+            .header(
+                "X-Snowflake-Authorization-Token-Type",
+                self.inner.auth.kind().header_value(),
+            )
+            .header(ACCEPT, "application/json");
+        Ok((req, token))
+    }
+
+    /// After a 401 for `rejected` (from [`account_request`](Self::account_request)): the next
+    /// token is made anew, signed with the key read again when it can change.
+    pub async fn renew_after_401(
+        &self,
+        rejected: &super::config::SecretString,
+    ) -> Result<(), SnowflakeError> {
+        self.inner.auth.renew_after_401(rejected).await
     }
 
     /// The JSON body sent for `statement` (exposed for contract tests against the OpenAPI spec).

@@ -20,13 +20,14 @@ pub mod streaming;
 mod types;
 
 pub use auth::JwtSigner;
-pub use client::{request_id_for, SnowflakeClient};
+pub use client::{request_id_for, with_sources, SnowflakeClient};
 pub use config::{
     AuthConfig, KeySource, RetryPolicy, SecretString, SnowflakeConfig, TokenSource, TokenType,
 };
 pub use error::SnowflakeError;
 pub use ident::IdentError;
 pub use recovery::Recovery;
+pub use retry::{retry_until, Attempt};
 pub use types::{Binding, ColumnType, QueryResult, Statement};
 
 #[cfg(test)]

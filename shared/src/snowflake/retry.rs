@@ -1,4 +1,5 @@
-//! One retry loop for every Snowflake call (the SQL API client and Snowpipe Streaming): run an
+//! One retry loop for every Snowflake call (the SQL API client, Snowpipe Streaming, and the
+//! loader's Snowpipe REST calls): run an
 //! attempt, let it say what its outcome means ([`Attempt`], decided by the error's own
 //! classification), back off with full jitter, never past the caller's deadline.
 
@@ -9,7 +10,7 @@ use super::config::RetryPolicy;
 
 /// What one attempt came to, as the caller classified it (cf. Vector's `RetryAction`). An
 /// attempt that fails for good returns `Err` instead.
-pub(crate) enum Attempt<T, E> {
+pub enum Attempt<T, E> {
     /// It succeeded: the call returns this.
     Done(T),
     /// It failed transiently: try again after a backoff. This error ends the call when the
@@ -22,7 +23,7 @@ pub(crate) enum Attempt<T, E> {
 /// Runs `attempt` until it is done or fails for good, sleeping a full-jitter backoff before each
 /// [`Attempt::Retry`]. `attempt` is given the number of backoffs so far (0 first), which is also
 /// the exponent of the next one; a [`Attempt::Resend`] does not count.
-pub(crate) async fn retry_until<T, E, Fut>(
+pub async fn retry_until<T, E, Fut>(
     deadline: Instant,
     policy: &RetryPolicy,
     mut attempt: impl FnMut(u32) -> Fut,

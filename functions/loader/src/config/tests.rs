@@ -62,3 +62,51 @@ fn configuration_errors_name_the_variable() {
     assert_eq!(c.on_error, OnError::SkipFilePercent(3));
     assert!(matches!(c.lineage, Lineage::Metadata(_)));
 }
+
+fn key_pair_env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut v: Vec<_> = env_with(extra)
+        .into_iter()
+        .filter(|(k, _)| !matches!(*k, "SNOWFLAKE_TOKEN" | "SNOWFLAKE_AUTH"))
+        .collect();
+    v.push(("SNOWFLAKE_PRIVATE_KEY_FILE", "/nonexistent/key.p8"));
+    v
+}
+
+#[test]
+fn load_mode_is_copy_by_default_and_snowpipe_needs_a_key_and_a_database() {
+    let c = Config::from_env(&Env::new(&env_with(&[]))).unwrap();
+    assert_eq!(c.load_mode, LoadMode::Copy);
+    let c = Config::from_env(&Env::new(&key_pair_env(&[
+        ("LOAD_MODE", "SnowPipe"),
+        ("PIPE_POLL_MS", "250"),
+    ])))
+    .unwrap();
+    assert_eq!(
+        c.load_mode,
+        LoadMode::Snowpipe(PipeSettings {
+            suffix: "_PIPE".into(),
+            poll_interval: Duration::from_millis(250),
+        })
+    );
+    for (env, var) in [
+        (env_with(&[("LOAD_MODE", "pipe")]), "LOAD_MODE"),
+        (env_with(&[("LOAD_MODE", "snowpipe")]), "LOAD_MODE"),
+        (
+            key_pair_env(&[("LOAD_MODE", "snowpipe"), ("PIPE_SUFFIX", "-p")]),
+            "PIPE_SUFFIX",
+        ),
+        (
+            key_pair_env(&[("LOAD_MODE", "snowpipe"), ("PIPE_POLL_MS", "5")]),
+            "PIPE_POLL_MS",
+        ),
+    ] {
+        let err = Config::from_env(&Env::new(&env)).unwrap_err();
+        assert_eq!(err.var, var, "{err}");
+    }
+    let no_db: Vec<_> = key_pair_env(&[("LOAD_MODE", "snowpipe")])
+        .into_iter()
+        .filter(|(k, _)| *k != "SNOWFLAKE_DATABASE")
+        .collect();
+    let err = Config::from_env(&Env::new(&no_db)).unwrap_err();
+    assert_eq!(err.var, "SNOWFLAKE_DATABASE");
+}

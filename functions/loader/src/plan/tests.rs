@@ -29,6 +29,7 @@ fn object(bucket: &str, key: &str) -> ObjectRef {
 
 fn item(notification: Result<Notification, NotifyError>) -> Item {
     Item {
+        receipt: None,
         message_id: Some("m".into()),
         notification,
     }

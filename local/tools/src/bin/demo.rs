@@ -1,6 +1,7 @@
 //! `make demo`: the whole pipeline on the local stack (see `tools::demo`).
 //!
 //! demo [--sensors 5000] [--orders 2000] [--changes 2000] [--bad 4] [--sql-dir sql]
+//!      [--load-mode copy|snowpipe]
 
 use tools::args::{Args, LocalStack};
 use tools::demo::{run, DemoOptions};
@@ -18,6 +19,7 @@ async fn main() -> Result<(), String> {
         key_file: local.key_file,
         region: local.region,
         sql_dir: args.get("sql-dir").unwrap_or("sql").into(),
+        load_mode: args.get("load-mode").unwrap_or("copy").into(),
     };
     run(opts).await.map(|_| ())
 }

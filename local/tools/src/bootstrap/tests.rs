@@ -204,7 +204,19 @@ fn repository_sql_plans_for_both_profiles() {
         "SNOWFLAKE_ROLE_ARN".into(),
         "arn:aws:iam::123456789012:role/snowflake".into(),
     );
+    let err = plan(&repo_sql(), Profile::Aws, &aws).unwrap_err();
+    assert!(err.to_string().contains("LOADER_ROLE"), "{err}");
+    aws.insert("LOADER_ROLE".into(), "LOADER".into());
     let planned = plan(&repo_sql(), Profile::Aws, &aws).unwrap();
+    assert!(planned.iter().any(|p| p.sql.starts_with(
+        "GRANT OPERATE, MONITOR ON PIPE DB.S.SENSOR_READINGS_RAW_PIPE TO ROLE LOADER"
+    )));
+    // both profiles create one pipe per raw table, from the stage's root
+    for planned in [&local, &planned] {
+        assert!(planned.iter().any(|p| p.sql.starts_with(
+            "CREATE PIPE IF NOT EXISTS DB.S.SENSOR_READINGS_RAW_PIPE\n  AS COPY INTO DB.S.SENSOR_READINGS_RAW\n  FROM @DB.S.RAW_STAGE/"
+        )));
+    }
     assert!(planned.iter().any(|p| p
         .sql
         .starts_with("CREATE STORAGE INTEGRATION IF NOT EXISTS RAW_S3_INT")));
