@@ -28,6 +28,7 @@ async fn main() -> Result<(), String> {
     }
     let measured_path = PathBuf::from(args.get("measured").unwrap_or("local/cost/measured.json"));
     let out = PathBuf::from(args.get("out").unwrap_or("local/cost"));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     if args.flag("measure") {
         let m = measure::run(&measure_options(&args)?).await?;
         let text = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())? + "\n";

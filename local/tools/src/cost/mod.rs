@@ -52,10 +52,12 @@ pub fn estimates(s: &Scenario, setup: &Setup, m: &Measurements, p: &Prices) -> V
 }
 
 fn usd(v: f64) -> String {
-    match v {
-        v if v == 0.0 => "–".into(),
-        v if v < 10.0 => format!("${v:.2}"),
-        v => format!("${v:.0}"),
+    if v == 0.0 {
+        "–".into()
+    } else if v < 10.0 {
+        format!("${v:.2}")
+    } else {
+        format!("${v:.0}")
     }
 }
 
