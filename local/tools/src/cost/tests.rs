@@ -156,13 +156,12 @@ fn lambda_cost_comes_from_the_measured_line_through_the_batches() {
         "{fit:?}"
     );
     // 1,000/s: a 10,000-record batch (an object) every 10 s, 30 ms at 1 GB; the copy loader every
-    // 20 s (its window) with two files, 30 + 2 × 10 ms + 2,000 ms (the COPY on the warehouse)
-    // at 0.25 GB.
+    // 20 s (its window) with two files, 30 + 2 × 10 ms at 0.25 GB.
     let (setup, p) = (Setup::default(), Prices::default());
     let e = estimate(Path::Copy, &sensors(1_000.0), &setup, &m, &p);
     let month = 730.0 * 3600.0;
     let orchestrator = month / 10.0 * (0.030 * 1.0 * 0.000_013_333_4 + 0.2e-6);
-    let loader = month / 20.0 * (2.050 * 0.25 * 0.000_013_333_4 + 0.2e-6);
+    let loader = month / 20.0 * (0.050 * 0.25 * 0.000_013_333_4 + 0.2e-6);
     assert!(
         (e.cost.lambda - orchestrator - loader).abs() < 1e-6,
         "{e:?}"
@@ -183,6 +182,14 @@ fn an_unmeasured_snowpipe_loader_borrows_the_copy_loaders_timing_and_says_so() {
         e.notes
     );
     assert!(e.cost.lambda > 0.0 && e.cost.ingest > 0.0);
+    // The loader's 50 ms (two files, the copy loader's line) plus Snowpipe's 60 s latency, every
+    // 20 s, at 0.25 GB; the orchestrator as in copy mode.
+    let copy = estimate(Path::Copy, &sensors(1_000.0), &setup, &m, &p);
+    let waiting = 730.0 * 3600.0 / 20.0 * 60.0 * 0.25 * 0.000_013_333_4;
+    assert!(
+        (e.cost.lambda - copy.cost.lambda - waiting).abs() < 1e-6,
+        "{e:?}"
+    );
 }
 
 #[test]
