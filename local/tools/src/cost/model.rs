@@ -270,6 +270,8 @@ struct Function<'a> {
     units: f64,
     /// Waiting the local stack does not reproduce (Snowpipe's load latency).
     wait_ms: f64,
+    /// Shards the batches come from, one batch at a time each (Kinesis); `None` for SQS.
+    shards: Option<f64>,
     measured: &'a Measurements,
 }
 
@@ -280,6 +282,16 @@ impl Function<'_> {
             return (0.0, Requests::default());
         };
         let billed = fit.billed_ms(self.units) + self.wait_ms;
+        if let Some(shards) = self.shards {
+            let between_ms = 1000.0 * shards / self.invocations_per_s.max(1e-12);
+            if billed > between_ms {
+                notes.push(format!(
+                    "{} {}: a batch bills {billed:.0} ms but one arrives every {between_ms:.0} ms \
+                     per shard: it falls behind (more shards or a larger BatchSize)",
+                    self.name, self.mode
+                ));
+            }
+        }
         let invocations = self.invocations_per_s * s.active_s();
         (
             lambda_cost(invocations, billed, self.mapping.memory_mb, p),
@@ -337,6 +349,7 @@ fn micro_batch(path: Path, s: &Scenario, setup: &Setup, m: &Measurements, p: &Pr
         invocations_per_s: files_per_s,
         units: records,
         wait_ms: 0.0,
+        shards: Some(shards(s.rate, s.record_bytes)),
         measured: m,
     };
     let loader = Function {
@@ -346,6 +359,7 @@ fn micro_batch(path: Path, s: &Scenario, setup: &Setup, m: &Measurements, p: &Pr
         invocations_per_s: files_per_s / files,
         units: files,
         wait_ms: wait_s * 1000.0,
+        shards: None,
         measured: m,
     };
     let (lambda_o, req_o) = orchestrator.cost(s, p, &mut notes);
@@ -389,6 +403,7 @@ fn upsert(path: Path, s: &Scenario, setup: &Setup, m: &Measurements, p: &Prices)
         invocations_per_s: batches_per_s,
         units: records,
         wait_ms: 0.0,
+        shards: Some(shards(s.rate, s.record_bytes)),
         measured: m,
     };
     let (lambda, requests) = function.cost(s, p, &mut notes);

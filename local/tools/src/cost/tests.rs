@@ -291,3 +291,24 @@ fn requests_are_counted_from_the_aws_stand_ins_log() {
     std::fs::remove_file(&log).unwrap();
     assert_eq!((r.s3_put, r.s3_get, r.other), (2, 3, 2));
 }
+
+#[test]
+fn a_function_slower_than_its_shards_batches_is_said_to_fall_behind() {
+    // Streaming at 1,000/s: 1,000-record batches a second on one shard, each billed 400 ms.
+    let (m, setup, p) = (measured(), Setup::default(), Prices::default());
+    let ok = estimate(Path::Streaming, &sensors(1_000.0), &setup, &m, &p);
+    assert!(ok.notes.is_empty(), "{:?}", ok.notes);
+    let mut slow = measured();
+    slow.cases[3] = case(
+        "upsert",
+        "streaming",
+        "record",
+        &[(100, 1_000), (1_000, 4_000)],
+    );
+    let behind = estimate(Path::Streaming, &sensors(1_000.0), &setup, &slow, &p);
+    assert!(
+        behind.notes[0].contains("falls behind"),
+        "{:?}",
+        behind.notes
+    );
+}
