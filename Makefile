@@ -170,10 +170,12 @@ bootstrap:
 	  STAGE_URL=$${STAGE_URL:-s3://raw-zone/raw/} $(CARGO) run -q --locked -p tools --bin bootstrap -- --profile local
 
 # The upsert's two write modes side by side at 1, 4, 16 and 32 shards (not part of `make test`).
+# The local Snowflake runs with its Snowflake timing model on (local/warehouse_timing.py); its own
+# stack, so a stack already up (model off) is not reused: stop it first (make local-down).
 loadtest: $(VENV_STAMP)
 	$(CARGO) build --locked -p tools --bin loadtest
-	local/stack.sh up
-	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} target/debug/loadtest $(ARGS) || status=$$?; \
+	LOCAL_SF_TIMING_MODEL=snowflake local/stack.sh up
+	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} $${CARGO_TARGET_DIR:-target}/debug/loadtest $(ARGS) || status=$$?; \
 	  local/stack.sh down; exit $$status
 
 # The monthly cost of each path (README "Cost: which path to pick"): measures the release binaries'
@@ -182,11 +184,11 @@ loadtest: $(VENV_STAMP)
 # MEASURE=0 skips measuring (no stack, no release build) and uses the committed measurements.
 MEASURE ?= 1
 cost: $(VENV_STAMP)
-	$(CARGO) build --locked -p tools --bin cost
-	@if [ "$(MEASURE)" = 0 ]; then target/debug/cost $(ARGS); else \
+	$(CARGO) build --locked -p tools --bin cost --bin bootstrap
+	@if [ "$(MEASURE)" = 0 ]; then $${CARGO_TARGET_DIR:-target}/debug/cost $(ARGS); else \
 	  $(CARGO) build --release --locked -p orchestrator -p upsert -p loader; \
-	  local/stack.sh up; \
-	  status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} target/debug/cost --measure $(ARGS) || status=$$?; \
+	  LOCAL_SF_TIMING_MODEL=snowflake local/stack.sh up; \
+	  status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} $${CARGO_TARGET_DIR:-target}/debug/cost --measure $(ARGS) || status=$$?; \
 	  local/stack.sh down; exit $$status; fi
 
 # Put generated records to a stream on the local stack, e.g. make loadgen ARGS="--stream s --create --count 10000".

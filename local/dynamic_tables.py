@@ -134,13 +134,17 @@ class DynamicTables:
         table.refreshes += 1
         return f"CREATE OR REPLACE TABLE {table.name} AS {table.query}"
 
-    def due(self) -> list[DynamicTable]:
-        """Tables whose target lag has passed since their last refresh."""
+    def due(self, lead: float = 0.0) -> list[DynamicTable]:
+        """Tables whose target lag has passed since their last refresh, less `lead` seconds: with the
+        timing model on a refresh starts early enough to finish within the lag (local/warehouse_timing.py;
+        "Snowflake schedules refreshes slightly earlier to allow time for the refresh to complete",
+        https://docs.snowflake.com/en/user-guide/dynamic-tables-target-lag)."""
         now = time.monotonic()
         with self.lock:
-            return [t for t in self.tables.values() if t.lag is not None and now - t.refreshed_at >= t.lag]
+            return [t for t in self.tables.values() if t.lag is not None and now - t.refreshed_at >= t.lag - lead]
 
-    def start(self, run: Callable[[DynamicTable, str], Any], every: float = 1.0) -> None:
+    def start(self, run: Callable[[DynamicTable, str], Any], lead: Callable[[], float] = lambda: 0.0,
+              every: float = 1.0) -> None:
         """Refreshes due tables in the background; `run(table, sql)` executes the refresh in the
         table's database and schema (errors are the refresher's to log: the table keeps its
         older content, as a failed refresh leaves it on Snowflake)."""
@@ -148,7 +152,7 @@ class DynamicTables:
         def loop() -> None:
             while True:
                 time.sleep(every)
-                for table in self.due():
+                for table in self.due(lead()):
                     run(table, self.refresh_sql(table))
 
         threading.Thread(target=loop, name="dynamic-table-refresh", daemon=True).start()

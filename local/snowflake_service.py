@@ -27,10 +27,13 @@ Endpoints (see local/specs/snowflake-sqlapi.yaml for the /api/v2 ones):
                         "snowpipe_report_max_events": N}
                        clock_offset_days shifts the "now" of COPY load metadata (64-day expiry, load
                        uncertainty; see local/load_history.py)
+                       | {"timing_model": "snowflake"|"off", "timing_params": {"dml_fixed_ms": F, ...}}
+                       Snowflake's timing as a labelled model (local/warehouse_timing.py)
   POST /admin/reset    clears faults, counters and config overrides (the clock offset too; load metadata and
                        streaming channels stay: they belong to the tables)
   GET  /admin/stats    {"submissions": n, "executions": n, "by_request_id": {"<uuid>": executions},
                         "clock_offset_days": D, "table_locks": {"held": {table: handle}, "waiting": {table: n}, "aborts": n},
+                        "timing": {"model": "off"|"snowflake", <parameters>},
                         "streaming": {"appends_accepted": n, "appends_committed": n, "appends_discarded": n,
                                       "channels": {"DB.SCHEMA.PIPE.CHANNEL": {... same, "pending": n}}, ...},
                         "snowpipe": {"requests", "files_queued", "files_loaded", "files_failed", "duplicates_skipped",
@@ -40,6 +43,9 @@ Snowflake behaviours kept in their own modules:
   local/session_context.py  database/schema/warehouse/role resolved case-sensitively, as Snowflake does
   local/load_history.py     COPY load metadata by (path, checksum), 64 days, FORCE, LOAD_UNCERTAIN_FILES
   local/table_locks.py      per-table lock queue of UPDATE/DELETE/MERGE, 000625 past 20 waiters
+  local/exec_lock.py        DML and queries side by side on their own DuckDB connections, DDL alone
+  local/warehouse_timing.py Snowflake's timing (MERGE/COPY cost under the table lock, ingest latency, refresh
+                            schedule), a labelled model, off unless LOCAL_SF_TIMING_MODEL=snowflake
   local/streaming_api.py    the Snowpipe Streaming REST API (channels, offset tokens) on the same port
   local/snowpipe_api.py     pipes (CREATE/DROP/SHOW/DESC PIPE) and the Snowpipe REST API (insertFiles, ...)
 
@@ -55,6 +61,8 @@ Environment (defaults in brackets):
   LOCAL_SF_STREAMING_REQUESTS_PER_SECOND [10]  LOCAL_SF_STREAMING_CHANNELS_PER_PIPE [2000]  (Snowflake's limits)
   LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS [1000-5000]  a file queued by insertFiles loads after a delay drawn from it
   LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND [20]  Snowpipe REST requests per second per pipe, then 429
+  LOCAL_SF_TIMING_MODEL [off]  `snowflake` turns the timing model on; its parameters LOCAL_SF_TIMING_DML_FIXED_MS
+  [1000], _DML_PER_ROW_MS [0.05], _INGEST_MS [5000-10000], _APPEND_MS [50], _REFRESH_FIXED_MS [1000]
 """
 
 from __future__ import annotations
@@ -149,11 +157,13 @@ schema_evolution.install()
 # Snowflake's stateful behaviours, each in its own module: case-sensitive request context, COPY load metadata
 # by (path, checksum) for 64 days, the per-table DML lock queue, Dynamic Tables refreshed after their lag.
 import dynamic_tables  # noqa: E402
+import exec_lock  # noqa: E402
 import load_history  # noqa: E402
 import session_context  # noqa: E402
 import snowpipe_api  # noqa: E402
 import streaming_api  # noqa: E402
 import table_locks  # noqa: E402
+import warehouse_timing  # noqa: E402
 
 load_history.install()
 
@@ -173,6 +183,9 @@ NOP_RE = re.compile(
 # statements run inside an explicit DuckDB transaction (they write only to the target database;
 # DuckDB refuses a transaction writing to two attached databases, which fakesnow's DDL does)
 TX_RE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|COPY|TRUNCATE)\b", re.IGNORECASE)
+# statements that run beside each other under the shared side of the exec lock (local/exec_lock.py); the rest
+# (DDL, COPY with its schema evolution and load metadata, SHOW, ...) run alone
+SHARED_RE = re.compile(r"^\s*\(?\s*(SELECT|WITH|INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 
 def log(msg: str) -> None:
@@ -548,7 +561,9 @@ def map_exception(e: BaseException) -> tuple[str, str, str]:
 class Engine:
     def __init__(self) -> None:
         self.fs = FakeSnow(create_database_on_connect=False, create_schema_on_connect=False)
-        self.exec_lock = threading.Lock()
+        self.exec_lock = exec_lock.ExecLock()
+        self.cursor_lock = threading.Lock()  # new DuckDB connections are made one at a time
+        self.timing = warehouse_timing.Model()
         self.state_lock = threading.Lock()
         self.statements: dict[str, Statement] = {}
         self.by_request_id: dict[str, Statement] = {}
@@ -557,7 +572,7 @@ class Engine:
         self.pipes: snowpipe_api.SnowpipeApi | None = None  # set by Service: pipe statements
         self.reset()
         self._init_s3()
-        self.dynamic_tables.start(self._refresh_dynamic_table)
+        self.dynamic_tables.start(self._refresh_dynamic_table, self.timing.refresh_lead_seconds)
 
     def reset(self) -> None:
         with self.state_lock:
@@ -568,6 +583,18 @@ class Engine:
             self.partition_rows = int(os.environ.get("LOCAL_SF_PARTITION_ROWS", "1000"))
             self.async_after_ms = int(os.environ.get("LOCAL_SF_ASYNC_AFTER_MS", "45000"))
             load_history.set_clock_offset_days(0)
+        if hasattr(self, "timing"):
+            self.timing.reset()
+
+    def connect(self, database: str | None = None, schema: str | None = None, **kwargs: Any) -> Any:
+        """A fakesnow connection on a DuckDB connection of its own (thread-safe; see local/exec_lock.py)."""
+        with self.cursor_lock:
+            return self.fs.connect(database=database, schema=schema, **kwargs)
+
+    def duck_cursor(self) -> Any:
+        """A plain DuckDB connection of its own, for the service's own reads."""
+        with self.cursor_lock:
+            return self.fs.duck_conn.cursor()
 
     def _init_s3(self) -> None:
         ext_dir = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
@@ -621,9 +648,11 @@ class Engine:
 
     # -- fault bookkeeping -------------------------------------------------------------------
     def _refresh_dynamic_table(self, table: dynamic_tables.DynamicTable, sql: str) -> None:
-        """A scheduled refresh, run like a statement of its own (under the engine lock)."""
+        """A scheduled refresh, run like a statement of its own (alone: it replaces a table). With the timing
+        model on it first spends the refresh's modelled warehouse time (local/warehouse_timing.py)."""
+        time.sleep(self.timing.refresh_seconds())
         with self.exec_lock:
-            conn = self.fs.connect(database=table.database, schema=table.schema)
+            conn = self.connect(database=table.database, schema=table.schema)
             try:
                 conn.cursor().execute(sql)
             except Exception as e:  # noqa: BLE001 - a failed refresh leaves the older content
@@ -672,7 +701,8 @@ class Engine:
                 while time.monotonic() < deadline and not st.cancel_requested:
                     time.sleep(0.01)
             timeout = st.body.get("timeout") or 0
-            with table_locks.statement_lock(self.table_locks, st, self.take_fault), self.exec_lock:
+            exclusive = not SHARED_RE.match(st.body.get("statement") or "")
+            with table_locks.statement_lock(self.table_locks, st, self.take_fault), self.exec_lock.holding(exclusive):
                 if st.cancel_requested:
                     raise duckdb.InterruptException("canceled before execution")
                 if timeout and (now_ms() - st.created_on) / 1000 > timeout:
@@ -704,7 +734,11 @@ class Engine:
         sql: str = st.body["statement"]
         params = convert_bindings(st.body.get("bindings"))
         load_history.begin()
-        database, schema = session_context.open_session(self.fs.duck_conn, st.body, sql)
+        session = self.duck_cursor()
+        try:
+            database, schema = session_context.open_session(session, st.body, sql)
+        finally:
+            session.close()
         if self.pipes is not None and (answer := self.pipes.sql(sql, database, schema)) is not None:
             st.row_type = [{"name": n, "type": "TEXT", "length": 16777216, "precision": 0, "scale": 0, "nullable": True}
                            for n in answer[0]]
@@ -718,7 +752,7 @@ class Engine:
             return
         self._check_single_statement(st, sql)
         sql = self.dynamic_tables.rewrite(sql, database, schema)
-        conn = self.fs.connect(database=database, schema=schema, paramstyle="qmark")
+        conn = self.connect(database=database, schema=schema, paramstyle="qmark")
         duck = conn._duck_conn  # noqa: SLF001
         st.duck_conn = duck
         is_dml = bool(TX_RE.match(sql))
@@ -727,6 +761,7 @@ class Engine:
         try:
             cur.execute(sql, binding_params=params) if params else cur.execute(sql)
             st.row_type, st.rows, st.stats = result_from_cursor(cur, is_dml)
+            self._spend_warehouse_time(st, is_dml)
             if st.cancel_requested:
                 raise duckdb.InterruptException("canceled")
             if getattr(cur, "_local_in_tx", False):
@@ -751,6 +786,16 @@ class Engine:
             except Exception:  # noqa: BLE001
                 pass
 
+    def _spend_warehouse_time(self, st: Statement, is_dml: bool) -> None:
+        """With the timing model on, a DML statement takes its modelled cost before it commits: its table lock
+        held, the exec lock let go (local/warehouse_timing.py). Ends early when the statement is canceled."""
+        if not is_dml or (seconds := self.timing.dml_seconds(modelled_rows(st))) <= 0:
+            return
+        deadline = time.monotonic() + seconds
+        with self.exec_lock.suspended():
+            while (left := deadline - time.monotonic()) > 0 and not st.cancel_requested:
+                time.sleep(min(left, 0.05))
+
     @staticmethod
     def _check_single_statement(st: Statement, sql: str) -> None:
         wanted = (st.body.get("parameters") or {}).get("multi_statement_count", 1)
@@ -767,6 +812,17 @@ class Engine:
                 errno=8,
                 sqlstate="0A000",
             )
+
+
+def modelled_rows(st: Statement) -> int:
+    """The rows a DML statement wrote, for its modelled cost: its DML stats, or a COPY's rows_loaded."""
+    if st.stats:
+        return sum(st.stats.values())
+    names = [c["name"].lower() for c in st.row_type]
+    if "rows_loaded" in names:
+        i = names.index("rows_loaded")
+        return sum(int(r[i] or 0) for r in st.rows if str(r[i] or "0").isdigit())
+    return 0
 
 
 def result_from_cursor_nop() -> tuple[list[dict], list[list]]:
@@ -1058,6 +1114,7 @@ class Handler(BaseHTTPRequestHandler):
                                         "aborts": eng.table_locks.aborts},
                         "streaming": SERVICE.streaming.stats(),  # type: ignore[union-attr]
                         "snowpipe": SERVICE.snowpipe.stats(),  # type: ignore[union-attr]
+                        "timing": eng.timing.stats(),
                     },
                 )
         if method != "POST":
@@ -1089,6 +1146,10 @@ class Handler(BaseHTTPRequestHandler):
                 SERVICE.snowpipe.admin(body)  # type: ignore[union-attr]
             except (TypeError, ValueError) as e:
                 return self._send(400, {"message": f"invalid streaming/snowpipe setting: {e}"})
+            try:
+                eng.timing.configure(body)
+            except (TypeError, ValueError) as e:
+                return self._send(400, {"message": f"invalid timing setting: {e}"})
             return self._send(200, {"ok": True})
         return self._send(404, {"message": "unknown admin endpoint"})
 

@@ -23,6 +23,9 @@
 #   LOCAL_SF_SNOWPIPE_LOAD_DELAY_MS [1000-5000] (a file queued by the Snowpipe REST API's insertFiles
 #   loads after a delay drawn from min-max ms), LOCAL_SF_SNOWPIPE_REQUESTS_PER_SECOND [20]
 #   passed through to the service.
+#   LOCAL_SF_TIMING_MODEL [off]  `snowflake`: the service keeps Snowflake's timing, a labelled model
+#   (local/warehouse_timing.py; `make loadtest` sets it); its parameters LOCAL_SF_TIMING_DML_FIXED_MS,
+#   _DML_PER_ROW_MS, _INGEST_MS, _APPEND_MS, _REFRESH_FIXED_MS are passed through too.
 #   MARIADB_PORT [3307]         MariaDB (Debian's mariadb-server) for the CDC path: its own data
 #                               directory $RUN_DIR/mariadb, row-based binary log, 127.0.0.1 only,
 #                               user root without a password. `up` starts it too when WITH_MARIADB=1.

@@ -42,7 +42,9 @@ The local model:
   applied) fails 400 STALE_CONTINUATION_TOKEN_ROW_SEQUENCER (our name, after the former).
 - An accepted append is NOT committed: it commits later, in order per channel, after a delay drawn
   uniformly from LOCAL_SF_STREAMING_COMMIT_DELAY_MS ("min-max" ms, default 300-1500; [OVERVIEW]: data is
-  queryable within seconds). Only then are its rows inserted (visible to SQL), the channel's
+  queryable within seconds); with the timing model on, from its ingest latency (5-10 s, [OVERVIEW]) and
+  the append's answer takes the model's append time (local/warehouse_timing.py). Channels commit in
+  parallel, each on its own DuckDB connection beside the SQL statements (local/exec_lock.py). Only then are its rows inserted (visible to SQL), the channel's
   `last_committed_offset_token` set to its end offset token, and its counters counted.
 - Opening a channel again discards every accepted-but-uncommitted append ([OVERVIEW]: resume from the
   last committed offset token). So does invalidation (admin fault, or the table's columns changing under
@@ -69,10 +71,10 @@ POST /admin/reset restores the settings (env or defaults) and clears faults and 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import gzip
 import json
 import os
-import random
 import re
 import secrets
 import threading
@@ -92,6 +94,9 @@ SCOPED_TOKEN_SECONDS = 3600
 DEFAULT_COMMIT_DELAY_MS = "300-1500"
 DEFAULT_REQUESTS_PER_SECOND = 10.0  # [LIMITS] "Request rate: 10 requests per second (RPS)" per channel
 DEFAULT_CHANNELS_PER_PIPE = 2000  # [LIMITS] "a single pipe can have up to 2,000 active channels"
+# A date/time value DuckDB reads as Snowflake does: a 4-digit year from 0001 (strict_sql.py refuses the rest)
+DATETIME_SPELLING = re.compile(r"(?!0000)\d{4}-")
+COMMIT_WORKERS = 8  # channels committing at once
 MUST_REOPEN = "ERR_CHANNEL_MUST_BE_REOPENED"  # [ERRORS] channel status code: reopen the channel
 # Status codes of injected refusals. [ERRORS] gives the HTTP meanings (408, 429, 5xx: retry; 409: reopen),
 # not body codes for these, so the codes are ours.
@@ -458,15 +463,18 @@ class StreamingApi:
         return table, columns
 
     def columns(self, db: str, schema: str, table: str) -> dict[str, str]:
-        with self.engine.exec_lock:
-            try:
-                rows = self.engine.fs.duck_conn.execute(
+        duck = self.engine.duck_cursor()
+        try:
+            with self.engine.exec_lock.shared():
+                rows = duck.execute(
                     "SELECT column_name FROM information_schema.columns WHERE upper(table_catalog) = ? "
                     "AND upper(table_schema) = ? AND upper(table_name) = ? ORDER BY ordinal_position",
                     [db, schema, table],
                 ).fetchall()
-            except Exception:  # noqa: BLE001
-                return {}
+        except Exception:  # noqa: BLE001
+            return {}
+        finally:
+            duck.close()
         return {r[0].upper(): r[0] for r in rows}
 
     def open(self, db: str, schema: str, pipe: str, name: str, raw: bytes) -> dict:
@@ -551,12 +559,14 @@ class StreamingApi:
                 raise StreamingError(400, "STALE_CONTINUATION_TOKEN_ROW_SEQUENCER", "Row sequencer in the continuation token is stale. Please reopen the channel")
             ch.row_seq += 1
             now = time.monotonic()
-            lo, hi = self.settings.commit_delay_ms
-            ch.pending.append(Append(rows, start, end, now, now + random.uniform(lo, hi) / 1000))
+            # the model's ingest-to-query latency when the timing model is on (local/warehouse_timing.py)
+            due = now + self.engine.timing.commit_delay_seconds(self.settings.commit_delay_ms)
+            ch.pending.append(Append(rows, start, end, now, due))
             ch.counters.accepted += 1
             self.counters.accepted += 1
             token = ch.token()
         self.wake.set()
+        time.sleep(self.engine.timing.append_seconds())  # the ingest host's answer time, with the model on
         return {"next_continuation_token": token}
 
     @staticmethod
@@ -601,7 +611,23 @@ class StreamingApi:
 
     # -- commits ----------------------------------------------------------------------------
     def _commit_loop(self) -> None:
-        """Commits due appends, oldest first per channel (an append waits for the one before it)."""
+        """Commits due appends, oldest first per channel (an append waits for the one before it); channels
+        commit in parallel, each on a worker of its own while it has due appends ([OVERVIEW]: channels are
+        independent), so one table's commits never wait behind another's."""
+        workers = concurrent.futures.ThreadPoolExecutor(COMMIT_WORKERS, thread_name_prefix="streaming-commit")
+        busy: set[int] = set()
+        busy_lock = threading.Lock()
+
+        def commit(ch: Channel) -> None:
+            try:
+                self.commit_due(ch)
+            except Exception as e:  # noqa: BLE001 - a commit bug must not stop every later commit
+                print(f"[streaming] commit failed on {ch.name}: {type(e).__name__}: {e}", flush=True)
+            finally:
+                with busy_lock:
+                    busy.discard(id(ch))
+                self.wake.set()
+
         while True:
             self.wake.wait(0.02)
             self.wake.clear()
@@ -609,10 +635,11 @@ class StreamingApi:
                 now = time.monotonic()
                 due = [ch for ch in self.channels.values() if ch.pending and ch.pending[0].due_at <= now]
             for ch in due:
-                try:
-                    self.commit_due(ch)
-                except Exception as e:  # noqa: BLE001 - a commit bug must not stop every later commit
-                    print(f"[streaming] commit failed on {ch.name}: {type(e).__name__}: {e}", flush=True)
+                with busy_lock:
+                    if id(ch) in busy:
+                        continue
+                    busy.add(id(ch))
+                workers.submit(commit, ch)
 
     def commit_due(self, ch: Channel) -> None:
         while True:
@@ -655,11 +682,17 @@ class StreamingApi:
         for row in rows:
             known = {columns[k.upper()]: v for k, v in row.items() if k.upper() in columns}
             groups.setdefault(tuple(known), []).append([self.sql_value(v) for v in known.values()])
-        with self.engine.exec_lock:
-            conn = self.engine.fs.connect(database=db, schema=schema, paramstyle="qmark")
+        with self.engine.exec_lock.shared():  # an INSERT: beside other DML (local/exec_lock.py)
+            conn = self.engine.connect(database=db, schema=schema, paramstyle="qmark")
             try:
                 cur = conn.cursor()
                 for names, values in groups.items():
+                    # the whole group straight into DuckDB first (fakesnow's SQL rewrite of a
+                    # many-row VALUES list is what costs); on any refusal the rows go one by one
+                    # through fakesnow, whose errors are Snowflake's
+                    if names and len(values) > 1 and self.try_insert_direct(conn, db, schema, table, names, values):
+                        inserted += len(values)
+                        continue
                     if names and len(values) > 1 and self.try_insert(cur, table, names, values):
                         inserted += len(values)
                         continue
@@ -678,6 +711,40 @@ class StreamingApi:
     @staticmethod
     def sql_value(v: Any) -> Any:
         return json.dumps(v, separators=(",", ":"), ensure_ascii=False) if isinstance(v, (dict, list)) else v
+
+    @staticmethod
+    def try_insert_direct(conn: Any, db: str, schema: str, table: str, names: tuple, values: list[list]) -> bool:
+        """One multi-row INSERT on the connection's DuckDB connection, in a transaction of its own: all or none.
+        Only where DuckDB refuses at least what Snowflake (and strict_sql.py) refuses: DuckDB takes years past 9999
+        and stores a VARIANT's plain string as written, so a group with a date/time value not spelt YYYY-… or a
+        value for a VARIANT/OBJECT/ARRAY column goes through fakesnow instead."""
+        duck = conn._duck_conn  # noqa: SLF001
+        if not StreamingApi.direct_is_strict(duck, db, schema, table, names, values):
+            return False
+        quote = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+        marks = "(" + ", ".join("?" for _ in names) + ")"
+        sql = (f"INSERT INTO {quote(db)}.{quote(schema)}.{quote(table)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES {', '.join(marks for _ in values)}")
+        try:
+            duck.execute(sql, [v for row in values for v in row])
+            return True
+        except Exception:  # noqa: BLE001 - the slow path tells which row and why
+            return False
+
+    @staticmethod
+    def direct_is_strict(duck: Any, db: str, schema: str, table: str, names: tuple, values: list[list]) -> bool:
+        """Whether DuckDB's own refusals cover Snowflake's for these values (see try_insert_direct)."""
+        types = dict(duck.execute(
+            "SELECT column_name, upper(data_type) FROM information_schema.columns WHERE table_catalog = ? "
+            "AND table_schema = ? AND table_name = ?", [db, schema, table]).fetchall())
+        for i, name in enumerate(names):
+            typ = types.get(name, "")
+            if typ.startswith(("JSON", "STRUCT", "MAP", "LIST")) or typ.endswith("[]"):
+                return False
+            if typ.startswith(("DATE", "TIME")) and not all(
+                    v is None or (isinstance(v, str) and DATETIME_SPELLING.match(v)) for v in (row[i] for row in values)):
+                return False
+        return True
 
     @staticmethod
     def try_insert(cur: Any, table: str, names: tuple, values: list[list], raise_error: bool = False) -> bool:

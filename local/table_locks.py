@@ -14,8 +14,10 @@ lock, and when 20 statements already wait for that lock the next one is aborted 
 https://resultant.com/blog/technology/overcoming-concurrent-write-limits-in-snowflake/; the SQL API's message
 carries no "000625 (57014): " prefix).
 
-The service executes every statement one at a time under Engine.exec_lock (DuckDB in-process); this queue sits
-in front of it, per target table, and only changes which statements wait and which fail. To make the queue
+The service runs DML and queries side by side on their own DuckDB connections, DDL alone (Engine.exec_lock,
+local/exec_lock.py); this queue sits in front of it, per target table, and decides which statements wait and
+which fail. With the timing model on, a locking statement keeps its lock for its modelled warehouse time
+(local/warehouse_timing.py). To make the queue
 observable, the fault `POST /admin/faults {"hold_table_lock_ms": N, "count": C}` makes each of the next C
 locking statements keep its table lock N ms after it executed (as a long transaction would), outside the engine
 lock, so statements on other tables run meanwhile. LOCK_TIMEOUT (43200 s by default) is not modelled: a waiter

@@ -434,6 +434,34 @@ def test_refused_rows_are_counted_at_commit_with_the_last_error(streaming, clien
     assert client.run("SELECT ID, N FROM STRICT_T ORDER BY ID", **events)["data"] == [["1", None], ["4", None]]
 
 
+def test_rows_that_duckdb_takes_but_snowflake_refuses_are_refused_in_a_many_row_commit(streaming, client, events,
+                                                                                         instant):
+    """A commit inserts a group of rows at once straight into DuckDB only where DuckDB refuses what Snowflake does:
+    a year past 9999 (DuckDB takes it) or a VARIANT value (DuckDB keeps a plain string as written) goes through
+    the strict path, row by row."""
+    pipe = "EVENTS-STREAMING"
+    token = streaming.token_of(events, "C", pipe=pipe)
+    rows = [{"ID": 1, "TS": "2024-03-05 07:00:00"}, {"ID": 2, "TS": "10000-01-01 00:00:00"},
+            {"ID": 3, "TS": "2024-03-05 08:00:00"}]
+    r = streaming.append(events, pipe, "C", token, rows, start="1", offset="1")
+    assert r.status_code == 200, r.text
+    st = wait_for(lambda: (s := streaming.status(events, pipe, ["C"])["C"])["last_committed_offset_token"] == "1"
+                  and s, 5, "never committed")
+    assert (st["rows_inserted"], st["rows_error_count"]) == (2, 1)
+    assert [r[0] for r in rows_of(client, events)] == ["1", "3"]
+    # a VARIANT column takes the two rows as fakesnow stores them, the same as one row at a time
+    r = streaming.append(events, pipe, "C", token, [{"ID": 4, "V": {"a": 1}}, {"ID": 5, "V": {"b": [2]}}],
+                         start="2", offset="2")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: streaming.status(events, pipe, ["C"])["C"]["last_committed_offset_token"] == "2", 5, "no commit")
+    one = streaming.append(events, pipe, "C", r.json()["next_continuation_token"], [{"ID": 6, "V": {"a": 1}}],
+                           start="3", offset="3")
+    assert one.status_code == 200, one.text
+    wait_for(lambda: streaming.status(events, pipe, ["C"])["C"]["last_committed_offset_token"] == "3", 5, "no commit")
+    v = {row[0]: row[3] for row in rows_of(client, events)}
+    assert v["4"] == v["6"], v
+
+
 def test_a_pipe_holds_a_limited_number_of_channels_named_case_insensitively(streaming, events, base):
     admin(base, "config", {"streaming_channels_per_pipe": 2})
     assert streaming.open(events, PIPE, "A").status_code == 200

@@ -242,7 +242,8 @@ def test_bucket_is_private_encrypted_and_owner_enforced(t):
         "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
     }
     (rule,) = b["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    for branch in rule["Fn::If"][1:]:  # a customer-managed key, or S3-managed keys
+        assert branch["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     assert b["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     (deny,) = props(t, "RawBucketPolicy")["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
@@ -279,7 +280,8 @@ def test_function_roles_are_least_privilege(t):
             for action in as_list(s["Action"]):
                 assert "*" not in action, (f, action)
             for resource in as_list(s["Resource"]):
-                assert resource != "*", (f, s)
+                # EC2's Describe calls have no resource-level permissions (VPC functions only)
+                assert resource != "*" or all(a.startswith("ec2:Describe") for a in as_list(s["Action"])), (f, s)
 
 
 def _actions(t, f):
@@ -317,20 +319,229 @@ def test_each_role_has_what_its_function_needs_and_no_more(t):
         assert secret["Resource"] == {"Ref": "SnowflakePrivateKeySecretArn"}
 
 
-def test_snowflake_storage_role_trusts_the_integration_with_an_external_id(t):
-    p = props(t, "SnowflakeStorageRole")
+def test_snowflake_storage_role_exists_only_with_snowflakes_user_and_external_id(t):
+    """No placeholder trust: until SnowflakeIamUserArn and SnowflakeExternalId are given the role
+    does not exist (so nothing in the account can assume it); then it trusts exactly that user
+    with that external id. Its fixed name lets CREATE STORAGE INTEGRATION name it first."""
+    role = res(t, "SnowflakeStorageRole")
+    assert role["Condition"] == "HasSnowflakeTrust"
+    assert t["Conditions"]["HasSnowflakeTrust"] == {"Fn::And": [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "SnowflakeIamUserArn"}, ""]}]},
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "SnowflakeExternalId"}, ""]}]},
+    ]}
+    p = role["Properties"]
     (trust,) = p["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Action"] == "sts:AssumeRole"
-    principal = trust["Principal"]["AWS"]["Fn::If"]
-    assert principal[0] == "HasSnowflakeIamUser" and principal[1] == {"Ref": "SnowflakeIamUserArn"}
-    external_id = trust["Condition"]["StringEquals"]["sts:ExternalId"]["Fn::If"]
-    assert external_id[1] == {"Ref": "SnowflakeExternalId"}
+    assert trust["Principal"] == {"AWS": {"Ref": "SnowflakeIamUserArn"}}
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "SnowflakeExternalId"}}}
+    assert ":root" not in str(p) and "0000" not in str(p)
+    assert p["RoleName"] == {"Fn::Sub": "${AWS::StackName}-snowflake-storage"}
+    assert t["Outputs"]["SnowflakeStorageRoleArn"]["Value"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}-snowflake-storage"}
     statements = p["Policies"][0]["PolicyDocument"]["Statement"]
     read = [s for s in statements if "s3:GetObject" in as_list(s["Action"])]
     assert [s["Resource"]["Fn::Sub"] for s in read] == ["${RawBucket.Arn}/${RawPrefix}/*"]
     (listing,) = [s for s in statements if "s3:ListBucket" in as_list(s["Action"])]
     assert listing["Condition"]["StringLike"]["s3:prefix"] == [{"Fn::Sub": "${RawPrefix}/*"}]
     assert not any("s3:PutObject" in as_list(s["Action"]) for s in statements)
+
+
+# ------------------------------------------------------------------ customer-managed KMS key
+
+def _conditional_policy(t, role, name):
+    """The statements of `role`'s policy `name`, which exists only under a condition."""
+    for policy in props(t, role)["Policies"]:
+        if "Fn::If" in policy and policy["Fn::If"][1]["PolicyName"] == name:
+            assert policy["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+            return policy["Fn::If"][0], policy["Fn::If"][1]["PolicyDocument"]["Statement"]
+    return None, []
+
+
+KMS_CONDITION = {"StringEquals": {
+    "kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"},
+    "kms:EncryptionContext:aws:s3:arn": {"Fn::GetAtt": ["RawBucket", "Arn"]},
+}}
+
+
+def test_raw_zone_kms_key_encrypts_the_bucket_with_the_bucket_key(t):
+    (rule,) = props(t, "RawBucket")["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    condition, kms, s3_managed = rule["Fn::If"]
+    assert condition == "HasRawZoneKmsKey"
+    assert kms == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "RawZoneKmsKeyArn"}},
+                   "BucketKeyEnabled": True}
+    assert s3_managed == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    # every function that puts objects is told the key; the loader only reads metadata
+    for f in KINESIS_FUNCTIONS:
+        assert props(t, f)["Environment"]["Variables"]["KMS_KEY_ID"] == {"Ref": "RawZoneKmsKeyArn"}, f
+    assert "KMS_KEY_ID" not in props(t, "LoaderFunction")["Environment"]["Variables"]
+
+
+def test_kms_grants_are_exactly_what_each_role_needs(t):
+    """Writers: kms:GenerateDataKey (a single-part PUT); the storage integration: kms:Decrypt;
+    the loader (HEAD only): nothing. Each only through S3 and for this bucket's bucket key."""
+    expected = {"OrchestratorRole": ("encrypt-raw-zone", "kms:GenerateDataKey"),
+                "UpsertRole": ("encrypt-raw-zone", "kms:GenerateDataKey"),
+                "SnowflakeStorageRole": ("decrypt-raw-zone", "kms:Decrypt")}
+    for role, (name, action) in expected.items():
+        condition, statements = _conditional_policy(t, role, name)
+        assert condition == "HasRawZoneKmsKey", role
+        (s,) = statements
+        assert (s["Effect"], s["Action"], s["Resource"]) == ("Allow", action, {"Ref": "RawZoneKmsKeyArn"}), role
+        assert s["Condition"] == KMS_CONDITION, role
+    for role in ("LoaderRole", "OrchestratorRole", "UpsertRole", "SnowflakeStorageRole"):
+        kms = {a for p in props(t, role)["Policies"] for a in re.findall(r"kms:\w+", str(p))}
+        allowed = {"LoaderRole": {"kms:Decrypt", "kms:ViaService"}, "UpsertRole": {"kms:GenerateDataKey", "kms:Decrypt", "kms:ViaService", "kms:EncryptionContext"},
+                   "OrchestratorRole": {"kms:GenerateDataKey", "kms:ViaService", "kms:EncryptionContext"},
+                   "SnowflakeStorageRole": {"kms:Decrypt", "kms:ViaService", "kms:EncryptionContext"}}[role]
+        assert kms <= allowed, (role, kms)
+    # the loader's and upsert's kms:Decrypt is the Snowflake key secret's, through Secrets Manager only
+    for role in ("LoaderRole", "UpsertRole"):
+        condition, (s,) = _conditional_policy(t, role, "decrypt-snowflake-key")
+        assert condition == "HasSecretKmsKey" and s["Resource"] == {"Ref": "SnowflakePrivateKeyKmsKeyArn"}
+
+
+# ------------------------------------------------------------------ private networking
+
+def test_functions_join_the_vpc_only_when_subnets_are_given(t):
+    for f in FUNCTIONS:
+        assert props(t, f)["VpcConfig"] == {"Fn::If": [
+            "InVpc",
+            {"SubnetIds": {"Fn::Split": [",", {"Ref": "SubnetIds"}]},
+             "SecurityGroupIds": {"Fn::Split": [",", {"Ref": "SecurityGroupIds"}]}},
+            {"Ref": "AWS::NoValue"},
+        ]}, f
+        role = getatt_target(props(t, f)["Role"])
+        condition, statements = _conditional_policy(t, role, "vpc-network-interfaces")
+        assert condition == "InVpc", f
+        actions = {a for s in statements for a in as_list(s["Action"])}
+        assert actions == {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                           "ec2:DescribeSubnets", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}, f
+        for s in statements:  # "*" only where EC2 has no resource-level permissions
+            if s["Resource"] == "*":
+                assert all(a.startswith("ec2:Describe") for a in as_list(s["Action"])), s
+    assert t["Conditions"]["InVpc"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SubnetIds"}, ""]}]}
+
+
+def test_vpc_endpoints_for_what_the_functions_call(t):
+    endpoints = {k: v for k, v in t["Resources"].items() if v["Type"] == "AWS::EC2::VPCEndpoint"}
+    services = {k: (v["Condition"], v["Properties"]["VpcEndpointType"], v["Properties"]["ServiceName"]) for k, v in endpoints.items()}
+    sub = lambda name: {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{name}"}  # noqa: E731
+    assert services == {
+        "S3GatewayEndpoint": ("HasVpcEndpoints", "Gateway", sub("s3")),
+        "SecretsManagerEndpoint": ("HasVpcEndpoints", "Interface", sub("secretsmanager")),
+        "KinesisEndpoint": ("HasVpcEndpoints", "Interface", sub("kinesis-streams")),
+        "SqsEndpoint": ("HasAllVpcEndpoints", "Interface", sub("sqs")),
+        "LogsEndpoint": ("HasAllVpcEndpoints", "Interface", sub("logs")),
+        "SnowflakeEndpoint": ("HasSnowflakeEndpoint", "Interface", {"Ref": "SnowflakeVpceServiceName"}),
+    }
+    for name, e in endpoints.items():
+        p = e["Properties"]
+        if p["VpcEndpointType"] == "Interface":
+            assert p["SecurityGroupIds"] == [{"Ref": "EndpointSecurityGroup"}], name
+            assert p["SubnetIds"] == {"Fn::Split": [",", {"Ref": "SubnetIds"}]}, name
+            # Snowflake's names resolve through the operator's private hosted zone (README)
+            assert p["PrivateDnsEnabled"] is (name != "SnowflakeEndpoint"), name
+    assert props(t, "S3GatewayEndpoint")["RouteTableIds"] == {"Fn::Split": [",", {"Ref": "RouteTableIds"}]}
+    (ingress,) = props(t, "EndpointSecurityGroup")["SecurityGroupIngress"]
+    assert (ingress["FromPort"], ingress["ToPort"], ingress["CidrIp"]) == (443, 443, {"Ref": "VpcCidr"})
+
+
+# ------------------------------------------------------------------ parameter shapes and rules
+
+def _eval(t, expr, params):
+    """Evaluates a Rules/Conditions expression for `params` (the intrinsics the template uses)."""
+    if isinstance(expr, dict):
+        (fn, arg), = expr.items()
+        if fn == "Ref":
+            return params.get(arg, t["Parameters"][arg].get("Default", ""))
+        if fn == "Condition":
+            return _eval(t, t["Conditions"][arg], params)
+        if fn == "Fn::Equals":
+            a, b = (_eval(t, x, params) for x in arg)
+            return str(a) == str(b)
+        if fn == "Fn::Not":
+            return not _eval(t, arg[0], params)
+        if fn == "Fn::And":
+            return all(_eval(t, x, params) for x in arg)
+        if fn == "Fn::Or":
+            return any(_eval(t, x, params) for x in arg)
+        raise AssertionError(f"unexpected {fn}")
+    return expr
+
+
+def refused(t, params):
+    """The AllowedPattern and Rules messages `params` violate (what CloudFormation refuses)."""
+    out = []
+    for name, value in params.items():
+        pattern = t["Parameters"][name].get("AllowedPattern")
+        if pattern and not re.fullmatch(pattern, value):
+            out.append(f"{name}: pattern")
+    for rule in t["Rules"].values():
+        if "RuleCondition" in rule and not _eval(t, rule["RuleCondition"], params):
+            continue
+        out.extend(a["AssertDescription"] for a in rule["Assertions"] if not _eval(t, a["Assert"], params))
+    return out
+
+
+PUBLIC = {"SnowflakeAccount": "myorg-myaccount", "SnowflakeUser": "LOADER", "SnowflakeDatabase": "INGEST",
+          "SnowflakeSchema": "RAW", "SnowflakeWarehouse": "INGEST_WH",
+          "SnowflakePrivateKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:sf-key-AbCdEf"}
+SECOND_DEPLOY = {"SnowflakeIamUserArn": "arn:aws:iam::210987654321:user/abc1-s-v2st0000",
+                 "SnowflakeExternalId": "MYACCOUNT_SFCRole=2_abcdefg="}
+PRIVATE = {**PUBLIC, "SubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+           "SecurityGroupIds": "sg-0123456789abcdef0", "VpcEndpoints": "all", "VpcId": "vpc-0123456789abcdef0",
+           "VpcCidr": "10.0.0.0/16", "RouteTableIds": "rtb-0123456789abcdef0",
+           "SnowflakeUrl": "https://myorg-myaccount.privatelink.snowflakecomputing.com",
+           "SnowflakeVpceServiceName": "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0"}
+KMS = {**PUBLIC, **SECOND_DEPLOY,
+       "RawZoneKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}
+SHAPES = {"public": PUBLIC, "public-second-deploy": {**PUBLIC, **SECOND_DEPLOY}, "private": PRIVATE,
+          "private-kms": {**PRIVATE, **KMS}, "kms": KMS}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_is_accepted_and_creates_what_it_says(t, shape):
+    params = SHAPES[shape]
+    assert refused(t, params) == []
+    cond = {c: _eval(t, {"Condition": c}, params) for c in t["Conditions"]}
+    assert cond["InVpc"] == ("SubnetIds" in params)
+    assert cond["HasAllVpcEndpoints"] == cond["HasSnowflakeEndpoint"] == (params.get("VpcEndpoints") == "all")
+    assert cond["HasRawZoneKmsKey"] == ("RawZoneKmsKeyArn" in params)
+    assert cond["HasSnowflakeTrust"] == ("SnowflakeIamUserArn" in params)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"ErrorPrefix": "raw/errors"}, "ErrorPrefix: pattern"),
+    ({"RawPrefix": "data/raw", "ErrorPrefix": "data"}, "RawPrefix: pattern"),
+    ({"ErrorPrefix": "raw"}, "ErrorPrefix must differ from RawPrefix"),
+    ({"SubnetIds": "subnet-0123456789abcdef0"}, "Set both SubnetIds and SecurityGroupIds"),
+    ({"VpcEndpoints": "required"}, "VpcEndpoints needs VpcId."),
+    ({"SnowflakeVpceServiceName": "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0"}, "SnowflakeVpceServiceName needs"),
+    ({"SnowflakeIamUserArn": SECOND_DEPLOY["SnowflakeIamUserArn"]}, "Set both SnowflakeIamUserArn and SnowflakeExternalId"),
+    ({"RawZoneKmsKeyArn": "alias/raw-zone"}, "RawZoneKmsKeyArn: pattern"),
+])
+def test_rules_refuse_overlapping_prefixes_and_half_configured_shapes(t, bad, message):
+    problems = refused(t, {**PUBLIC, **bad})
+    assert any(p.startswith(message) for p in problems), problems
+
+
+def _with_defaults(template_text: str, params: dict) -> str:
+    """The template with `params` as its parameters' defaults: cfn-lint and the SAM transform
+    then check the resources and conditions of that shape."""
+    doc = cfn_yaml.loads(template_text)
+    for name, value in params.items():
+        doc["Parameters"][name]["Default"] = value
+    return __import__("json").dumps(doc)
+
+
+@pytest.mark.parametrize("shape", ["private", "kms", "private-kms"])
+def test_template_checks_pass_for_each_shape(tmp_path, shape):
+    """cfn-lint, sam validate and cfn-lint on the transformed template, with the shape's values."""
+    shaped = tmp_path / "template.json"
+    shaped.write_text(_with_defaults(TEMPLATE.read_text(), SHAPES[shape]))
+    r = run_checks(shaped)
+    assert r.returncode == 0, f"{shape}:\n{r.stdout}\n{r.stderr}"
+    assert "template checks passed" in r.stdout
 
 
 # ------------------------------------------------------------------ configuration
@@ -460,4 +671,4 @@ def test_outputs(t):
                  "KinesisFailureQueueUrl", "SnowflakeStorageRoleArn", "StageUrl", "OrchestratorFunctionName",
                  "UpsertFunctionName", "LoaderFunctionName"):
         assert name in outputs, name
-    assert outputs["SnowflakeStorageRoleArn"]["Value"] == {"Fn::GetAtt": ["SnowflakeStorageRole", "Arn"]}
+    assert outputs["SnowflakeStorageRoleArn"]["Value"]["Fn::Sub"].endswith(":role/${AWS::StackName}-snowflake-storage")

@@ -9,6 +9,7 @@ mod bootstrap;
 mod cdc;
 mod chaos;
 mod generated_events;
+mod kms;
 mod latest;
 mod loader;
 mod orchestrator;

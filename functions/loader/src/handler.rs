@@ -172,10 +172,14 @@ impl Loader {
             out.files += group.files.len();
             let results = match (&self.config.load_mode, &group.target) {
                 // the pipe's own COPY decides format and lineage (sql/35_pipes.sql)
-                (LoadMode::Snowpipe(settings), _) => {
-                    PipeService::new(&self.client, settings, deadline)
+                (LoadMode::Snowpipe(settings), target) => {
+                    let results = PipeService::new(&self.client, settings, deadline)
                         .load_group(&group.table, &group.files, items, out)
-                        .await
+                        .await;
+                    match target {
+                        Ok(target) => copy.settle_pending(target, &group.files, results).await,
+                        Err(_) => results,
+                    }
                 }
                 (LoadMode::Copy, Ok(target)) => copy.load_group(target, &group.files, out).await,
                 (LoadMode::Copy, Err(error)) => failed_all(group.files.keys().cloned(), error),

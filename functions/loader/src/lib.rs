@@ -18,9 +18,15 @@
 //! reported as not in the stage (`FilesNotInStage`, not retried: the object is gone); otherwise
 //! it fails and is retried (see `copy::history_statement`).
 //!
+//! `LOAD_MODE=snowpipe` keeps the notifications, checks and groups but hands each group's files
+//! to its table's pipe through the Snowpipe REST API and confirms the loads before the deadline;
+//! a file not yet reported is pending, never loaded, and its message is retried (`pipe`,
+//! `pipe_service`).
+//!
 //! Laid out like a sink: `config` (settings read once), `notify` (notifications parsed), `plan`
 //! (pure: notifications → groups of files to COPY), `copy` (pure: COPY and `LOAD_HISTORY` text
-//! and results), `service` (the I/O), `outcome` (what an invocation did) and `handler` (plan →
+//! and results), `pipe` (pure: Snowpipe REST requests and reports), `service` and
+//! `pipe_service` (the I/O), `outcome` (what an invocation did) and `handler` (plan →
 //! send → respond).
 
 mod config;

@@ -12,6 +12,7 @@ use crate::notify::{Invocation, Item, Notification, ObjectRef};
 use crate::outcome::{FileOutcome, Outcome};
 
 /// A file to load and the messages (item indexes) that carried it.
+#[derive(Clone)]
 pub(crate) struct PendingFile {
     /// The full object key.
     pub(crate) key: String,

@@ -299,6 +299,43 @@ impl CopyService<'_> {
         Ok(landed)
     }
 
+    /// `results` with each pending file (no pipe report named its load) whose rows `target`
+    /// holds already turned into [`FileOutcome::AlreadyLoaded`]. A notification that comes again
+    /// in a message sent after the load (S3 delivering twice, a redrive) names a file the pipe
+    /// skips without an `insertReport` event and whose load is older than the message's
+    /// `loadHistoryScan` window: without this it would stay pending on every receive and end in
+    /// the DLQ although it landed. The rows' lineage is the lasting record (see [`Self::landed`]);
+    /// one query on the warehouse, only when a file is pending. A failed query leaves them pending.
+    pub(crate) async fn settle_pending(
+        &self,
+        target: &CopyTarget,
+        files: &BTreeMap<String, PendingFile>,
+        results: Vec<(String, FileOutcome)>,
+    ) -> Vec<(String, FileOutcome)> {
+        let pending: BTreeMap<String, PendingFile> = results
+            .iter()
+            .filter(|(_, o)| matches!(o, FileOutcome::Pending { .. }))
+            .map(|(p, _)| (p.clone(), files[p].clone()))
+            .collect();
+        if pending.is_empty() {
+            return results;
+        }
+        let landed = match self.landed(target, &pending).await {
+            Ok(landed) => landed,
+            Err(e) => {
+                tracing::warn!(table = %target.table, error = %e, "loader: could not tell whether pending files landed; they stay pending");
+                return results;
+            }
+        };
+        let settle = |(p, o): (String, FileOutcome)| match o {
+            FileOutcome::Pending { .. } if landed.contains(&files[&p].key) => {
+                (p, FileOutcome::AlreadyLoaded)
+            }
+            o => (p, o),
+        };
+        results.into_iter().map(settle).collect()
+    }
+
     /// Whether the raw bucket exists (HeadBucket), logged when it cannot be confirmed.
     async fn bucket_exists(&self, s3: &aws_sdk_s3::Client) -> bool {
         match s3.head_bucket().bucket(&self.config.bucket).send().await {

@@ -41,8 +41,11 @@ impl Orchestrator {
 
     /// The handler for `config`, writing with `s3`.
     pub fn new(config: Config, s3: aws_sdk_s3::Client) -> Self {
-        let service =
-            RawZoneService::new(s3, config.raw_zone.bucket.clone(), config.put_concurrency);
+        let service = RawZoneService::new(
+            s3,
+            config.raw_zone.destination.clone(),
+            config.put_concurrency,
+        );
         Self { config, service }
     }
 

@@ -2,21 +2,21 @@
 
 use std::time::Instant;
 
-use shared::rawzone::s3::{put_all, PutError};
+use shared::rawzone::s3::{put_all, Destination, PutError};
 use shared::rawzone::{Plan, PlannedObject};
 
 /// The raw zone's bucket, written `concurrency` objects at a time.
 pub(crate) struct RawZoneService {
     s3: aws_sdk_s3::Client,
-    bucket: String,
+    to: Destination,
     concurrency: usize,
 }
 
 impl RawZoneService {
-    pub(crate) fn new(s3: aws_sdk_s3::Client, bucket: String, concurrency: usize) -> Self {
+    pub(crate) fn new(s3: aws_sdk_s3::Client, to: Destination, concurrency: usize) -> Self {
         Self {
             s3,
-            bucket,
+            to,
             concurrency,
         }
     }
@@ -29,7 +29,7 @@ impl RawZoneService {
         deadline: Instant,
     ) -> Vec<(&'p PlannedObject, PutError)> {
         let objects: Vec<&PlannedObject> = plan.objects.iter().chain(&plan.quarantine).collect();
-        let failures = put_all(&self.s3, &self.bucket, objects, self.concurrency, deadline).await;
+        let failures = put_all(&self.s3, &self.to, objects, self.concurrency, deadline).await;
         for (object, error) in &failures {
             tracing::error!(key = %object.key, records = object.records, error = %error, "put not confirmed; Lambda will resend from the lowest sequence number of the unconfirmed objects");
         }

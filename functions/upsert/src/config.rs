@@ -8,6 +8,7 @@ use shared::kinesis::payload::Extractor;
 use shared::kinesis::route::Router;
 use shared::lambda::FunctionSettings;
 use shared::rawzone::layout::Layout;
+use shared::rawzone::s3::Destination;
 use shared::snowflake::{ident, SnowflakeConfig};
 
 use crate::mapping::TableMappings;
@@ -22,8 +23,8 @@ pub struct Config {
     /// Every field the router and the mappings read, resolved in one pass per record.
     pub extractor: Extractor,
     /// Where rejected records go (`ERROR_BUCKET`, `ERROR_PREFIX` default `errors`; keys continue
-    /// with `upsert/`, see [`Writer`]).
-    pub error_bucket: String,
+    /// with `upsert/`, see [`Writer`]), encrypted with `KMS_KEY_ID` when set.
+    pub error_destination: Destination,
     /// Where quarantine objects go under `ERROR_BUCKET` (`ERROR_PREFIX`).
     pub error_layout: Layout,
     /// The `SNOWFLAKE_*` connection: account, credentials, database and schema.
@@ -54,14 +55,14 @@ impl Config {
             .chain([snowflake.schema.as_str()])
             .collect();
         let tables = TableMappings::from_env(env, &router.tables(), &qualifier, &mut extractor)?;
-        let error_bucket = env.required("ERROR_BUCKET")?;
+        let error_destination = Destination::from_env(env, "ERROR_BUCKET")?;
         let error_layout = Layout::from_env(env)?;
         let write_mode = WriteMode::from_env(env, &snowflake)?;
         Ok(Self {
             router,
             tables,
             extractor,
-            error_bucket,
+            error_destination,
             error_layout,
             snowflake,
             max_rows: max_rows(env)?,

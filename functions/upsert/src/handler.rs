@@ -259,7 +259,9 @@ impl Upsert {
             return Ok(None);
         };
         outcome.quarantine_key = Some(object.key.clone());
-        match shared::rawzone::s3::put_object(&self.s3, &self.config.error_bucket, &object).await {
+        match shared::rawzone::s3::put_object(&self.s3, &self.config.error_destination, &object)
+            .await
+        {
             Ok(_) => Ok(None),
             Err(e) => {
                 tracing::error!(error = %e, "quarantine put failed; Lambda will resend from the lowest rejected record");

@@ -1,27 +1,38 @@
 //! `make loadtest`: the upsert in `merge` and in `streaming` mode against streams of 1, 4, 16 and
-//! 32 shards, one invocation per shard at a time as Lambda runs them, on the local stack. The
-//! point is the contrast the local service makes visible: MERGEs on one table queue behind its
-//! lock and are aborted past 20 waiters (`000625`), Snowpipe Streaming appends take no lock.
+//! 32 shards, one invocation per shard at a time as Lambda runs them, on the local stack with its
+//! Snowflake timing model on (`LOCAL_SF_TIMING_MODEL=snowflake`, local/warehouse_timing.py). What
+//! it shows: MERGEs on one table queue behind its lock (and are aborted past 20 waiters,
+//! `000625`), so merge mode's throughput is capped whatever the shard count; Snowpipe Streaming
+//! appends take no lock and commit in parallel per channel, so streaming mode's throughput grows
+//! with shards, each batch waiting out the ingest latency. Every record is checked to land
+//! exactly once, and the numbers are drawn as an SVG.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use shared::lineage::table::{SEQUENCE_NUMBER, SHARD_ID};
 use shared::snowflake::{SnowflakeClient, Statement};
 use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 
+use crate::ceiling::Ceiling;
 use crate::demo::{bootstrapped_database, upsert_config, LocalSnowflake, SENSOR_TABLES};
 use crate::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
 use crate::loadgen::{self, Generator, Template};
+use crate::svg::{side_by_side, Chart, Series};
+use crate::visibility::{PutRecord, Watch};
 
 /// What the load test runs: the shard counts, the load per run, and the local stack.
 #[derive(Debug, Clone)]
 pub struct LoadTestOptions {
-    /// The shard counts to try; each gets a merge run and a streaming run on a new stream.
+    /// The shard counts to try; each gets a streaming run and a merge run on a new stream.
     pub shards: Vec<i32>,
-    /// Sensor readings put per run.
-    pub records: u64,
-    /// Distinct sensors, i.e. rows the target ends with.
+    /// Records put per shard in a run...
+    pub records_per_shard: u64,
+    /// ...but at most this many per run.
+    pub max_records: u64,
+    /// Distinct sensors the records are spread over.
     pub keys: u64,
     /// Most records per invocation, as the mapping's `BatchSize`.
     pub batch_size: usize,
@@ -35,6 +46,36 @@ pub struct LoadTestOptions {
     pub sql_dir: std::path::PathBuf,
 }
 
+impl LoadTestOptions {
+    /// Records put in a run on `shards` shards.
+    pub fn records(&self, shards: i32) -> u64 {
+        (self.records_per_shard * shards.max(1) as u64).min(self.max_records)
+    }
+}
+
+/// Put → visible latency percentiles in one table, ms (None when nothing showed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: Option<u64>,
+    /// 99th percentile.
+    pub p99_ms: Option<u64>,
+}
+
+impl Latency {
+    fn of(mut ms: Vec<u64>) -> Self {
+        ms.sort_unstable();
+        let pct = |p: f64| {
+            ms.get(((ms.len() as f64 * p) as usize).min(ms.len().saturating_sub(1)))
+                .copied()
+        };
+        Self {
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+        }
+    }
+}
+
 /// One run's numbers.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -44,108 +85,205 @@ pub struct RunReport {
     pub mode: &'static str,
     /// Records put to the stream.
     pub records: u64,
-    /// From the mapping's start until every record was finished (or it gave up).
+    /// From the mapping's start until every record was visible in the target (merge) or the
+    /// change table (streaming).
     pub seconds: f64,
-    /// Arrival in Kinesis → the invocation that landed it returned, per record.
-    pub p50_ms: u64,
-    /// The 99th percentile of the same latency.
-    pub p99_ms: u64,
-    /// Statements (MERGEs, or streaming appends) the invocations ran.
-    pub statements: u64,
+    /// Put → visible in the target (merge) or the change table (streaming).
+    pub visible: Latency,
+    /// Put → visible in the latest-state Dynamic Table (streaming only).
+    pub latest: Option<Latency>,
     /// MERGEs the local service aborted for queueing behind a table lock (`000625`).
     pub lock_aborts: u64,
     /// Batches the mapping resent after a failed invocation.
     pub retries: u64,
-    /// Rows in the target (merge) or the latest-state view (streaming) at the end.
-    pub rows: u64,
+    /// Invocations' durations as Lambda bills them (each rounded up to 1 ms), per record.
+    pub billed_ms_per_record: f64,
 }
 
 impl RunReport {
-    /// The run's throughput, put to finished.
+    /// The run's throughput, mapping start to the last record visible.
     pub fn records_per_sec(&self) -> f64 {
         self.records as f64 / self.seconds.max(1e-9)
     }
 }
 
-/// Runs merge mode, then streaming mode, at every shard count, printing a line per run under
-/// [`print_header`]; returns the runs' numbers.
+/// Runs streaming mode, then merge mode, at every shard count; returns the runs' numbers once
+/// every streaming run's latest-state table has shown its records (each waits out its refresh
+/// in the background while the next runs go on). Fails when a record did not land exactly once.
 pub async fn run(opts: LoadTestOptions) -> Result<Vec<RunReport>, String> {
     let mut reports = Vec::new();
+    let mut latest_checks = Vec::new();
     for &shards in &opts.shards {
-        for mode in ["merge", "streaming"] {
-            let report = run_one(&opts, shards, mode).await?;
-            println!(
-                "{:>6} {:>9} {:>10.0} {:>8} {:>8} {:>10} {:>11} {:>7}",
-                report.shards,
-                report.mode,
-                report.records_per_sec(),
-                report.p50_ms,
-                report.p99_ms,
-                report.statements,
-                report.lock_aborts,
-                report.retries
+        for mode in ["streaming", "merge"] {
+            let (report, latest) = run_one(&opts, shards, mode).await?;
+            eprintln!(
+                "  {shards:>2} shards {mode:>9}: {:.0} records/s",
+                report.records_per_sec()
             );
+            if let Some(check) = latest {
+                latest_checks.push((reports.len(), check));
+            }
             reports.push(report);
         }
+    }
+    for (i, check) in latest_checks {
+        let latency = check.await.map_err(|e| e.to_string())??;
+        reports[i].latest = Some(latency);
     }
     Ok(reports)
 }
 
-/// The column headings of the lines [`run`] prints.
+/// The column headings of [`print_report`]'s lines.
 pub fn print_header() {
     println!(
-        "{:>6} {:>9} {:>10} {:>8} {:>8} {:>10} {:>11} {:>7}",
-        "shards", "mode", "records/s", "p50 ms", "p99 ms", "statements", "lock aborts", "retries"
+        "{:>6} {:>9} {:>7} {:>9} {:>15} {:>15} {:>15} {:>6} {:>7} {:>10}",
+        "shards",
+        "mode",
+        "records",
+        "records/s",
+        "visible p50/p99",
+        "changes p50/p99",
+        "latest p50/p99",
+        "aborts",
+        "retries",
+        "billed ms/rec"
     );
 }
+
+/// One line of the report table (latencies in seconds).
+pub fn print_report(r: &RunReport) {
+    let secs = |l: &Latency| {
+        let s = |v: Option<u64>| v.map_or("-".into(), |ms| format!("{:.1}", ms as f64 / 1000.0));
+        format!("{}/{} s", s(l.p50_ms), s(l.p99_ms))
+    };
+    let (target, changes) = if r.mode == "merge" {
+        (secs(&r.visible), "-".to_string())
+    } else {
+        ("-".to_string(), secs(&r.visible))
+    };
+    println!(
+        "{:>6} {:>9} {:>7} {:>9.0} {:>15} {:>15} {:>15} {:>6} {:>7} {:>10.1}",
+        r.shards,
+        r.mode,
+        r.records,
+        r.records_per_sec(),
+        target,
+        changes,
+        r.latest.as_ref().map_or("-".into(), secs),
+        r.lock_aborts,
+        r.retries,
+        r.billed_ms_per_record
+    );
+}
+
+/// The latest-state table's check, finishing in the background: its latency, or why a record
+/// did not land exactly once.
+type LatestCheck = tokio::task::JoinHandle<Result<Latency, String>>;
 
 async fn run_one(
     opts: &LoadTestOptions,
     shards: i32,
     mode: &'static str,
-) -> Result<RunReport, String> {
+) -> Result<(RunReport, Option<LatestCheck>), String> {
+    let records = opts.records(shards);
     let setup = RunSetup::new(opts, shards, mode).await?;
+    let primary = Watch::start(setup.client.clone(), setup.visible_in.clone());
+    let latest = setup
+        .latest
+        .clone()
+        .map(|t| (Watch::start(setup.client.clone(), t.clone()), t));
     let mut generator = Generator::new(Template::Sensor, shards as u64, opts.keys);
     loadgen::run(
         &setup.source.kinesis,
         &setup.source.stream,
         &mut generator,
-        opts.records,
+        records,
         0,
         |_| {},
     )
     .await
     .map_err(|e| e.to_string())?;
+    let keys = distinct_keys(shards as u64, opts.keys, records);
 
     let aborts_before = lock_aborts(&opts.snowflake_url).await;
-    let latencies = Arc::new(Mutex::new(Vec::<u64>::with_capacity(opts.records as usize)));
-    let statements = Arc::new(AtomicU64::new(0));
-    let invoke = measuring(setup.upsert, latencies.clone(), statements.clone());
-    let (seconds, counters) = drain(setup.source, opts, mode, invoke).await?;
-    if mode != "merge" {
-        // The Dynamic Table refreshes on Snowflake's schedule (within TARGET_LAG); the count
-        // wants every change that landed, so refresh it now as a user would.
-        let refresh = format!("ALTER DYNAMIC TABLE {} REFRESH", setup.rows_in);
-        execute_each(&setup.client, [refresh]).await?;
+    let measured = Arc::new(Measured::default());
+    let invoke = measuring(setup.upsert.clone(), measured.clone());
+    let started = Instant::now();
+    let counters = drain(setup.source, opts, records, mode, invoke).await?;
+    let put = measured.records();
+    if put.len() as u64 != records {
+        return Err(format!(
+            "{shards} shards, {mode}: {} of {records} records reached the function",
+            put.len()
+        ));
     }
-    let rows = count_rows(&setup.client, &setup.rows_in).await?;
-    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
-    l.sort_unstable();
-    let pct = |p: f64| percentile(&l, p);
-    Ok(RunReport {
+    let visible = primary.finish(&put, Duration::from_secs(120)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let expected = if mode == "merge" { keys } else { records };
+    exactly_once(&setup.client, &setup.visible_in, &setup.unique_by, expected).await?;
+    let report = RunReport {
         shards,
         mode,
-        records: opts.records,
+        records,
         seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        statements: statements.load(Ordering::Relaxed),
+        visible: Latency::of(visible),
+        latest: None,
         lock_aborts: lock_aborts(&opts.snowflake_url)
             .await
             .saturating_sub(aborts_before),
         retries: counters.retries.load(Ordering::SeqCst),
-        rows,
-    })
+        billed_ms_per_record: measured.billed_ms.load(Ordering::Relaxed) as f64 / records as f64,
+    };
+    let check = latest.map(|(watch, table)| {
+        let (client, key) = (setup.client.clone(), setup.key_column.clone());
+        tokio::spawn(async move {
+            // A 1-minute target lag: the next refresh is at most a minute (and its run) away.
+            let ms = watch.finish(&put, Duration::from_secs(150)).await;
+            exactly_once(&client, &table, &key, keys).await?;
+            Ok(Latency::of(ms))
+        })
+    });
+    Ok((report, check))
+}
+
+/// The distinct partition keys (sensors) among the first `records` records of the generator
+/// seeded `seed`: the rows a latest-state table ends with.
+fn distinct_keys(seed: u64, keys: u64, records: u64) -> u64 {
+    let mut generator = Generator::new(Template::Sensor, seed, keys);
+    let distinct: HashSet<String> = (0..records).map(|_| generator.next_record().0).collect();
+    distinct.len() as u64
+}
+
+/// Fails unless `table` holds exactly `expected` rows, all distinct by `unique_by`.
+async fn exactly_once(
+    client: &SnowflakeClient,
+    table: &str,
+    unique_by: &str,
+    expected: u64,
+) -> Result<(), String> {
+    let sql = format!("SELECT COUNT(*), COUNT(DISTINCT {unique_by}) FROM {table}");
+    let answer = client
+        .execute(
+            &Statement::new(sql),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let cell = |i: usize| {
+        answer
+            .rows
+            .first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (rows, distinct) = (cell(0), cell(1));
+    if rows != expected || distinct != expected {
+        return Err(format!(
+            "NOT EXACTLY ONCE: {table} holds {rows} rows ({distinct} distinct by {unique_by}), expected {expected}"
+        ));
+    }
+    Ok(())
 }
 
 /// One run's own resources on the local stack, named by mode, shard count and start time.
@@ -156,8 +294,14 @@ struct RunSetup {
     client: SnowflakeClient,
     /// Configured for the run's mode, quarantining to a new bucket.
     upsert: Arc<upsert::Upsert>,
-    /// Where the rows are counted at the end.
-    rows_in: String,
+    /// Where a record first shows: the target (merge) or the change table (streaming).
+    visible_in: String,
+    /// What is unique per row there: the key (merge) or the record's position (streaming).
+    unique_by: String,
+    /// The latest-state Dynamic Table (streaming only).
+    latest: Option<String>,
+    /// The target's key column, unique in the latest-state table.
+    key_column: String,
 }
 
 impl RunSetup {
@@ -181,28 +325,8 @@ impl RunSetup {
             .send()
             .await
             .map_err(|e| format!("create bucket: {e}"))?;
-
-        let (client, snowflake_vars, _) = bootstrapped_database(
-            &LocalSnowflake {
-                url: &opts.snowflake_url,
-                key_file: &opts.key_file,
-                sql_dir: &opts.sql_dir,
-            },
-            &database,
-            "LOAD",
-            &format!("s3://{bucket}/raw/"),
-        )
-        .await?;
-        let config = upsert_config(
-            &snowflake_vars,
-            &[
-                ("TABLE", "sensor_readings"),
-                ("UPSERT_TABLES", SENSOR_TABLES),
-                ("ERROR_BUCKET", &bucket),
-                ("WRITE_MODE", mode),
-            ],
-        )?;
-        let rows_in = prepare_tables(&client, &config, "sensor_readings", mode).await?;
+        let (client, config) = run_database(opts, &database, &bucket, mode).await?;
+        let tables = prepare_tables(&client, &config, mode).await?;
         let upsert = Arc::new(upsert::Upsert::new(config, client.clone(), s3));
         Ok(Self {
             source: KinesisSource {
@@ -213,50 +337,116 @@ impl RunSetup {
             },
             client,
             upsert,
-            rows_in,
+            visible_in: tables.visible_in,
+            unique_by: tables.unique_by,
+            latest: tables.latest,
+            key_column: tables.key_column,
         })
     }
 }
 
-/// Creates what streaming mode writes through for `table`'s mapping; returns where the run's rows end up: the target
-/// table (merge) or the latest-state view (streaming).
-pub(crate) async fn prepare_tables(
+/// The local service's ceiling ([`crate::ceiling`]), measured for `seconds` each in a database
+/// of its own.
+pub async fn ceiling(opts: &LoadTestOptions, seconds: u64) -> Result<Ceiling, String> {
+    let name = format!("LOADTEST_CEILING_{}", std::process::id());
+    let (client, _) = database(opts, &name).await?;
+    crate::ceiling::measure(&client, &opts.snowflake_url, (&name, "LOAD"), seconds).await
+}
+
+/// A new database (schema `LOAD`) with `sql/` applied: its client and the `SNOWFLAKE_*`
+/// variables a function needs to reach it.
+async fn database(
+    opts: &LoadTestOptions,
+    database: &str,
+) -> Result<(SnowflakeClient, crate::demo::Vars), String> {
+    let (client, vars, _) = bootstrapped_database(
+        &LocalSnowflake {
+            url: &opts.snowflake_url,
+            key_file: &opts.key_file,
+            sql_dir: &opts.sql_dir,
+        },
+        database,
+        "LOAD",
+        "s3://loadtest/raw/",
+    )
+    .await?;
+    Ok((client, vars))
+}
+
+/// A new database with `sql/` applied, and the upsert's configuration for it in `mode`.
+async fn run_database(
+    opts: &LoadTestOptions,
+    database_name: &str,
+    bucket: &str,
+    mode: &str,
+) -> Result<(SnowflakeClient, upsert::Config), String> {
+    let (client, snowflake_vars) = database(opts, database_name).await?;
+    let config = upsert_config(
+        &snowflake_vars,
+        &[
+            ("TABLE", "sensor_readings"),
+            ("UPSERT_TABLES", SENSOR_TABLES),
+            ("ERROR_BUCKET", bucket),
+            ("WRITE_MODE", mode),
+        ],
+    )?;
+    Ok((client, config))
+}
+
+/// The tables a run reads: see [`RunSetup`].
+struct RunTables {
+    visible_in: String,
+    unique_by: String,
+    latest: Option<String>,
+    key_column: String,
+}
+
+/// Creates what streaming mode writes through (the change table and the latest-state Dynamic
+/// Table, with a 1-minute target lag, Snowflake's least); returns where the run's rows show.
+async fn prepare_tables(
     client: &SnowflakeClient,
     config: &upsert::Config,
-    table: &str,
     mode: &str,
-) -> Result<String, String> {
+) -> Result<RunTables, String> {
     let mapping = config
         .tables
-        .get(table)
-        .ok_or_else(|| format!("no {table} mapping"))?;
-    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
-    if mode == "streaming" {
-        // The change table and the latest-state Dynamic Table streaming mode writes through.
-        execute_each(
-            client,
-            [
-                change_table_ddl(mapping, &objects),
-                latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
-            ],
-        )
-        .await?;
+        .get("sensor_readings")
+        .ok_or("no sensor_readings mapping")?;
+    let key_column = mapping.columns[mapping.keys[0]].ident.clone();
+    if mode == "merge" {
+        return Ok(RunTables {
+            visible_in: mapping.target.clone(),
+            unique_by: key_column.clone(),
+            latest: None,
+            key_column,
+        });
     }
-    Ok(if mode == "merge" {
-        mapping.target.clone()
-    } else {
-        objects.latest
+    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
+    execute_each(
+        client,
+        [
+            change_table_ddl(mapping, &objects),
+            latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
+        ],
+    )
+    .await?;
+    Ok(RunTables {
+        visible_in: objects.change_table.clone(),
+        unique_by: format!("\"{SHARD_ID}\" || '/' || \"{SEQUENCE_NUMBER}\""),
+        latest: Some(objects.latest.clone()),
+        key_column,
     })
 }
 
-/// Runs the mapping until it has finished `opts.records` records (or stopped, or 600 s passed);
-/// returns the seconds that took and the mapping's counters.
+/// Runs the mapping until it has finished `records` records (or stopped, or 600 s passed);
+/// returns the mapping's counters.
 async fn drain(
     source: KinesisSource,
     opts: &LoadTestOptions,
+    records: u64,
     mode: &str,
     invoke: KinesisInvoke,
-) -> Result<(f64, Arc<Counters>), String> {
+) -> Result<Arc<Counters>, String> {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -273,66 +463,83 @@ async fn drain(
         counters.clone(),
         stop.clone(),
     ));
-    while counters.done.load(Ordering::SeqCst) < opts.records {
+    while counters.done.load(Ordering::SeqCst) < records {
         if task.is_finished() || started.elapsed() > Duration::from_secs(600) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
     task.await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    Ok((seconds, counters))
+    Ok(counters)
 }
 
-/// The upsert as the mapping invokes it, recording each delivered record's latency (from its
-/// arrival on the stream) and the statements each invocation ran.
-fn measuring(
-    upsert: Arc<upsert::Upsert>,
-    latencies: Arc<Mutex<Vec<u64>>>,
-    statements: Arc<AtomicU64>,
-) -> KinesisInvoke {
+/// What the invocations saw: every record delivered (once, however often it was resent) and
+/// the billed milliseconds.
+#[derive(Default)]
+struct Measured {
+    records: Mutex<HashMap<(String, String), u64>>,
+    billed_ms: AtomicU64,
+}
+
+impl Measured {
+    fn records(&self) -> Vec<PutRecord> {
+        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        records
+            .iter()
+            .map(|((shard, sequence), &put_ms)| PutRecord {
+                shard: shard.clone(),
+                sequence: sequence.clone(),
+                put_ms,
+            })
+            .collect()
+    }
+
+    /// Notes the records of the event `body`: shard, sequence number, arrival time.
+    fn note(&self, body: &str) {
+        let event: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        for r in event["Records"].as_array().into_iter().flatten() {
+            let shard = r["eventID"]
+                .as_str()
+                .and_then(|id| id.split_once(':'))
+                .map(|(s, _)| s);
+            let sequence = r["kinesis"]["sequenceNumber"].as_str();
+            let arrival = r["kinesis"]["approximateArrivalTimestamp"]
+                .as_f64()
+                .unwrap_or(0.0);
+            if let (Some(shard), Some(sequence)) = (shard, sequence) {
+                records.insert(
+                    (shard.to_string(), sequence.to_string()),
+                    (arrival * 1000.0) as u64,
+                );
+            }
+        }
+    }
+}
+
+/// The upsert as the mapping invokes it, noting each delivered record and the invocation's
+/// billed duration (Lambda rounds every invocation up to the next millisecond).
+fn measuring(upsert: Arc<upsert::Upsert>, measured: Arc<Measured>) -> KinesisInvoke {
     Arc::new(move |body: String| {
-        let (upsert, latencies, statements) =
-            (upsert.clone(), latencies.clone(), statements.clone());
+        let (upsert, measured) = (upsert.clone(), measured.clone());
         Box::pin(async move {
+            measured.note(&body);
+            let started = Instant::now();
             let result = upsert
                 .handle_body(&body, Instant::now() + Duration::from_secs(120))
-                .await
-                .map_err(|e| e.to_string())?;
-            let (response, outcome) = result;
-            statements.fetch_add(
-                outcome.tables.values().map(|t| t.statements as u64).sum(),
-                Ordering::Relaxed,
-            );
-            if response.batch_item_failures.is_empty() {
-                record_latencies(&body, &latencies);
-            }
-            Ok(response)
+                .await;
+            let billed = started.elapsed().as_micros().div_ceil(1000) as u64;
+            measured.billed_ms.fetch_add(billed, Ordering::Relaxed);
+            Ok(result.map_err(|e| e.to_string())?.0)
         })
     })
 }
 
-/// Adds the latency of every record of the event `body`, arrival to now.
-fn record_latencies(body: &str, latencies: &Mutex<Vec<u64>>) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as f64)
-        .unwrap_or(0.0);
-    let event: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let mut l = latencies.lock().unwrap_or_else(|e| e.into_inner());
-    for r in event["Records"].as_array().into_iter().flatten() {
-        let arrival = r["kinesis"]["approximateArrivalTimestamp"]
-            .as_f64()
-            .unwrap_or(0.0);
-        l.push((now_ms - arrival * 1000.0).max(0.0) as u64);
-    }
-}
-
 /// Runs `statements` in order, stopping at the first failure.
-async fn execute_each(
+pub(crate) async fn execute_each(
     client: &SnowflakeClient,
     statements: impl IntoIterator<Item = String>,
 ) -> Result<(), String> {
@@ -346,28 +553,6 @@ async fn execute_each(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-async fn count_rows(client: &SnowflakeClient, target: &str) -> Result<u64, String> {
-    Ok(client
-        .execute(
-            &Statement::new(format!("SELECT COUNT(*) FROM {target}")),
-            Instant::now() + Duration::from_secs(60),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .rows
-        .first()
-        .and_then(|r| r[0].as_deref().and_then(|v| v.parse().ok()))
-        .unwrap_or(0))
-}
-
-/// The `p` quantile of `sorted` (0 when empty).
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0)
 }
 
 async fn lock_aborts(snowflake_url: &str) -> u64 {
@@ -385,4 +570,56 @@ async fn reqwest_get(url: &str) -> Result<serde_json::Value, String> {
         .await
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&body).map_err(|e| e.to_string())
+}
+
+/// The records/s and p99 charts of `reports`, one line per mode (p99 in the target for merge,
+/// in the change table and the latest-state table for streaming).
+pub fn chart(reports: &[RunReport]) -> String {
+    let shards: std::collections::BTreeSet<i32> = reports.iter().map(|r| r.shards).collect();
+    let ticks: Vec<f64> = shards.into_iter().map(f64::from).collect();
+    let line = |name: &str,
+                colour: &'static str,
+                mode: &str,
+                y: &dyn Fn(&RunReport) -> Option<f64>| Series {
+        name: name.into(),
+        colour,
+        points: reports
+            .iter()
+            .filter(|r| r.mode == mode)
+            .filter_map(|r| y(r).map(|v| (f64::from(r.shards), v)))
+            .collect(),
+    };
+    let p99 = |l: &Latency| l.p99_ms.map(|ms| ms as f64 / 1000.0);
+    let throughput = Chart {
+        title: "Throughput".into(),
+        x_label: "shards".into(),
+        y_label: "records/s".into(),
+        x_ticks: ticks.clone(),
+        log_x: true,
+        log_y: false,
+        series: vec![
+            line("merge", "#d62728", "merge", &|r| Some(r.records_per_sec())),
+            line("streaming", "#1f77b4", "streaming", &|r| {
+                Some(r.records_per_sec())
+            }),
+        ],
+    };
+    let latency = Chart {
+        title: "Put → visible, p99".into(),
+        x_label: "shards".into(),
+        y_label: "seconds".into(),
+        x_ticks: ticks,
+        log_x: true,
+        log_y: false,
+        series: vec![
+            line("merge: target", "#d62728", "merge", &|r| p99(&r.visible)),
+            line("streaming: change table", "#1f77b4", "streaming", &|r| {
+                p99(&r.visible)
+            }),
+            line("streaming: latest state", "#9467bd", "streaming", &|r| {
+                r.latest.as_ref().and_then(p99)
+            }),
+        ],
+    };
+    side_by_side(&[throughput, latency])
 }

@@ -79,10 +79,16 @@ impl Layout {
             &env.optional("ERROR_PREFIX")
                 .unwrap_or_else(|| "errors".into()),
         );
-        if layout.prefix() == layout.error_prefix() {
+        // Path prefixes, compared segment-wise: `raw/errors` is inside `raw`, `raw2` is not.
+        let (raw, error) = (
+            format!("{}/", layout.prefix()),
+            format!("{}/", layout.error_prefix()),
+        );
+        if raw.starts_with(&error) || error.starts_with(&raw) {
             return Err(ConfigError::new(
                 "ERROR_PREFIX",
-                "must differ from RAW_PREFIX, or the loader would load quarantined records",
+                "must differ from RAW_PREFIX and neither may contain the other, or the loader \
+                 would load quarantined records",
             ));
         }
         Ok(layout)
@@ -323,6 +329,35 @@ pub(crate) fn partition_segment(name: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn error_and_raw_prefixes_may_not_contain_each_other() {
+        let layout = |raw: &'static str, error: &'static str| {
+            let env = [("RAW_PREFIX", raw), ("ERROR_PREFIX", error)];
+            Layout::from_env(&crate::config::Env::new(&env)).map(|_| ())
+        };
+        for (raw, error) in [
+            ("raw", "raw"),
+            ("raw", "raw/errors"),
+            ("data/raw", "data"),
+            ("a/b", "a/b/c"),
+        ] {
+            assert_eq!(
+                layout(raw, error).unwrap_err().var,
+                "ERROR_PREFIX",
+                "{raw} {error}"
+            );
+        }
+        for (raw, error) in [
+            ("raw", "errors"),
+            ("raw", "raw2"),
+            ("raw2", "raw"),
+            ("data/raw", "data/errors"),
+        ] {
+            assert!(layout(raw, error).is_ok(), "{raw} {error}");
+        }
+    }
+
     use super::*;
 
     fn group(partition: Option<&str>) -> GroupKey {

@@ -21,12 +21,13 @@ use crate::rawzone::layout::{
 };
 use crate::rawzone::object::PlannedObject;
 use crate::rawzone::quarantine::{self, RecordData, Rejected};
+use crate::rawzone::s3::Destination;
 
 /// Everything that decides what the orchestrator writes where.
 #[derive(Debug, Clone)]
 pub struct RawZoneConfig {
-    /// The S3 bucket of the raw zone (`RAW_BUCKET`).
-    pub bucket: String,
+    /// The S3 bucket of the raw zone (`RAW_BUCKET`) and its objects' KMS key (`KMS_KEY_ID`).
+    pub destination: Destination,
     /// The prefixes and key scheme of objects and quarantine objects.
     pub layout: Layout,
     /// Which table each record belongs to.
@@ -58,10 +59,10 @@ pub struct FieldPartition {
 }
 
 impl RawZoneConfig {
-    /// `RAW_BUCKET` (required) and the variables of the layout, router, format, compression and
+    /// `RAW_BUCKET` (required), `KMS_KEY_ID` and the variables of the layout, router, format, compression and
     /// field partition, every field they read registered in one extractor.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let bucket = env.required("RAW_BUCKET")?;
+        let destination = Destination::from_env(env, "RAW_BUCKET")?;
         let layout = Layout::from_env(env)?;
         let mut extractor = Extractor::new();
         let router = Router::from_env(env, &mut extractor)?;
@@ -96,7 +97,7 @@ impl RawZoneConfig {
             }
         };
         Ok(Self {
-            bucket,
+            destination,
             layout,
             router,
             format,

@@ -6,7 +6,39 @@ use std::time::Instant;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use crate::config::{ConfigError, Env};
 use crate::rawzone::object::PlannedObject;
+
+/// Where objects are put: a bucket, and the customer-managed KMS key S3 encrypts them with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The bucket's name.
+    pub bucket: String,
+    /// `KMS_KEY_ID` (a key ARN, key id or alias ARN): every object is put with
+    /// `ServerSideEncryption=aws:kms`, this `SSEKMSKeyId` and the bucket key on, so an object is
+    /// encrypted with the key even where the bucket's default says otherwise, and a bucket policy
+    /// can require it. None: the bucket's default encryption.
+    pub kms_key_id: Option<String>,
+}
+
+impl Destination {
+    /// The bucket named by `bucket_var` (required) and `KMS_KEY_ID` (optional).
+    pub fn from_env(env: &Env<'_>, bucket_var: &str) -> Result<Self, ConfigError> {
+        let kms_key_id = env.optional("KMS_KEY_ID");
+        if let Some(key) = &kms_key_id {
+            if key.chars().any(char::is_whitespace) {
+                return Err(ConfigError::new(
+                    "KMS_KEY_ID",
+                    "must be a KMS key ARN, key id or alias ARN",
+                ));
+            }
+        }
+        Ok(Self {
+            bucket: env.required(bucket_var)?,
+            kms_key_id,
+        })
+    }
+}
 
 /// An object that was not written.
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +65,13 @@ pub enum PutError {
     },
 }
 
-/// Puts one planned object with its content type and encoding.
+/// Puts one planned object with its content type and encoding, encrypted as `to` says.
 pub async fn put_object(
     client: &aws_sdk_s3::Client,
-    bucket: &str,
+    to: &Destination,
     object: &PlannedObject,
 ) -> Result<(), PutError> {
+    let bucket = to.bucket.as_str();
     let mut req = client
         .put_object()
         .bucket(bucket)
@@ -49,6 +82,14 @@ pub async fn put_object(
         .body(ByteStream::from(object.body.clone()));
     if let Some(enc) = object.content_encoding {
         req = req.content_encoding(enc);
+    }
+    if let Some(key) = &to.kms_key_id {
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/specifying-kms-encryption.html;
+        // the bucket key: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-key.html
+        req = req
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key)
+            .bucket_key_enabled(true);
     }
     req.send().await.map(|_| ()).map_err(|e| PutError::Failed {
         bucket: bucket.to_string(),
@@ -65,7 +106,7 @@ pub async fn put_object(
 /// with bisect-on-error split, the whole batch).
 pub async fn put_all<'o>(
     client: &aws_sdk_s3::Client,
-    bucket: &str,
+    to: &Destination,
     objects: Vec<&'o PlannedObject>,
     concurrency: usize,
     deadline: Instant,
@@ -74,11 +115,11 @@ pub async fn put_all<'o>(
     // compiler's higher-ranked lifetime checks when callers need the future to be `Send`.
     async fn put_one(
         client: &aws_sdk_s3::Client,
-        bucket: &str,
+        to: &Destination,
         index: usize,
         object: &PlannedObject,
     ) -> (usize, Result<(), PutError>) {
-        (index, put_object(client, bucket, object).await)
+        (index, put_object(client, to, object).await)
     }
     let mut waiting = objects.into_iter().enumerate();
     // What is in flight, by index, so it can be reported when the deadline cuts it off.
@@ -92,7 +133,7 @@ pub async fn put_all<'o>(
                 break;
             };
             in_flight.insert(i, object);
-            pending.push(put_one(client, bucket, i, object));
+            pending.push(put_one(client, to, i, object));
         }
         if pending.is_empty() {
             break;
@@ -116,10 +157,41 @@ pub async fn put_all<'o>(
         (
             object,
             PutError::Deadline {
-                bucket: bucket.to_string(),
+                bucket: to.bucket.clone(),
                 key: object.key.clone(),
             },
         )
     }));
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kms_key_is_read_with_the_bucket_once() {
+        let env = [
+            ("RAW_BUCKET", "raw-bucket"),
+            ("KMS_KEY_ID", " arn:aws:kms:us-east-1:1:key/k "),
+        ];
+        let to = Destination::from_env(&Env::new(&env), "RAW_BUCKET").unwrap();
+        assert_eq!(to.bucket, "raw-bucket");
+        assert_eq!(
+            to.kms_key_id.as_deref(),
+            Some("arn:aws:kms:us-east-1:1:key/k")
+        );
+        let to =
+            Destination::from_env(&Env::new(&[("ERROR_BUCKET", "b")]), "ERROR_BUCKET").unwrap();
+        assert_eq!(to.kms_key_id, None);
+        let env = [("ERROR_BUCKET", "b"), ("KMS_KEY_ID", "alias/my key")];
+        let err = Destination::from_env(&Env::new(&env), "ERROR_BUCKET").unwrap_err();
+        assert_eq!(err.var, "KMS_KEY_ID");
+        assert_eq!(
+            Destination::from_env(&Env::new(&env), "RAW_BUCKET")
+                .unwrap_err()
+                .var,
+            "KMS_KEY_ID"
+        );
+    }
 }

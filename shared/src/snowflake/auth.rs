@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use super::config::{AuthConfig, KeySource, SecretString, TokenSource, TokenType};
+use super::config::{AuthConfig, KeySource, SecretString, TokenSource, TokenType, PASSPHRASE_VAR};
 use super::error::SnowflakeError;
 
 /// Lifetime of the JWTs the client makes (Snowflake accepts at most one hour).
@@ -47,12 +47,40 @@ pub struct JwtClaims {
     pub exp: i64,
 }
 
-fn parse_private_key(pem: &str) -> Result<RsaPrivateKey, SnowflakeError> {
-    let pem = pem.trim();
-    if pem.contains("ENCRYPTED PRIVATE KEY") {
-        return Err(SnowflakeError::Key(
-            "the private key is encrypted; provide an unencrypted PKCS#8 PEM key".into(),
-        ));
+/// The passphrase of an encrypted key and the field or variable it came from: errors name the
+/// field to fix, never the value.
+pub(crate) struct Passphrase {
+    value: SecretString,
+    /// `SNOWFLAKE_PRIVATE_KEY_PASSPHRASE`, or `field private_key_passphrase of secret <arn>`.
+    origin: String,
+}
+
+/// A key as read: the PEM, its passphrase if one is given, and where a missing one belongs.
+struct KeyText {
+    pem: SecretString,
+    passphrase: Option<Passphrase>,
+    /// What to do when the key is encrypted and `passphrase` is None.
+    missing_passphrase: String,
+}
+
+impl KeyText {
+    /// A key given as text or in a file: its passphrase can only come from the environment.
+    fn unencrypted(pem: SecretString) -> Self {
+        Self {
+            pem,
+            passphrase: None,
+            missing_passphrase: format!("set {PASSPHRASE_VAR}"),
+        }
+    }
+}
+
+/// What an operator can run to turn a key this client cannot decrypt into one it can.
+const REENCRYPT: &str = "re-encrypt it with PBES2, e.g. `openssl pkcs8 -topk8 -v2 aes-256-cbc`";
+
+fn parse_private_key(key: &KeyText) -> Result<RsaPrivateKey, SnowflakeError> {
+    let pem = key.pem.expose().trim();
+    if pem.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+        return decrypt_private_key(pem, key);
     }
     if pem.contains("BEGIN RSA PRIVATE KEY") {
         return RsaPrivateKey::from_pkcs1_pem(pem).map_err(|_| {
@@ -61,11 +89,57 @@ fn parse_private_key(pem: &str) -> Result<RsaPrivateKey, SnowflakeError> {
     }
     if !pem.contains("BEGIN PRIVATE KEY") {
         return Err(SnowflakeError::Key(
-            "the private key is not a PKCS#8 PEM (BEGIN PRIVATE KEY)".into(),
+            "the private key is not a PKCS#8 PEM (BEGIN PRIVATE KEY or BEGIN ENCRYPTED PRIVATE KEY)"
+                .into(),
         ));
     }
     RsaPrivateKey::from_pkcs8_pem(pem).map_err(|_| {
         SnowflakeError::Key("the PKCS#8 private key cannot be parsed as an RSA key".into())
+    })
+}
+
+/// An `ENCRYPTED PRIVATE KEY` (PKCS#8 `EncryptedPrivateKeyInfo`) decrypted with its passphrase:
+/// PBES2 (RFC 8018) with PBKDF2-HMAC-SHA2 or scrypt and AES-CBC or DES-EDE3-CBC, what
+/// `openssl pkcs8 -topk8 -v2 ...` writes. Legacy PBES1/PKCS#12 schemes are refused by name.
+fn decrypt_private_key(pem: &str, key: &KeyText) -> Result<RsaPrivateKey, SnowflakeError> {
+    let Some(passphrase) = &key.passphrase else {
+        return Err(SnowflakeError::Key(format!(
+            "the private key is encrypted (ENCRYPTED PRIVATE KEY) and no passphrase is given: {}",
+            key.missing_passphrase
+        )));
+    };
+    let unsupported = || {
+        SnowflakeError::Key(format!(
+            "the encrypted private key uses an encryption scheme this client does not support \
+             (only PBES2 with PBKDF2-HMAC-SHA2 or scrypt, and AES-CBC or DES-EDE3-CBC): {REENCRYPT}"
+        ))
+    };
+    let (_, der) = pkcs8::SecretDocument::from_pem(pem).map_err(|_| {
+        SnowflakeError::Key("the encrypted private key is not a valid PEM document".into())
+    })?;
+    let info =
+        pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_bytes()).map_err(|_| unsupported())?;
+    if info.encryption_algorithm.pbes2().is_none() {
+        return Err(unsupported());
+    }
+    let decrypted = info
+        .decrypt(passphrase.value.expose().as_bytes())
+        .map_err(|e| match e {
+            pkcs8::Error::EncryptedPrivateKey(
+                pkcs8::pkcs5::Error::UnsupportedAlgorithm { .. }
+                | pkcs8::pkcs5::Error::AlgorithmParametersInvalid { .. }
+                | pkcs8::pkcs5::Error::NoPbes1CryptSupport,
+            ) => unsupported(),
+            // A wrong passphrase fails the CBC padding check, or (1 time in 256) yields bytes that
+            // are not DER: either way the passphrase does not open this key.
+            _ => SnowflakeError::Key(format!(
+                "the encrypted private key cannot be decrypted with the passphrase from {}: \
+                 wrong passphrase, or a damaged key",
+                passphrase.origin
+            )),
+        })?;
+    RsaPrivateKey::from_pkcs8_der(decrypted.as_bytes()).map_err(|_| {
+        SnowflakeError::Key("the decrypted private key is not a PKCS#8 RSA key".into())
     })
 }
 
@@ -85,7 +159,9 @@ fn fingerprint_of(key: &RsaPrivateKey) -> Result<String, SnowflakeError> {
 /// `SHA256:<base64 of SHA-256 of the public key's DER (SubjectPublicKeyInfo)>` for a private key
 /// PEM: what `RSA_PUBLIC_KEY_FP` shows in `DESC USER` and what `openssl` computes.
 pub fn fingerprint_of_pem(pem: &str) -> Result<String, SnowflakeError> {
-    fingerprint_of(&parse_private_key(pem)?)
+    fingerprint_of(&parse_private_key(&KeyText::unencrypted(
+        SecretString::new(pem),
+    ))?)
 }
 
 /// Makes key-pair JWTs for one account and user.
@@ -108,7 +184,12 @@ impl fmt::Debug for JwtSigner {
 impl JwtSigner {
     /// From an unencrypted PKCS#8 (or PKCS#1) PEM RSA private key.
     pub fn from_pem(pem: &str, account: &str, user: &str) -> Result<Self, SnowflakeError> {
-        let key = parse_private_key(pem)?;
+        Self::from_key(&KeyText::unencrypted(SecretString::new(pem)), account, user)
+    }
+
+    /// From a key as read, decrypted with its passphrase when it is encrypted.
+    fn from_key(key: &KeyText, account: &str, user: &str) -> Result<Self, SnowflakeError> {
+        let key = parse_private_key(key)?;
         let fingerprint = fingerprint_of(&key)?;
         let der = key
             .to_pkcs1_der()
@@ -210,7 +291,7 @@ impl KeyLoader {
                 Some(sdk) => aws_sdk_secretsmanager::Client::new(sdk),
                 None => aws_sdk_secretsmanager::Client::new(&crate::aws::load_config().await),
             }),
-            KeySource::File(_) | KeySource::Pem(_) => None,
+            KeySource::File(_) | KeySource::Pem(_) | KeySource::WithPassphrase { .. } => None,
         };
         Self {
             source: source.clone(),
@@ -222,27 +303,49 @@ impl KeyLoader {
 
     /// True when reading again may give another key (a PEM in the configuration cannot change).
     fn rereadable(&self) -> bool {
-        !matches!(self.source, KeySource::Pem(_))
+        match &self.source {
+            KeySource::Pem(_) => false,
+            KeySource::WithPassphrase { key, .. } => !matches!(**key, KeySource::Pem(_)),
+            KeySource::File(_) | KeySource::SecretArn(_) => true,
+        }
     }
 
     async fn load(&self) -> Result<JwtSigner, SnowflakeError> {
-        let pem = match &self.source {
-            KeySource::Pem(p) => p.clone(),
+        let key = match &self.source {
+            KeySource::WithPassphrase { key, passphrase } => KeyText {
+                passphrase: Some(Passphrase {
+                    value: passphrase.clone(),
+                    origin: PASSPHRASE_VAR.to_string(),
+                }),
+                ..self.read(key).await?
+            },
+            plain => self.read(plain).await?,
+        };
+        JwtSigner::from_key(&key, &self.account, &self.user)
+    }
+
+    /// The key text of a source that is not [`KeySource::WithPassphrase`].
+    async fn read(&self, source: &KeySource) -> Result<KeyText, SnowflakeError> {
+        match source {
+            KeySource::Pem(p) => Ok(KeyText::unencrypted(p.clone())),
             KeySource::File(path) => {
-                SecretString::new(std::fs::read_to_string(path).map_err(|e| {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
                     SnowflakeError::Key(format!(
                         "cannot read the private key file {}: {}",
                         path.display(),
                         e.kind()
                     ))
-                })?)
+                })?;
+                Ok(KeyText::unencrypted(SecretString::new(pem)))
             }
-            KeySource::SecretArn(arn) => SecretString::new(secret_field(
+            KeySource::SecretArn(arn) => Ok(key_text_from_secret(
                 read_secret(self.secrets.as_ref(), arn).await?,
-                &["private_key", "privateKey"],
+                arn,
             )),
-        };
-        JwtSigner::from_pem(pem.expose(), &self.account, &self.user)
+            KeySource::WithPassphrase { .. } => Err(SnowflakeError::Key(
+                "a key source with a passphrase cannot hold another one".into(),
+            )),
+        }
     }
 }
 
@@ -361,19 +464,58 @@ impl Authenticator {
     }
 }
 
+/// The secret's fields when it is a JSON object.
+fn secret_json(secret: &SecretString) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let raw = secret.expose().trim();
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) if raw.starts_with('{') => Some(map),
+        _ => None,
+    }
+}
+
+/// The first of `fields` that `json` holds as a string, with its name.
+fn first_field<'f>(
+    json: &serde_json::Map<String, serde_json::Value>,
+    fields: &[&'f str],
+) -> Option<(&'f str, String)> {
+    fields.iter().find_map(|f| match json.get(*f) {
+        Some(serde_json::Value::String(v)) => Some((*f, v.clone())),
+        _ => None,
+    })
+}
+
 /// The value of the first of `fields` when the secret is a JSON object, else the secret itself.
 fn secret_field(secret: SecretString, fields: &[&str]) -> String {
-    let raw = secret.expose().trim();
-    if raw.starts_with('{') {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(raw) {
-            for f in fields {
-                if let Some(serde_json::Value::String(v)) = map.get(*f) {
-                    return v.clone();
-                }
-            }
-        }
+    secret_json(&secret)
+        .and_then(|json| first_field(&json, fields))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| secret.expose().trim().to_string())
+}
+
+/// Where a key's PEM may be in a JSON secret (`privateKey`: AWS's Snowflake secret format,
+/// https://docs.aws.amazon.com/secretsmanager/latest/userguide/mes-partner-Snowflake.html).
+const KEY_FIELDS: [&str; 2] = ["private_key", "privateKey"];
+/// Where an encrypted key's passphrase may be (`passphrase`: the same AWS format).
+const PASSPHRASE_FIELDS: [&str; 2] = ["private_key_passphrase", "passphrase"];
+
+/// The key and passphrase in a secret: the PEM itself, or JSON with [`KEY_FIELDS`] and
+/// [`PASSPHRASE_FIELDS`].
+fn key_text_from_secret(secret: SecretString, arn: &str) -> KeyText {
+    let json = secret_json(&secret);
+    let passphrase = json
+        .as_ref()
+        .and_then(|json| first_field(json, &PASSPHRASE_FIELDS))
+        .map(|(field, value)| Passphrase {
+            value: SecretString::new(value),
+            origin: format!("field {field} of secret {arn}"),
+        });
+    KeyText {
+        pem: SecretString::new(secret_field(secret, &KEY_FIELDS)),
+        passphrase,
+        missing_passphrase: format!(
+            "store the secret {arn} as JSON with the fields private_key and private_key_passphrase"
+        ),
     }
-    raw.to_string()
 }
 
 async fn read_secret(
@@ -485,6 +627,140 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("encrypted"), "{err}");
         assert!(JwtSigner::from_pem("not a pem", "a", "u").is_err());
+    }
+
+    /// Keys made by `openssl pkcs8 -topk8` from `local/keys/snowflake_test_key.p8` (see
+    /// `shared/testdata/keys/README`), all with this test-only passphrase.
+    const PASSPHRASE: &str = "test-only-passphrase";
+
+    fn encrypted(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/keys")
+            .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn with_passphrase(pem: String, passphrase: Option<&str>) -> KeyText {
+        KeyText {
+            passphrase: passphrase.map(|p| Passphrase {
+                value: SecretString::new(p),
+                origin: PASSPHRASE_VAR.into(),
+            }),
+            ..KeyText::unencrypted(SecretString::new(pem))
+        }
+    }
+
+    #[test]
+    fn encrypted_pkcs8_keys_decrypt_to_the_same_key() {
+        let expected = fixture("FINGERPRINT");
+        for name in [
+            "encrypted_aes256_pbkdf2.p8",
+            "encrypted_aes128_scrypt.p8",
+            "encrypted_pbes2_des3.p8",
+        ] {
+            let key = with_passphrase(encrypted(name), Some(PASSPHRASE));
+            let signer = JwtSigner::from_key(&key, "localtest", "loader")
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(signer.fingerprint(), expected.trim(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_or_missing_passphrase_names_where_it_comes_from_never_the_value() {
+        let pem = encrypted("encrypted_aes256_pbkdf2.p8");
+        for wrong in ["wrong-passphrase-value", "test-only-passphrasf", ""] {
+            let err = JwtSigner::from_key(&with_passphrase(pem.clone(), Some(wrong)), "a", "u")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(PASSPHRASE_VAR), "{err}");
+            assert!(err.contains("wrong passphrase"), "{err}");
+            assert!(wrong.is_empty() || !err.contains(wrong), "{err}");
+        }
+        let err = JwtSigner::from_key(&with_passphrase(pem.clone(), None), "a", "u")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no passphrase") && err.contains(PASSPHRASE_VAR),
+            "{err}"
+        );
+        // the old entry point, for unencrypted keys only, says the same
+        let err = JwtSigner::from_pem(&pem, "a", "u").unwrap_err().to_string();
+        assert!(err.contains("encrypted"), "{err}");
+    }
+
+    #[test]
+    fn legacy_pbes1_keys_are_refused_with_how_to_re_encrypt() {
+        // openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES: PKCS#12 PBE, no PBES2
+        let key = with_passphrase(
+            encrypted("encrypted_legacy_pbes1_3des.p8"),
+            Some(PASSPHRASE),
+        );
+        let err = JwtSigner::from_key(&key, "a", "u").unwrap_err().to_string();
+        assert!(
+            err.contains("does not support") && err.contains("-v2 aes-256-cbc"),
+            "{err}"
+        );
+        assert!(!err.contains(PASSPHRASE), "{err}");
+    }
+
+    #[test]
+    fn a_secret_holds_the_key_and_its_passphrase() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:sf-key";
+        let pem = encrypted("encrypted_aes256_pbkdf2.p8");
+        for field in PASSPHRASE_FIELDS {
+            let secret = serde_json::json!({"private_key": pem, field: PASSPHRASE}).to_string();
+            let key = key_text_from_secret(SecretString::new(secret), arn);
+            let signer = JwtSigner::from_key(&key, "localtest", "loader").unwrap();
+            assert_eq!(
+                signer.fingerprint(),
+                fixture("FINGERPRINT").trim(),
+                "{field}"
+            );
+        }
+        let secret = serde_json::json!({"privateKey": pem, "private_key_passphrase": "nope-nope"});
+        let key = key_text_from_secret(SecretString::new(secret.to_string()), arn);
+        let err = JwtSigner::from_key(&key, "a", "u").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("field private_key_passphrase of secret {arn}")),
+            "{err}"
+        );
+        assert!(!err.contains("nope-nope"), "{err}");
+        // the PEM alone as the secret string: the error says how to add the passphrase
+        let key = key_text_from_secret(SecretString::new(pem), arn);
+        let err = JwtSigner::from_key(&key, "a", "u").unwrap_err().to_string();
+        assert!(
+            err.contains("private_key_passphrase") && err.contains(arn),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_key_file_and_its_passphrase_from_the_environment() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/keys/encrypted_aes256_pbkdf2.p8");
+        let file = file.to_str().unwrap();
+        let resolve = |passphrase: &'static str| {
+            let env = [
+                ("SNOWFLAKE_ACCOUNT", "localtest"),
+                ("SNOWFLAKE_SCHEMA", "RAW"),
+                ("SNOWFLAKE_USER", "loader"),
+                ("SNOWFLAKE_PRIVATE_KEY_FILE", file),
+                (PASSPHRASE_VAR, passphrase),
+            ];
+            let config = super::super::SnowflakeConfig::from_env(&crate::config::Env::new(&env));
+            async move { Authenticator::resolve(&config.unwrap().auth, "localtest", None).await }
+        };
+        let auth = resolve(PASSPHRASE).await.unwrap();
+        let Source::Jwt(jwt) = &auth.source else {
+            panic!("key pair")
+        };
+        let fingerprint = jwt.state.lock().await.signer.fingerprint().to_string();
+        assert_eq!(fingerprint, fixture("FINGERPRINT").trim());
+        let err = resolve("not-the-passphrase").await.unwrap_err().to_string();
+        assert!(
+            err.contains(PASSPHRASE_VAR) && !err.contains("not-the-passphrase"),
+            "{err}"
+        );
     }
 
     #[test]

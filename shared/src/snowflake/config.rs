@@ -36,12 +36,22 @@ impl From<String> for SecretString {
 /// Where the PKCS#8 PEM private key for key-pair authentication comes from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    /// A Secrets Manager secret whose `SecretString` is the PEM itself or JSON with `private_key`.
+    /// A Secrets Manager secret whose `SecretString` is the PEM itself or JSON with `private_key`
+    /// and, for an encrypted key, `private_key_passphrase`.
     SecretArn(String),
     /// A PEM file (local runs).
     File(PathBuf),
     /// The PEM text (local runs, tests).
     Pem(SecretString),
+    /// A key in `key` (a file or the PEM text) encrypted with `passphrase`
+    /// (`SNOWFLAKE_PRIVATE_KEY_PASSPHRASE`). A key in Secrets Manager carries its passphrase in
+    /// the same secret instead (`private_key_passphrase`).
+    WithPassphrase {
+        /// Where the `ENCRYPTED PRIVATE KEY` PEM comes from.
+        key: Box<KeySource>,
+        /// What it was encrypted with.
+        passphrase: SecretString,
+    },
 }
 
 /// Where a bearer token (PAT, OAuth access token, or a pre-made JWT) comes from.
@@ -179,6 +189,8 @@ const KEY_VARS: [&str; 3] = [
     "SNOWFLAKE_PRIVATE_KEY_FILE",
     "SNOWFLAKE_PRIVATE_KEY",
 ];
+/// The passphrase of an encrypted key in a file or in `SNOWFLAKE_PRIVATE_KEY`.
+pub(crate) const PASSPHRASE_VAR: &str = "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE";
 const TOKEN_VARS: [&str; 2] = ["SNOWFLAKE_TOKEN", "SNOWFLAKE_TOKEN_SECRET_ARN"];
 
 fn exactly_one<'v>(
@@ -267,7 +279,9 @@ impl SnowflakeConfig {
     ///   to `INGEST`) or double-quoted (`"Mixed Case"`, kept as written),
     /// - `SNOWFLAKE_AUTH` = `keypair` (default) | `pat` | `oauth`,
     /// - key pair: `SNOWFLAKE_USER` (required) and exactly one of
-    ///   `SNOWFLAKE_PRIVATE_KEY_SECRET_ARN`, `SNOWFLAKE_PRIVATE_KEY_FILE`, `SNOWFLAKE_PRIVATE_KEY`,
+    ///   `SNOWFLAKE_PRIVATE_KEY_SECRET_ARN`, `SNOWFLAKE_PRIVATE_KEY_FILE`, `SNOWFLAKE_PRIVATE_KEY`;
+    ///   `SNOWFLAKE_PRIVATE_KEY_PASSPHRASE` for an encrypted key in a file or the variable (a
+    ///   secret holds its passphrase itself),
     /// - pat/oauth: exactly one of `SNOWFLAKE_TOKEN`, `SNOWFLAKE_TOKEN_SECRET_ARN`,
     /// - `SNOWFLAKE_STATEMENT_TIMEOUT_SECS` (default 300), `SNOWFLAKE_QUERY_TAG` (optional).
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
@@ -349,6 +363,26 @@ fn statement_timeout_from_env(env: &Env<'_>) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(timeout_secs))
 }
 
+/// `key` with the passphrase of [`PASSPHRASE_VAR`], when set. Not with a secret: its passphrase
+/// belongs in the same secret, not in the function's environment (readable by whoever may read
+/// the function's configuration). Like every variable, the value is trimmed.
+fn with_passphrase(env: &Env<'_>, key: KeySource) -> Result<KeySource, ConfigError> {
+    let Some(passphrase) = env.optional(PASSPHRASE_VAR) else {
+        return Ok(key);
+    };
+    if matches!(key, KeySource::SecretArn(_)) {
+        return Err(ConfigError::new(
+            PASSPHRASE_VAR,
+            "must not be set with SNOWFLAKE_PRIVATE_KEY_SECRET_ARN: put the passphrase in the \
+             secret's private_key_passphrase field",
+        ));
+    }
+    Ok(KeySource::WithPassphrase {
+        key: Box::new(key),
+        passphrase: SecretString(passphrase),
+    })
+}
+
 impl AuthConfig {
     /// `SNOWFLAKE_AUTH` and the variables of the method it names (see
     /// [`SnowflakeConfig::from_env`]).
@@ -380,13 +414,18 @@ impl AuthConfig {
                 KeySource::Pem(SecretString(value.replace("\\n", "\n")))
             }
         };
-        Ok(AuthConfig::KeyPair { user, key })
+        Ok(AuthConfig::KeyPair {
+            user,
+            key: with_passphrase(env, key)?,
+        })
     }
 
     /// Exactly one of [`TOKEN_VARS`] for `SNOWFLAKE_AUTH` `method` (`pat` or `oauth`); no key
     /// variable.
     fn token_from_env(env: &Env<'_>, method: &str) -> Result<Self, ConfigError> {
-        reject_any(env, &KEY_VARS, &format!("with SNOWFLAKE_AUTH={method}"))?;
+        let why = format!("with SNOWFLAKE_AUTH={method}");
+        reject_any(env, &KEY_VARS, &why)?;
+        reject_any(env, &[PASSPHRASE_VAR], &why)?;
         let kind = if method == "pat" {
             TokenType::ProgrammaticAccessToken
         } else {
@@ -471,6 +510,39 @@ mod tests {
         env.push(("SNOWFLAKE_PRIVATE_KEY_FILE", "/k"));
         env.push(("SNOWFLAKE_TOKEN", "t"));
         assert_eq!(cfg(&env).unwrap_err().var, "SNOWFLAKE_TOKEN");
+    }
+
+    #[test]
+    fn a_passphrase_goes_with_a_key_file_or_text_never_with_a_secret_or_token() {
+        let mut env = BASE.to_vec();
+        env.push(("SNOWFLAKE_PRIVATE_KEY_FILE", "/keys/k.p8"));
+        env.push((PASSPHRASE_VAR, "pass-secret"));
+        let c = cfg(&env).unwrap();
+        assert!(!format!("{c:?}").contains("pass-secret"));
+        assert!(matches!(
+            c.auth,
+            AuthConfig::KeyPair { key: KeySource::WithPassphrase { ref key, ref passphrase }, .. }
+                if matches!(**key, KeySource::File(_)) && passphrase.expose() == "pass-secret"
+        ));
+        let mut env = BASE.to_vec();
+        env.push((
+            "SNOWFLAKE_PRIVATE_KEY_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:1:secret:k",
+        ));
+        env.push((PASSPHRASE_VAR, "pass-secret"));
+        let err = cfg(&env).unwrap_err();
+        assert_eq!(err.var, PASSPHRASE_VAR);
+        assert!(
+            err.reason.contains("private_key_passphrase") && !err.reason.contains("pass-secret")
+        );
+        let env = [
+            ("SNOWFLAKE_ACCOUNT", "a"),
+            ("SNOWFLAKE_SCHEMA", "RAW"),
+            ("SNOWFLAKE_AUTH", "pat"),
+            ("SNOWFLAKE_TOKEN", "t"),
+            (PASSPHRASE_VAR, "p"),
+        ];
+        assert_eq!(cfg(&env).unwrap_err().var, PASSPHRASE_VAR);
     }
 
     #[test]

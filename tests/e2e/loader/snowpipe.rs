@@ -55,6 +55,23 @@ fn redelivered(records: &[Value], count: u32) -> Vec<Value> {
         .collect()
 }
 
+/// The same records as if their messages were sent `later` than they were (S3 delivering a
+/// notification again, or an operator's redrive), first received.
+fn sent_later(records: &[Value], later: Duration) -> Vec<Value> {
+    records
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            let sent: u64 = r["attributes"]["SentTimestamp"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("SQS records carry SentTimestamp");
+            r["attributes"]["SentTimestamp"] = json!((sent + later.as_millis() as u64).to_string());
+            r
+        })
+        .collect()
+}
+
 async fn invoke(loader: &Loader, records: &[Value], within: Duration) -> (Value, loader::Outcome) {
     loader
         .handle_body(&sqs_event(records), Instant::now() + within)
@@ -229,6 +246,35 @@ async fn a_file_not_loaded_by_the_deadline_is_pending_then_acknowledged_on_the_r
     assert_eq!(
         (out.already_loaded, out.insert_requests),
         (2, 0),
+        "{out:#?}"
+    );
+    assert_eq!(
+        sensor_rows(&stack).await,
+        expected_rows(&keys),
+        "each row once"
+    );
+}
+
+#[tokio::test]
+async fn a_later_message_for_files_the_pipe_loaded_before_is_acknowledged_by_their_rows() {
+    let _g = support::snowflake_shared().await;
+    let stack = stack("pipe-later").await;
+    let loader = pipe_loader(&stack).await;
+    let keys = two_sensor_files(&stack, "6").await;
+    let records = receive(&stack, 2).await;
+    let (response, out) = invoke(&loader, &records, Duration::from_secs(30)).await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new(), "{out:#?}");
+    assert_eq!(out.loaded, 2, "{out:#?}");
+
+    // ten minutes later the same notifications come in new messages: the pipe skips the files
+    // (no insertReport event) and their loads are older than the messages' history window, so
+    // only the rows' lineage can tell they landed — without it they fail every receive, then DLQ
+    let later = sent_later(&records, Duration::from_secs(600));
+    let (response, out) = invoke(&loader, &later, Duration::from_secs(5)).await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new(), "{out:#?}");
+    assert_eq!(
+        (out.already_loaded, out.pending, out.loaded),
+        (2, 0, 0),
         "{out:#?}"
     );
     assert_eq!(

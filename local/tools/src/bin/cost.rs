@@ -1,7 +1,8 @@
 //! `make cost`: the monthly cost of each path for the README's three scenarios (and one of your
 //! own), from measured billed durations and public prices; writes the charts (see `tools::cost`).
 //!
-//! cost [--measure] [--measured local/cost/measured.json] [--out local/cost]
+//! cost [--measure [--bin-dir $CARGO_TARGET_DIR/release] [--repeats 3]]
+//!      [--measured local/cost/measured.json] [--out local/cost]
 //!      [--record-bytes N --rate N [--hours 24] [--workload sensor|event5k|cdc]]
 //!      [--price name=value,...] [--prices] [--auto-suspend 60] [--warehouse-size 1]
 //!      [--target-lag 60] [--snowpipe-latency 60] [--copy-query 2] [--merge-query 1]
@@ -15,6 +16,7 @@ use tools::cost::measured::Measurements;
 use tools::cost::model::{copy_breakeven_gb_per_day, Scenario, Setup};
 use tools::cost::prices::Prices;
 use tools::cost::{chart, estimates, scenarios, table};
+use tools::svg::side_by_side;
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
@@ -58,12 +60,14 @@ async fn main() -> Result<(), String> {
         "A warehouse kept running 24 h a day costs as much as Snowpipe loading {:.0} GB a day.\n",
         copy_breakeven_gb_per_day(&setup, &prices, 24.0)
     );
-    for (s, file) in all.iter().take(2).zip(["cost.svg", "cost-5kb.svg"]) {
-        let path = out.join(file);
-        std::fs::write(&path, chart(s, &setup, &m, &prices))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    let charts: Vec<_> = all
+        .iter()
+        .take(2)
+        .map(|s| chart(s, &setup, &m, &prices))
+        .collect();
+    let path = out.join("cost.svg");
+    std::fs::write(&path, side_by_side(&charts)).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
     Ok(())
 }
 
@@ -124,8 +128,15 @@ fn own_scenario(args: &Args, m: &Measurements) -> Result<Option<Scenario>, Strin
 
 fn measure_options(args: &Args) -> Result<MeasureOptions, String> {
     let local = LocalStack::from_env();
+    let target =
+        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
     Ok(MeasureOptions {
-        bin_dir: args.get("bin-dir").unwrap_or("target/release").into(),
+        bin_dir: args
+            .get("bin-dir")
+            .map_or(target.join("release"), PathBuf::from),
+        tools_dir: args
+            .get("tools-dir")
+            .map_or(target.join("debug"), PathBuf::from),
         python: args.get("python").unwrap_or(".venv/bin/python").into(),
         invoke_py: "local/tools/invoke.py".into(),
         run_dir: std::env::var("RUN_DIR")

@@ -1,7 +1,9 @@
 //! The measuring run: each real function binary behind the Runtime API stand-in
 //! (`local/tools/invoke.py`, which reports the duration Lambda would bill) on the local stack,
 //! for representative batches of each workload, in each mode. AWS requests are counted in the
-//! local AWS stand-in's request log (`$RUN_DIR/moto.log`) over each case.
+//! local AWS stand-in's request log (`$RUN_DIR/moto.log`) over each case. The local Snowflake runs
+//! under its Snowflake timing model (`local/warehouse_timing.py`): a MERGE or COPY takes about a
+//! second, a streaming append commits after 5–10 s, as on Snowflake.
 
 use std::io::Read as _;
 use std::path::{Path as FsPath, PathBuf};
@@ -13,8 +15,7 @@ use shared::sample::{cdc_change, kinesis_event, Rng};
 
 use super::measured::{Batch, Case, Measurements, Requests, Workload};
 use crate::demo::{
-    bootstrapped_database, env_of, upsert_config, with_vars, LocalSnowflake, Vars, ORDER_TABLES,
-    SENSOR_TABLES,
+    bootstrapped_database, env_of, with_vars, LocalSnowflake, Vars, ORDER_TABLES, SENSOR_TABLES,
 };
 use crate::loadgen::{Generator, Template};
 
@@ -23,6 +24,8 @@ use crate::loadgen::{Generator, Template};
 pub struct MeasureOptions {
     /// The functions' binaries (`target/release`: built as Lambda runs them).
     pub bin_dir: PathBuf,
+    /// The tools' binaries (`bootstrap`).
+    pub tools_dir: PathBuf,
     /// The Python that runs `invoke.py` (the project's `.venv`).
     pub python: PathBuf,
     /// `local/tools/invoke.py`.
@@ -134,18 +137,21 @@ impl World {
             sql_dir: &opts.sql_dir,
         };
         let database = format!("COST_{suffix}");
-        let (client, snowflake, _) =
-            bootstrapped_database(&local, &database, "RAW", &format!("s3://{bucket}/raw/")).await?;
+        let stage = format!("s3://{bucket}/raw/");
+        let (_, snowflake, _) = bootstrapped_database(&local, &database, "RAW", &stage).await?;
         for spec in &SPECS[..2] {
-            let config = upsert_config(
+            // The change table and latest-state Dynamic Table, as a user makes them.
+            let env = with_vars(
                 &snowflake,
                 &[
                     ("TABLE", spec.table),
                     ("UPSERT_TABLES", spec.mapping),
                     ("ERROR_BUCKET", &bucket),
+                    ("WRITE_MODE", "streaming"),
+                    ("STAGE_URL", &stage),
                 ],
-            )?;
-            crate::loadtest::prepare_tables(&client, &config, spec.table, "streaming").await?;
+            );
+            bootstrap_streaming(opts, &env)?;
         }
         let dir = opts.run_dir.join(format!("cost-{suffix}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -179,6 +185,22 @@ impl World {
         let n = std::fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         format!("{n:05}")
     }
+}
+
+/// `bootstrap --streaming` with the upsert's configuration `env`.
+fn bootstrap_streaming(opts: &MeasureOptions, env: &Vars) -> Result<(), String> {
+    let bootstrap = opts.tools_dir.join("bootstrap");
+    let out = Command::new(&bootstrap)
+        .args(["--profile", "local", "--streaming", "--sql-dir"])
+        .arg(&opts.sql_dir)
+        .envs(env_of(env))
+        .output()
+        .map_err(|e| format!("{}: {e}", bootstrap.display()))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        return Err(format!("bootstrap --streaming: {said}"));
+    }
+    Ok(())
 }
 
 /// What `invoke.py` printed for one invocation.
@@ -544,20 +566,25 @@ async fn loader(
     Ok(Some(plan.case("loader", mode, spec.name, "file", ran?)))
 }
 
-/// Sets how long the local Snowflake's Snowpipe takes to load a queued file (`/admin/config`;
-/// the stack's default is 1,000–5,000 ms).
-async fn snowpipe_load_delay(opts: &MeasureOptions, range_ms: [u64; 2]) -> Result<(), String> {
+/// Changes the local Snowflake's configuration (`POST /admin/config`).
+async fn admin_config(opts: &MeasureOptions, body: Value) -> Result<(), String> {
     let url = format!("{}/admin/config", opts.snowflake_url);
     let answer = reqwest::Client::new()
         .post(&url)
-        .json(&json!({ "snowpipe_load_delay_ms": range_ms }))
+        .json(&body)
         .send()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     if !answer.status().is_success() {
-        return Err(format!("{url}: {}", answer.status()));
+        return Err(format!("{url} {body}: {}", answer.status()));
     }
     Ok(())
+}
+
+/// Sets how long the local Snowpipe takes to load a queued file (the stack's default is
+/// 1,000–5,000 ms).
+async fn snowpipe_load_delay(opts: &MeasureOptions, range_ms: [u64; 2]) -> Result<(), String> {
+    admin_config(opts, json!({ "snowpipe_load_delay_ms": range_ms })).await
 }
 
 async fn upsert(
@@ -590,6 +617,9 @@ fn command_line(program: &str, args: &[&str]) -> String {
 
 /// Measures every case; prints a line per case as it goes.
 pub async fn run(opts: &MeasureOptions) -> Result<Measurements, String> {
+    // Statements, streaming commits and refreshes take Snowflake's time, not DuckDB's
+    // (local/warehouse_timing.py), so the functions wait as long as they would on Snowflake.
+    admin_config(opts, json!({ "timing_model": "snowflake" })).await?;
     let mut world = World::new(opts).await?;
     let mut m = Measurements {
         measured_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

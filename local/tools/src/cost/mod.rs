@@ -3,7 +3,6 @@
 //! rate and hours a day, from what the real function binaries billed per batch on the local
 //! stack (`measure`, written to `local/cost/measured.json`) and public prices (`prices`).
 
-pub mod chart;
 pub mod measure;
 pub mod measured;
 pub mod model;
@@ -11,6 +10,7 @@ pub mod prices;
 
 use std::fmt::Write as _;
 
+use crate::svg::{Chart, Series};
 use measured::Measurements;
 use model::{estimate, Estimate, Path, Scenario, Setup};
 use prices::Prices;
@@ -108,12 +108,16 @@ pub fn chart_rates() -> Vec<f64> {
         .collect()
 }
 
-/// The chart of every path's monthly cost against records per second for `s`'s record size.
-pub fn chart(s: &Scenario, setup: &Setup, m: &Measurements, p: &Prices) -> String {
-    let series: Vec<chart::Series> = Path::ALL
+const COLOURS: [&str; 5] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
+
+/// Every path's monthly cost against records per second for `s`'s record size, log-log.
+pub fn chart(s: &Scenario, setup: &Setup, m: &Measurements, p: &Prices) -> Chart {
+    let series = Path::ALL
         .iter()
-        .map(|&path| chart::Series {
+        .zip(COLOURS)
+        .map(|(&path, colour)| Series {
             name: path.label().into(),
+            colour,
             points: chart_rates()
                 .into_iter()
                 .map(|rate| {
@@ -123,19 +127,15 @@ pub fn chart(s: &Scenario, setup: &Setup, m: &Measurements, p: &Prices) -> Strin
                 .collect(),
         })
         .collect();
-    let title = format!(
-        "Monthly cost, {:.0} B records, {} h/day (log-log)",
-        s.record_bytes, s.hours_per_day
-    );
-    chart::svg(
-        &chart::Labels {
-            title: &title,
-            x: "records per second",
-            y: "USD per month",
-            y_prefix: "$",
-        },
-        &series,
-    )
+    Chart {
+        title: format!("{:.0} B records, {} h/day", s.record_bytes, s.hours_per_day),
+        x_label: "records per second".into(),
+        y_label: "USD per month".into(),
+        x_ticks: (0..=5).map(|e| 10f64.powi(e)).collect(),
+        log_x: true,
+        log_y: true,
+        series,
+    }
 }
 
 #[cfg(test)]

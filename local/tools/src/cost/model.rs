@@ -42,7 +42,8 @@ pub struct Setup {
     pub warehouse_size: f64,
     /// The warehouse's `AUTO_SUSPEND`, seconds.
     pub auto_suspend_s: f64,
-    /// Seconds one COPY of a loader batch keeps the warehouse busy.
+    /// Seconds one COPY of a loader batch keeps the warehouse busy (1 s, the local service's
+    /// Snowflake timing model's `dml_fixed_ms`, `local/warehouse_timing.py`, as for the two below).
     pub copy_query_s: f64,
     /// Seconds one MERGE of an upsert batch keeps the warehouse busy.
     pub merge_query_s: f64,
@@ -78,9 +79,9 @@ impl Default for Setup {
             sqs_wait_s: 20.0,
             warehouse_size: 1.0,
             auto_suspend_s: 60.0,
-            copy_query_s: 2.0,
+            copy_query_s: 1.0,
             merge_query_s: 1.0,
-            refresh_query_s: 2.0,
+            refresh_query_s: 1.0,
             target_lag_s: 60.0,
             snowpipe_latency_s: 60.0,
             lineage_bytes: 120.0,

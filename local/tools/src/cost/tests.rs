@@ -195,22 +195,36 @@ fn an_unmeasured_snowpipe_loader_borrows_the_copy_loaders_timing_and_says_so() {
 #[test]
 fn the_chart_is_well_formed_svg_with_one_polyline_per_path() {
     let (m, setup, p) = (measured(), Setup::default(), Prices::default());
-    let svg = chart(&sensors(1_000.0), &setup, &m, &p);
+    let big = Scenario {
+        record_bytes: 5_000.0,
+        ..sensors(1.0)
+    };
+    let charts = [
+        chart(&sensors(1.0), &setup, &m, &p),
+        chart(&big, &setup, &m, &p),
+    ];
+    let svg = crate::svg::side_by_side(&charts);
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-    assert_eq!(svg.matches("<polyline").count(), Path::ALL.len());
+    assert_eq!(svg.matches("<polyline").count(), 2 * Path::ALL.len());
     for path in Path::ALL {
-        assert!(
-            svg.contains(&path.label().replace('&', "&amp;")),
-            "{}",
-            path.label()
-        );
+        let legend = format!(">{}</text>", path.label().replace('&', "&amp;"));
+        assert_eq!(svg.matches(&legend).count(), 2, "{legend}");
     }
-    assert!(svg.contains(">records per second<") && svg.contains(">USD per month<"));
+    assert_eq!(svg.matches(">records per second<").count(), 2);
+    assert_eq!(svg.matches(">USD per month<").count(), 2);
+    // Log-log: a tick per decade of rate, 1 to 100k, and of cost.
+    assert!(svg.contains(">100k</text>") && svg.contains(">1k</text>"));
     assert_balanced(&svg);
     // Every polyline has a point per rate on the chart.
-    for line in svg.lines().filter(|l| l.starts_with("<polyline")) {
-        let points = line.split("points=\"").nth(1).unwrap();
-        assert_eq!(points.split(' ').count(), chart_rates().len(), "{line}");
+    for points in svg.split("<polyline").skip(1) {
+        let points = points
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(points.split(' ').count(), chart_rates().len(), "{points}");
     }
 }
 
