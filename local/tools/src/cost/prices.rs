@@ -91,44 +91,37 @@ impl Default for Prices {
 impl Prices {
     /// Every price with its name, for the README's table and `cost --prices`.
     pub fn all(&self) -> [(&'static str, Price); 12] {
-        [
-            ("lambda_gb_second", self.lambda_gb_second),
-            ("lambda_request", self.lambda_request),
-            ("s3_put", self.s3_put),
-            ("s3_get", self.s3_get),
-            ("sqs_request", self.sqs_request),
-            ("kinesis_shard_hour", self.kinesis_shard_hour),
-            ("kinesis_put_unit", self.kinesis_put_unit),
-            ("firehose_gb", self.firehose_gb),
-            ("snowflake_credit", self.snowflake_credit),
-            ("warehouse_xs_credits_hour", self.warehouse_xs_credits_hour),
-            ("snowpipe_credits_gb", self.snowpipe_credits_gb),
-            ("streaming_credits_gb", self.streaming_credits_gb),
-        ]
+        self.clone().named().map(|(name, price)| (name, *price))
     }
 
     /// Sets the price called `name` (as [`Prices::all`] names it) to `value`.
     pub fn set(&mut self, name: &str, value: f64) -> Result<(), String> {
-        let slot = match name {
-            "lambda_gb_second" => &mut self.lambda_gb_second,
-            "lambda_request" => &mut self.lambda_request,
-            "s3_put" => &mut self.s3_put,
-            "s3_get" => &mut self.s3_get,
-            "sqs_request" => &mut self.sqs_request,
-            "kinesis_shard_hour" => &mut self.kinesis_shard_hour,
-            "kinesis_put_unit" => &mut self.kinesis_put_unit,
-            "firehose_gb" => &mut self.firehose_gb,
-            "snowflake_credit" => &mut self.snowflake_credit,
-            "warehouse_xs_credits_hour" => &mut self.warehouse_xs_credits_hour,
-            "snowpipe_credits_gb" => &mut self.snowpipe_credits_gb,
-            "streaming_credits_gb" => &mut self.streaming_credits_gb,
-            _ => {
-                return Err(format!(
-                    "--price {name}: no such price (cost --prices lists them)"
-                ))
-            }
-        };
-        slot.value = value;
+        let (_, price) = self
+            .named()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| format!("--price {name}: no such price (cost --prices lists them)"))?;
+        price.value = value;
         Ok(())
+    }
+
+    fn named(&mut self) -> [(&'static str, &mut Price); 12] {
+        [
+            ("lambda_gb_second", &mut self.lambda_gb_second),
+            ("lambda_request", &mut self.lambda_request),
+            ("s3_put", &mut self.s3_put),
+            ("s3_get", &mut self.s3_get),
+            ("sqs_request", &mut self.sqs_request),
+            ("kinesis_shard_hour", &mut self.kinesis_shard_hour),
+            ("kinesis_put_unit", &mut self.kinesis_put_unit),
+            ("firehose_gb", &mut self.firehose_gb),
+            ("snowflake_credit", &mut self.snowflake_credit),
+            (
+                "warehouse_xs_credits_hour",
+                &mut self.warehouse_xs_credits_hour,
+            ),
+            ("snowpipe_credits_gb", &mut self.snowpipe_credits_gb),
+            ("streaming_credits_gb", &mut self.streaming_credits_gb),
+        ]
     }
 }

@@ -326,3 +326,13 @@ fn a_function_slower_than_its_shards_batches_is_said_to_fall_behind() {
         behind.notes
     );
 }
+
+#[test]
+fn a_price_is_set_by_name_and_an_unknown_name_is_an_error() {
+    let mut p = Prices::default();
+    p.set("snowflake_credit", 3.0).unwrap();
+    assert_eq!(p.snowflake_credit.value, 3.0);
+    let (name, price) = p.all()[8];
+    assert_eq!((name, price.value), ("snowflake_credit", 3.0));
+    assert!(p.set("no_such", 1.0).unwrap_err().contains("no_such"));
+}
