@@ -180,7 +180,8 @@ loadtest: $(VENV_STAMP)
 
 # The monthly cost of each path (README "Cost: which path to pick"): measures the release binaries'
 # billed durations on the local stack (a few minutes; the stack is stopped after), writes
-# local/cost/measured.json, prints the table and draws local/cost/cost.svg and cost-5kb.svg.
+# local/cost/measured.json, prints the table and draws local/cost/cost.svg. The local Snowflake runs
+# under its Snowflake timing model, so the functions wait as long as on Snowflake.
 # MEASURE=0 skips measuring (no stack, no release build) and uses the committed measurements.
 MEASURE ?= 1
 cost: $(VENV_STAMP)
