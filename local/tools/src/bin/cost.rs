@@ -1,7 +1,7 @@
 //! `make cost`: the monthly cost of each path for the README's three scenarios (and one of your
 //! own), from measured billed durations and public prices; writes the charts (see `tools::cost`).
 //!
-//! cost [--measure [--bin-dir $CARGO_TARGET_DIR/release] [--repeats 3]]
+//! cost [--measure [--bin-dir $CARGO_TARGET_DIR/release] [--repeats 2]]
 //!      [--measured local/cost/measured.json] [--out local/cost]
 //!      [--record-bytes N --rate N [--hours 24] [--workload sensor|event5k|cdc]]
 //!      [--price name=value,...] [--prices] [--auto-suspend 60] [--warehouse-size 1]
@@ -145,6 +145,6 @@ fn measure_options(args: &Args) -> Result<MeasureOptions, String> {
         snowflake_url: local.snowflake_url,
         key_file: local.key_file,
         sql_dir: args.get("sql-dir").unwrap_or("sql").into(),
-        repeats: args.parse_or("repeats", 3)?,
+        repeats: args.parse_or("repeats", 2)?,
     })
 }
