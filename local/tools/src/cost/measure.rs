@@ -656,6 +656,8 @@ pub async fn run(opts: &MeasureOptions) -> Result<Measurements, String> {
             m.cases.push(case);
         }
     }
+    // The events are generated again on every run; tens of MB not worth keeping.
+    std::fs::remove_dir_all(&world.dir).map_err(|e| format!("{}: {e}", world.dir.display()))?;
     Ok(m)
 }
 
