@@ -13,7 +13,7 @@ export MARIADB_PORT ?= 3307
 export MOTO_URL := http://127.0.0.1:$(MOTO_PORT)
 export LOCAL_SF_URL := http://127.0.0.1:$(LOCAL_SF_PORT)
 
-.PHONY: help venv venv-deploy mariadb build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo demo-cdc invoke bootstrap loadgen loadtest clean
+.PHONY: help venv venv-deploy mariadb build build-host deploy cargo-lambda template-check test test-arm64 lint fmt bench local-up local-down demo demo-cdc invoke bootstrap loadgen loadtest cost clean
 
 help:
 	@echo "make demo        run the pipeline on the local stack and show what landed"
@@ -21,6 +21,8 @@ help:
 	@echo "make test        lint, then every test (starts and stops the local stack)"
 	@echo "make bench       criterion benchmarks + peak memory of a 6 MB batch"
 	@echo "make loadtest    merge vs streaming mode at 1/4/16/32 shards on the local stack (a few minutes)"
+	@echo "make cost        monthly cost of each path from billed durations measured on the local stack"
+	@echo "                 (MEASURE=0: from the committed local/cost/measured.json; ARGS=\"--rate 50 --record-bytes 800\")"
 	@echo "make test-arm64  the shared library's unit tests for arm64 under qemu (optional)"
 	@echo "make build       the three functions for Lambda (arm64, cargo lambda via sam build)"
 	@echo "make deploy      sam deploy --guided (after make build)"
@@ -175,6 +177,20 @@ loadtest: $(VENV_STAMP)
 	LOCAL_SF_TIMING_MODEL=snowflake local/stack.sh up
 	status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} $${CARGO_TARGET_DIR:-target}/debug/loadtest $(ARGS) || status=$$?; \
 	  local/stack.sh down; exit $$status
+
+# The monthly cost of each path (README "Cost: which path to pick"): measures the release binaries'
+# billed durations on the local stack (a few minutes; the stack is stopped after), writes
+# local/cost/measured.json, prints the table and draws local/cost/cost.svg. The local Snowflake runs
+# under its Snowflake timing model, so the functions wait as long as on Snowflake.
+# MEASURE=0 skips measuring (no stack, no release build) and uses the committed measurements.
+MEASURE ?= 1
+cost: $(VENV_STAMP)
+	$(CARGO) build --locked -p tools --bin cost --bin bootstrap
+	@if [ "$(MEASURE)" = 0 ]; then $${CARGO_TARGET_DIR:-target}/debug/cost $(ARGS); else \
+	  $(CARGO) build --release --locked -p orchestrator -p upsert -p loader; \
+	  LOCAL_SF_TIMING_MODEL=snowflake local/stack.sh up; \
+	  status=0; $(LOCAL_AWS) RUST_LOG=$${RUST_LOG:-error} $${CARGO_TARGET_DIR:-target}/debug/cost --measure $(ARGS) || status=$$?; \
+	  local/stack.sh down; exit $$status; fi
 
 # Put generated records to a stream on the local stack, e.g. make loadgen ARGS="--stream s --create --count 10000".
 loadgen:

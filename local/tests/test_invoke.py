@@ -8,6 +8,7 @@ Run: .venv/bin/python -m pytest local/tests/test_invoke.py -q
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -66,14 +67,15 @@ def world(stack, aws_env) -> dict:
     return {"bucket": bucket, "s3": s3, "snowflake": snowflake}
 
 
-def invoke(name: str, event: dict | Path, env: dict, times: int = 1) -> tuple[int, list[dict], str]:
+def invoke(name: str, event: dict | Path | list[Path], env: dict, times: int = 1) -> tuple[int, list[dict], str]:
     if isinstance(event, dict):
         path = Path(os.environ.get("TMPDIR", "/tmp")) / f"event-{uuid.uuid4().hex}.json"
         path.write_text(json.dumps(event))
+        paths = [str(path)]
     else:
-        path = event
+        paths = [str(p) for p in (event if isinstance(event, list) else [event])]
     out = subprocess.run([sys.executable, str(REPO / "local/tools/invoke.py"), "--binary", binary(name), "--event",
-                          str(path), "--times", str(times), "--timeout", "60"],
+                          *paths, "--times", str(times), "--timeout", "60"],
                          env=env, capture_output=True, text=True, timeout=180)
     return out.returncode, [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr
 
@@ -164,3 +166,22 @@ def test_missing_configuration_is_an_init_error_naming_the_variable(aws_env, nam
     assert code == 1
     assert results[0]["error_type"] == "Runtime.InitError"
     assert missing in results[0]["init_error"]["errorMessage"], results
+
+
+def test_each_invocation_reports_the_duration_lambda_bills_and_the_first_its_init(aws_env, world):
+    """`--event` with two files serves both to one process; each line carries the duration from /next
+    handing the event out to the /response post, billed rounded up to the next ms, and the cold
+    invocation also bills the process's init (exec until its first /next poll), as Lambda bills an
+    OS-only runtime (invoke.py's docstring cites the pricing pages)."""
+    env = {**aws_env, "RAW_BUCKET": world["bucket"], "TABLE": "sensor_readings"}
+    events = [REPO / "events/kinesis-sensors.json", REPO / "events/kinesis-bad-records.json"]
+    code, results, logs = invoke("orchestrator", events, env, times=2)
+    assert code == 0, logs
+    assert [r["response"] for r in results] == [{"batchItemFailures": []}] * 4
+    first, *warm = results
+    assert 0 < first["init_ms"] < 10_000 and first["duration_ms"] > 0
+    assert first["billed_ms"] == math.ceil(first["init_ms"] + first["duration_ms"])
+    for r in warm:
+        assert "init_ms" not in r and r["duration_ms"] > 0
+        assert r["billed_ms"] == math.ceil(r["duration_ms"])
+    assert logs.count('"message":"orchestrator batch"') == 4  # one process, four invocations

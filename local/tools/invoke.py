@@ -22,6 +22,22 @@ Served, as https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html docume
 Prints one JSON line per invocation on stdout: {"request_id", "response"} or {"request_id",
 "error"}, or {"init_error"}; the function's log lines go to stderr as they come. Exits 0 when
 every invocation answered a response, 1 on an error, an init error, or a process that died.
+`--event` takes several files: they are served in turn to one process (warm invocations).
+
+Each invocation's line also carries what Lambda would bill [BILL]:
+  "duration_ms"  from the moment /next hands the event out to the /response or /error post;
+  "billed_ms"    that duration rounded up to the next whole millisecond [PRICING], plus, on the
+                 first invocation of a process, its init: for an OS-only (`provided.al2023`)
+                 runtime the INIT phase (exec until the first /next poll) is billed [INIT];
+  "init_ms"      that init (first invocation only).
+
+[PRICING] https://aws.amazon.com/lambda/pricing/ - "Duration is calculated from the time your code
+          begins executing until it returns or otherwise terminates, rounded up to the nearest 1 ms".
+[BILL]    https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html - the invocation starts
+          when /next returns the event and ends with the runtime's /response or /error post.
+[INIT]    https://aws.amazon.com/blogs/compute/aws-lambda-standardizes-billing-for-init-phase/ -
+          custom runtimes (and container images) already had the INIT phase billed; since
+          1 August 2025 every configuration does.
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import queue
 import statistics
@@ -53,8 +70,28 @@ class RuntimeApi:
         self.results: queue.Queue[dict] = queue.Queue()
         self.first_poll = threading.Event()
         self.first_poll_at: float | None = None
+        self.started_at = time.monotonic()
+        # exec until the first /next poll; billed once, with the first invocation [INIT]
+        self.init_ms: float | None = None
         self.stopping = threading.Event()
         self.log_tail: collections.deque[str] = collections.deque(maxlen=20)
+        # request id -> monotonic time /next handed the event out (the billed duration's start)
+        self.handed_out: dict[str, float] = {}
+
+    def timing(self, request_id: str) -> dict:
+        """The invocation's duration as Lambda bills it [BILL][PRICING]; the process's init [INIT]
+        is added to the first invocation's."""
+        started = self.handed_out.pop(request_id, None)
+        if started is None:
+            return {}
+        duration_ms = (time.monotonic() - started) * 1000
+        timing = {"duration_ms": round(duration_ms, 3)}
+        if self.init_ms is not None:
+            timing["init_ms"] = round(self.init_ms, 3)
+            duration_ms += self.init_ms
+            self.init_ms = None
+        timing["billed_ms"] = math.ceil(duration_ms)
+        return timing
 
     def handler(self):
         api = self
@@ -83,6 +120,7 @@ class RuntimeApi:
                     return self._send(404, b'{"errorMessage":"not found"}')
                 if not api.first_poll.is_set():
                     api.first_poll_at = time.monotonic()
+                    api.init_ms = (api.first_poll_at - api.started_at) * 1000
                     api.first_poll.set()
                 while True:
                     try:
@@ -93,6 +131,7 @@ class RuntimeApi:
                             # The process is being stopped: hold the poll until it is.
                             time.sleep(3600)
                 request_id = str(uuid.uuid4())
+                api.handed_out[request_id] = time.monotonic()
                 deadline_ms = int((time.time() + api.timeout_s) * 1000)
                 region = os.environ.get("AWS_REGION", "us-east-1")
                 self._send(200, event, {
@@ -113,7 +152,7 @@ class RuntimeApi:
                     api.results.put({"init_error": doc, "error_type": self.headers.get("Lambda-Runtime-Function-Error-Type")})
                 elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
                     key = "response" if parts[2] == "response" else "error"
-                    api.results.put({"request_id": parts[1], key: doc})
+                    api.results.put({"request_id": parts[1], key: doc, **api.timing(parts[1])})
                 else:
                     return self._send(404, b'{"errorMessage":"not found"}')
                 self._send(202, b'{"status":"OK"}')
@@ -141,7 +180,7 @@ def start(binary: str, events: list[bytes], name: str, timeout_s: float):
     server = ThreadingHTTPServer(("127.0.0.1", 0), api.handler())
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    started = time.monotonic()
+    started = api.started_at = time.monotonic()
     proc = subprocess.Popen([binary], env=lambda_env(server.server_address[1], name), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     threading.Thread(target=forward_logs, args=(proc, api.log_tail), daemon=True).start()
@@ -283,8 +322,8 @@ def report(directory: str, runs: int) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--binary")
-    p.add_argument("--event", help="a JSON file; the event served")
-    p.add_argument("--times", type=int, default=1, help="serve the event this many times to one process")
+    p.add_argument("--event", nargs="+", help="JSON files; the events served, in turn, to one process")
+    p.add_argument("--times", type=int, default=1, help="serve the events this many times to one process")
     p.add_argument("--function-name", default=None)
     p.add_argument("--timeout", type=float, default=60, help="seconds until each invocation's deadline")
     p.add_argument("--cold-start", type=int, default=0, metavar="RUNS")
@@ -302,10 +341,12 @@ def main() -> int:
         return cold_start(a.binary, a.cold_start, name)
     if not a.event:
         p.error("--event is required (or --cold-start)")
-    with open(a.event, "rb") as f:
-        event = f.read()
-    json.loads(event)  # a clear error for a file that is not JSON
-    return invoke(a.binary, [event] * a.times, name, a.timeout)
+    events = []
+    for path in a.event:
+        with open(path, "rb") as f:
+            events.append(f.read())
+        json.loads(events[-1])  # a clear error for a file that is not JSON
+    return invoke(a.binary, events * a.times, name, a.timeout)
 
 
 if __name__ == "__main__":

@@ -596,6 +596,7 @@ pub fn chart(reports: &[RunReport]) -> String {
         y_label: "records/s".into(),
         x_ticks: ticks.clone(),
         log_x: true,
+        log_y: false,
         series: vec![
             line("merge", "#d62728", "merge", &|r| Some(r.records_per_sec())),
             line("streaming", "#1f77b4", "streaming", &|r| {
@@ -609,6 +610,7 @@ pub fn chart(reports: &[RunReport]) -> String {
         y_label: "seconds".into(),
         x_ticks: ticks,
         log_x: true,
+        log_y: false,
         series: vec![
             line("merge: target", "#d62728", "merge", &|r| p99(&r.visible)),
             line("streaming: change table", "#1f77b4", "streaming", &|r| {

@@ -26,8 +26,11 @@ pub struct Chart {
     pub y_label: String,
     /// The x values that get a tick (and a label).
     pub x_ticks: Vec<f64>,
-    /// Whether x is drawn on a log₂ scale (shard counts 1, 4, 16, 32).
+    /// Whether x is drawn on a log scale (shard counts 1, 4, 16, 32; rates 1 to 100,000).
     pub log_x: bool,
+    /// Whether y is drawn on a log scale, a tick per power of ten from below the lowest point
+    /// to above the highest, the legend then in the lower right (costs rise to the right).
+    pub log_y: bool,
     /// The lines.
     pub series: Vec<Series>,
 }
@@ -61,10 +64,37 @@ impl Chart {
         nice_ceiling(max)
     }
 
+    /// The y axis: where a value is drawn, and the values that get a tick.
+    fn y_axis(&self) -> (Box<dyn Fn(f64) -> f64>, Vec<f64>) {
+        let plot = H - TOP - BOTTOM;
+        if !self.log_y {
+            let y_max = self.y_max();
+            let ticks = (0..=4).map(|i| y_max * f64::from(i) / 4.0).collect();
+            return (Box::new(move |y| TOP + (1.0 - y / y_max) * plot), ticks);
+        }
+        let (lo, hi) = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|y| *y > 0.0 && y.is_finite())
+            .fold((f64::MAX, f64::MIN), |(l, h), y| (l.min(y), h.max(y)));
+        let (lo, hi) = if lo > hi {
+            (0, 1)
+        } else {
+            (
+                lo.log10().floor() as i32,
+                (hi.log10().ceil() as i32).max(lo.log10().floor() as i32 + 1),
+            )
+        };
+        let span = f64::from(hi - lo);
+        let sy = move |y: f64| TOP + (1.0 - (y.max(1e-12).log10() - f64::from(lo)) / span) * plot;
+        (Box::new(sy), (lo..=hi).map(|e| 10f64.powi(e)).collect())
+    }
+
     /// The chart as an `<svg>` element `W`×`H` at (`x`, 0).
     fn render(&self, x: f64) -> String {
-        let (sx, y_max) = (self.x_scale(), self.y_max());
-        let sy = |y: f64| TOP + (1.0 - y / y_max) * (H - TOP - BOTTOM);
+        let sx = self.x_scale();
+        let (sy, y_ticks) = self.y_axis();
         let mut s = format!(r#"<svg x="{x}" y="0" width="{W}" height="{H}">"#);
         let _ = write!(
             s,
@@ -72,7 +102,7 @@ impl Chart {
             W / 2.0,
             escape(&self.title)
         );
-        self.axes(&mut s, &sx, &sy, y_max);
+        self.axes(&mut s, &sx, &sy, &y_ticks);
         for (i, series) in self.series.iter().enumerate() {
             let pts: Vec<String> = series
                 .points
@@ -93,14 +123,18 @@ impl Chart {
                     series.colour
                 );
             }
-            let ly = TOP + 14.0 + 16.0 * i as f64;
+            let (lx, ly) = if self.log_y {
+                let above = (self.series.len() - i) as f64;
+                (W - RIGHT - 200.0, H - BOTTOM - 8.0 - 16.0 * (above - 1.0))
+            } else {
+                (LEFT + 8.0, TOP + 14.0 + 16.0 * i as f64)
+            };
             let _ = write!(
                 s,
-                r#"<rect x="{}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{ly}">{}</text>"#,
-                LEFT + 8.0,
+                r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{ly}">{}</text>"#,
                 ly - 9.0,
                 series.colour,
-                LEFT + 22.0,
+                lx + 14.0,
                 escape(&series.name)
             );
         }
@@ -108,7 +142,13 @@ impl Chart {
         s
     }
 
-    fn axes(&self, s: &mut String, sx: &impl Fn(f64) -> f64, sy: &impl Fn(f64) -> f64, y_max: f64) {
+    fn axes(
+        &self,
+        s: &mut String,
+        sx: &impl Fn(f64) -> f64,
+        sy: &dyn Fn(f64) -> f64,
+        y_ticks: &[f64],
+    ) {
         let (x0, x1, y0) = (LEFT, W - RIGHT, H - BOTTOM);
         let _ = write!(
             s,
@@ -117,14 +157,14 @@ impl Chart {
         for &t in &self.x_ticks {
             let _ = write!(
                 s,
-                r##"<line x1="{x}" y1="{y0}" x2="{x}" y2="{}" stroke="#333"/><text x="{x}" y="{}" text-anchor="middle">{t}</text>"##,
+                r##"<line x1="{x}" y1="{y0}" x2="{x}" y2="{}" stroke="#333"/><text x="{x}" y="{}" text-anchor="middle">{}</text>"##,
                 y0 + 4.0,
                 y0 + 18.0,
+                short(t),
                 x = sx(t)
             );
         }
-        for i in 0..=4 {
-            let v = y_max * f64::from(i) / 4.0;
+        for &v in y_ticks {
             let _ = write!(
                 s,
                 r##"<line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
@@ -173,9 +213,11 @@ fn nice_ceiling(v: f64) -> f64 {
 }
 
 fn short(v: f64) -> String {
-    if v >= 1000.0 && (v / 1000.0).fract() == 0.0 {
+    if v >= 1_000_000.0 && (v / 1_000_000.0).fract() == 0.0 {
+        format!("{}M", v / 1_000_000.0)
+    } else if v >= 1000.0 && (v / 1000.0).fract() == 0.0 {
         format!("{}k", v / 1000.0)
-    } else if v.fract() == 0.0 {
+    } else if v.fract() == 0.0 || v < 1.0 {
         format!("{v}")
     } else {
         format!("{v:.1}")
@@ -200,6 +242,7 @@ mod tests {
             y_label: "records/s".into(),
             x_ticks: vec![1.0, 4.0, 16.0, 32.0],
             log_x: true,
+            log_y: false,
             series: vec![Series {
                 name: "merge".into(),
                 colour: "red",
@@ -210,6 +253,37 @@ mod tests {
         // x: log₂ 1 → left edge, log₂ 32 → right edge; y: 0 → bottom, 100 (the axis top) → top.
         assert!(svg.contains(r#"points="64.0,252.0 404.0,36.0""#), "{svg}");
         assert!(svg.contains(">merge</text>") && svg.ends_with("</svg>\n"));
+    }
+
+    #[test]
+    fn a_log_log_chart_spans_whole_decades() {
+        let chart = Chart {
+            title: "t".into(),
+            x_label: "records per second".into(),
+            y_label: "USD".into(),
+            x_ticks: vec![1.0, 10.0, 100.0],
+            log_x: true,
+            log_y: true,
+            series: vec![Series {
+                name: "copy".into(),
+                colour: "red",
+                points: vec![(1.0, 2.0), (100.0, 500.0)],
+            }],
+        };
+        let svg = side_by_side(&[chart]);
+        // y: 1 (below 2) → bottom, 1,000 (above 500) → top; 10 a third of the way up.
+        let y = |v: f64| 36.0 + (1.0 - v.log10() / 3.0) * 216.0;
+        let points = format!("64.0,{:.1} 404.0,{:.1}", y(2.0), y(500.0));
+        assert!(svg.contains(&points), "{points} {svg}");
+        // 1, 10 and 100 on both axes, 1k on y only.
+        for (tick, n) in [
+            (">1</text>", 2),
+            (">10</text>", 2),
+            (">100</text>", 2),
+            (">1k</text>", 1),
+        ] {
+            assert_eq!(svg.matches(tick).count(), n, "{tick}");
+        }
     }
 
     #[test]
