@@ -159,7 +159,8 @@ async fn committed(service_url: &str) -> Result<u64, String> {
         .unwrap_or(0))
 }
 
-async fn stats(service_url: &str) -> Result<serde_json::Value, String> {
+/// The local service's `/admin/stats`.
+pub(crate) async fn stats(service_url: &str) -> Result<serde_json::Value, String> {
     let body = reqwest::get(format!("{service_url}/admin/stats"))
         .await
         .map_err(|e| e.to_string())?

@@ -556,20 +556,10 @@ pub(crate) async fn execute_each(
 }
 
 async fn lock_aborts(snowflake_url: &str) -> u64 {
-    let Ok(resp) = reqwest_get(&format!("{snowflake_url}/admin/stats")).await else {
+    let Ok(resp) = crate::ceiling::stats(snowflake_url).await else {
         return 0;
     };
     resp["table_locks"]["aborts"].as_u64().unwrap_or(0)
-}
-
-async fn reqwest_get(url: &str) -> Result<serde_json::Value, String> {
-    let body = reqwest::get(url)
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&body).map_err(|e| e.to_string())
 }
 
 /// The records/s and p99 charts of `reports`, one line per mode (p99 in the target for merge,
