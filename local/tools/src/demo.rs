@@ -259,23 +259,7 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
     let names = DemoNames::new();
     let aws = local_aws(&names).await?;
 
-    step("local Snowflake: apply sql/ (bootstrap)");
-    let (snowflake, snowflake_vars, applied) = bootstrapped_database(
-        &LocalSnowflake {
-            url: &opts.snowflake_url,
-            key_file: &opts.key_file,
-            sql_dir: &opts.sql_dir,
-        },
-        &names.database,
-        DEMO_SCHEMA,
-        &format!("s3://{}/raw/", names.bucket),
-    )
-    .await?;
-    println!(
-        "{applied} statements applied to {}.{DEMO_SCHEMA}",
-        names.database
-    );
-
+    let (snowflake, snowflake_vars) = bootstrap_step(&opts, &names).await?;
     let functions = Functions::new(
         &names.bucket,
         &snowflake,
@@ -322,6 +306,30 @@ pub async fn run(opts: DemoOptions) -> Result<Landed, String> {
         discarded_batches: mappings.discarded_batches(),
         columns_added,
     })
+}
+
+/// The run's database made by `bootstrap` from `sql/`: its client and the variables it used.
+async fn bootstrap_step(
+    opts: &DemoOptions,
+    names: &DemoNames,
+) -> Result<(SnowflakeClient, Vars), String> {
+    step("local Snowflake: apply sql/ (bootstrap)");
+    let (snowflake, snowflake_vars, applied) = bootstrapped_database(
+        &LocalSnowflake {
+            url: &opts.snowflake_url,
+            key_file: &opts.key_file,
+            sql_dir: &opts.sql_dir,
+        },
+        &names.database,
+        DEMO_SCHEMA,
+        &format!("s3://{}/raw/", names.bucket),
+    )
+    .await?;
+    println!(
+        "{applied} statements applied to {}.{DEMO_SCHEMA}",
+        names.database
+    );
+    Ok((snowflake, snowflake_vars))
 }
 
 /// The streams, bucket and queues of the run on the local AWS stand-in, the bucket notifying the

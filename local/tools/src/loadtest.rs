@@ -192,17 +192,7 @@ async fn run_one(
         .latest
         .clone()
         .map(|t| (Watch::start(setup.client.clone(), t.clone()), t));
-    let mut generator = Generator::new(Template::Sensor, shards as u64, opts.keys);
-    loadgen::run(
-        &setup.source.kinesis,
-        &setup.source.stream,
-        &mut generator,
-        records,
-        0,
-        |_| {},
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    put_sensor_records(&setup.source, shards, opts.keys, records).await?;
     let keys = distinct_keys(shards as u64, opts.keys, records);
 
     let aborts_before = lock_aborts(&opts.snowflake_url).await;
@@ -244,6 +234,28 @@ async fn run_one(
         })
     });
     Ok((report, check))
+}
+
+/// Puts `records` sensor readings of `keys` sensors to the run's stream before the mapping
+/// starts (so the latencies are those of clearing a burst).
+async fn put_sensor_records(
+    source: &KinesisSource,
+    shards: i32,
+    keys: u64,
+    records: u64,
+) -> Result<(), String> {
+    let mut generator = Generator::new(Template::Sensor, shards as u64, keys);
+    loadgen::run(
+        &source.kinesis,
+        &source.stream,
+        &mut generator,
+        records,
+        0,
+        |_| {},
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 /// The distinct partition keys (sensors) among the first `records` records of the generator
