@@ -15,7 +15,9 @@
 -- FROM the stage's root, not <table dir>/: insertFiles names a file by its path below the stage
 -- (the same path copy mode's FILES list uses), so the path the loader sends means the same file
 -- whatever the pipe's location. Snowpipe's default ON_ERROR is SKIP_FILE: a file with a bad row is
--- reported LOAD_FAILED with its first error, and the loader fails its message.
+-- reported LOAD_FAILED with its first error, and the loader fails its message. Keep it: the loader
+-- takes a file whose rows the table holds for loaded (README, Serverless load, step 4), which is
+-- only true when a file loads whole or not at all.
 -- https://docs.snowflake.com/en/sql-reference/sql/copy-into-table#copy-options-copyoptions
 --
 -- Variables: ${DATABASE}, ${SCHEMA}, ${STAGE}.
