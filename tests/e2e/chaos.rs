@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tools::esm::{self, Counters, KinesisInvoke, KinesisSettings, KinesisSource};
-use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
 use upsert::Upsert;
 
 use crate::streaming::target_and_latest;
@@ -440,16 +439,7 @@ async fn twenty_thousand_records_under_chaos_land_exactly_once_in_both_modes() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let fixed = upsert_config(&db, "unused", &pairs);
-    for table in ["orders", "returns"] {
-        let mapping = fixed.tables.get(table).unwrap();
-        let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
-        support::sql(&client, &change_table_ddl(mapping, &objects)).await;
-        support::sql(
-            &client,
-            &latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
-        )
-        .await;
-    }
+    support::streaming_objects(&client, &fixed).await;
 
     let aws = support::sdk_config().await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);

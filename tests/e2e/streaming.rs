@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
+use upsert::changes::{change_table_ddl, ChangeObjects};
 
 use crate::support::{self, rows};
 use crate::upsert::{upsert_config, upsert_for, ORDERS};
@@ -103,14 +103,7 @@ async fn streaming_lands_each_change_once_and_its_latest_state_equals_merge_mode
 
     // The change table and the latest state, as `bootstrap --streaming` makes them.
     let config = upsert_config(&db, &bucket, &streaming_vars);
-    let mapping = config.tables.get("orders").unwrap();
-    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
-    support::sql(&client, &change_table_ddl(mapping, &objects)).await;
-    support::sql(
-        &client,
-        &latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
-    )
-    .await;
+    support::streaming_objects(&client, &config).await;
 
     let all = changes();
     let batches: Vec<String> = all.chunks(60).map(event).collect();
@@ -813,14 +806,7 @@ async fn after_schema_evolution_the_latest_state_still_equals_merge_mode_row_for
     let streaming = upsert_for(&db, &streaming_bucket, &streaming_vars, None).await;
     // The change table and the latest state, as `bootstrap --streaming` makes them.
     let config = upsert_config(&db, &bucket, &streaming_vars);
-    let mapping = config.tables.get("orders").unwrap();
-    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
-    support::sql(&client, &change_table_ddl(mapping, &objects)).await;
-    support::sql(
-        &client,
-        &latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
-    )
-    .await;
+    support::streaming_objects(&client, &config).await;
 
     let all = evolving_changes();
     let mut quarantined = [0, 0];

@@ -218,6 +218,17 @@ pub async fn fresh_database(prefix: &str) -> String {
     db
 }
 
+/// The change tables and latest-state Dynamic Tables of a streaming-mode `config`, made with the
+/// statements `bootstrap --streaming` applies.
+pub async fn streaming_objects(
+    client: &shared::snowflake::SnowflakeClient,
+    config: &upsert::Config,
+) {
+    for (_, statement) in tools::bootstrap::streaming_statements(config).expect("streaming mode") {
+        sql(client, &statement).await;
+    }
+}
+
 /// Runs one statement, panicking with the SQL on failure.
 pub async fn sql(
     client: &shared::snowflake::SnowflakeClient,

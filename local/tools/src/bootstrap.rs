@@ -561,5 +561,26 @@ pub async fn apply_dir(
     apply_dir_with(client, dir, profile, vars, |_| {}).await
 }
 
+/// The statements `bootstrap --streaming` applies: per mapped table, `(table, statement)` for its
+/// change table and its latest-state Dynamic Table, named with the function's suffixes, with its
+/// own `TARGET_LAG` and warehouse (`LATEST_TARGET_LAG`, `SNOWFLAKE_WAREHOUSE`), so a re-create
+/// after schema evolution keeps what bootstrap made. An error for a merge-mode configuration.
+pub fn streaming_statements(config: &upsert::Config) -> Result<Vec<(String, String)>, String> {
+    use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
+    let upsert::WriteMode::Streaming(s) = &config.write_mode else {
+        return Err(
+            "--streaming needs WRITE_MODE=streaming (and the function's UPSERT_TABLES)".into(),
+        );
+    };
+    let mut statements = Vec::new();
+    for (logical, mapping) in config.tables.iter() {
+        let objects = ChangeObjects::of(mapping, &s.change_suffix, &s.latest_suffix);
+        let latest = latest_ddl(mapping, &objects, &s.latest_target_lag, &s.latest_warehouse);
+        statements.push((logical.to_string(), change_table_ddl(mapping, &objects)));
+        statements.push((logical.to_string(), latest));
+    }
+    Ok(statements)
+}
+
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::lineage::table::{SEQUENCE_NUMBER, SHARD_ID};
 use shared::snowflake::{SnowflakeClient, Statement};
-use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
+use upsert::changes::ChangeObjects;
 
 use crate::ceiling::Ceiling;
 use crate::demo::{bootstrapped_database, upsert_config, LocalSnowflake, SENSOR_TABLES};
@@ -413,8 +413,9 @@ struct RunTables {
     key_column: String,
 }
 
-/// Creates what streaming mode writes through (the change table and the latest-state Dynamic
-/// Table, with a 1-minute target lag, Snowflake's least); returns where the run's rows show.
+/// Creates what streaming mode writes through as `bootstrap --streaming` does (the change table
+/// and the latest-state Dynamic Table, the function's default 1-minute target lag, Snowflake's
+/// least); returns where the run's rows show.
 async fn prepare_tables(
     client: &SnowflakeClient,
     config: &upsert::Config,
@@ -433,15 +434,12 @@ async fn prepare_tables(
             key_column,
         });
     }
-    let objects = ChangeObjects::of(mapping, "_CHANGES", "_LATEST");
-    execute_each(
-        client,
-        [
-            change_table_ddl(mapping, &objects),
-            latest_ddl(mapping, &objects, "1 minute", "COMPUTE_WH"),
-        ],
-    )
-    .await?;
+    let upsert::WriteMode::Streaming(settings) = &config.write_mode else {
+        return Err(format!("{mode}: neither merge nor streaming"));
+    };
+    let objects = ChangeObjects::of(mapping, &settings.change_suffix, &settings.latest_suffix);
+    let statements = crate::bootstrap::streaming_statements(config)?;
+    execute_each(client, statements.into_iter().map(|(_, sql)| sql)).await?;
     Ok(RunTables {
         visible_in: objects.change_table.clone(),
         unique_by: format!("\"{SHARD_ID}\" || '/' || \"{SEQUENCE_NUMBER}\""),

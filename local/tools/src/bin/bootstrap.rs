@@ -90,44 +90,25 @@ async fn run(args: Args) -> Result<usize, String> {
     Ok(applied)
 }
 
-/// The change table and latest-state Dynamic Table of every mapped table.
-/// Their `TARGET_LAG` and warehouse are the function's own (`LATEST_TARGET_LAG`,
-/// `SNOWFLAKE_WAREHOUSE`), so a re-create after schema evolution keeps what bootstrap made.
+/// The change table and latest-state Dynamic Table of every mapped table
+/// ([`tools::bootstrap::streaming_statements`]).
 async fn streaming_objects(client: &SnowflakeClient, env: &Env<'_>) -> Result<usize, String> {
-    use upsert::changes::{change_table_ddl, latest_ddl, ChangeObjects};
     let config = upsert::Config::from_env(env).map_err(|e| e.to_string())?;
-    let upsert::WriteMode::Streaming(settings) = &config.write_mode else {
-        return Err(
-            "--streaming needs WRITE_MODE=streaming (and the function's UPSERT_TABLES)".into(),
+    let statements = tools::bootstrap::streaming_statements(&config)?;
+    for (logical, sql) in &statements {
+        client
+            .execute(
+                &shared::snowflake::Statement::new(sql.clone()),
+                std::time::Instant::now() + std::time::Duration::from_secs(60),
+            )
+            .await
+            .map_err(|e| format!("{logical}: {e}\n  {sql}"))?;
+        println!(
+            "ok      {logical}: {}",
+            sql.chars().take(100).collect::<String>()
         );
-    };
-    let mut applied = 0;
-    for (logical, mapping) in config.tables.iter() {
-        let objects = ChangeObjects::of(mapping, &settings.change_suffix, &settings.latest_suffix);
-        for sql in [
-            change_table_ddl(mapping, &objects),
-            latest_ddl(
-                mapping,
-                &objects,
-                &settings.latest_target_lag,
-                &settings.latest_warehouse,
-            ),
-        ] {
-            client
-                .execute(
-                    &shared::snowflake::Statement::new(sql.clone()),
-                    std::time::Instant::now() + std::time::Duration::from_secs(60),
-                )
-                .await
-                .map_err(|e| format!("{logical}: {e}\n  {sql}"))?;
-            println!(
-                "ok      {logical}: {}",
-                sql.chars().take(100).collect::<String>()
-            );
-            applied += 1;
-        }
     }
-    Ok(applied)
+    Ok(statements.len())
 }
 
 #[tokio::main]
